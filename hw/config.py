@@ -1,0 +1,415 @@
+"""Compile-time configuration of a SOFA core.
+
+One frozen :class:`SofaConfig` holds every generator knob; derived widths are computed once in
+:meth:`SofaConfig.derived` and are the only place the RTL, the golden model and the tests take a
+width from. Run-time values (sequence length, top-k, sphere radius, exp scale, dense mode) live in
+:class:`RunParams`, validated against a config.
+
+Every invalid combination raises :class:`ConfigError` (a :class:`ValueError`) whose message names
+the parameter and the allowed range, before anything is elaborated.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+
+__all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "preset",
+           "load_config", "GOLDEN_INT_BITS"]
+
+
+#: The golden model computes in numpy int64; every derived width must leave one bit of headroom.
+GOLDEN_INT_BITS = 62
+
+
+class ConfigError(ValueError):
+    """An invalid configuration, run-time parameter or input file; the message names the culprit."""
+
+
+def _signed_bits(magnitude):
+    """Bits of a two's complement number holding every value in ``[-magnitude, magnitude]``."""
+    return max(1, magnitude.bit_length()) + 1
+
+
+def _unsigned_bits(value):
+    return max(1, value.bit_length())
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Widths and counts that follow from a :class:`SofaConfig`. All integers.
+
+    Attributes
+    ----------
+    index_width : int
+        Key index ``0 … max_seq_len-1``.
+    seq_len_width : int
+        Run-time ``seq_len`` register (``1 … max_seq_len``).
+    topk_width : int
+        Run-time ``top_k`` register (``1 … k_max``).
+    shift_width : int
+        DLZS shift amount ``p = floor(log2|q|)``, ``0 … data_width-1``.
+    lz_width : int
+        Leading-zero count of a ``data_width``-bit magnitude, ``0 … data_width``.
+    term_width : int
+        One DLZS term ``±(k << p)``.
+    ahat_width : int
+        Predicted score Â (signed); also the exact score width (same bound).
+    score_width : int
+        Exact score ``Σ q·k`` (signed).
+    radius_width : int
+        Run-time sphere radius R (unsigned); all ones is R = ∞.
+    radius_inf : int
+        The reserved all-ones value of R that disables clipping.
+    diff_width : int
+        Magnitude of ``m - s`` (unsigned), at most twice the score bound.
+    prod_width : int
+        Magnitude of ``(m - s)·c`` (unsigned).
+    w_width : int
+        Softmax weight ``w`` in UQ1.``w_frac``.
+    l_width : int
+        Row sum ``l`` (unsigned).
+    o_width : int
+        Row accumulator ``o`` (signed), per dimension.
+    out_width : int
+        Output ``O`` (signed), ``out_frac`` fractional bits.
+    batch : int
+        New keys per sorter step, ``sort_width - k_max``.
+    batches_per_tile : int
+        Sorter steps per full tile, ``ceil(block_size / batch)``.
+    max_tiles : int
+        Tiles per row at ``max_seq_len``.
+    dlzs_cycles : int
+        Cycles per key in DLZS, ``d / dlzs_lanes``.
+    mac_cycles : int
+        Cycles per key per dot product in SU-FA, ``d / mac_lanes``.
+    exp_lut_depth : int
+        Entries of the ``2^frac`` table, ``2**exp_lut_bits``.
+    """
+    index_width: int
+    seq_len_width: int
+    topk_width: int
+    shift_width: int
+    lz_width: int
+    term_width: int
+    ahat_width: int
+    score_width: int
+    radius_width: int
+    radius_inf: int
+    diff_width: int
+    prod_width: int
+    w_width: int
+    l_width: int
+    o_width: int
+    out_width: int
+    batch: int
+    batches_per_tile: int
+    max_tiles: int
+    dlzs_cycles: int
+    mac_cycles: int
+    exp_lut_depth: int
+
+
+# Parameter name -> (lowest, highest) allowed value; the cross-parameter rules are in _validate.
+_RANGES = {
+    "d":            (1, 256),
+    "data_width":   (2, 16),
+    "block_size":   (2, 256),
+    "max_seq_len":  (2, 65536),
+    "sort_width":   (2, 64),
+    "k_max":        (1, 32),
+    "q_lanes":      (1, 128),
+    "mac_lanes":    (1, 256),
+    "dlzs_lanes":   (1, 256),
+    "exp_frac":     (1, 16),
+    "exp_lut_bits": (1, 12),
+    "w_frac":       (4, 24),
+    "c_bits":       (1, 32),
+    "c_frac":       (1, 40),
+    "out_frac":     (0, 24),
+}
+
+
+@dataclass(frozen=True)
+class SofaConfig:
+    """Every compile-time parameter of a SOFA core.
+
+    Parameters
+    ----------
+    d : int
+        Head dimension (elements per Q/K/V row).
+    data_width : int
+        Bits of the signed Q, K, V elements (8 in the paper's formal stage on FPGA presets).
+    block_size : int
+        Bc, keys per tile; the SADS sub-segment and the SU-FA tile.
+    max_seq_len : int
+        Largest run-time sequence length S; sizes the K/V buffers and the ``l``/``o`` widths.
+    sort_width : int
+        Inputs of the SADS compare-exchange network per step (the paper's 16).
+    k_max : int
+        Survivors the sorter carries, and the bound on the run-time ``top_k`` (the paper's 4).
+    q_lanes : int
+        Query rows in flight, sharing each K/V row fetch.
+    mac_lanes : int
+        Multipliers per row in each SU-FA dot product (Q·K and w·V); must divide ``d``.
+    dlzs_lanes : int
+        Shift-adders per row in DLZS; must divide ``d``.
+    exp_frac : int
+        Fractional bits of the base-2 exponent argument ``x = (s - m)·c``.
+    exp_lut_bits : int
+        The ``2^frac(x)`` table has ``2**exp_lut_bits`` entries addressed by the top
+        ``exp_lut_bits`` fractional bits of ``x``; at most ``exp_frac``.
+    w_frac : int
+        Fractional bits of a softmax weight, UQ1.``w_frac``.
+    c_bits : int
+        Width of the unsigned run-time ``scale_log2e`` register.
+    c_frac : int
+        Fractional bits of ``scale_log2e``; at least ``exp_frac``.
+    out_frac : int
+        Fractional bits of the output ``O``.
+    """
+    d: int = 64
+    data_width: int = 8
+    block_size: int = 16
+    max_seq_len: int = 1024
+    sort_width: int = 16
+    k_max: int = 4
+    q_lanes: int = 1
+    mac_lanes: int = 16
+    dlzs_lanes: int = 64
+    exp_frac: int = 8
+    exp_lut_bits: int = 8
+    w_frac: int = 15
+    c_bits: int = 16
+    c_frac: int = 20
+    out_frac: int = 8
+    name: str = field(default="custom", compare=False)
+
+    def __post_init__(self):
+        _validate(self)
+
+    # -- derived values ---------------------------------------------------------------------
+
+    @cached_property
+    def derived(self):
+        W = self.data_width
+        term_mag = 1 << (2 * W - 2)              # |±(k << p)| <= 2^(W-1) · 2^(W-1)
+        score_mag = self.d * term_mag            # same bound for Σ q·k: (-2^(W-1))² = 2^(2W-2)
+        diff_mag = 2 * score_mag
+        prod_mag = diff_mag * ((1 << self.c_bits) - 1)
+        w_max = 1 << self.w_frac                 # exp2(0) = 1.0 is the largest weight
+        l_max = self.max_seq_len * w_max
+        o_mag = l_max << (W - 1)
+        # |O| <= 2^(W-1) + S/2^w_frac (each rescale floors o by < 1 ulp); _validate bounds S so
+        # this stays below 2^W, hence W + out_frac + 1 magnitude bits plus the sign.
+        out_mag = ((1 << W) << self.out_frac) - 1
+        radius_width = _signed_bits(score_mag) + 1
+        batch = self.sort_width - self.k_max
+        return Derived(
+            index_width=_unsigned_bits(self.max_seq_len - 1),
+            seq_len_width=_unsigned_bits(self.max_seq_len),
+            topk_width=_unsigned_bits(self.k_max),
+            shift_width=_unsigned_bits(W - 1),
+            lz_width=_unsigned_bits(W),
+            term_width=_signed_bits(term_mag),
+            ahat_width=_signed_bits(score_mag),
+            score_width=_signed_bits(score_mag),
+            radius_width=radius_width,
+            radius_inf=(1 << radius_width) - 1,
+            diff_width=_unsigned_bits(diff_mag),
+            prod_width=_unsigned_bits(prod_mag),
+            w_width=self.w_frac + 1,
+            l_width=_unsigned_bits(l_max),
+            o_width=_signed_bits(o_mag),
+            out_width=_signed_bits(out_mag),
+            batch=batch,
+            batches_per_tile=_ceil_div(self.block_size, batch),
+            max_tiles=_ceil_div(self.max_seq_len, self.block_size),
+            dlzs_cycles=self.d // self.dlzs_lanes,
+            mac_cycles=self.d // self.mac_lanes,
+            exp_lut_depth=1 << self.exp_lut_bits,
+        )
+
+    # -- (de)serialisation ------------------------------------------------------------------
+
+    def to_dict(self):
+        """The parameters (without derived values), as plain JSON types."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def sidecar(self):
+        """Every resolved parameter and derived value, for the JSON file beside the Verilog."""
+        return {"config": self.to_dict(), "derived": dataclasses.asdict(self.derived)}
+
+    @classmethod
+    def from_dict(cls, data, *, source="config"):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object of parameters, "
+                              f"got {type(data).__name__}")
+        if "config" in data and isinstance(data["config"], dict):
+            data = data["config"]                # accept a sidecar as well
+        data = dict(data)
+        base = preset(data.pop("preset")) if "preset" in data else cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown parameter {unknown[0]!r}; "
+                              f"known parameters are {', '.join(sorted(known))}")
+        return dataclasses.replace(base, **data)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text, *, source="config"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{source}: not valid JSON: {e.msg} at line {e.lineno} "
+                              f"column {e.colno}") from None
+        return cls.from_dict(data, source=source)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _validate(cfg):
+    for name, (lo, hi) in _RANGES.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, not {value!r}")
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} = {value} is out of range; allowed {lo} … {hi}")
+    if not isinstance(cfg.name, str):
+        raise ConfigError(f"name must be a string, not {cfg.name!r}")
+
+    def need(ok, message):
+        if not ok:
+            raise ConfigError(message)
+
+    need(cfg.d % cfg.dlzs_lanes == 0,
+         f"dlzs_lanes = {cfg.dlzs_lanes} must divide d = {cfg.d}")
+    need(cfg.d % cfg.mac_lanes == 0,
+         f"mac_lanes = {cfg.mac_lanes} must divide d = {cfg.d}")
+    need(cfg.block_size <= cfg.max_seq_len,
+         f"block_size = {cfg.block_size} must not exceed max_seq_len = {cfg.max_seq_len}")
+    need(cfg.k_max <= cfg.block_size,
+         f"k_max = {cfg.k_max} must not exceed block_size = {cfg.block_size}")
+    need(cfg.k_max < cfg.sort_width,
+         f"k_max = {cfg.k_max} must be less than sort_width = {cfg.sort_width} "
+         f"(the sorter takes sort_width - k_max new keys per step)")
+    need(cfg.exp_lut_bits <= cfg.exp_frac,
+         f"exp_lut_bits = {cfg.exp_lut_bits} must not exceed exp_frac = {cfg.exp_frac} "
+         f"(the table is addressed by the top fraction bits)")
+    need(cfg.c_frac >= cfg.exp_frac,
+         f"c_frac = {cfg.c_frac} must be at least exp_frac = {cfg.exp_frac}")
+    # Keeps |O| < 2^data_width: each rescale floors o by less than one ulp of w.
+    s_bound = 1 << (cfg.w_frac + cfg.data_width - 1)
+    need(cfg.max_seq_len <= s_bound,
+         f"max_seq_len = {cfg.max_seq_len} exceeds 2^(w_frac + data_width - 1) = {s_bound}; "
+         f"raise w_frac")
+    der = cfg.derived
+    widest = max(("o_width", der.o_width + cfg.w_frac + 1),        # o · r before the shift
+                 ("out_width", der.o_width + cfg.out_frac + 1),    # o · 2^out_frac before /l
+                 ("prod_width", der.prod_width + 1),
+                 key=lambda item: item[1])
+    need(widest[1] <= GOLDEN_INT_BITS,
+         f"derived width {widest[0]} needs {widest[1]} bits in an intermediate product, "
+         f"more than the {GOLDEN_INT_BITS} the golden model supports; lower max_seq_len, "
+         f"w_frac, c_bits or out_frac")
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Run-time parameters of one attention call (the core's registers).
+
+    Parameters
+    ----------
+    seq_len : int
+        S, keys in the sequence, ``1 … max_seq_len``.
+    top_k : int
+        Keys kept per tile, ``1 … k_max``; ignored in dense mode.
+    radius : int
+        Sphere radius R in Â units, ``0 … radius_inf``; ``radius_inf`` disables clipping.
+    scale_log2e : int
+        c = s_q·s_k·log2(e)/√d as an unsigned fixed-point value with ``c_frac`` fractional bits.
+    dense : bool
+        Dense mode: every key, natural order, no prediction. The speed-up baseline.
+    """
+    seq_len: int
+    top_k: int
+    radius: int
+    scale_log2e: int
+    dense: bool = False
+
+    def validate(self, cfg):
+        der = cfg.derived
+        for name, lo, hi in (("seq_len", 1, cfg.max_seq_len),
+                             ("top_k", 1, cfg.k_max),
+                             ("radius", 0, der.radius_inf),
+                             ("scale_log2e", 0, (1 << cfg.c_bits) - 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, not {value!r}")
+            if not lo <= value <= hi:
+                raise ConfigError(f"{name} = {value} is out of range for this config; "
+                                  f"allowed {lo} … {hi}")
+        if not isinstance(self.dense, bool):
+            raise ConfigError(f"dense must be true or false, not {self.dense!r}")
+        return self
+
+    @staticmethod
+    def scale_from_float(cfg, c):
+        """Quantise a real ``c`` to the ``scale_log2e`` register (round to nearest); checks range."""
+        value = round(c * (1 << cfg.c_frac))
+        top = (1 << cfg.c_bits) - 1
+        if not 0 <= value <= top:
+            raise ConfigError(f"scale_log2e = {c!r} does not fit c_bits = {cfg.c_bits} with "
+                              f"c_frac = {cfg.c_frac}; representable 0 … {top / (1 << cfg.c_frac)}")
+        return value
+
+
+PRESETS = {
+    # Small enough that every test runs in seconds; odd-free powers of two.
+    "tiny": SofaConfig(name="tiny", d=8, block_size=8, max_seq_len=64, sort_width=8, k_max=2,
+                       mac_lanes=4, dlzs_lanes=8, exp_frac=6, exp_lut_bits=6, w_frac=10,
+                       out_frac=6),
+    # The reference design point: the paper's 16-to-4 sorter with Bc = 16.
+    "default": SofaConfig(name="default"),
+    # iCE40 UP5K (5280 LC, 8 DSP, 30 EBR): narrow lanes, short sequences.
+    "ice40": SofaConfig(name="ice40", d=32, block_size=16, max_seq_len=256, sort_width=8,
+                        k_max=4, mac_lanes=2, dlzs_lanes=4, exp_frac=6, exp_lut_bits=6,
+                        w_frac=12, out_frac=6),
+    # ECP5 LFE5U-85F: the default head with a quarter of the lanes.
+    "ecp5": SofaConfig(name="ecp5", d=64, block_size=16, max_seq_len=512, sort_width=16,
+                       k_max=4, mac_lanes=8, dlzs_lanes=16),
+}
+
+
+def preset(name):
+    """The named preset; an unknown name is a :class:`ConfigError` listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; known presets are "
+                          f"{', '.join(PRESETS)}") from None
+
+
+def load_config(*, preset_name=None, path=None):
+    """A config from a JSON file (``path``), else from a preset name (``default`` if neither)."""
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror}") from None
+        cfg = SofaConfig.from_json(text, source=str(path))
+        if cfg.name == "custom":
+            cfg = cfg.replace(name=path.stem)
+        return cfg
+    return preset(preset_name or "default")

@@ -1,0 +1,196 @@
+"""DLZS: differential leading-zero summation, the log-domain score predictor."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.lzc import LeadingCounter
+
+
+__all__ = ["DLZS", "row_layout", "ahat_layout"]
+
+
+def row_layout(cfg):
+    """One Q/K/V row: ``d`` signed ``data_width``-bit elements."""
+    return data.ArrayLayout(signed(cfg.data_width), cfg.d)
+
+
+def ahat_layout(cfg):
+    """One predicted score with its key index and row framing."""
+    der = cfg.derived
+    return data.StructLayout({
+        "value": signed(der.ahat_width),
+        "index": der.index_width,
+        "first": 1,
+        "last": 1,
+    })
+
+
+class DLZS(wiring.Component):
+    """Predicts ``Â[j] = Σ_d dlzs(q[d], k_j[d])`` for one query row against a stream of keys.
+
+    The query is the log operand: on :py:`q` each element is reduced to its sign and leading-one
+    position ``p = W-1-LZ(|q|)`` by ``d`` leading-zero counters and held. Each key row on
+    :py:`k` is then consumed ``dlzs_lanes`` elements per cycle: a term ``±(k << p)`` per lane
+    (zero where ``q == 0``), a registered adder tree, and an accumulator over the
+    ``d / dlzs_lanes`` chunks of the row. A key with ``last`` ends the row; the next :py:`q`
+    is accepted on the following cycle. The pipeline stalls as a whole when :py:`ahat` is not
+    ready.
+
+    Parameters
+    ----------
+    cfg : SofaConfig
+
+    Attributes
+    ----------
+    q : In(stream.Signature(StructLayout({"data": row})))
+        The query row.
+    k : In(stream.Signature(StructLayout({"data": row, "last": 1})))
+        Key rows of the sequence; at most ``max_seq_len`` before ``last``. A row is held on the
+        bus for ``ii`` cycles and accepted on the last.
+    ahat : Out(stream.Signature(ahat_layout(cfg)))
+        ``Â`` per key in key order, with the key's index and ``first``/``last`` of the row.
+    latency : int
+        Cycles from the acceptance of a key row to its ``Â`` on :py:`ahat` without stalls:
+        ``2 + ceil(log2(dlzs_lanes))`` (term register, one register per adder level, output
+        register).
+    ii : int
+        Cycles per key: ``d / dlzs_lanes``.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        row = row_layout(cfg)
+        super().__init__({
+            "q": In(stream.Signature(data.StructLayout({"data": row}))),
+            "k": In(stream.Signature(data.StructLayout({"data": row, "last": 1}))),
+            "ahat": Out(stream.Signature(ahat_layout(cfg))),
+        })
+
+    @property
+    def cfg(self):
+        return self._cfg
+
+    @property
+    def tree_levels(self):
+        return (self._cfg.dlzs_lanes - 1).bit_length()
+
+    @property
+    def latency(self):
+        return 2 + self.tree_levels
+
+    @property
+    def ii(self):
+        return self._cfg.derived.dlzs_cycles
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, der = self._cfg, self._cfg.derived
+        W, d, L, C = cfg.data_width, cfg.d, cfg.dlzs_lanes, der.dlzs_cycles
+
+        # -- query: sign, nonzero and leading-one position per element, held for the row ----
+        neg = [Signal(name=f"q_neg{i}") for i in range(d)]
+        nz = [Signal(name=f"q_nz{i}") for i in range(d)]
+        shift = [Signal(der.shift_width, name=f"q_p{i}") for i in range(d)]
+        loaded = Signal()
+        m.d.comb += self.q.ready.eq(~loaded)
+        for i in range(d):
+            x = self.q.payload.data[i]
+            mag = Signal(W, name=f"q_mag{i}")              # |-2^(W-1)| still fits W bits
+            m.submodules[f"lzc{i}"] = lzc = LeadingCounter(W)
+            m.d.comb += [mag.eq(Mux(x < 0, -x, x)), lzc.value.eq(mag)]
+            with m.If(self.q.valid & self.q.ready):
+                m.d.sync += [neg[i].eq(x < 0), nz[i].eq(~lzc.all),
+                             shift[i].eq(W - 1 - lzc.count)]
+
+        # -- key stream: chunk select, global stall ------------------------------------------
+        advance = Signal()                  # every pipeline register moves this cycle
+        m.d.comb += advance.eq(~self.ahat.valid | self.ahat.ready)
+        chunk = Signal(range(C)) if C > 1 else None
+        chunk_last = Signal()
+        m.d.comb += chunk_last.eq(1 if C == 1 else chunk == C - 1)
+        take = Signal()                     # a chunk of the current key enters the pipeline
+        m.d.comb += [
+            take.eq(loaded & self.k.valid & advance),
+            self.k.ready.eq(take & chunk_last),
+        ]
+        if C > 1:
+            with m.If(take):
+                m.d.sync += chunk.eq(Mux(chunk_last, 0, chunk + 1))
+
+        index = Signal(der.index_width)
+        with m.If(self.q.valid & self.q.ready):
+            m.d.sync += [loaded.eq(1), index.eq(0)]
+        with m.If(self.k.valid & self.k.ready):
+            m.d.sync += index.eq(index + 1)
+            with m.If(self.k.payload.last):
+                m.d.sync += loaded.eq(0)
+
+        # Lane i of chunk c sees element c·L + i.
+        lane_k = [Signal(signed(W), name=f"k_lane{i}") for i in range(L)]
+        lane_neg = [Signal(name=f"neg_lane{i}") for i in range(L)]
+        lane_nz = [Signal(name=f"nz_lane{i}") for i in range(L)]
+        lane_p = [Signal(der.shift_width, name=f"p_lane{i}") for i in range(L)]
+        with m.Switch(chunk if C > 1 else 0):
+            for c in range(C):
+                with m.Case(c):
+                    for i in range(L):
+                        e = c * L + i
+                        m.d.comb += [lane_k[i].eq(self.k.payload.data[e]),
+                                     lane_neg[i].eq(neg[e]), lane_nz[i].eq(nz[e]),
+                                     lane_p[i].eq(shift[e])]
+
+        # Side information that travels with each chunk.
+        info = data.StructLayout({"valid": 1, "row_end": 1, "key_end": 1, "first": 1,
+                                  "index": der.index_width})
+        info_in = Signal(info)
+        m.d.comb += [
+            info_in.valid.eq(take),
+            info_in.key_end.eq(chunk_last),
+            info_in.row_end.eq(self.k.payload.last),
+            info_in.first.eq(index == 0),
+            info_in.index.eq(index),
+        ]
+
+        # -- stage 1: terms ±(k << p) -------------------------------------------------------
+        level = [Signal(signed(der.term_width), name=f"term{i}") for i in range(L)]
+        level_info = Signal(info, name="info_term")
+        with m.If(advance):
+            m.d.sync += level_info.eq(info_in)
+            for i in range(L):
+                shifted = lane_k[i] << lane_p[i]
+                m.d.sync += level[i].eq(Mux(lane_nz[i], Mux(lane_neg[i], -shifted, shifted), 0))
+
+        # -- adder tree, one register per level ---------------------------------------------
+        for lvl in range(self.tree_levels):
+            nxt = []
+            for j in range(0, len(level), 2):
+                pair = level[j:j + 2]
+                s = Signal(signed(len(pair[0]) + 1), name=f"sum{lvl}_{j // 2}")
+                with m.If(advance):
+                    m.d.sync += s.eq(pair[0] + pair[1] if len(pair) == 2 else pair[0])
+                nxt.append(s)
+            nxt_info = Signal(info, name=f"info_sum{lvl}")
+            with m.If(advance):
+                m.d.sync += nxt_info.eq(level_info)
+            level, level_info = nxt, nxt_info
+        partial = level[0]
+
+        # -- accumulate over chunks, output register ------------------------------------------
+        total = Signal(signed(der.ahat_width))
+        if C > 1:
+            acc = Signal(signed(der.ahat_width))
+            m.d.comb += total.eq(acc + partial)
+            with m.If(advance & level_info.valid):
+                m.d.sync += acc.eq(Mux(level_info.key_end, 0, total))
+        else:
+            m.d.comb += total.eq(partial)
+        with m.If(advance):
+            m.d.sync += [
+                self.ahat.valid.eq(level_info.valid & level_info.key_end),
+                self.ahat.payload.value.eq(total),
+                self.ahat.payload.index.eq(level_info.index),
+                self.ahat.payload.first.eq(level_info.first),
+                self.ahat.payload.last.eq(level_info.row_end),
+            ]
+        return m
