@@ -14,7 +14,7 @@ from sim.golden import exact_scores, tile_ranges
 
 __all__ = ["softmax_rows", "dense_attention", "masked_attention", "topk_mask_global",
            "topk_mask_tiles", "selection_mask", "error_metrics", "recall", "mass_kept",
-           "work_counts", "scale_of"]
+           "work_counts", "scale_of", "error_bound", "masked_attention_from_scores"]
 
 
 def scale_of(cfg, scale_log2e):
@@ -34,8 +34,7 @@ def softmax_rows(logits2, mask=None):
 
 def masked_attention(Q, K, V, c, mask=None):
     """``softmax2(c·QKᵀ)·V`` in float64 over the keys where ``mask`` is true (all if None)."""
-    s = exact_scores(Q, K).astype(np.float64)
-    return softmax_rows(c * s, mask) @ np.asarray(V, dtype=np.float64)
+    return masked_attention_from_scores(exact_scores(Q, K), V, c, mask)
 
 
 def dense_attention(Q, K, V, c):
@@ -112,3 +111,50 @@ def work_counts(result, cfg, seq_len):
         "keys_dense": dense_keys,
         "kept_fraction": keys / dense_keys,
     }
+
+
+def error_bound(cfg, scores, V, c, mask, rescales):
+    """Worst-case |O_fx/2^out_frac − O_ref| per row and element, from the fixed-point widths.
+
+    ``O_ref`` is :func:`masked_attention` with the same ``c`` and ``mask``; ``rescales`` holds the
+    rescale count of each row. With ``n`` rescales, the key weights of the datapath are
+    ``u·g − a`` where ``u = 2^(c·(s − max))`` is exact and
+
+    * ``g ∈ [G_lo, G_hi]``: every exponent argument is floored to ``exp_lut_bits`` fraction bits
+      (``EXP_ARG_FLOOR`` + ``LUT_ADDR_TRUNC``: ``≤ 2^-exp_lut_bits``, at most ``n + 1`` times per
+      key) and every table entry is within half an ulp (``LUT_ROUND``):
+      ``G_hi = (1 + 2^-(w_frac+1))^(n+1)``, ``G_lo = 2^(-(n+1)·2^-exp_lut_bits)·(1 − 2^-(w_frac+1))^(n+1)``;
+    * ``0 ≤ a ≤ A = 2^-w_frac·G_hi`` (``EXP_SHIFT_FLOOR``, one ulp, then rescaled);
+
+    and ``RESCALE_FLOOR`` lowers ``l`` and each ``o`` by at most ``E = n·2^-w_frac·G_hi``. Since
+    ``Σ u (V − O_ref) = 0``, the numerator error is at most
+    ``(G_hi − G_lo)/2 · Σ u|V − O_ref| + A·Σ|V − O_ref| + E·(1 + |O_ref|)``, the denominator is
+    at least ``G_lo·Σu − K·A − E`` for ``K`` visited keys, and ``DIV_ROUND_HALF_AWAY`` adds half
+    an output ulp.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    V = np.asarray(V, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    ref = masked_attention_from_scores(scores, V, c, mask)
+    half = 2.0 ** -(cfg.w_frac + 1)
+    bounds = np.zeros_like(ref)
+    for i in range(scores.shape[0]):
+        sel = np.flatnonzero(mask[i])
+        n = int(rescales[i])
+        g_hi = (1 + half) ** (n + 1)
+        g_lo = 2.0 ** (-(n + 1) * 2.0 ** -cfg.exp_lut_bits) * (1 - half) ** (n + 1)
+        A = 2.0 ** -cfg.w_frac * g_hi
+        E = n * 2.0 ** -cfg.w_frac * g_hi
+        s = scores[i, sel]
+        u = np.exp2(c * (s - s.max()))
+        dev = np.abs(V[sel] - ref[i])                      # [keys, d]
+        num = (g_hi - g_lo) / 2 * (u @ dev) + A * dev.sum(axis=0) + E * (1 + np.abs(ref[i]))
+        den = g_lo * u.sum() - len(sel) * A - E
+        bounds[i] = num / den + 2.0 ** -(cfg.out_frac + 1)
+    return ref, bounds
+
+
+def masked_attention_from_scores(scores, V, c, mask):
+    """:func:`masked_attention` from precomputed integer scores."""
+    return softmax_rows(c * np.asarray(scores, dtype=np.float64), mask) @ \
+        np.asarray(V, dtype=np.float64)
