@@ -111,7 +111,8 @@ class TileSelection:
     entered : int
         Keys that entered the sorter.
     steps : int
-        Sorter steps (batches) of the tile; a batch whose keys are all blocked still counts.
+        Sorter steps that ran: batches with at least one entering key. A batch whose keys are
+        all blocked skips the sorter, which is where clipping saves work.
     """
     indices: list
     values: list
@@ -153,7 +154,7 @@ def sads_row(ahat_row, cfg, *, top_k, radius, seq_len=None):
                 else:
                     entering.append((v, j))
             sel.entered += len(entering)
-            sel.steps += 1
+            sel.steps += bool(entering)
             survivors = sorted(survivors + entering, key=lambda e: (-e[0], e[1]))[:cfg.k_max]
             batch_max = max(int(ahat_row[j]) for j in batch)
             run_max = batch_max if run_max is None else max(run_max, batch_max)

@@ -104,7 +104,9 @@ def test_sads_matches_definition(case):
         # Every key of the tile is accounted for exactly once.
         n = len(range(*G.tile_ranges(len(ahat), cfg.block_size)[tiles.index(t)]))
         assert t.entered + t.blocked_radius + t.blocked_full == n
-        assert t.steps == -(-n // cfg.derived.batch)
+        assert t.steps <= -(-n // cfg.derived.batch)
+        if radius == cfg.derived.radius_inf:
+            assert t.steps == -(-n // cfg.derived.batch) or t.blocked_full > 0
 
 
 def test_sads_ties_at_kth_value():
@@ -128,8 +130,9 @@ def test_sads_radius_blocks_and_first_batch_is_free():
     # Tile 1: run_max = 100 carries over; only 90 and 95 survive the radius.
     assert tiles[1].indices == [15, 9] and tiles[1].blocked_radius == 6
     # R = 0 keeps only values equal to the running max.
+    assert (tiles[0].steps, tiles[1].steps) == (2, 2)
     tiles = G.sads_row(ahat, cfg, top_k=2, radius=0)
-    assert tiles[1].indices == []
+    assert tiles[1].indices == [] and tiles[1].steps == 0     # every batch skipped
 
 
 # -- exp2, divide --------------------------------------------------------------------------
