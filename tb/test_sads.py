@@ -1,0 +1,358 @@
+"""SADS unit in the Amaranth simulator against :func:`sim.golden.sads_row`.
+
+Config matrix (tiny, default, odd) x traffic (steady, idle, backpressure, both, stress) on
+random rows, and the edge cases: all equal, strictly increasing/decreasing, ties at the k-th
+value, k = 1, k = k_max, R = 0, R = radius_inf, ragged and single-key rows, many rows
+back-to-back with per-row top_k/radius. Selected keys, order, framing and the counters must
+match the golden model exactly; latency, tile latency and ii are measured against the
+properties.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import preset
+from hw.sads import COUNTERS, SADS
+from sim.golden import sads_row
+from tb.streams import TRAFFIC
+
+TINY, DEFAULT = preset("tiny"), preset("default")
+ODD = TINY.replace(name="odd", d=6, block_size=5, sort_width=5, k_max=3, max_seq_len=40,
+                   dlzs_lanes=3, mac_lanes=2)
+CONFIGS = {"tiny": TINY, "default": DEFAULT, "odd": ODD}
+
+_DUTS = {}
+
+
+def dut_for(cfg):
+    """One elaborated-once component per config (the simulator elaborates it per run)."""
+    if cfg.name not in _DUTS:
+        _DUTS[cfg.name] = SADS(cfg)
+    return _DUTS[cfg.name]
+
+
+def expected(cfg, rows):
+    """Expected :py:`sel` beats and counter totals for ``rows`` = [(ahat, top_k, radius)]."""
+    beats = []
+    totals = dict.fromkeys(COUNTERS, 0)
+    for ahat, top_k, radius in rows:
+        tiles = sads_row(ahat, cfg, top_k=top_k, radius=radius)
+        for t, sel in enumerate(tiles):
+            row_last = int(t == len(tiles) - 1)
+            if not sel.indices:
+                beats.append(dict(value=0, index=0, empty=1, first=1, last=1, row_last=row_last))
+            n = len(sel.indices)
+            for r, (j, v) in enumerate(zip(sel.indices, sel.values)):
+                beats.append(dict(value=v, index=j, empty=0, first=int(r == 0),
+                                  last=int(r == n - 1), row_last=row_last))
+            totals["blocked_radius"] += sel.blocked_radius
+            totals["blocked_full"] += sel.blocked_full
+            totals["entered"] += sel.entered
+            totals["sort_steps"] += sel.steps
+            totals["tiles"] += 1
+    return beats, totals
+
+
+def run_sads(cfg, rows, traffic=None, seed=0, timeout=100_000):
+    """Drive ``rows`` = [(ahat, top_k, radius)] through SADS; returns (beats, counters).
+
+    ``top_k``/``radius`` are set with each row's first key and scrambled as soon as it has been
+    accepted (the unit must hold the sampled values for the row).
+    """
+    dut = dut_for(cfg)
+    der = cfg.derived
+    beats, totals = expected(cfg, rows)
+    got, counters = [], {}
+    src_rng, sink_rng = random.Random(seed * 7 + 1), random.Random(seed * 7 + 2)
+    junk = random.Random(seed)
+
+    async def source(ctx):
+        for ahat, top_k, radius in rows:
+            for j, v in enumerate(ahat):
+                if traffic is not None:
+                    for _ in range(traffic.gaps(src_rng, traffic.idle)):
+                        ctx.set(dut.ahat.valid, 0)
+                        await ctx.tick()
+                ctx.set(dut.ahat.valid, 1)
+                ctx.set(dut.ahat.payload, {"value": int(v), "index": j, "first": int(j == 0),
+                                           "last": int(j == len(ahat) - 1)})
+                if j == 0:
+                    ctx.set(dut.top_k, top_k)
+                    ctx.set(dut.radius, radius)
+                await ctx.tick().until(dut.ahat.ready)
+                ctx.set(dut.top_k, junk.randint(0, (1 << der.topk_width) - 1))
+                ctx.set(dut.radius, junk.randint(0, der.radius_inf))
+        ctx.set(dut.ahat.valid, 0)
+
+    async def sink(ctx):
+        for _ in range(len(beats)):
+            if traffic is not None:
+                for _ in range(traffic.gaps(sink_rng, traffic.backpressure)):
+                    ctx.set(dut.sel.ready, 0)
+                    await ctx.tick()
+            ctx.set(dut.sel.ready, 1)
+            payload, = await ctx.tick().sample(dut.sel.payload).until(dut.sel.valid)
+            got.append({name: int(getattr(payload, name)) for name in beats[0]})
+        ctx.set(dut.sel.ready, 1)
+        for _ in range(cfg.block_size + 2 * dut.stages + 8):   # catch extra beats
+            _, _, valid = await ctx.tick().sample(dut.sel.valid)
+            assert not valid, "extra output beat after the expected ones"
+        for name in COUNTERS:
+            counters[name] = ctx.get(getattr(dut, name))
+
+    async def watchdog(ctx):
+        for _ in range(timeout):
+            await ctx.tick()
+        raise AssertionError(f"timeout after {timeout} cycles: {len(got)} of {len(beats)} beats")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source, background=True)
+    sim.add_testbench(sink)
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
+    return got, counters, beats, totals
+
+
+def check(cfg, rows, traffic=None, seed=0):
+    got, counters, beats, totals = run_sads(cfg, rows, traffic, seed)
+    for n, (g, e) in enumerate(zip(got, beats)):
+        assert g == e, f"beat #{n}: got {g}, expected {e}"
+    assert len(got) == len(beats)
+    assert counters == totals
+    return totals
+
+
+def random_rows(rng, cfg, count, *, spread=None, lengths=None):
+    der = cfg.derived
+    lim = 1 << (der.ahat_width - 1)
+    spread = spread or lim
+    rows = []
+    for n in range(count):
+        S = lengths[n] if lengths is not None else int(rng.integers(1, 3 * cfg.block_size + 1))
+        S = min(S, cfg.max_seq_len)
+        ahat = rng.integers(max(-lim, -spread), min(lim, spread), size=S)
+        top_k = int(rng.integers(1, cfg.k_max + 1))
+        radius = int(rng.choice([0, 1, spread // 8, spread // 2, der.radius_inf]))
+        rows.append((ahat, top_k, radius))
+    return rows
+
+
+# -- random traffic, config matrix ---------------------------------------------------------
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+@pytest.mark.parametrize("name", CONFIGS)
+def test_random(name, traffic):
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(abs(hash((name, traffic.name))) & 0xffff)
+    # Small spread: plenty of ties and of radius blocking.
+    rows = random_rows(rng, cfg, 3, spread=40) + random_rows(rng, cfg, 2)
+    check(cfg, rows, traffic, seed=3)
+
+
+# -- edge cases ------------------------------------------------------------------------------
+
+def edge_rows(cfg):
+    der = cfg.derived
+    B, K, inf = cfg.block_size, cfg.k_max, der.radius_inf
+    lim = 1 << (der.ahat_width - 1)
+    n = min(cfg.max_seq_len, 3 * B + 1)      # ragged: not a multiple of block_size
+    inc = np.arange(n) * 3 - n
+    b = der.batch
+    # Ties at the k-th value: a batch whose k-th best equals later keys, across batches.
+    tie = np.array([(5 if (j % B) < b else 5) if j % 3 else 9 for j in range(n)])
+    tie_k = np.zeros(n, dtype=np.int64)
+    tie_k[:K] = 7
+    tie_k[K - 1] = 4
+    tie_k[K:] = 4                             # later keys equal to the k-th survivor: blocked
+    return [
+        (np.full(n, 17), K, inf),                         # all equal, no clipping
+        (np.full(n, -3), 1, 0),                           # all equal, R = 0
+        (inc, K, inf),                                    # strictly increasing
+        (inc, 1, 0),                                      # increasing, R = 0: nothing blocked
+        (inc[::-1].copy(), K, 0),                         # strictly decreasing, R = 0
+        (inc[::-1].copy(), 1, 2),                         # decreasing, small R
+        (tie, K, inf),
+        (tie_k, K, inf),
+        (tie_k, 1, 0),
+        (np.array([lim - 1, -lim, lim - 1, -lim] * B)[:n], K, 0),   # extremes, R = 0
+        (np.array([-lim] * n), K, 0),
+        (np.array([5]), 1, 0),                            # single-key rows
+        (np.array([-lim]), K, inf),
+        (np.array([lim - 1]), K, 3),
+        (np.arange(B)[::-1].copy(), K, 1),                # exactly one tile
+        (np.arange(B + 1), K, 0),                         # a one-key last tile
+    ]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_edges(name):
+    cfg = CONFIGS[name]
+    totals = check(cfg, edge_rows(cfg), TRAFFIC[3], seed=5)
+    # The cases must actually exercise both blocking rules and skipped steps.
+    assert totals["blocked_radius"] > 0 and totals["blocked_full"] > 0
+    assert totals["sort_steps"] < sum(-(-len(a) // cfg.derived.batch)
+                                      for a, _, _ in edge_rows(cfg))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_empty_tiles(name):
+    """R = 0 after a large first tile: later tiles are blocked entirely and emit one empty
+    beat each, in order with the surrounding non-empty tiles."""
+    cfg = CONFIGS[name]
+    B = cfg.block_size
+    ahat = np.concatenate([np.full(B, 100), np.full(2 * B, 10), np.full(B, 200),
+                           np.full(3, 10)])[:cfg.max_seq_len]
+    rows = [(ahat, cfg.k_max, 0), (ahat, 1, 50), (np.array([1, 2, 3]), 1, 0)]
+    for traffic in (TRAFFIC[0], TRAFFIC[4]):
+        beats, _ = expected(cfg, rows)
+        assert any(b["empty"] for b in beats)
+        check(cfg, rows, traffic, seed=11)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_many_rows_back_to_back(name):
+    """Many short rows (1 … 2 tiles), per-row top_k and radius, steady and stress traffic."""
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(21)
+    lengths = rng.integers(1, 2 * cfg.block_size + 1, size=12)
+    lengths[:4] = 1
+    rows = random_rows(rng, cfg, 12, spread=30, lengths=lengths)
+    check(cfg, rows, TRAFFIC[0])
+    check(cfg, rows, TRAFFIC[4], seed=9)
+
+
+def test_k_one_and_k_max_long_row():
+    cfg = TINY
+    rng = np.random.default_rng(4)
+    ahat = rng.integers(-20, 20, size=cfg.max_seq_len)
+    check(cfg, [(ahat, 1, 5), (ahat, cfg.k_max, 5), (ahat, 1, cfg.derived.radius_inf),
+                (ahat, cfg.k_max, cfg.derived.radius_inf)], TRAFFIC[1])
+
+
+def test_checker_detects_mutation():
+    """The comparison must fail on a corrupted expectation."""
+    cfg = TINY
+    rng = np.random.default_rng(8)
+    rows = random_rows(rng, cfg, 2, spread=30)
+    got, counters, beats, totals = run_sads(cfg, rows)
+    assert got == beats and counters == totals
+    victim = len(beats) // 2
+    mutated = [dict(b) for b in beats]
+    mutated[victim]["index"] ^= 1
+    assert got != mutated
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+def measure(cfg, ahat, top_k):
+    """Steady traffic, always ready: the cycle each key is accepted and each tile's first
+    output beat appears (cycle 0 = the first key's acceptance)."""
+    dut = dut_for(cfg)
+    accepted, firsts = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.sel.ready, 1)
+        ctx.set(dut.top_k, top_k)
+        ctx.set(dut.radius, cfg.derived.radius_inf)
+        ctx.set(dut.ahat.valid, 1)
+        j, cycle = 0, 0
+        n_tiles = -(-len(ahat) // cfg.block_size)
+        while len(firsts) < n_tiles:
+            if j < len(ahat):
+                ctx.set(dut.ahat.payload, {"value": int(ahat[j]), "index": j,
+                                           "first": int(j == 0), "last": int(j == len(ahat) - 1)})
+            else:
+                ctx.set(dut.ahat.valid, 0)
+            _, _, fire, out_valid, out_first = await ctx.tick().sample(
+                dut.ahat.valid & dut.ahat.ready, dut.sel.valid, dut.sel.payload.first)
+            if out_valid and out_first:
+                firsts.append(cycle)
+            if fire:
+                accepted.append(cycle)
+                j += 1
+            cycle += 1
+            assert cycle < 20 * len(ahat) + 200
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    t0 = accepted[0]
+    return [a - t0 for a in accepted], [f - t0 for f in firsts]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_schedule_matches_hardware(name):
+    """Worst case (strictly increasing Â: every batch enters the sorter): the hardware's accept
+    and first-beat cycles equal :meth:`SADS.schedule` cycle for cycle."""
+    cfg = CONFIGS[name]
+    dut = dut_for(cfg)
+    S = min(cfg.max_seq_len, 6 * cfg.block_size + 3)
+    ahat = np.arange(S) - S // 2
+    acc, firsts = measure(cfg, ahat, cfg.k_max)
+    assert (acc, firsts) == dut.schedule(S, top_k=cfg.k_max)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_latency_and_ii(name):
+    cfg = CONFIGS[name]
+    dut = dut_for(cfg)
+    B, der = cfg.block_size, cfg.derived
+    # latency: a one-key row (a tile of one batch), key accepted at 0.
+    acc, firsts = measure(cfg, np.array([3]), 1)
+    assert firsts == [dut.latency]
+    # Steady state over full tiles: ii and tile latency.
+    tiles = min(cfg.max_seq_len // B, 10)
+    acc, firsts = measure(cfg, np.arange(tiles * B), cfg.k_max)
+    a, b = 2, tiles - 1
+    ii = (acc[b * B] - acc[a * B]) / ((b - a) * B)
+    assert ii == pytest.approx(dut.ii)
+    assert firsts[a] - acc[(a + 1) * B - 1] == dut.tile_latency
+    if der.batches_per_tile > 1 and dut.stages <= der.batch:
+        r = B - (der.batches_per_tile - 1) * der.batch
+        assert dut.tile_latency == dut.stages + 3 + max(0, dut.stages - r)
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_figures():
+    """The reported figures at the presets (see the report in the PR)."""
+    tiny, default = SADS(TINY), SADS(DEFAULT)
+    assert default.ii == 1 and tiny.ii == 1
+    assert default.depth == 10 and default.stages == 10 and default.latency == 13
+    assert tiny.depth == 6 and tiny.latency == 9
+    assert default.comparators < default.network.generated
+    assert SADS(DEFAULT, layers_per_stage=2).stages == 5
+    assert SADS(DEFAULT, kind="bitonic").comparators > default.comparators
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+@pytest.mark.parametrize("lps", [2, 3])
+def test_layers_per_stage(lps):
+    cfg = TINY
+    dut = SADS(cfg, layers_per_stage=lps)
+    _DUTS[f"tiny-lps{lps}"] = dut
+    c = cfg.replace(name=f"tiny-lps{lps}")
+    rng = np.random.default_rng(lps)
+    check(c, random_rows(rng, cfg, 4, spread=30), TRAFFIC[3])
+    acc, firsts = measure(c, np.array([3]), 1)
+    assert firsts == [dut.stages + 3]
+
+
+EXTRA = {
+    # One new key per step (batch = 1) and k_max = 1: the degenerate ends of the sorter.
+    "batch1": TINY.replace(name="batch1", sort_width=3, k_max=2, block_size=4, max_seq_len=32),
+    "kmax1": TINY.replace(name="kmax1", sort_width=4, k_max=1, block_size=7, max_seq_len=40),
+}
+
+
+@pytest.mark.parametrize("name", EXTRA)
+def test_degenerate_configs(name):
+    cfg = EXTRA[name]
+    rng = np.random.default_rng(31)
+    check(cfg, random_rows(rng, cfg, 5, spread=20) + edge_rows(cfg), TRAFFIC[4], seed=2)
+    S = min(cfg.max_seq_len, 4 * cfg.block_size + 1)
+    assert measure(cfg, np.arange(S), cfg.k_max) == dut_for(cfg).schedule(S, top_k=cfg.k_max)

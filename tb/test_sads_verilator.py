@@ -1,0 +1,14 @@
+"""SADS on Verilator (cocotb, ``tb/cocotb/sads/cocotb_sads.py``) for the config matrix: tiny,
+default and an odd config (block_size 5, sort_width 5, k_max 3: batches of 2, a padded
+5-input network). One Verilator build per config, reused while the Verilog is unchanged."""
+
+import pytest
+
+from hw.sads import SADS
+from tb.cocotb_runner import run_cocotb
+from tb.test_sads import CONFIGS
+
+
+@pytest.mark.parametrize("name", ["tiny", "default", "odd"])
+def test_sads_verilator(name):
+    run_cocotb("sads", SADS, CONFIGS[name], "cocotb_sads", name=name)
