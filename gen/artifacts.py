@@ -13,7 +13,7 @@ The sidecar is ``cfg.sidecar()`` (``config`` and ``derived``) plus:
     naming), ``direction`` (``"in"``/``"out"``), ``width``, ``signed`` and, for a
     ``lib.data`` layout, ``layout`` (fields with bit offsets, so a testbench can pack and
     unpack the payload without re-deriving it).
-``latency``, ``ii``
+``latency``, ``ii`` (and ``tile_latency``, ``comparators``, ``depth`` where a unit has them)
     When the component defines them.
 ``generator``
     Versions of the generator and of the tools that produced the Verilog.
@@ -100,7 +100,8 @@ def sidecar(cfg, component, *, top, verilog_text=None):
     result = {"top": top}
     result.update(cfg.sidecar())
     result["ports"] = port_list(component, verilog_text, top)
-    for attr in ("latency", "ii"):
+    # Timing and size figures a unit documents (SADS adds its network's size and depth).
+    for attr in ("latency", "ii", "tile_latency", "comparators", "depth"):
         value = getattr(component, attr, None)
         if value is not None:
             result[attr] = value
