@@ -104,23 +104,33 @@ class StreamSource:
         self.sent = 0
         self.valid.value = 0
 
-    async def send(self, beats):
+    async def send(self, beats, *, on_cycle=None):
+        """Send ``beats``. ``on_cycle(beat)``, if given, runs after every falling edge at which
+        the source drives its inputs (``beat`` is None on idle cycles and after the last beat),
+        so a testbench can drive side ports in step with the stream."""
+        def cycle(beat):
+            if on_cycle is not None:
+                on_cycle(beat)
         for beat in beats:
             while self.idle and self.rng.random() < self.idle:
                 for _ in range(self.rng.randint(1, self.burst)):
                     await FallingEdge(self.clk)
                     self.valid.value = 0
+                    cycle(None)
             await FallingEdge(self.clk)
             self.valid.value = 1
             self.payload.value = self.packer.pack(beat)
+            cycle(beat)
             while True:
                 await ReadOnly()
                 if self.ready.value:
                     break
                 await FallingEdge(self.clk)
+                cycle(beat)
             self.sent += 1
         await FallingEdge(self.clk)
         self.valid.value = 0
+        cycle(None)
 
 
 class StreamSink:

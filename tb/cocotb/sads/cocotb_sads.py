@@ -13,7 +13,8 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from hw.dlzs import ahat_layout
 from hw.sads import COUNTERS, sel_layout
-from tb.cocotb.streams import STRESS, TRAFFIC, Checker, Packer, StreamSink, load_sidecar
+from tb.cocotb.streams import (STRESS, TRAFFIC, Checker, Packer, StreamSink, StreamSource,
+                               load_sidecar)
 from tb.test_sads import edge_rows, expected, random_rows
 
 CFG, SIDECAR = load_sidecar()
@@ -42,39 +43,22 @@ async def reset(dut):
 
 
 async def send_rows(dut, rows, *, idle=0.0, burst=1, seed=0):
-    """Drive the Â rows; top_k/radius are set with each row's first key and scrambled once it
-    is accepted (the unit holds the sampled values). Same timing discipline as StreamSource."""
-    packer = Packer(IN_LAYOUT)
-    rng, junk = random.Random(seed), random.Random(seed + 99)
+    """Drive the Â rows; top_k/radius are set with each row's first key and scrambled on every
+    other cycle (the unit holds the values it sampled with the first key)."""
+    junk = random.Random(seed + 99)
 
-    def scramble():
-        dut.top_k.value = junk.randint(0, (1 << DER.topk_width) - 1)
-        dut.radius.value = junk.randint(0, DER.radius_inf)
+    def side_ports(beat):
+        if beat is not None and beat["first"]:
+            dut.top_k.value, dut.radius.value = beat["top_k"], beat["radius"]
+        else:
+            dut.top_k.value = junk.randint(0, (1 << DER.topk_width) - 1)
+            dut.radius.value = junk.randint(0, DER.radius_inf)
 
-    for ahat, top_k, radius in rows:
-        for j, v in enumerate(ahat):
-            while idle and rng.random() < idle:
-                for _ in range(rng.randint(1, burst)):
-                    await FallingEdge(dut.clk)
-                    dut.ahat__valid.value = 0
-                    scramble()
-            await FallingEdge(dut.clk)
-            scramble()
-            dut.ahat__valid.value = 1
-            dut.ahat__payload.value = packer.pack({"value": int(v), "index": j,
-                                                   "first": int(j == 0),
-                                                   "last": int(j == len(ahat) - 1)})
-            if j == 0:
-                dut.top_k.value = top_k
-                dut.radius.value = radius
-            while True:
-                await ReadOnly()
-                if dut.ahat__ready.value:
-                    break
-                await FallingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.ahat__valid.value = 0
-    scramble()
+    beats = [{"value": int(v), "index": j, "first": int(j == 0), "last": int(j == len(ahat) - 1),
+              "top_k": top_k, "radius": radius}
+             for ahat, top_k, radius in rows for j, v in enumerate(ahat)]
+    source = StreamSource(dut, "ahat", IN_LAYOUT, idle=idle, burst=burst, seed=seed)
+    await source.send(beats, on_cycle=side_ports)
 
 
 def counters(dut):
