@@ -2,10 +2,12 @@
 
 Commands
 --------
-``sofa verilog [--preset NAME | --config FILE] [--out DIR]``
+``sofa verilog [--preset NAME | --config FILE] [--unit UNIT] [--out DIR]``
     Elaborate ``hw.top.sofa_top(cfg)`` to ``DIR/sofa_top.v`` and its JSON sidecar
     ``DIR/sofa_top.json`` (every resolved parameter, derived widths, ports, latency/ii).
-``sofa synth-report [--preset NAME | --config FILE] [--device DEV] [--freq MHZ] [--out DIR]``
+    ``--unit dlzs|sads|sufa`` generates one stage instead, as ``DIR/<unit>.v``.
+``sofa synth-report [--preset NAME | --config FILE] [--unit UNIT] [--device DEV] [--freq MHZ]
+[--out DIR]``
     Synthesise, place and route the core inside a pin harness with YoWASP Yosys/nextpnr and
     write ``DIR/report.json`` and ``DIR/report.md``.
 
@@ -26,6 +28,8 @@ __all__ = ["main", "build_parser", "load_cfg", "default_out_dir", "write_verilog
 
 
 TOP_NAME = "sofa_top"
+#: ``--unit`` choices: the core, or one pipeline stage on its own (for per-stage figures).
+UNITS = ("top", "dlzs", "sads", "sufa")
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
@@ -46,7 +50,11 @@ def _add_design_args(parser):
                        help="a JSON file of SofaConfig parameters (a sidecar JSON also works; "
                             "\"preset\": NAME starts from a preset)")
     parser.add_argument("--out", metavar="DIR", type=Path,
-                        help="output directory (default: build/<preset> or build/<config stem>)")
+                        help="output directory (default: build/<preset> or build/<config stem>, "
+                             "with -<unit> appended for a single unit)")
+    parser.add_argument("--unit", choices=UNITS, default="top", metavar="UNIT",
+                        help=f"what to generate: {', '.join(UNITS)} (default: top, the core as "
+                             f"module sofa_top; a unit keeps its own module name)")
 
 
 def build_parser():
@@ -96,9 +104,24 @@ def load_cfg(args):
 def default_out_dir(args, cfg):
     if args.out is not None:
         return args.out
-    if args.config is not None:
-        return Path("build") / args.config.stem
-    return Path("build") / cfg.name
+    stem = args.config.stem if args.config is not None else cfg.name
+    unit = getattr(args, "unit", "top")
+    return Path("build") / (stem if unit == "top" else f"{stem}-{unit}")
+
+
+def unit_factory(unit):
+    """``(component factory, module name)`` of a ``--unit`` choice."""
+    if unit == "top":
+        return _sofa_top(), TOP_NAME
+    if unit == "dlzs":
+        from hw.dlzs import DLZS as factory
+    elif unit == "sads":
+        from hw.sads import SADS as factory
+    elif unit == "sufa":
+        from hw.sufa import SUFA as factory
+    else:
+        raise _BadInput(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+    return factory, unit
 
 
 def _sofa_top():
@@ -133,8 +156,9 @@ def _cmd_verilog(args):
     cfg = load_cfg(args)
     out_dir = default_out_dir(args, cfg)
     start = time.monotonic()
+    factory, name = unit_factory(args.unit)
     try:
-        v_path, j_path = write_verilog(cfg, out_dir)
+        v_path, j_path = write_verilog(cfg, out_dir, component_factory=factory, name=name)
     except OSError as e:
         raise _BadInput(f"cannot write to {out_dir}: {e.strerror or e}") from None
     print(f"wrote {v_path} and {j_path} ({cfg.name}, {time.monotonic() - start:.1f} s)")
@@ -149,9 +173,9 @@ def _cmd_synth_report(args):
     from gen.synth import synth_report
     cfg = load_cfg(args)
     out_dir = default_out_dir(args, cfg)
+    factory, _ = unit_factory(args.unit)
     report = synth_report(cfg, device=args.device, freq_mhz=args.freq, out_dir=out_dir,
-                          overhead=args.overhead, seed=args.seed,
-                          component_factory=_sofa_top())
+                          overhead=args.overhead, seed=args.seed, component_factory=factory)
     res = report["resources"]
     met = {True: "met", False: "NOT met", None: "unknown"}[report["timing_met"]]
     fmax = report["fmax_mhz"]

@@ -1,0 +1,423 @@
+"""SU-FA: sorted-updating FlashAttention, the exact attention datapath over the selected keys."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.divider import Divider
+from hw.dlzs import row_layout
+from hw.exp2 import Exp2, default_in_width
+
+
+__all__ = ["SUFA", "kv_layout", "q_layout", "out_layout", "COUNTERS"]
+
+
+#: Counter outputs, in this order.
+COUNTERS = ("keys", "misses", "rescales", "rows", "qk_cycles", "pv_cycles")
+
+
+def q_layout(cfg):
+    """The query row of the next row."""
+    return data.StructLayout({"data": row_layout(cfg)})
+
+
+def kv_layout(cfg):
+    """One selected key with its K and V rows, framed like :func:`hw.sads.sel_layout`."""
+    der = cfg.derived
+    return data.StructLayout({
+        "index": der.index_width,
+        "k": row_layout(cfg),
+        "v": row_layout(cfg),
+        "empty": 1,
+        "first": 1,
+        "last": 1,
+        "row_last": 1,
+    })
+
+
+def out_layout(cfg):
+    """One element of an output row ``O``: signed, ``out_frac`` fractional bits."""
+    return data.StructLayout({
+        "value": signed(cfg.derived.out_width),
+        "first": 1,
+        "last": 1,
+    })
+
+
+class _Op(enum.Enum, shape=2):
+    NOP = 0         # no accumulation (a row that ends on an empty tile)
+    ACC = 1         # l += w, o += w·v
+    RESCALE = 2     # l, o *= w (floored), only if l > 0
+
+
+def _adder_tree(terms):
+    """Balanced sum of a list of values (log depth instead of a carry chain of adders)."""
+    terms = list(terms)
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+class SUFA(wiring.Component):
+    """Exact attention of one query row at a time over the keys SADS selected, in SADS order.
+
+    Bit-exact with :func:`sim.golden.sufa_row` followed by :func:`sim.golden.divide_row`.
+    A row starts with its query on :py:`q` (``scale_log2e`` is sampled with it); then its keys
+    arrive on :py:`kv`, tile by tile, with the framing of :func:`hw.sads.sel_layout`: a tile
+    is its keys with ``first``/``last``, or one ``empty`` beat; ``row_last`` marks the row's
+    last tile. Dense mode is the same stream with every key of every tile in natural order.
+    The row's ``d`` output elements leave on :py:`o`, one per beat.
+
+    Pipeline (each stage a register; backpressure stalls the stages behind a full one):
+
+    1. **QK**: a key's row is held while ``mac_lanes`` multipliers and an adder tree add one
+       chunk of ``q·k`` per cycle (``mac_cycles = d / mac_lanes`` cycles; the query and key
+       registers rotate so the current chunk is always at the front). An ``empty`` beat takes
+       one cycle. The query register is freed after the row's last beat; the next row's query
+       is accepted in the following cycle.
+    2. **Max assurance**: holds the first key of a tile until the second's score is known,
+       then ``m <- max(m, s1, s2)`` (one key: ``s1``); a later key with ``s > m`` is a miss and
+       ``m <- s``. Raising an existing ``m`` issues a ``RESCALE`` operation with ``m_old -
+       m_new`` before the key's ``ACC`` operation with ``s - m`` (a cycle each; the first
+       ``m`` of a row takes one cycle without an operation).
+    3. **Exponent argument**: ``x = (diff·c) >> (c_frac - exp_frac)`` (``EXP_ARG_FLOOR``),
+       clamped to the :class:`hw.exp2.Exp2` input range (the clamped arguments all give 0).
+    4. **Exp2** (two stages): ``w = exp2_fx(x)``.
+    5. **PV**: ``ACC`` adds ``w`` to ``l`` and ``w·v`` to ``o``, ``mac_lanes`` elements per
+       cycle over a rotating register of the ``d`` accumulators (``mac_cycles`` cycles).
+       ``RESCALE`` multiplies ``l`` and ``o`` by ``w`` and floors (``RESCALE_FLOOR``) in
+       ``mac_cycles`` cycles with its own ``mac_lanes`` multipliers, and is skipped in one cycle
+       (not counted) while ``l == 0``. After the row's last operation one cycle hands ``o``,
+       ``l`` to the divide buffer (waiting until it is free) and clears them.
+    6. **Divide**: one element per cycle into :class:`hw.divider.Divider`:
+       ``o·2^out_frac / l`` rounded half away from zero; 0 for the whole row if ``l == 0``.
+
+    Parameters
+    ----------
+    cfg : SofaConfig
+    iterative_divider : bool
+        Use the iterative divider (one quotient bit per cycle, ``out_width + 2`` cycles per
+        element) instead of the pipelined one; for small FPGAs.
+    counter_width : int
+        Width of the counter outputs (they wrap).
+
+    Attributes
+    ----------
+    q : In(stream.Signature(q_layout(cfg)))
+        The query of the next row.
+    kv : In(stream.Signature(kv_layout(cfg)))
+        The row's selected keys: ``index`` (carried for debugging), ``k``, ``v`` and framing.
+    scale_log2e : In(c_bits)
+        ``c`` with ``c_frac`` fractional bits; sampled with :py:`q`.
+    o : Out(stream.Signature(out_layout(cfg)))
+        ``O`` of the row, element 0 first (``first``) to element ``d-1`` (``last``).
+    keys, misses, rescales, rows, qk_cycles, pv_cycles : Out(counter_width)
+        Totals since reset: keys accumulated, misses, rescales applied, rows output, cycles
+        the QK multipliers worked, cycles the PV multipliers worked (accumulate or rescale).
+        ``keys``, ``misses`` and ``rescales`` equal the sums of :class:`sim.golden.RowTrace`'s
+        fields.
+    ii : int
+        Cycles per key in steady traffic without misses: ``mac_cycles = d / mac_lanes``; a
+        miss adds ``mac_cycles`` (the rescale), a row adds the hand-over cycles
+        (:attr:`row_overhead`) and at least ``d`` cycles per row in the divide stage
+        (``d·(out_width + 2)`` with the iterative divider).
+    latency : int
+        Cycles from the acceptance of the key of a one-key row to the row's first :py:`o`
+        beat, with the pipeline otherwise empty: ``2·mac_cycles + 8 + divider.latency``
+        (QK, two cycles of max assurance (``m`` is set, then the operation issued), exponent
+        argument, two Exp2 stages, operation register, PV, hand-over, divide buffer,
+        divider).
+    """
+
+    def __init__(self, cfg, *, iterative_divider=False, counter_width=32):
+        self._cfg = cfg
+        self._iterative = bool(iterative_divider)
+        self._counter_width = counter_width
+        super().__init__({
+            "q": In(stream.Signature(q_layout(cfg))),
+            "kv": In(stream.Signature(kv_layout(cfg))),
+            "scale_log2e": In(cfg.c_bits),
+            "o": Out(stream.Signature(out_layout(cfg))),
+            **{name: Out(counter_width) for name in COUNTERS},
+        })
+
+    @property
+    def cfg(self):
+        return self._cfg
+
+    @property
+    def iterative_divider(self):
+        return self._iterative
+
+    @property
+    def divider_latency(self):
+        """:attr:`hw.divider.Divider.latency` of the output divide: ``out_width + 3``."""
+        return self._cfg.derived.out_width + 3
+
+    @property
+    def ii(self):
+        return self._cfg.derived.mac_cycles
+
+    @property
+    def latency(self):
+        return 2 * self._cfg.derived.mac_cycles + 8 + self.divider_latency
+
+    def _divider(self):
+        return Divider.for_config(self._cfg, iterative=self._iterative,
+                                  tag_shape=data.StructLayout({"first": 1, "last": 1,
+                                                               "zero": 1}))
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, der = self._cfg, self._cfg.derived
+        W, D, L, M = cfg.data_width, cfg.d, cfg.mac_lanes, der.mac_cycles
+        S_W = der.score_width
+        diff_shape = signed(der.diff_width + 1)
+        counters = {name: getattr(self, name) for name in COUNTERS}
+
+        def count(name, cond=1):
+            m.d.sync += counters[name].eq(counters[name] + cond)
+
+        # == stage 1: QK ========================================================================
+        q_loaded = Signal()
+        c_reg = Signal(cfg.c_bits)
+        q_ring = [Signal(signed(W), name=f"q{i}") for i in range(D)]
+        k_ring = [Signal(signed(W), name=f"k{i}") for i in range(D)]
+        cur_valid = Signal()
+        cur = Signal(data.StructLayout({       # v and framing of the key being scored
+            "v": row_layout(cfg), "empty": 1, "first": 1, "last": 1, "row_last": 1}))
+        chunk = Signal(range(M))
+        acc = Signal(signed(S_W))
+
+        scored_layout = data.StructLayout({
+            "s": signed(S_W), "v": row_layout(cfg), "c": cfg.c_bits,
+            "empty": 1, "first": 1, "last": 1, "row_last": 1,
+        })
+        sc = Signal(scored_layout)             # stage 1 output register
+        sc_valid = Signal()
+        sc_ready = Signal()
+
+        partial = Signal(signed(S_W))
+        m.d.comb += partial.eq(_adder_tree(q_ring[i] * k_ring[i] for i in range(L)))
+        finishing = Signal()                   # the current beat leaves stage 1 this cycle
+        stepping = Signal()                    # a chunk of q·k is added this cycle
+        row_done = cur.row_last & cur.last
+        m.d.comb += [
+            finishing.eq(cur_valid & (cur.empty | (chunk == M - 1)) & (~sc_valid | sc_ready)),
+            stepping.eq(cur_valid & ~cur.empty & ((chunk != M - 1) | finishing)),
+            self.q.ready.eq(~q_loaded),
+            self.kv.ready.eq(q_loaded & (~cur_valid | (finishing & ~row_done))),
+        ]
+        with m.If(self.q.valid & self.q.ready):
+            m.d.sync += [q_loaded.eq(1), c_reg.eq(self.scale_log2e)]
+            m.d.sync += [q_ring[i].eq(self.q.payload.data[i]) for i in range(D)]
+        with m.If(stepping):                   # rotate by one chunk
+            m.d.sync += [q_ring[i].eq(q_ring[(i + L) % D]) for i in range(D)]
+            m.d.sync += [k_ring[i].eq(k_ring[(i + L) % D]) for i in range(D)]
+            m.d.sync += [acc.eq(acc + partial), chunk.eq(chunk + 1)]
+            count("qk_cycles")
+        with m.If(finishing):
+            m.d.sync += [
+                sc_valid.eq(1),
+                sc.s.eq(acc + partial),
+                sc.v.eq(cur.v), sc.c.eq(c_reg),
+                sc.empty.eq(cur.empty), sc.first.eq(cur.first), sc.last.eq(cur.last),
+                sc.row_last.eq(cur.row_last),
+                acc.eq(0), chunk.eq(0), cur_valid.eq(0),
+            ]
+            with m.If(row_done):
+                m.d.sync += q_loaded.eq(0)
+        with m.Elif(sc_ready):
+            m.d.sync += sc_valid.eq(0)
+        with m.If(self.kv.valid & self.kv.ready):
+            kv = self.kv.payload
+            m.d.sync += [
+                cur_valid.eq(1), cur.v.eq(kv.v), cur.empty.eq(kv.empty), cur.first.eq(kv.first),
+                cur.last.eq(kv.last), cur.row_last.eq(kv.row_last),
+            ]
+            m.d.sync += [k_ring[i].eq(self.kv.payload.k[i]) for i in range(D)]
+
+        # == stage 2: max assurance =============================================================
+        op_layout = data.StructLayout({
+            "kind": _Op, "diff": diff_shape, "c": cfg.c_bits, "v": row_layout(cfg),
+            "row_end": 1,
+        })
+        op = Signal(op_layout)
+        op_valid = Signal()
+        op_ready = Signal()
+        op_free = ~op_valid | op_ready
+
+        run_m = Signal(signed(S_W))
+        m_valid = Signal()
+        pend = Signal(scored_layout)           # first key of a tile, waiting for the second
+        pend_valid = Signal()
+
+        # The head key H (the pending first key, or the incoming key) and its candidate max.
+        h = Signal(scored_layout)
+        h_valid = Signal()
+        h_is_pend = Signal()
+        tile_start = Signal()
+        cand = Signal(signed(S_W))
+        with m.If(pend_valid):
+            m.d.comb += [
+                h.eq(pend), h_is_pend.eq(1), h_valid.eq(sc_valid), tile_start.eq(1),
+                cand.eq(Mux(sc.s > pend.s, sc.s, pend.s)),
+            ]
+        with m.Else():
+            m.d.comb += [
+                h.eq(sc), h_valid.eq(sc_valid & ~sc.empty & ~(sc.first & ~sc.last)),
+                tile_start.eq(sc.first), cand.eq(sc.s),
+            ]
+
+        raise_m = Signal()
+        m.d.comb += raise_m.eq(~m_valid | (cand > run_m))
+        emit = Signal()
+        m.d.comb += sc_ready.eq(0)
+        with m.If(op_free):
+            with m.If(~pend_valid & sc_valid & ~sc.empty & sc.first & ~sc.last):
+                # a tile's first key waits for the second one
+                m.d.comb += sc_ready.eq(1)
+                m.d.sync += [pend.eq(sc), pend_valid.eq(1)]
+            with m.Elif(~pend_valid & sc_valid & sc.empty):
+                m.d.comb += sc_ready.eq(1)
+                with m.If(sc.row_last):
+                    m.d.comb += emit.eq(1)
+                    m.d.sync += [op.kind.eq(_Op.NOP), op.diff.eq(0), op.row_end.eq(1),
+                                     m_valid.eq(0)]
+            with m.Elif(h_valid & raise_m & ~m_valid):
+                m.d.sync += [run_m.eq(cand), m_valid.eq(1)]
+            with m.Elif(h_valid & raise_m):
+                m.d.comb += emit.eq(1)
+                m.d.sync += [
+                    op.kind.eq(_Op.RESCALE), op.diff.eq(run_m - cand), op.c.eq(h.c),
+                    op.row_end.eq(0), run_m.eq(cand),
+                ]
+                with m.If(~tile_start):
+                    count("misses")
+            with m.Elif(h_valid):
+                m.d.comb += emit.eq(1)
+                m.d.sync += [
+                    op.kind.eq(_Op.ACC), op.diff.eq(h.s - run_m), op.c.eq(h.c), op.v.eq(h.v),
+                    op.row_end.eq(h.row_last & h.last),
+                ]
+                with m.If(h_is_pend):
+                    m.d.sync += pend_valid.eq(0)
+                with m.Else():
+                    m.d.comb += sc_ready.eq(1)
+                with m.If(h.row_last & h.last):
+                    m.d.sync += m_valid.eq(0)
+        with m.If(emit):
+            m.d.sync += op_valid.eq(1)
+        with m.Elif(op_ready):
+            m.d.sync += op_valid.eq(0)
+
+        # == stage 3: exponent argument =========================================================
+        in_width = default_in_width(cfg)
+        x_min = -((cfg.w_frac + 2) << cfg.exp_frac)
+        tag_layout = data.StructLayout({"kind": _Op, "v": row_layout(cfg), "row_end": 1})
+        m.submodules.exp2 = exp2 = Exp2(cfg, in_width=in_width, tag_shape=tag_layout)
+        prod = Signal(signed(der.diff_width + 1 + cfg.c_bits + 1))
+        x_full = Signal.like(prod)
+        m.d.comb += [
+            prod.eq(op.diff * op.c),
+            x_full.eq(prod >> (cfg.c_frac - cfg.exp_frac)),      # EXP_ARG_FLOOR
+            op_ready.eq(~exp2.i.valid | exp2.i.ready),
+        ]
+        with m.If(op_ready):
+            m.d.sync += [
+                exp2.i.valid.eq(op_valid),
+                exp2.i.payload.x.eq(Mux(x_full < x_min, x_min, x_full)),
+                exp2.i.payload.tag.kind.eq(op.kind),
+                exp2.i.payload.tag.v.eq(op.v),
+                exp2.i.payload.tag.row_end.eq(op.row_end),
+            ]
+
+        # == stage 5: PV accumulate / rescale ===================================================
+        O_W, L_W, WF = der.o_width, der.l_width, cfg.w_frac
+        o_ring = [Signal(signed(O_W), name=f"o{i}") for i in range(D)]
+        l_acc = Signal(L_W)
+        pv_chunk = Signal(range(M))
+        flush = Signal()                       # the row's operations are done; hand over
+        # The operation register frees Exp2 at once (Exp2 stalls as a whole while held).
+        ex = Signal.like(exp2.o.payload)
+        ex_valid = Signal()
+        kind = ex.tag.kind
+        w = ex.w
+
+        d_valid = Signal()                     # divide buffer holds a row
+        d_ring = [Signal(signed(O_W), name=f"od{i}") for i in range(D)]
+        d_l = Signal(L_W)
+        d_idx = Signal(range(D))
+
+        working = Signal()                     # an ACC / RESCALE chunk step this cycle
+        skip = Signal()                        # a RESCALE while l == 0, or a NOP
+        op_done = Signal()                     # the operation's last step
+        handover = Signal()
+        release = Signal()                     # the operation register is freed
+        # Whether a RESCALE applies is decided at its first chunk: l changes there.
+        m.d.comb += [
+            working.eq(ex_valid & ~flush &
+                       ((kind == _Op.ACC) |
+                        ((kind == _Op.RESCALE) & ((pv_chunk != 0) | (l_acc != 0))))),
+            skip.eq(ex_valid & ~flush & ~working),
+            op_done.eq((working & (pv_chunk == M - 1)) | skip),
+            handover.eq(flush & ~d_valid),
+            release.eq((op_done & ~ex.tag.row_end) | handover),
+            exp2.o.ready.eq(~ex_valid | release),
+        ]
+        with m.If(exp2.o.valid & exp2.o.ready):
+            m.d.sync += [ex_valid.eq(1), ex.eq(exp2.o.payload)]
+        with m.Elif(release):
+            m.d.sync += ex_valid.eq(0)
+        v_chunk = ex.tag.v.as_value().word_select(pv_chunk, L * W)
+        with m.If(working):
+            count("pv_cycles")
+            m.d.sync += [o_ring[i].eq(o_ring[i + L]) for i in range(D - L)]
+            m.d.sync += pv_chunk.eq(Mux(pv_chunk == M - 1, 0, pv_chunk + 1))
+            with m.If(kind == _Op.ACC):
+                for j in range(L):
+                    vj = v_chunk[j * W:(j + 1) * W].as_signed()
+                    m.d.sync += o_ring[D - L + j].eq(o_ring[j] + w * vj)
+                with m.If(pv_chunk == 0):
+                    m.d.sync += l_acc.eq(l_acc + w)
+                    count("keys")
+            with m.Else():
+                for j in range(L):
+                    m.d.sync += o_ring[D - L + j].eq((o_ring[j] * w) >> WF)   # RESCALE_FLOOR
+                with m.If(pv_chunk == 0):
+                    m.d.sync += l_acc.eq((l_acc * w) >> WF)
+                    count("rescales")
+        with m.If(op_done & ex.tag.row_end):
+            m.d.sync += flush.eq(1)
+        with m.If(handover):
+            m.d.sync += [flush.eq(0), d_valid.eq(1), d_l.eq(l_acc), d_idx.eq(0), l_acc.eq(0)]
+            m.d.sync += [d_ring[i].eq(o_ring[i]) for i in range(D)]
+            m.d.sync += [o_ring[i].eq(0) for i in range(D)]
+
+        # == stage 6: divide ====================================================================
+        m.submodules.divider = div = self._divider()
+        m.d.comb += [
+            div.i.valid.eq(d_valid),
+            div.i.payload.num.eq(d_ring[0] << cfg.out_frac),
+            div.i.payload.den.eq(d_l),
+            div.i.payload.tag.first.eq(d_idx == 0),
+            div.i.payload.tag.last.eq(d_idx == D - 1),
+            div.i.payload.tag.zero.eq(d_l == 0),
+        ]
+        with m.If(div.i.valid & div.i.ready):
+            m.d.sync += [d_ring[i].eq(d_ring[(i + 1) % D]) for i in range(D)]
+            m.d.sync += d_idx.eq(Mux(d_idx == D - 1, 0, d_idx + 1))
+            with m.If(d_idx == D - 1):
+                m.d.sync += d_valid.eq(0)
+        dt = div.o.payload.tag
+        m.d.comb += [
+            self.o.valid.eq(div.o.valid),
+            div.o.ready.eq(self.o.ready),
+            self.o.payload.value.eq(Mux(dt.zero, 0, div.o.payload.quot)),
+            self.o.payload.first.eq(dt.first),
+            self.o.payload.last.eq(dt.last),
+        ]
+        with m.If(self.o.valid & self.o.ready & dt.last):
+            count("rows")
+        return m

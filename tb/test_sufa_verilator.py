@@ -1,0 +1,14 @@
+"""SU-FA on Verilator (cocotb, ``tb/cocotb/sufa/cocotb_sufa.py``) against the golden model for
+the config matrix: tiny (two chunks per key), wide (one chunk), odd (d = 6, three chunks of two
+lanes, tiles of 5) and default (four chunks of 16 lanes, d = 64)."""
+
+import pytest
+
+from hw.sufa import SUFA
+from tb.cocotb_runner import run_cocotb
+from tb.test_sufa import CONFIGS
+
+
+@pytest.mark.parametrize("name", ["tiny", "wide", "odd", "default"])
+def test_sufa_verilator(name):
+    run_cocotb("sufa", SUFA, CONFIGS[name], "cocotb_sufa", name=name)
