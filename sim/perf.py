@@ -1,0 +1,117 @@
+"""Cycle model of :class:`hw.top.SofaCore`: predicts its cycles from the config and the golden
+model's per-tile selection and rescale counts, so that long sequences (4k, 16k) can be projected
+without simulating them. Checked against the RTL in ``tb/test_top.py`` and the Verilator
+testbench (within 5 %).
+
+The model follows the core tile by tile. Prediction streams a tile's keys through DLZS at
+``dlzs_cycles`` per key; SADS hands the tile's selection over ``lag`` cycles after its last key;
+SU-FA spends ``mac_cycles`` per selected key and per rescale (one cycle for an empty tile) and
+starts a tile when both the selection is there and the previous tile is done. Between SADS and
+SU-FA there are only pipeline registers, so prediction can run at most ``ahead`` tiles in front
+of SU-FA. Dense mode is SU-FA alone over every key. The constants are the pipeline depths of
+the units (see each unit's ``latency``).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.golden import exp2_lut, sufa_row, tile_ranges
+
+
+__all__ = ["core_cycles", "tile_work", "CycleBreakdown"]
+
+
+@dataclass
+class CycleBreakdown:
+    total: int
+    predict: int          # cycles DLZS streams keys
+    sufa: int             # cycles of SU-FA work (keys and rescales)
+    rows: int
+
+
+def tile_work(cfg, Q, K, V, params, res):
+    """Per row, per tile: ``(keys in the tile, selected keys, rescales)``.
+
+    Rescales are recounted per tile from the golden SU-FA trace (a rescale is every increase
+    of ``m`` after the row's first key: ``l > 0`` from then on).
+    """
+    lut = exp2_lut(cfg)
+    ranges = tile_ranges(params.seq_len, cfg.block_size)
+    out = []
+    for i in range(len(res.rows)):
+        if params.dense:
+            order = [list(range(a, b)) for a, b in ranges]
+        else:
+            order = [t.indices for t in res.selection[i]]
+        tr = sufa_row(Q[i], K, V, order, params.scale_log2e, cfg, lut, keep_steps=True)
+        steps = iter(tr.steps)
+        m_prev, tiles = None, []
+        for (a, b), sel in zip(ranges, order):
+            resc = 0
+            for _ in sel:
+                _, _, m, _ = next(steps)
+                if m_prev is not None and m != m_prev:
+                    resc += 1
+                m_prev = m
+            tiles.append((b - a, len(sel), resc))
+        out.append(tiles)
+    return out
+
+
+def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, work=None):
+    """Predicted busy cycles of one run (queries in, last output element out).
+
+    ``res`` is the :func:`sim.golden.sofa_attention` result for the same inputs; ``Q``, ``K``,
+    ``V`` are needed to recount rescales per tile unless ``work`` (from :func:`tile_work`) is
+    given.
+    """
+    der = cfg.derived
+    M, DL = der.mac_cycles, der.dlzs_cycles
+    if work is None:
+        if Q is None:
+            raise ValueError("core_cycles needs Q, K, V or a precomputed work list")
+        work = tile_work(cfg, Q, K, V, params, res)
+    # Pipeline constants (cycles), from the units' latencies.
+    dlzs_lat = 2 + (cfg.dlzs_lanes - 1).bit_length()
+    sads = _sads(cfg)
+    sads_lat = sads.stages + 3
+    key_time = max(DL, sads.ii)            # SADS is slower than DLZS for tiny batches
+    lag = dlzs_lat + sads_lat + 2          # K read, DLZS, SADS, fetch
+    ahead = 3                              # tiles prediction may run in front of SU-FA
+    row_gap = 3                            # DLZS takes the next query after a row's last key
+    sufa_row_gap = 3                       # SU-FA takes the next query after a row's last key
+    tail = 2 * M + 8 + der.out_width + 3 + cfg.d - M   # last key -> last output element
+
+    t_pred = 0                             # when prediction of the next key may start
+    t_sufa = 1                             # when SU-FA may start its next tile
+    starts = []                            # SU-FA start of every tile so far
+    predict = sufa = 0
+    for tiles in work:
+        for n, (size, sel, resc) in enumerate(tiles):
+            if not params.dense:
+                t_pred += size * key_time
+                if len(starts) >= ahead:
+                    t_pred = max(t_pred, starts[-ahead])
+                predict += size * key_time
+                ready = t_pred + lag
+            else:
+                ready = 2
+            cost = (sel + resc) * M if sel else 1
+            if n == 0 and sel:
+                cost += 1                  # the first m of a row: a cycle without operation
+            start = max(t_sufa, ready)
+            starts.append(start)
+            t_sufa = start + cost
+            sufa += cost
+        t_pred += row_gap
+        t_sufa += sufa_row_gap
+    total = round(t_sufa - sufa_row_gap + tail + (0 if params.dense else 4))
+    if breakdown:
+        return CycleBreakdown(total=total, predict=predict, sufa=sufa, rows=len(work))
+    return total
+
+
+def _sads(cfg):
+    from hw.sads import SADS
+    return SADS(cfg)

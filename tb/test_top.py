@@ -1,0 +1,262 @@
+"""SofaCore in the Amaranth simulator against :func:`sim.golden.sofa_attention`.
+
+Small configs only (the Verilator testbench ``tb/cocotb/top`` runs the presets and long
+sequences): sparse and dense mode, S not a multiple of Bc, the register port (values, range
+checks, writes while busy, counter clear) and every counter against the golden model.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import ConfigError, RunParams, preset
+from hw.top import COUNTER_BASE, COUNTERS, Reg, SofaCore
+from sim.golden import sofa_attention
+from sim.perf import core_cycles
+from tb.streams import TRAFFIC
+
+TINY = preset("tiny")
+ODD = TINY.replace(name="odd", d=6, block_size=5, sort_width=5, k_max=3, max_seq_len=40,
+                   dlzs_lanes=3, mac_lanes=2)
+CONFIGS = {"tiny": TINY, "odd": ODD}
+_DUTS = {}
+
+
+def dut_for(cfg):
+    if cfg.name not in _DUTS:
+        _DUTS[cfg.name] = SofaCore(cfg)
+    return _DUTS[cfg.name]
+
+
+def golden_counters(cfg, res, params):
+    """Counter values the core must report for one golden run."""
+    c = res.counters()
+    T = res.out.shape[0]
+    S = params.seq_len
+    tiles = -(-S // cfg.block_size)
+    sel = [t for row in (res.selection or []) for t in row]
+    return {
+        "keys": c["keys"], "misses": c["misses"], "rescales": c["rescales"], "rows": T,
+        "k_rows_predict": 0 if params.dense else T * S,
+        "kv_rows_fetch": c["keys"],
+        "blocked_radius": c["blocked_radius"], "blocked_full": c["blocked_full"],
+        "entered": c["entered"], "sort_steps": c["sort_steps"],
+        "tiles": 0 if params.dense else T * tiles,
+        "qk_cycles": c["keys"] * cfg.derived.mac_cycles,
+        "pv_cycles": (c["keys"] + c["rescales"]) * cfg.derived.mac_cycles,
+    } | ({} if params.dense else {"selected": sum(len(t.indices) for t in sel)})
+
+
+def run_core(cfg, Q, K, V, params, traffic=None, seed=0, timeout=300_000):
+    """Load K/V, write the registers, stream Q; returns (O beats, counters, busy-free)."""
+    dut = dut_for(cfg)
+    T = Q.shape[0]
+    got, regs = [], {}
+    rng_q, rng_o = random.Random(seed), random.Random(seed + 1)
+
+    async def write(ctx, addr, value):
+        ctx.set(dut.reg_addr, addr)
+        ctx.set(dut.reg_wdata, value)
+        ctx.set(dut.reg_we, 1)
+        await ctx.tick()
+        ctx.set(dut.reg_we, 0)
+
+    async def read(ctx, addr):
+        ctx.set(dut.reg_addr, addr)
+        return ctx.get(dut.reg_rdata)
+
+    async def host(ctx):
+        for j in range(params.seq_len):
+            ctx.set(dut.kv_load.valid, 1)
+            ctx.set(dut.kv_load.payload, {"index": j, "k": [int(x) for x in K[j]],
+                                          "v": [int(x) for x in V[j]]})
+            await ctx.tick()
+        ctx.set(dut.kv_load.valid, 0)
+        for reg, value in ((Reg.SEQ_LEN, params.seq_len), (Reg.TOP_K, params.top_k),
+                           (Reg.RADIUS, params.radius), (Reg.SCALE, params.scale_log2e),
+                           (Reg.DENSE, int(params.dense))):
+            await write(ctx, reg, value)
+            assert await read(ctx, reg) == value
+        await write(ctx, Reg.STATUS, 0b11)      # clear counters and the error flag
+        assert await read(ctx, Reg.STATUS) == 0
+        for i in range(T):
+            if traffic is not None:
+                for _ in range(traffic.gaps(rng_q, traffic.idle)):
+                    ctx.set(dut.q.valid, 0)
+                    await ctx.tick()
+            ctx.set(dut.q.valid, 1)
+            ctx.set(dut.q.payload, {"data": [int(x) for x in Q[i]]})
+            await ctx.tick().until(dut.q.ready)
+            if i == 0:
+                ctx.set(dut.q.valid, 0)
+                await write(ctx, Reg.TOP_K, 1)  # while busy: rejected
+                regs["error_while_busy"] = await read(ctx, Reg.STATUS)
+                regs["error_addr"] = await read(ctx, Reg.ERROR_ADDR)
+        ctx.set(dut.q.valid, 0)
+
+    async def sink(ctx):
+        for _ in range(T * cfg.d):
+            if traffic is not None:
+                for _ in range(traffic.gaps(rng_o, traffic.backpressure)):
+                    ctx.set(dut.o.ready, 0)
+                    await ctx.tick()
+            ctx.set(dut.o.ready, 1)
+            payload, = await ctx.tick().sample(dut.o.payload).until(dut.o.valid)
+            got.append(int(payload.value))
+        ctx.set(dut.o.ready, 0)
+        for _ in range(4):
+            await ctx.tick()
+        regs["busy_after"] = ctx.get(dut.busy)
+        for n, name in enumerate(COUNTERS):
+            regs[name] = await read(ctx, COUNTER_BASE + n)
+
+    async def watchdog(ctx):
+        for _ in range(timeout):
+            await ctx.tick()
+        raise AssertionError(f"timeout after {timeout} cycles: {len(got)} outputs")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host, background=True)
+    sim.add_testbench(sink)
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
+    return np.array(got).reshape(T, cfg.d), regs
+
+
+def check(cfg, Q, K, V, params, traffic=None, seed=0):
+    res = sofa_attention(Q, K, V, cfg, params)
+    out, regs = run_core(cfg, Q, K, V, params, traffic, seed)
+    assert np.array_equal(out, res.out), f"O differs:\n{out}\nexpected\n{res.out}"
+    want = golden_counters(cfg, res, params)
+    want.pop("selected", None)
+    for name, value in want.items():
+        assert regs[name] == value, f"counter {name}: {regs[name]} != golden {value}"
+    assert regs["macs"] == (regs["qk_cycles"] + regs["pv_cycles"]) * cfg.mac_lanes
+    assert regs["busy_after"] == 0
+    assert regs["error_while_busy"] & 2 and regs["error_addr"] == Reg.TOP_K
+    return res, regs
+
+
+def case(cfg, seed, T=3, S=None):
+    rng = np.random.default_rng(seed)
+    S = S or cfg.max_seq_len
+    Q = rng.integers(-128, 128, size=(T, cfg.d))
+    K = rng.integers(-128, 128, size=(S, cfg.d))
+    V = rng.integers(-128, 128, size=(S, cfg.d))
+    # a few dominant keys per query, so the selection matters
+    for i in range(T):
+        for j in rng.choice(S, size=2, replace=False):
+            K[j] = np.clip(Q[i] + rng.integers(-8, 9, size=cfg.d), -128, 127)
+    return Q, K, V
+
+
+@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_core(name, mode, traffic):
+    cfg = CONFIGS[name]
+    S = cfg.block_size * 3 + 2                  # a short last tile
+    Q, K, V = case(cfg, 5, S=S)
+    params = RunParams(seq_len=S, top_k=cfg.k_max - 1 if cfg.k_max > 1 else 1,
+                       radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3),
+                       dense=mode == "dense")
+    check(cfg, Q, K, V, params, traffic, seed=3)
+
+
+def test_core_radius_and_cycle_model():
+    """Sphere clipping on; the cycle model predicts the run within 5 %."""
+    cfg = TINY
+    Q, K, V = case(cfg, 9, T=4, S=cfg.max_seq_len)
+    for dense in (False, True):
+        params = RunParams(seq_len=cfg.max_seq_len, top_k=cfg.k_max, radius=2000,
+                           scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=dense)
+        res, regs = check(cfg, Q, K, V, params)
+        if not dense:
+            assert regs["blocked_radius"] > 0
+        model = core_cycles(cfg, params, res, Q, K, V)
+        assert abs(model - regs["busy_cycles"]) <= 0.05 * regs["busy_cycles"], \
+            (model, regs["busy_cycles"])
+
+
+def test_register_range_checks():
+    """Out-of-range writes are rejected (the error flag and address say which), never clamped."""
+    cfg = TINY
+    dut = dut_for(cfg)
+    log = []
+
+    async def bench(ctx):
+        async def write(addr, value):
+            ctx.set(dut.reg_addr, addr)
+            ctx.set(dut.reg_wdata, value)
+            ctx.set(dut.reg_we, 1)
+            await ctx.tick()
+            ctx.set(dut.reg_we, 0)
+            ctx.set(dut.reg_addr, addr)
+            v = ctx.get(dut.reg_rdata)
+            ctx.set(dut.reg_addr, Reg.STATUS)
+            st = ctx.get(dut.reg_rdata)
+            ctx.set(dut.reg_addr, Reg.ERROR_ADDR)
+            log.append((addr, value, v, st, ctx.get(dut.reg_rdata)))
+            await write_clear()
+
+        async def write_clear():
+            ctx.set(dut.reg_addr, Reg.STATUS)
+            ctx.set(dut.reg_wdata, 2)
+            ctx.set(dut.reg_we, 1)
+            await ctx.tick()
+            ctx.set(dut.reg_we, 0)
+
+        await write(Reg.SEQ_LEN, 0)
+        await write(Reg.SEQ_LEN, cfg.max_seq_len + 1)
+        await write(Reg.SEQ_LEN, 17)
+        await write(Reg.TOP_K, cfg.k_max + 1)
+        await write(Reg.TOP_K, 0)
+        await write(Reg.RADIUS, cfg.derived.radius_inf + 1)
+        await write(Reg.SCALE, 1 << cfg.c_bits)
+        await write(Reg.DENSE, 2)
+        await write(COUNTER_BASE, 5)             # counters are read-only
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    by = [(a, v, rd, st & 2, ea) for a, v, rd, st, ea in log]
+    assert by[0] == (Reg.SEQ_LEN, 0, cfg.max_seq_len, 2, Reg.SEQ_LEN)
+    assert by[1] == (Reg.SEQ_LEN, cfg.max_seq_len + 1, cfg.max_seq_len, 2, Reg.SEQ_LEN)
+    assert by[2][2:4] == (17, 0)
+    assert by[3][2:4] == (cfg.k_max, 2) and by[4][2:4] == (cfg.k_max, 2)
+    assert by[5][2:4] == (cfg.derived.radius_inf, 2)
+    assert by[6][3] == 2 and by[7][3] == 2
+    assert by[8][3] == 2 and by[8][4] == COUNTER_BASE
+
+
+def test_kv_index_range():
+    """A K/V row beyond max_seq_len (40 in a 6-bit index) is not written and flags an error."""
+    cfg = ODD
+    dut = dut_for(cfg)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.kv_load.valid, 1)
+        ctx.set(dut.kv_load.payload, {"index": 45, "k": [1] * cfg.d, "v": [2] * cfg.d})
+        await ctx.tick()
+        ctx.set(dut.kv_load.valid, 0)
+        ctx.set(dut.reg_addr, Reg.STATUS)
+        seen["status"] = ctx.get(dut.reg_rdata)
+        ctx.set(dut.reg_addr, Reg.ERROR_ADDR)
+        seen["addr"] = ctx.get(dut.reg_rdata)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {"status": 2, "addr": 45}
+
+
+def test_q_lanes_error():
+    with pytest.raises(ConfigError, match="q_lanes = 2"):
+        SofaCore(TINY.replace(q_lanes=2))
