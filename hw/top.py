@@ -128,6 +128,10 @@ class SofaCore(wiring.Component):
                               f"set q_lanes = 1")
         self._cfg = cfg
         self._iterative = iterative_divider
+        # Built here so their latency/ii are known before elaboration.
+        self._dlzs = DLZS(cfg)
+        self._sads = SADS(cfg)
+        self._sufa = SUFA(cfg, iterative_divider=iterative_divider)
         super().__init__({
             "kv_load": In(stream.Signature(kv_load_layout(cfg))),
             "q": In(stream.Signature(query_layout(cfg))),
@@ -149,16 +153,16 @@ class SofaCore(wiring.Component):
 
     @property
     def latency(self):
-        return SUFA(self._cfg, iterative_divider=self._iterative).latency + 3
+        return self._sufa.latency + 3
 
     def elaborate(self, platform):
         m = Module()
         cfg, der = self._cfg, self._cfg.derived
         S_MAX, B = cfg.max_seq_len, cfg.block_size
 
-        m.submodules.dlzs = dlzs = DLZS(cfg)
-        m.submodules.sads = sads = SADS(cfg)
-        m.submodules.sufa = sufa = SUFA(cfg, iterative_divider=self._iterative)
+        m.submodules.dlzs = dlzs = self._dlzs
+        m.submodules.sads = sads = self._sads
+        m.submodules.sufa = sufa = self._sufa
 
         # -- registers ---------------------------------------------------------------------
         seq_len = Signal(range(S_MAX + 1), init=S_MAX)
