@@ -1,10 +1,9 @@
 """The generated top level, ``sofa_top``: the SOFA core (DLZS → SADS → SU-FA over on-chip K/V)."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import ConfigError
 from hw.dlzs import DLZS, row_layout
 from hw.sads import SADS, sel_layout
 from hw.sufa import SUFA, out_layout
@@ -54,7 +53,9 @@ COUNTERS = (
 
 
 def query_layout(cfg):
-    return data.StructLayout({"data": row_layout(cfg)})
+    """One query row; ``last`` marks the final query of a call (it closes a partial group of
+    ``q_lanes`` queries; with one lane it has no effect)."""
+    return data.StructLayout({"data": row_layout(cfg), "last": 1})
 
 
 def kv_load_layout(cfg):
@@ -85,6 +86,12 @@ class SofaCore(wiring.Component):
     The query goes to DLZS and, through a two-row FIFO, to SU-FA, so DLZS can start the next
     row while SU-FA finishes the current one.
 
+    Query lanes: with ``q_lanes = L`` there are L copies of DLZS, SADS, SU-FA and the fetch.
+    Queries fill the lanes in order; a group closes with its L-th query or a query with
+    ``last``. The K reader reads each K row once for the whole group (each lane takes it from
+    the same read port), and in dense mode the lanes take every key together; in sparse mode
+    each lane fetches its own selection. Outputs leave in query order.
+
     Run-time parameters and counters sit behind a register port (:class:`Reg`,
     :data:`COUNTERS` from ``COUNTER_BASE``): a write takes effect at once, so the host writes
     them while the core is idle; a write of an out-of-range value, or any parameter write while
@@ -94,7 +101,6 @@ class SofaCore(wiring.Component):
     Parameters
     ----------
     cfg : SofaConfig
-        ``q_lanes`` must be 1 (more query lanes are not built yet).
     iterative_divider : bool
         Passed to :class:`hw.sufa.SUFA`.
 
@@ -103,7 +109,7 @@ class SofaCore(wiring.Component):
     kv_load : In(stream.Signature(kv_load_layout(cfg)))
         Always ready: one K/V row pair per cycle.
     q : In(stream.Signature(query_layout(cfg)))
-        Queries, one row each.
+        Queries, one row each; ``last`` on the final query of a call closes a partial group.
     o : Out(stream.Signature(out_layout(cfg)))
         ``O`` of each query in query order, ``d`` beats per row (``first``/``last``).
     reg_addr, reg_wdata, reg_we : In
@@ -123,15 +129,13 @@ class SofaCore(wiring.Component):
     """
 
     def __init__(self, cfg, *, iterative_divider=False):
-        if cfg.q_lanes != 1:
-            raise ConfigError(f"q_lanes = {cfg.q_lanes}: SofaCore builds one query lane so far; "
-                              f"set q_lanes = 1")
         self._cfg = cfg
         self._iterative = iterative_divider
         # Built here so their latency/ii are known before elaboration.
-        self._dlzs = DLZS(cfg)
-        self._sads = SADS(cfg)
-        self._sufa = SUFA(cfg, iterative_divider=iterative_divider)
+        L = cfg.q_lanes
+        self._dlzs = [DLZS(cfg) for _ in range(L)]
+        self._sads = [SADS(cfg) for _ in range(L)]
+        self._sufa = [SUFA(cfg, iterative_divider=iterative_divider) for _ in range(L)]
         super().__init__({
             "kv_load": In(stream.Signature(kv_load_layout(cfg))),
             "q": In(stream.Signature(query_layout(cfg))),
@@ -153,16 +157,27 @@ class SofaCore(wiring.Component):
 
     @property
     def latency(self):
-        return self._sufa.latency + 3
+        return self._sufa[0].latency + 3
 
     def elaborate(self, platform):
         m = Module()
         cfg, der = self._cfg, self._cfg.derived
-        S_MAX, B = cfg.max_seq_len, cfg.block_size
+        S_MAX, B, L = cfg.max_seq_len, cfg.block_size, cfg.q_lanes
+        lanes = range(L)
 
-        m.submodules.dlzs = dlzs = self._dlzs
-        m.submodules.sads = sads = self._sads
-        m.submodules.sufa = sufa = self._sufa
+        for i in lanes:
+            m.submodules[f"dlzs{i}"] = self._dlzs[i]
+            m.submodules[f"sads{i}"] = self._sads[i]
+            m.submodules[f"sufa{i}"] = self._sufa[i]
+        dlzs, sads, sufa = self._dlzs, self._sads, self._sufa
+
+        def any_of(sigs):
+            sigs = list(sigs)
+            return Cat(*sigs).any() if sigs else 0
+
+        def all_of(sigs):
+            sigs = list(sigs)
+            return Cat(*sigs).all() if sigs else 1
 
         # -- registers ---------------------------------------------------------------------
         seq_len = Signal(range(S_MAX + 1), init=S_MAX)
@@ -199,11 +214,12 @@ class SofaCore(wiring.Component):
                         m.d.sync += error.eq(0)
                 with m.Default():
                     reject(self.reg_addr)
-        m.d.comb += [
-            sads.top_k.eq(top_k),
-            sads.radius.eq(radius),
-            sufa.scale_log2e.eq(scale),
-        ]
+        for i in lanes:
+            m.d.comb += [
+                sads[i].top_k.eq(top_k),
+                sads[i].radius.eq(radius),
+                sufa[i].scale_log2e.eq(scale),
+            ]
 
         # -- K/V buffers --------------------------------------------------------------------
         row = row_layout(cfg)
@@ -222,116 +238,168 @@ class SofaCore(wiring.Component):
         with m.If(self.kv_load.valid & ~in_range):
             reject(load.index)
 
-        # -- query fork: DLZS (sparse) or the dense generator, and SU-FA's query FIFO ---------
-        m.submodules.q_fifo = q_fifo = fifo.SyncFIFOBuffered(width=row.size, depth=2)
-        predict_rows = Signal(range(4))         # queries whose K sweep has not started
-        dense_rows = Signal(range(4))
+        # -- query intake: lane by lane into groups of up to q_lanes queries ----------------
+        # A group closes with its q_lanes-th query or a query with ``last``; the lanes of a
+        # group share each K row read for prediction (and each key of dense mode).
+        qp = Signal(range(L))                  # lane of the next query
+        grp = Signal(L)                        # lanes filled in the open group
+        pend_mask = Signal(L)                  # a closed group waiting for its K sweep
+        pend_valid = Signal()
+        m.submodules.sizes = sizes = fifo.SyncFIFOBuffered(width=L.bit_length(), depth=4)
+        q_fifos = []
+        for i in lanes:
+            m.submodules[f"q_fifo{i}"] = f = fifo.SyncFIFOBuffered(width=row.size, depth=2)
+            q_fifos.append(f)
+        closing = (qp == L - 1) | self.q.payload.last
+        lane_ok = Signal()
         take_q = Signal()
+        with m.Switch(qp):
+            for i in lanes:
+                with m.Case(i):
+                    m.d.comb += lane_ok.eq(q_fifos[i].w_rdy & (dense | dlzs[i].q.ready))
         m.d.comb += [
-            self.q.ready.eq(q_fifo.w_rdy & Mux(dense, dense_rows < 3,
-                                               dlzs.q.ready & (predict_rows < 3))),
+            self.q.ready.eq(lane_ok & (~closing | (~pend_valid & sizes.w_rdy))),
             take_q.eq(self.q.valid & self.q.ready),
-            dlzs.q.valid.eq(self.q.valid & q_fifo.w_rdy & ~dense & (predict_rows < 3)),
-            dlzs.q.payload.eq(self.q.payload),
-            q_fifo.w_en.eq(take_q),
-            q_fifo.w_data.eq(self.q.payload.data.as_value()),
-            sufa.q.valid.eq(q_fifo.r_rdy),
-            sufa.q.payload.data.eq(q_fifo.r_data),
-            q_fifo.r_en.eq(sufa.q.ready),
+            sizes.w_en.eq(take_q & closing),
+            sizes.w_data.eq(qp + 1),
         ]
+        for i in lanes:
+            m.d.comb += [
+                dlzs[i].q.valid.eq(take_q & ~dense & (qp == i)),
+                dlzs[i].q.payload.data.eq(self.q.payload.data),
+                q_fifos[i].w_en.eq(take_q & (qp == i)),
+                q_fifos[i].w_data.eq(self.q.payload.data.as_value()),
+                sufa[i].q.valid.eq(q_fifos[i].r_rdy),
+                sufa[i].q.payload.data.eq(q_fifos[i].r_data),
+                q_fifos[i].r_en.eq(sufa[i].q.ready),
+            ]
         with m.If(take_q):
             m.d.sync += rows_in.eq(rows_in + 1)
-        with m.If(sufa.o.valid & sufa.o.ready & sufa.o.payload.last):
-            m.d.sync += rows_out.eq(rows_out + 1)
+            with m.If(closing):
+                m.d.sync += [qp.eq(0), grp.eq(0), pend_valid.eq(1),
+                             pend_mask.eq(grp | (1 << qp))]
+            with m.Else():
+                m.d.sync += [qp.eq(qp + 1), grp.eq(grp | (1 << qp))]
 
-        # -- K reader: K rows 0 … S-1 into DLZS for each predicted query -----------------------
+        # -- K reader: K rows 0 … S-1, each read once for every lane of the group ---------------
         k_rd = k_mem.read_port()
         kr_active = Signal()
+        kr_mask = Signal(L)
         kr_ptr = Signal(range(S_MAX + 1))
-        kr_valid = Signal()
+        kr_valid = Signal(L)                   # lane i still has to take the row on the port
         kr_last = Signal()
         kr_adv = Signal()
         kr_start = Signal()
         m.d.comb += [
-            kr_adv.eq(~kr_valid | dlzs.k.ready),
-            kr_start.eq(~kr_active & (predict_rows != 0)),
+            kr_adv.eq(all_of(~kr_valid[i] | dlzs[i].k.ready for i in lanes)),
+            kr_start.eq(~kr_active & pend_valid & ~dense),
             k_rd.en.eq(kr_adv),
             k_rd.addr.eq(kr_ptr),
-            dlzs.k.valid.eq(kr_valid),
-            dlzs.k.payload.data.eq(k_rd.data),
-            dlzs.k.payload.last.eq(kr_last),
         ]
-        m.d.sync += predict_rows.eq(predict_rows + (dlzs.q.valid & dlzs.q.ready) - kr_start)
+        for i in lanes:
+            m.d.comb += [
+                dlzs[i].k.valid.eq(kr_valid[i]),
+                dlzs[i].k.payload.data.eq(k_rd.data),
+                dlzs[i].k.payload.last.eq(kr_last),
+                sads[i].ahat.valid.eq(dlzs[i].ahat.valid),
+                sads[i].ahat.payload.eq(dlzs[i].ahat.payload),
+                dlzs[i].ahat.ready.eq(sads[i].ahat.ready),
+            ]
         with m.If(kr_start):
-            m.d.sync += [kr_active.eq(1), kr_ptr.eq(0)]
+            m.d.sync += [kr_active.eq(1), kr_ptr.eq(0), kr_mask.eq(pend_mask), pend_valid.eq(0)]
         with m.If(kr_adv):
-            m.d.sync += kr_valid.eq(kr_active)
+            m.d.sync += kr_valid.eq(Mux(kr_active, kr_mask, 0))
             with m.If(kr_active):
                 m.d.sync += [kr_last.eq(kr_ptr == seq_len - 1), kr_ptr.eq(kr_ptr + 1)]
                 with m.If(kr_ptr == seq_len - 1):
                     m.d.sync += kr_active.eq(0)
-        m.d.comb += sads.ahat.valid.eq(dlzs.ahat.valid)
-        m.d.comb += [sads.ahat.payload.eq(dlzs.ahat.payload), dlzs.ahat.ready.eq(sads.ahat.ready)]
+        with m.Else():
+            for i in lanes:
+                with m.If(dlzs[i].k.ready):
+                    m.d.sync += kr_valid[i].eq(0)
 
-        # -- dense generator: every key of every tile, natural order -------------------------
+        # -- dense generator: every key of every tile, natural order, to the group's lanes ----
         dg_active = Signal()
+        dg_mask = Signal(L)
         dg_ptr = Signal(range(S_MAX + 1))
         dg_pos = Signal(range(B))
         dg = Signal(sel_layout(cfg))
-        dg_ready = Signal()
+        dg_take = Signal()                     # every lane of the group takes the key
         dg_start = Signal()
+        f_adv = Signal(L)
         m.d.comb += [
-            dg_start.eq(~dg_active & (dense_rows != 0)),
+            dg_start.eq(~dg_active & pend_valid & dense),
+            dg_take.eq(dg_active & all_of(~dg_mask[i] | f_adv[i] for i in lanes)),
             dg.index.eq(dg_ptr),
             dg.first.eq(dg_pos == 0),
             dg.last.eq((dg_pos == B - 1) | (dg_ptr == seq_len - 1)),
             dg.row_last.eq(dg_ptr + (B - dg_pos) >= seq_len),
         ]
-        m.d.sync += dense_rows.eq(dense_rows + (take_q & dense) - dg_start)
         with m.If(dg_start):
-            m.d.sync += [dg_active.eq(1), dg_ptr.eq(0), dg_pos.eq(0)]
-        with m.If(dg_active & dg_ready):
+            m.d.sync += [dg_active.eq(1), dg_ptr.eq(0), dg_pos.eq(0), dg_mask.eq(pend_mask),
+                         pend_valid.eq(0)]
+        with m.If(dg_take):
             m.d.sync += [dg_ptr.eq(dg_ptr + 1), dg_pos.eq(Mux(dg_pos == B - 1, 0, dg_pos + 1))]
             with m.If(dg_ptr == seq_len - 1):
                 m.d.sync += dg_active.eq(0)
 
-        # -- fetch: K and V rows of each selected key into SU-FA ----------------------------
-        k_fr, v_fr = k_mem.read_port(), v_mem.read_port()
-        f_valid = Signal()
-        f_meta = Signal(sel_layout(cfg))
-        f_adv = Signal()
-        src_valid = Mux(dense, dg_active, sads.sel.valid)
-        src = Mux(dense, dg.as_value(), sads.sel.payload.as_value())
-        src = data.View(sel_layout(cfg), src)
-        m.d.comb += [
-            f_adv.eq(~f_valid | sufa.kv.ready),
-            sads.sel.ready.eq(f_adv & ~dense),
-            dg_ready.eq(f_adv & dense),
-            k_fr.en.eq(f_adv), v_fr.en.eq(f_adv),
-            k_fr.addr.eq(src.index), v_fr.addr.eq(src.index),
-            sufa.kv.valid.eq(f_valid),
-            sufa.kv.payload.index.eq(f_meta.index),
-            sufa.kv.payload.k.eq(k_fr.data),
-            sufa.kv.payload.v.eq(v_fr.data),
-            sufa.kv.payload.empty.eq(f_meta.empty),
-            sufa.kv.payload.first.eq(f_meta.first),
-            sufa.kv.payload.last.eq(f_meta.last),
-            sufa.kv.payload.row_last.eq(f_meta.row_last),
-        ]
-        with m.If(f_adv):
-            m.d.sync += [f_valid.eq(src_valid), f_meta.eq(src)]
-        wiring.connect(m, sufa.o, wiring.flipped(self.o))
+        # -- fetch, per lane: K and V rows of each selected key into SU-FA --------------------
+        f_valid = Signal(L)
+        fetched = []                           # a non-empty key fetched, per lane
+        for i in lanes:
+            k_fr, v_fr = k_mem.read_port(), v_mem.read_port()
+            f_meta = Signal(sel_layout(cfg), name=f"f_meta{i}")
+            src_valid = Mux(dense, dg_take & dg_mask[i], sads[i].sel.valid)
+            src = data.View(sel_layout(cfg),
+                            Mux(dense, dg.as_value(), sads[i].sel.payload.as_value()))
+            kv = sufa[i].kv
+            m.d.comb += [
+                f_adv[i].eq(~f_valid[i] | kv.ready),
+                sads[i].sel.ready.eq(f_adv[i] & ~dense),
+                k_fr.en.eq(f_adv[i]), v_fr.en.eq(f_adv[i]),
+                k_fr.addr.eq(src.index), v_fr.addr.eq(src.index),
+                kv.valid.eq(f_valid[i]),
+                kv.payload.index.eq(f_meta.index),
+                kv.payload.k.eq(k_fr.data),
+                kv.payload.v.eq(v_fr.data),
+                kv.payload.empty.eq(f_meta.empty),
+                kv.payload.first.eq(f_meta.first),
+                kv.payload.last.eq(f_meta.last),
+                kv.payload.row_last.eq(f_meta.row_last),
+            ]
+            with m.If(f_adv[i]):
+                m.d.sync += [f_valid[i].eq(src_valid), f_meta.eq(src)]
+            fetched.append(f_adv[i] & src_valid & ~src.empty)
+
+        # -- output: the lanes' rows in query order -------------------------------------------
+        op = Signal(range(L))
+        with m.Switch(op):
+            for i in lanes:
+                with m.Case(i):
+                    m.d.comb += [
+                        self.o.valid.eq(sufa[i].o.valid & sizes.r_rdy),
+                        self.o.payload.eq(sufa[i].o.payload),
+                        sufa[i].o.ready.eq(self.o.ready & sizes.r_rdy),
+                    ]
+        row_done = self.o.valid & self.o.ready & self.o.payload.last
+        with m.If(row_done):
+            m.d.sync += rows_out.eq(rows_out + 1)
+            with m.If(op == sizes.r_data - 1):
+                m.d.sync += op.eq(0)
+                m.d.comb += sizes.r_en.eq(1)
+            with m.Else():
+                m.d.sync += op.eq(op + 1)
 
         # -- counters ------------------------------------------------------------------------
         events = {
             "cycles": 1,
             "busy_cycles": self.busy,
-            "predict_cycles": kr_valid,
-            "starved_cycles": self.busy & ~f_valid,
-            "sufa_stall_cycles": f_valid & ~sufa.kv.ready,
+            "predict_cycles": kr_valid.any(),
+            "starved_cycles": self.busy & ~f_valid.any(),
+            "sufa_stall_cycles": any_of(f_valid[i] & ~sufa[i].kv.ready for i in lanes),
             "out_stall_cycles": self.o.valid & ~self.o.ready,
-            "k_rows_predict": dlzs.k.valid & dlzs.k.ready,
-            "kv_rows_fetch": f_adv & src_valid & ~src.empty,
+            "k_rows_predict": k_rd.en & kr_active,
+            "kv_rows_fetch": sum(fetched[i] for i in lanes),
         }
         mine = {name: Signal(32, name=f"cnt_{name}") for name in events}
         for name, sig in mine.items():
@@ -340,9 +408,9 @@ class SofaCore(wiring.Component):
             with m.Else():
                 m.d.sync += sig.eq(sig + events[name])
         # The units' own counters cannot be cleared; the core reads them relative to a base.
-        unit_src = {name: getattr(sufa, name) for name in
+        unit_src = {name: sum(getattr(u, name) for u in sufa)[:32] for name in
                     ("qk_cycles", "pv_cycles", "keys", "misses", "rescales", "rows")}
-        unit_src.update({name: getattr(sads, name) for name in
+        unit_src.update({name: sum(getattr(u, name) for u in sads)[:32] for name in
                          ("blocked_radius", "blocked_full", "entered", "sort_steps", "tiles")})
         values = {}
         for name, src_sig in unit_src.items():

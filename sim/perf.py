@@ -87,8 +87,13 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     t_sufa = 1                             # when SU-FA may start its next tile
     starts = []                            # SU-FA start of every tile so far
     predict = sufa = 0
-    for tiles in work:
-        for n, (size, sel, resc) in enumerate(tiles):
+    L = cfg.q_lanes
+    # The lanes of a group take every K row (and every dense key) together, so a group moves
+    # at the pace of its slowest lane in every tile.
+    for g in range(0, len(work), L):
+        group = work[g:g + L]
+        for n in range(len(group[0])):
+            size = group[0][n][0]
             if not params.dense:
                 t_pred += size * key_time
                 if len(starts) >= ahead:
@@ -97,15 +102,21 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
                 ready = t_pred + lag
             else:
                 ready = 2
-            cost = (sel + resc) * M if sel else 1
-            if n == 0 and sel:
-                cost += 1                  # the first m of a row: a cycle without operation
+            cost = 0
+            for tiles in group:
+                _, sel, resc = tiles[n]
+                c = (sel + resc) * M if sel else 1
+                if n == 0 and sel:
+                    c += 1                 # the first m of a row: a cycle without operation
+                cost = max(cost, c)
             start = max(t_sufa, ready)
             starts.append(start)
             t_sufa = start + cost
             sufa += cost
         t_pred += row_gap
         t_sufa += sufa_row_gap
+    # The last group's other lanes' rows leave one by one after the first.
+    t_sufa += (len(work[(len(work) - 1) // L * L:]) - 1) * cfg.d
     total = round(t_sufa - sufa_row_gap + tail + (0 if params.dense else 4))
     if breakdown:
         return CycleBreakdown(total=total, predict=predict, sufa=sufa, rows=len(work))

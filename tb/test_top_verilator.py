@@ -1,5 +1,6 @@
 """The SOFA core (``sofa_top``) on Verilator end to end (cocotb, ``tb/cocotb/top/cocotb_top.py``)
-against the golden model: tiny, ice40 and ecp5 presets at S = max_seq_len, and the default
+against the golden model: tiny (one and two query lanes), ice40 and ecp5 presets at
+S = max_seq_len, and the default
 preset at S = 512 (of 1024; ``make test-all`` runs the whole 1024)."""
 
 import pytest
@@ -9,10 +10,12 @@ from hw.top import sofa_top
 from tb.cocotb_runner import run_cocotb
 
 
-@pytest.mark.parametrize("name,seq", [("tiny", None), ("ice40", None), ("ecp5", None),
+@pytest.mark.parametrize("name,seq", [("tiny", None), ("tiny2", None), ("ice40", None),
+                                      ("ecp5", None),
                                       ("default", 512),
                                       pytest.param("default", 1024, marks=pytest.mark.slow)])
 def test_top_verilator(name, seq):
     env = {} if seq is None else {"SOFA_TOP_SEQ": str(seq)}
-    run_cocotb("sofa_top", sofa_top, preset(name), "tb/cocotb/top/cocotb_top.py",
+    cfg = preset("tiny").replace(name="tiny2", q_lanes=2) if name == "tiny2" else preset(name)
+    run_cocotb("sofa_top", sofa_top, cfg, "tb/cocotb/top/cocotb_top.py",
                name=name, extra_env=env)

@@ -95,7 +95,8 @@ async def run(dut, Q, K, V, params, traffic, seed, *, want=None):
                       seed=seed + 1)
     sink_task = cocotb.start_soon(sink.run())
     source = StreamSource(dut, "q", query_layout(CFG), idle=idle, burst=burst, seed=seed)
-    cocotb.start_soon(source.send([{"data": [int(x) for x in q]} for q in Q]))
+    cocotb.start_soon(source.send([{"data": [int(x) for x in q], "last": int(i == len(Q) - 1)}
+                                   for i, q in enumerate(Q)]))
     S = params.seq_len
     budget = (3 + 2 * burst) * len(Q) * (S * (DER.mac_cycles + DER.dlzs_cycles + 2) +
                                          4 * CFG.d + 200)
