@@ -288,3 +288,39 @@ def test_query_lanes_cycle_model():
         model = core_cycles(cfg, params, res, Q, K, V)
         assert abs(model - regs["busy_cycles"]) <= 0.05 * regs["busy_cycles"], \
             (dense, model, regs["busy_cycles"])
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_latency(name):
+    """A one-key dense query (S = 1): first output ``latency`` cycles after the query."""
+    cfg = CONFIGS[name]
+    dut = dut_for(cfg)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.kv_load.valid, 1)
+        ctx.set(dut.kv_load.payload, {"index": 0, "k": [3] * cfg.d, "v": [5] * cfg.d})
+        await ctx.tick()
+        ctx.set(dut.kv_load.valid, 0)
+        for reg, value in ((Reg.SEQ_LEN, 1), (Reg.DENSE, 1)):
+            ctx.set(dut.reg_addr, reg)
+            ctx.set(dut.reg_wdata, value)
+            ctx.set(dut.reg_we, 1)
+            await ctx.tick()
+        ctx.set(dut.reg_we, 0)
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.q.valid, 1)
+        ctx.set(dut.q.payload, {"data": [1] * cfg.d, "last": 1})
+        await ctx.tick().until(dut.q.ready)
+        ctx.set(dut.q.valid, 0)
+        for cycle in range(1, 500):
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            if valid:
+                seen["latency"] = cycle
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["latency"] == dut.latency
