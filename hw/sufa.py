@@ -1,7 +1,7 @@
 """SU-FA: sorted-updating FlashAttention, the exact attention datapath over the selected keys."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.divider import Divider
@@ -71,6 +71,9 @@ class SUFA(wiring.Component):
 
     Pipeline (each stage a register; backpressure stalls the stages behind a full one):
 
+    0. **V FIFO**: a key's V row goes into a 16-row FIFO (a block RAM) when the key is
+       accepted and leaves it when the key is accumulated, instead of riding along every
+       pipeline register.
     1. **QK**: a key's row is held while ``mac_lanes`` multipliers and an adder tree add one
        chunk of ``q·k`` per cycle (``mac_cycles = d / mac_lanes`` cycles; the query and key
        registers rotate so the current chunk is always at the front). An ``empty`` beat takes
@@ -185,13 +188,13 @@ class SUFA(wiring.Component):
         q_ring = [Signal(signed(W), name=f"q{i}") for i in range(D)]
         k_ring = [Signal(signed(W), name=f"k{i}") for i in range(D)]
         cur_valid = Signal()
-        cur = Signal(data.StructLayout({       # v and framing of the key being scored
-            "v": row_layout(cfg), "empty": 1, "first": 1, "last": 1, "row_last": 1}))
+        cur = Signal(data.StructLayout({       # framing of the key being scored
+            "empty": 1, "first": 1, "last": 1, "row_last": 1}))
         chunk = Signal(range(M))
         acc = Signal(signed(S_W))
 
         scored_layout = data.StructLayout({
-            "s": signed(S_W), "v": row_layout(cfg), "c": cfg.c_bits,
+            "s": signed(S_W), "c": cfg.c_bits,
             "empty": 1, "first": 1, "last": 1, "row_last": 1,
         })
         sc = Signal(scored_layout)             # stage 1 output register
@@ -203,11 +206,18 @@ class SUFA(wiring.Component):
         finishing = Signal()                   # the current beat leaves stage 1 this cycle
         stepping = Signal()                    # a chunk of q·k is added this cycle
         row_done = cur.row_last & cur.last
+        # V rows wait in a FIFO (a block RAM) for the PV stage instead of riding along the
+        # pipeline registers; it holds every key between acceptance and accumulation.
+        m.submodules.v_fifo = v_fifo = fifo.SyncFIFOBuffered(width=D * W, depth=16)
+        m.d.comb += [
+            v_fifo.w_data.eq(self.kv.payload.v.as_value()),
+            v_fifo.w_en.eq(self.kv.valid & self.kv.ready & ~self.kv.payload.empty),
+        ]
         m.d.comb += [
             finishing.eq(cur_valid & (cur.empty | (chunk == M - 1)) & (~sc_valid | sc_ready)),
             stepping.eq(cur_valid & ~cur.empty & ((chunk != M - 1) | finishing)),
             self.q.ready.eq(~q_loaded),
-            self.kv.ready.eq(q_loaded & (~cur_valid | (finishing & ~row_done))),
+            self.kv.ready.eq(q_loaded & v_fifo.w_rdy & (~cur_valid | (finishing & ~row_done))),
         ]
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += [q_loaded.eq(1), c_reg.eq(self.scale_log2e)]
@@ -221,7 +231,7 @@ class SUFA(wiring.Component):
             m.d.sync += [
                 sc_valid.eq(1),
                 sc.s.eq(acc + partial),
-                sc.v.eq(cur.v), sc.c.eq(c_reg),
+                sc.c.eq(c_reg),
                 sc.empty.eq(cur.empty), sc.first.eq(cur.first), sc.last.eq(cur.last),
                 sc.row_last.eq(cur.row_last),
                 acc.eq(0), chunk.eq(0), cur_valid.eq(0),
@@ -233,14 +243,14 @@ class SUFA(wiring.Component):
         with m.If(self.kv.valid & self.kv.ready):
             kv = self.kv.payload
             m.d.sync += [
-                cur_valid.eq(1), cur.v.eq(kv.v), cur.empty.eq(kv.empty), cur.first.eq(kv.first),
+                cur_valid.eq(1), cur.empty.eq(kv.empty), cur.first.eq(kv.first),
                 cur.last.eq(kv.last), cur.row_last.eq(kv.row_last),
             ]
             m.d.sync += [k_ring[i].eq(self.kv.payload.k[i]) for i in range(D)]
 
         # == stage 2: max assurance =============================================================
         op_layout = data.StructLayout({
-            "kind": _Op, "diff": diff_shape, "c": cfg.c_bits, "v": row_layout(cfg),
+            "kind": _Op, "diff": diff_shape, "c": cfg.c_bits,
             "row_end": 1,
         })
         op = Signal(op_layout)
@@ -298,7 +308,7 @@ class SUFA(wiring.Component):
             with m.Elif(h_valid):
                 m.d.comb += emit.eq(1)
                 m.d.sync += [
-                    op.kind.eq(_Op.ACC), op.diff.eq(h.s - run_m), op.c.eq(h.c), op.v.eq(h.v),
+                    op.kind.eq(_Op.ACC), op.diff.eq(h.s - run_m), op.c.eq(h.c),
                     op.row_end.eq(h.row_last & h.last),
                 ]
                 with m.If(h_is_pend):
@@ -315,7 +325,7 @@ class SUFA(wiring.Component):
         # == stage 3: exponent argument =========================================================
         in_width = default_in_width(cfg)
         x_min = -((cfg.w_frac + 2) << cfg.exp_frac)
-        tag_layout = data.StructLayout({"kind": _Op, "v": row_layout(cfg), "row_end": 1})
+        tag_layout = data.StructLayout({"kind": _Op, "row_end": 1})
         m.submodules.exp2 = exp2 = Exp2(cfg, in_width=in_width, tag_shape=tag_layout)
         prod = Signal(signed(der.diff_width + 1 + cfg.c_bits + 1))
         x_full = Signal.like(prod)
@@ -329,7 +339,6 @@ class SUFA(wiring.Component):
                 exp2.i.valid.eq(op_valid),
                 exp2.i.payload.x.eq(Mux(x_full < x_min, x_min, x_full)),
                 exp2.i.payload.tag.kind.eq(op.kind),
-                exp2.i.payload.tag.v.eq(op.v),
                 exp2.i.payload.tag.row_end.eq(op.row_end),
             ]
 
@@ -370,7 +379,8 @@ class SUFA(wiring.Component):
             m.d.sync += [ex_valid.eq(1), ex.eq(exp2.o.payload)]
         with m.Elif(release):
             m.d.sync += ex_valid.eq(0)
-        v_chunk = ex.tag.v.as_value().word_select(pv_chunk, L * W)
+        v_chunk = v_fifo.r_data.word_select(pv_chunk, L * W)
+        m.d.comb += v_fifo.r_en.eq(op_done & (kind == _Op.ACC))
         with m.If(working):
             count("pv_cycles")
             m.d.sync += [o_ring[i].eq(o_ring[i + L]) for i in range(D - L)]
