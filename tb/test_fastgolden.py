@@ -1,0 +1,168 @@
+"""The vectorised SOFA pipeline (sim/fastgolden.py) equals the golden model bit for bit:
+outputs, Â, per-tile selections and SADS counters, per-row SU-FA state, key order and counts."""
+
+import numpy as np
+import pytest
+
+from hw.config import ConfigError, RunParams, SofaConfig, preset
+from sim import fastgolden as F
+from sim import golden as G
+
+
+TINY = preset("tiny")
+ODD = TINY.replace(name="odd", d=6, block_size=5, sort_width=5, k_max=3, max_seq_len=40,
+                   dlzs_lanes=3, mac_lanes=2)
+MINI = SofaConfig(name="minilm-like", d=32, block_size=16, max_seq_len=256, sort_width=20,
+                  k_max=8, mac_lanes=16, dlzs_lanes=32)
+WIDE = SofaConfig(name="wide", d=16, block_size=12, max_seq_len=64, sort_width=7, k_max=5,
+                  mac_lanes=4, dlzs_lanes=4, exp_frac=6, exp_lut_bits=4, w_frac=9, out_frac=5)
+
+
+def assert_same(fast, gold, h=0):
+    """Everything the golden result holds equals the fast result of head ``h``."""
+    np.testing.assert_array_equal(fast.out[h], gold.out)
+    np.testing.assert_array_equal(fast.scores[h], gold.scores)
+    if gold.ahat is None:
+        assert fast.ahat is None
+    else:
+        np.testing.assert_array_equal(fast.ahat[h], gold.ahat)
+    for i, row in enumerate(gold.rows):
+        assert fast.keys[h, i] == row.keys
+        assert fast.misses[h, i] == row.misses
+        assert fast.rescales[h, i] == row.rescales
+        assert fast.l[h, i] == row.l
+        np.testing.assert_array_equal(fast.o[h, i], row.o)
+        if row.m is None:
+            assert not fast.has_m[h, i]
+        else:
+            assert fast.has_m[h, i] and fast.m[h, i] == row.m
+        visited = [int(j) for j in fast.sel[h, i].ravel() if j >= 0]
+        assert visited == row.order
+    if gold.selection is not None:
+        for i, tiles in enumerate(gold.selection):
+            for t, ts in enumerate(tiles):
+                idx = [int(j) for j in fast.sel[h, i, t] if j >= 0]
+                assert idx == ts.indices, (i, t)
+                assert [int(v) for v in fast.sel_ahat[h, i, t, :len(idx)]] == ts.values
+                assert fast.blocked_radius[h, i, t] == ts.blocked_radius
+                assert fast.blocked_full[h, i, t] == ts.blocked_full
+                assert fast.entered[h, i, t] == ts.entered
+                assert fast.steps[h, i, t] == ts.steps
+    if fast.out.shape[0] == 1:
+        assert fast.counters() == gold.counters()
+
+
+def random_case(rng, cfg, T, S, kind):
+    lo, hi = -(1 << (cfg.data_width - 1)), (1 << (cfg.data_width - 1)) - 1
+    if kind == "uniform":
+        Q, K, V = (rng.integers(lo, hi + 1, (n, cfg.d)) for n in (T, S, S))
+    elif kind == "ties":                       # few distinct values: ties at the k-th value
+        Q = rng.integers(-2, 3, (T, cfg.d))
+        K = rng.integers(-1, 2, (S, cfg.d))
+        V = rng.integers(lo, hi + 1, (S, cfg.d))
+    elif kind == "peaky":                      # a few dominant keys, like real attention
+        Q = rng.integers(lo // 4, hi // 4 + 1, (T, cfg.d))
+        K = rng.integers(lo // 8, hi // 8 + 1, (S, cfg.d))
+        K[rng.choice(S, size=max(1, S // 10), replace=False)] = Q[0] // 1
+        V = rng.integers(lo, hi + 1, (S, cfg.d))
+    elif kind == "misrank":                    # DLZS misorders keys by up to 2x: misses
+        Q = rng.choice([127, 64, -127, -64, 100, 65], (T, cfg.d))
+        K = np.zeros((S, cfg.d), dtype=np.int64)
+        K[np.arange(S), rng.integers(0, cfg.d, S)] = rng.integers(lo, hi + 1, S)
+        V = rng.integers(lo, hi + 1, (S, cfg.d))
+    else:                                      # extremes and zero rows
+        Q = rng.choice([lo, hi, 0, -1, 1], (T, cfg.d))
+        K = rng.choice([lo, hi, 0, -1, 1], (S, cfg.d))
+        V = rng.choice([lo, hi, 0], (S, cfg.d))
+        Q[0] = 0
+        K[-1] = 0
+    return Q, K, V
+
+
+CASES = [
+    # (cfg, T, S, top_k, radius or None, c as a float, dense)
+    (TINY, 6, 64, 2, None, 4e-3, False),
+    (TINY, 5, 37, 1, 40, 4e-3, False),           # S not a multiple of Bc, tight clipping
+    (TINY, 5, 37, 2, None, 4e-3, True),          # dense, short last tile
+    (ODD, 7, 23, 3, 30, 0.05, False),
+    (ODD, 7, 23, 2, 0, 0.05, False),             # R = 0
+    (ODD, 4, 40, 3, None, 0.05, True),
+    (MINI, 9, 203, 8, None, 1.5e-3, False),      # the MiniLM shape class, 13 tiles
+    (MINI, 9, 203, 4, 3000, 1.5e-3, False),
+    (MINI, 9, 203, 1, 20000, 1.5e-3, False),
+    (MINI, 6, 50, 8, None, 1.5e-3, True),
+    (WIDE, 8, 61, 5, 500, 0.02, False),          # batch 2, several batches per tile
+    (WIDE, 8, 61, 5, None, 0.02, False),
+]
+
+
+KINDS = ["uniform", "ties", "peaky", "misrank", "extreme"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_fast_equals_golden(case, kind):
+    cfg, T, S, top_k, radius, c, dense = CASES[case]
+    rng = np.random.default_rng(1000 * case + KINDS.index(kind))
+    Q, K, V = random_case(rng, cfg, T, S, kind)
+    params = RunParams(seq_len=S, top_k=top_k,
+                       radius=cfg.derived.radius_inf if radius is None else radius,
+                       scale_log2e=RunParams.scale_from_float(cfg, c), dense=dense)
+    gold = G.sofa_attention(Q, K, V, cfg, params)
+    fast = F.sofa_attention_fast(Q, K, V, cfg, params)
+    assert_same(fast, gold)
+
+
+def test_many_heads_at_once():
+    """Heads with their own scale and radius in one call equal one golden call each."""
+    cfg = MINI
+    rng = np.random.default_rng(7)
+    H, T, S = 3, 5, 75
+    Q = rng.integers(-127, 128, (H, T, cfg.d))
+    K = rng.integers(-127, 128, (H, S, cfg.d))
+    V = rng.integers(-127, 128, (H, S, cfg.d))
+    scales = [RunParams.scale_from_float(cfg, c) for c in (5e-4, 2e-3, 8e-3)]
+    radii = [cfg.derived.radius_inf, 40000, 9000]
+    fast = F.sofa_heads(Q, K, V, cfg, top_k=4, radius=radii, scale_log2e=scales)
+    for h in range(H):
+        params = RunParams(seq_len=S, top_k=4, radius=radii[h], scale_log2e=scales[h])
+        assert_same(fast, G.sofa_attention(Q[h], K[h], V[h], cfg, params), h)
+
+
+def test_pow2_operand_and_dlzs():
+    q = np.arange(-128, 128)
+    want = [G.dlzs_term(int(v), 1, 8) for v in q]
+    np.testing.assert_array_equal(F.pow2_operand(q), want)
+    rng = np.random.default_rng(3)
+    Q, K = rng.integers(-128, 128, (4, 32)), rng.integers(-128, 128, (9, 32))
+    np.testing.assert_array_equal(F.dlzs_scores_fast(Q, K, MINI), G.dlzs_scores(Q, K, MINI))
+
+
+def test_vector_primitives_match_scalar():
+    cfg = MINI
+    lut = np.asarray(G.exp2_lut(cfg))
+    x = np.arange(-40 * (1 << cfg.exp_frac), 1)
+    np.testing.assert_array_equal(F.exp2_fx_vec(x, cfg, lut),
+                                  [G.exp2_fx(int(v), cfg) for v in x])
+    diff = np.array([0, -1, -7, -1000, -123456])
+    np.testing.assert_array_equal(F.exp_arg_vec(diff, 1777, cfg),
+                                  [G.exp_arg(int(v), 1777, cfg) for v in diff])
+    rng = np.random.default_rng(5)
+    o = rng.integers(-10 ** 6, 10 ** 6, (50, cfg.d))
+    l = rng.integers(0, 10 ** 5, 50)
+    got = F.divide_vec(o, l, cfg)
+    for i in range(50):
+        tr = G.RowTrace(l=int(l[i]), o=o[i])
+        np.testing.assert_array_equal(got[i], G.divide_row(tr, cfg))
+
+
+def test_bad_inputs_name_the_culprit():
+    cfg = MINI
+    Q = np.zeros((2, 3, cfg.d), dtype=np.int64)
+    K = np.zeros((2, 20, cfg.d), dtype=np.int64)
+    with pytest.raises(ConfigError, match="scale_log2e must be one integer or one per head"):
+        F.sofa_heads(Q, K, K, cfg, top_k=2, scale_log2e=[1, 2, 3])
+    with pytest.raises(ConfigError, match="top_k"):
+        F.sofa_heads(Q, K, K, cfg, top_k=cfg.k_max + 1, scale_log2e=1)
+    with pytest.raises(ConfigError, match="outside the signed 8-bit"):
+        F.sofa_heads(Q + 200, K, K, cfg, top_k=2, scale_log2e=1)
