@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from hw.divider import Divider
 from hw.dlzs import row_layout
 from hw.exp2 import Exp2, default_in_width
+from hw.skid import SkidBuffer
 
 
 __all__ = ["SUFA", "kv_layout", "q_layout", "out_layout", "COUNTERS"]
@@ -197,9 +198,11 @@ class SUFA(wiring.Component):
             "s": signed(S_W), "c": cfg.c_bits,
             "empty": 1, "first": 1, "last": 1, "row_last": 1,
         })
-        sc = Signal(scored_layout)             # stage 1 output register
-        sc_valid = Signal()
-        sc_ready = Signal()
+        # Stage 1's output register is a skid buffer, so its ready does not depend on stage 2.
+        m.submodules.sc_skid = sc_skid = SkidBuffer(scored_layout)
+        sc = sc_skid.o.payload
+        sc_valid = sc_skid.o.valid
+        sc_ready = sc_skid.o.ready
 
         partial = Signal(signed(S_W))
         m.d.comb += partial.eq(_adder_tree(q_ring[i] * k_ring[i] for i in range(L)))
@@ -214,7 +217,7 @@ class SUFA(wiring.Component):
             v_fifo.w_en.eq(self.kv.valid & self.kv.ready & ~self.kv.payload.empty),
         ]
         m.d.comb += [
-            finishing.eq(cur_valid & (cur.empty | (chunk == M - 1)) & (~sc_valid | sc_ready)),
+            finishing.eq(cur_valid & (cur.empty | (chunk == M - 1)) & sc_skid.i.ready),
             stepping.eq(cur_valid & ~cur.empty & ((chunk != M - 1) | finishing)),
             self.q.ready.eq(~q_loaded),
             self.kv.ready.eq(q_loaded & v_fifo.w_rdy & (~cur_valid | (finishing & ~row_done))),
@@ -227,19 +230,18 @@ class SUFA(wiring.Component):
             m.d.sync += [k_ring[i].eq(k_ring[(i + L) % D]) for i in range(D)]
             m.d.sync += [acc.eq(acc + partial), chunk.eq(chunk + 1)]
             count("qk_cycles")
+        sc_in = sc_skid.i.payload
+        m.d.comb += [
+            sc_skid.i.valid.eq(finishing),
+            sc_in.s.eq(acc + partial),
+            sc_in.c.eq(c_reg),
+            sc_in.empty.eq(cur.empty), sc_in.first.eq(cur.first), sc_in.last.eq(cur.last),
+            sc_in.row_last.eq(cur.row_last),
+        ]
         with m.If(finishing):
-            m.d.sync += [
-                sc_valid.eq(1),
-                sc.s.eq(acc + partial),
-                sc.c.eq(c_reg),
-                sc.empty.eq(cur.empty), sc.first.eq(cur.first), sc.last.eq(cur.last),
-                sc.row_last.eq(cur.row_last),
-                acc.eq(0), chunk.eq(0), cur_valid.eq(0),
-            ]
+            m.d.sync += [acc.eq(0), chunk.eq(0), cur_valid.eq(0)]
             with m.If(row_done):
                 m.d.sync += q_loaded.eq(0)
-        with m.Elif(sc_ready):
-            m.d.sync += sc_valid.eq(0)
         with m.If(self.kv.valid & self.kv.ready):
             kv = self.kv.payload
             m.d.sync += [
@@ -269,19 +271,24 @@ class SUFA(wiring.Component):
         h_is_pend = Signal()
         tile_start = Signal()
         cand = Signal(signed(S_W))
+        # The three comparisons run in parallel (not max, then compare).
+        s_gt_m = Signal()
+        p_gt_m = Signal()
+        s_gt_p = Signal()
+        m.d.comb += [s_gt_m.eq(sc.s > run_m), p_gt_m.eq(pend.s > run_m), s_gt_p.eq(sc.s > pend.s)]
+        raise_m = Signal()
         with m.If(pend_valid):
             m.d.comb += [
                 h.eq(pend), h_is_pend.eq(1), h_valid.eq(sc_valid), tile_start.eq(1),
-                cand.eq(Mux(sc.s > pend.s, sc.s, pend.s)),
+                cand.eq(Mux(s_gt_p, sc.s, pend.s)),
+                raise_m.eq(~m_valid | s_gt_m | p_gt_m),
             ]
         with m.Else():
             m.d.comb += [
                 h.eq(sc), h_valid.eq(sc_valid & ~sc.empty & ~(sc.first & ~sc.last)),
                 tile_start.eq(sc.first), cand.eq(sc.s),
+                raise_m.eq(~m_valid | s_gt_m),
             ]
-
-        raise_m = Signal()
-        m.d.comb += raise_m.eq(~m_valid | (cand > run_m))
         emit = Signal()
         m.d.comb += sc_ready.eq(0)
         with m.If(op_free):
@@ -348,9 +355,12 @@ class SUFA(wiring.Component):
         l_acc = Signal(L_W)
         pv_chunk = Signal(range(M))
         flush = Signal()                       # the row's operations are done; hand over
-        # The operation register frees Exp2 at once (Exp2 stalls as a whole while held).
-        ex = Signal.like(exp2.o.payload)
-        ex_valid = Signal()
+        # The operation register is a skid buffer: Exp2 (which stalls as a whole) is freed at
+        # once, and its stall does not depend on the PV stage's decisions.
+        m.submodules.ex_skid = ex_skid = SkidBuffer(exp2.o.payload.shape())
+        wiring.connect(m, exp2.o, ex_skid.i)
+        ex = ex_skid.o.payload
+        ex_valid = ex_skid.o.valid
         kind = ex.tag.kind
         w = ex.w
 
@@ -373,12 +383,8 @@ class SUFA(wiring.Component):
             op_done.eq((working & (pv_chunk == M - 1)) | skip),
             handover.eq(flush & ~d_valid),
             release.eq((op_done & ~ex.tag.row_end) | handover),
-            exp2.o.ready.eq(~ex_valid | release),
+            ex_skid.o.ready.eq(release),
         ]
-        with m.If(exp2.o.valid & exp2.o.ready):
-            m.d.sync += [ex_valid.eq(1), ex.eq(exp2.o.payload)]
-        with m.Elif(release):
-            m.d.sync += ex_valid.eq(0)
         v_chunk = v_fifo.r_data.word_select(pv_chunk, L * W)
         m.d.comb += v_fifo.r_en.eq(op_done & (kind == _Op.ACC))
         with m.If(working):
