@@ -76,7 +76,7 @@ class SUFA(wiring.Component):
        accepted and leaves it when the key is accumulated, instead of riding along every
        pipeline register.
     1. **QK**: a key's row is held while ``mac_lanes`` multipliers and an adder tree add one
-       chunk of ``q·k`` per cycle (``mac_cycles = d / mac_lanes`` cycles; the query and key
+       chunk of ``q·k`` per cycle (products, tree and accumulator each registered) (``mac_cycles = d / mac_lanes`` cycles; the query and key
        registers rotate so the current chunk is always at the front). An ``empty`` beat takes
        one cycle. The query register is freed after the row's last beat; the next row's query
        is accepted in the following cycle.
@@ -123,13 +123,13 @@ class SUFA(wiring.Component):
         fields.
     ii : int
         Cycles per key in steady traffic without misses: ``mac_cycles = d / mac_lanes``; a
-        miss adds ``mac_cycles`` (the rescale), a row adds the hand-over cycles
-        (:attr:`row_overhead`) and at least ``d`` cycles per row in the divide stage
+        miss adds ``mac_cycles`` (the rescale), a row adds a few hand-over cycles and at least ``d`` cycles per row in the divide stage
         (``d·(out_width + 2)`` with the iterative divider).
     latency : int
         Cycles from the acceptance of the key of a one-key row to the row's first :py:`o`
-        beat, with the pipeline otherwise empty: ``2·mac_cycles + 8 + divider.latency``
-        (QK, two cycles of max assurance (``m`` is set, then the operation issued), exponent
+        beat, with the pipeline otherwise empty: ``2·mac_cycles + 10 + divider.latency``
+        (QK with its product and adder-tree registers, two cycles of max assurance (``m`` is
+        set, then the operation issued), exponent
         argument, two Exp2 stages, operation register, PV, hand-over, divide buffer,
         divider).
     """
@@ -165,7 +165,7 @@ class SUFA(wiring.Component):
 
     @property
     def latency(self):
-        return 2 * self._cfg.derived.mac_cycles + 8 + self.divider_latency
+        return 2 * self._cfg.derived.mac_cycles + 10 + self.divider_latency
 
     def _divider(self):
         return Divider.for_config(self._cfg, iterative=self._iterative,
@@ -204,11 +204,16 @@ class SUFA(wiring.Component):
         sc_valid = sc_skid.o.valid
         sc_ready = sc_skid.o.ready
 
-        partial = Signal(signed(S_W))
-        m.d.comb += partial.eq(_adder_tree(q_ring[i] * k_ring[i] for i in range(L)))
-        finishing = Signal()                   # the current beat leaves stage 1 this cycle
-        stepping = Signal()                    # a chunk of q·k is added this cycle
+        # The MAC is pipelined: products, adder tree, accumulator, one register each. The whole
+        # stage moves when the skid buffer has room (a flip-flop), so it stalls as one.
+        adv = Signal()
+        issuing = Signal()                     # a chunk (or an empty beat) enters the MAC
+        finishing = Signal()                   # the current beat's last chunk enters it
+        stepping = Signal()                    # a chunk of q·k enters it (rings rotate)
         row_done = cur.row_last & cur.last
+        tag_layout_qk = data.StructLayout({
+            "first_chunk": 1, "last_chunk": 1, "empty": 1, "first": 1, "last": 1,
+            "row_last": 1, "c": cfg.c_bits})
         # V rows wait in a FIFO (a block RAM) for the PV stage instead of riding along the
         # pipeline registers; it holds every key between acceptance and accumulation.
         m.submodules.v_fifo = v_fifo = fifo.SyncFIFOBuffered(width=D * W, depth=16)
@@ -217,8 +222,10 @@ class SUFA(wiring.Component):
             v_fifo.w_en.eq(self.kv.valid & self.kv.ready & ~self.kv.payload.empty),
         ]
         m.d.comb += [
-            finishing.eq(cur_valid & (cur.empty | (chunk == M - 1)) & sc_skid.i.ready),
-            stepping.eq(cur_valid & ~cur.empty & ((chunk != M - 1) | finishing)),
+            adv.eq(sc_skid.i.ready),
+            issuing.eq(cur_valid & adv),
+            finishing.eq(issuing & (cur.empty | (chunk == M - 1))),
+            stepping.eq(issuing & ~cur.empty),
             self.q.ready.eq(~q_loaded),
             self.kv.ready.eq(q_loaded & v_fifo.w_rdy & (~cur_valid | (finishing & ~row_done))),
         ]
@@ -228,20 +235,40 @@ class SUFA(wiring.Component):
         with m.If(stepping):                   # rotate by one chunk
             m.d.sync += [q_ring[i].eq(q_ring[(i + L) % D]) for i in range(D)]
             m.d.sync += [k_ring[i].eq(k_ring[(i + L) % D]) for i in range(D)]
-            m.d.sync += [acc.eq(acc + partial), chunk.eq(chunk + 1)]
+            m.d.sync += chunk.eq(Mux(chunk == M - 1, 0, chunk + 1))
             count("qk_cycles")
-        sc_in = sc_skid.i.payload
-        m.d.comb += [
-            sc_skid.i.valid.eq(finishing),
-            sc_in.s.eq(acc + partial),
-            sc_in.c.eq(c_reg),
-            sc_in.empty.eq(cur.empty), sc_in.first.eq(cur.first), sc_in.last.eq(cur.last),
-            sc_in.row_last.eq(cur.row_last),
-        ]
         with m.If(finishing):
-            m.d.sync += [acc.eq(0), chunk.eq(0), cur_valid.eq(0)]
+            m.d.sync += [chunk.eq(0), cur_valid.eq(0)]
             with m.If(row_done):
                 m.d.sync += q_loaded.eq(0)
+
+        p_valid = Signal()
+        p_tag = Signal(tag_layout_qk)
+        p_prod = [Signal(signed(2 * W), name=f"prod{i}") for i in range(L)]
+        t_valid = Signal()
+        t_tag = Signal(tag_layout_qk)
+        t_sum = Signal(signed(S_W))
+        with m.If(adv):
+            m.d.sync += [
+                p_valid.eq(issuing),
+                p_tag.first_chunk.eq(chunk == 0), p_tag.last_chunk.eq(cur.empty | (chunk == M - 1)),
+                p_tag.empty.eq(cur.empty), p_tag.first.eq(cur.first), p_tag.last.eq(cur.last),
+                p_tag.row_last.eq(cur.row_last), p_tag.c.eq(c_reg),
+                t_valid.eq(p_valid), t_tag.eq(p_tag),
+                t_sum.eq(_adder_tree(p_prod)),
+            ]
+            m.d.sync += [p_prod[i].eq(q_ring[i] * k_ring[i]) for i in range(L)]
+        s_new = Mux(t_tag.first_chunk, 0, acc) + t_sum
+        sc_in = sc_skid.i.payload
+        m.d.comb += [
+            sc_skid.i.valid.eq(adv & t_valid & t_tag.last_chunk),
+            sc_in.s.eq(s_new),
+            sc_in.c.eq(t_tag.c),
+            sc_in.empty.eq(t_tag.empty), sc_in.first.eq(t_tag.first), sc_in.last.eq(t_tag.last),
+            sc_in.row_last.eq(t_tag.row_last),
+        ]
+        with m.If(adv & t_valid & ~t_tag.last_chunk):
+            m.d.sync += acc.eq(s_new)
         with m.If(self.kv.valid & self.kv.ready):
             kv = self.kv.payload
             m.d.sync += [

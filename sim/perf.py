@@ -81,7 +81,7 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     ahead = 3                              # tiles prediction may run in front of SU-FA
     row_gap = 3                            # DLZS takes the next query after a row's last key
     sufa_row_gap = 3                       # SU-FA takes the next query after a row's last key
-    tail = 2 * M + 8 + der.out_width + 3 + cfg.d - M   # last key -> last output element
+    tail = 2 * M + 10 + der.out_width + 3 + cfg.d - M  # last key -> last output element
 
     t_pred = 0                             # when prediction of the next key may start
     t_sufa = 1                             # when SU-FA may start its next tile

@@ -235,7 +235,7 @@ async def test_latency_and_ii(dut):
         if len(row.tiles[0]) == 1:
             assert first - accepted[0] == SIDECAR["latency"], (accepted, first)
         else:
-            gaps = set(np.diff(accepted[4:]).tolist())
+            gaps = set(np.diff(accepted[8:]).tolist())
             assert gaps == {SIDECAR["ii"]}, (gaps, SIDECAR["ii"])
         for _ in range(CFG.d + 2 * SIDECAR["latency"]):
             await RisingEdge(dut.clk)
