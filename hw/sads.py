@@ -38,13 +38,12 @@ def _batch_layout(cfg):
     return data.StructLayout({
         "count": range(der.batch + 1),      # keys in the batch, 1 … batch
         "tile_first": 1,                    # first batch of its tile: no survivors yet
-        "row_first": 1,                     # first batch of its row: run_max is -inf
         "tile_final": 1,                    # last batch of its tile
         "row_last": 1,                      # its tile is the row's last
         "top_k": der.topk_width,
-        "radius": der.radius_width,
-        "bmax": signed(der.ahat_width),     # largest Â of the batch
-    })
+        "rad_en": 1,                        # clipping applies (R finite, not the row's first)
+        "rthr": signed(der.ahat_width + 3), # run_max - R, run_max the largest Â of the
+    })                                      # row's earlier batches
 
 
 class SADS(wiring.Component):
@@ -58,24 +57,41 @@ class SADS(wiring.Component):
     in descending Â (ties: lower index first), or one beat with ``empty = 1`` if it selected
     nothing. The selection is bit-exact with :func:`sim.golden.sads_row`.
 
-    Datapath. Keys are collected into a batch register; a complete batch moves to a launch
-    register, where ``batch`` parallel comparisons decide which keys are blocked, using the
-    state before the batch: ``run_max`` (largest Â of the row's earlier batches) and the
-    ``top_k``-th survivor of the previous step. A key is blocked if ``Â < run_max - R``
-    (unless R is ``radius_inf`` or this is the row's first batch), else if it does not beat
-    the ``top_k``-th survivor (an equal later key loses the tie). Blocked keys enter the sorter
-    as zeros (never win); a batch whose keys are all blocked does not start a sorter step. A
-    step feeds the ``k_max`` survivors (empty at a tile's first batch) and the batch into the
-    pruned compare-exchange network of :mod:`hw.sortnet` (``sort_width`` inputs, ``k_max``
-    outputs, a register every ``layers_per_stage`` layers, one new step per cycle). Its output
-    is the next step's survivors; a batch whose decision needs them waits until they are back
-    (a bypass takes them from the network output in the cycle they appear). Steps of
-    different tiles overlap in the network. The tile's last step goes to an output serializer
-    that emits ``min(top_k, survivors)`` beats. A tile whose last batch is all blocked is
-    handed from the survivor register to the serializer once no earlier tile is in the network.
+    Datapath, one register stage each (every decision uses registered operands only, so no
+    path crosses from the network output through a comparison into the network input or the
+    input handshake):
+
+    1. *Batch register*: keys are collected (packed as sort keys) into a batch register. A
+       running maximum over the row's keys gives each batch its ``run_max`` (the largest Â
+       of the row's earlier batches) when its first key arrives, and the radius threshold
+       ``run_max - R`` is registered then.
+    2. *Launch register*: a complete batch moves here, its keys' radius tests
+       (``Â < run_max - R``, unless R is ``radius_inf`` or this is the row's first batch)
+       done on the way in. Here ``batch`` parallel comparisons decide which keys are
+       blocked, using the state before the batch: a key is blocked by the radius, else if
+       it does not beat the ``top_k``-th survivor of the tile's latest step (an equal later
+       key loses the tie). That survivor is selected by the network's last
+       stage itself (:class:`hw.sortnet.SortNet` with ``select=True``) and held there
+       between steps, so the comparison reads a register. The batch moves on (*decides*)
+       when the survivors it needs are known: at once if no earlier step of its tile is in
+       flight, else in the cycle that step leaves the network; a tile's last batch also
+       needs a free output-queue slot (reserved here, so the network never stalls).
+    3. *Gate register*: the network's input vector, the ``k_max`` survivors (invalid for a
+       tile's first batch) and the batch with blocked keys marked invalid. A non-final batch
+       none of whose keys entered is dropped here (the survivors stand and the tile's next
+       batch may decide in the following cycle); a tile's last batch always passes, even
+       with nothing entering, so every tile's result leaves the network in order.
+    4. *Network*: the pruned compare-exchange network of :mod:`hw.sortnet` (``sort_width``
+       inputs, ``k_max`` outputs, a register every ``layers_per_stage`` layers, ``P``
+       stages), free running, a new step per cycle. Steps of different tiles overlap; within
+       a tile a step depends on the previous one, a round trip of ``P + 1`` cycles (decide,
+       gate, ``P`` stages; the next batch decides in the cycle the survivors appear).
+    5. *Output queue*: ``queue_depth`` tile results; its head is the serializer that emits
+       ``min(top_k, survivors)`` beats (or one ``empty`` beat) per tile.
 
     Sort key. An entry is the unsigned ``(valid, Â with its sign bit inverted, ~index)``: the
-    larger key is the larger Â, then the lower index; invalid entries (zeros) always lose.
+    larger key is the larger Â, then the lower index; invalid entries (valid bit 0, the other
+    bits are don't-care) always lose.
 
     Parameters
     ----------
@@ -103,28 +119,37 @@ class SADS(wiring.Component):
         value 0) if the tile selected nothing.
     blocked_radius, blocked_full, entered, sort_steps, tiles : Out(counter_width)
         Totals since reset: keys blocked by the radius, keys blocked by a full survivor list,
-        keys that entered the sorter, sorter steps started, tiles emitted (counted at their
-        last beat). The first four equal the sums of :class:`sim.golden.TileSelection`'s
-        fields.
+        keys that entered the sorter, sorter steps in which at least one key entered (a
+        tile's last batch crosses the network even when nothing enters; that pass is not a
+        step), tiles emitted (counted at their last beat). The first four equal the sums of
+        :class:`sim.golden.TileSelection`'s fields; a batch is counted three cycles after it
+        leaves the launch register.
     stages : int
         Pipeline registers of the network, ``P = ceil(depth / layers_per_stage)``.
     latency : int
         Cycles from the acceptance of the key that completes a tile to the tile's first
-        :py:`sel` beat, when the tile's last batch need not wait for survivors (a tile of one
-        batch, or a last batch that arrives at least ``P`` cycles after the previous step
-        started): ``P + 3`` (batch register, launch register, ``P`` network stages, serializer).
+        :py:`sel` beat, when the tile's last batch need not wait for the previous step's
+        survivors (e.g. a tile of one batch) nor for an output-queue slot: ``P + 4`` (batch
+        register, launch register, gate register, ``P`` network stages, output queue).
     tile_latency : int
-        The same for a full tile in steady traffic where every batch enters the sorter. When
-        the tile has more than one batch and ``P <= batch``: ``P + 3 + max(0, P - r)``, with
-        ``r`` the keys of the tile's last batch (it waits for the previous step's survivors);
-        in general the value found by :meth:`schedule`.
+        The same for a full tile in steady traffic where every batch enters the sorter:
+        ``P + 4`` for a one-batch tile; for ``n > 1`` batches,
+        ``P + 4 + max(0, P + 1 - r)`` with ``r`` the keys of the tile's last batch (it waits
+        for the previous step's survivors), whenever ``(n == 2 or P + 1 <= batch)`` and
+        ``1 + max(0, P + 1 - r) <= batch``; in general the value found by :meth:`schedule`.
+        Default preset: 21 (``P = 10``, ``r = 4``).
     ii : int or float
         Cycles per input key in steady traffic without backpressure, worst case (every batch
-        enters the sorter; skipped batches only make it faster). It is 1 if a tile is one
-        batch, or if ``P <= batch`` and ``1 + max(0, P - r) <= batch`` (every preset: the
-        batch and launch registers hide the wait of the last batch); otherwise the average
-        found by :meth:`schedule` (e.g. 2.2 for block_size 5, sort_width 5, k_max 3: batches of
-        2 keys cannot hide a 5-stage round trip).
+        enters the sorter; skipped batches only make it faster). It is 1 under the condition
+        above (the batch and launch registers hide the last batch's wait), e.g. for the
+        tiny, default and ecp5 presets; otherwise the average found by :meth:`schedule`:
+        1.375 for the ice40 preset (batches of 4 keys against a 7-cycle round trip),
+        2.6 for block_size 5, sort_width 5, k_max 3 (batches of 2 keys).
+    queue_depth : int
+        Tile results the output queue holds (its head is being emitted):
+        ``max(2, floor((P + 1 + k_max) / block_size) + 1)``, enough that it never limits
+        the steady state above (a tile holds its slot from its last batch's decision until
+        its last beat, at most ``P + 1 + k_max`` cycles).
     comparators, depth : int
         Comparators and layers of the pruned network.
     """
@@ -168,7 +193,11 @@ class SADS(wiring.Component):
 
     @property
     def latency(self):
-        return self.stages + 3
+        return self.stages + 4
+
+    @property
+    def queue_depth(self):
+        return max(2, (self.stages + 1 + self._cfg.k_max) // self._cfg.block_size + 1)
 
     @property
     def tile_latency(self):
@@ -181,18 +210,23 @@ class SADS(wiring.Component):
 
     @cached_property
     def _steady(self):
+        return self._steady_figures(self.queue_depth)
+
+    def _steady_figures(self, queue_depth):
         cfg = self._cfg
         tiles = 12
-        acc, out = self.schedule(tiles * cfg.block_size, top_k=cfg.k_max)
+        acc, out = self.schedule(tiles * cfg.block_size, top_k=cfg.k_max,
+                                 queue_depth=queue_depth)
         B = cfg.block_size
         a, b = 4, tiles - 1                       # skip the start-up tiles
         ii = Fraction(acc[b * B] - acc[a * B], (b - a) * B)
         return {"ii": ii, "tile_latency": out[a] - acc[(a + 1) * B - 1]}
 
-    def schedule(self, keys, *, top_k):
+    def schedule(self, keys, *, top_k, queue_depth=None):
         """Cycle-exact timing of one row of ``keys`` keys under steady traffic (a key offered
         every cycle, :py:`sel` always ready) when every batch enters the sorter (e.g. strictly
-        increasing Â). Mirrors the control of :meth:`elaborate`.
+        increasing Â). Mirrors the control of :meth:`elaborate` (``queue_depth`` overrides
+        :attr:`queue_depth`, for exploring it).
 
         Returns
         -------
@@ -202,44 +236,44 @@ class SADS(wiring.Component):
         """
         cfg, der = self._cfg, self._cfg.derived
         B, bsz, P = cfg.block_size, der.batch, self.stages
-        pipe = [None] * P                    # items: tile-final flag and tile number
+        Q = self.queue_depth if queue_depth is None else queue_depth
+        pipe = [None] * P                    # network stages; pipe[-1] is the output
+        queue = []                           # [beats left after this one, first flag]
         accept, first_beat = [], []
-        key = bpos = tpos = tile = 0
+        key = bpos = tpos = 0
         buf_full = busy = False
-        buf = L = None
-        finals = ser_left = 0
-        ser_first = False
+        buf = L = G = None
+        reserved, credit = 0, True
         t = 0
         n_tiles = -(-keys // B)
         while len(first_beat) < n_tiles:
             o = pipe[-1]
-            ser_last = ser_left == 1
-            ser_free = ser_left == 0 or ser_last
-            advance = not (o is not None and o["final"] and not ser_free)
             emerge_nf = o is not None and not o["final"]
-            ready_sv = L is not None and (L["tile_first"] or not busy or emerge_nf)
-            launch = ready_sv and advance
-            transfer = buf_full and (L is None or launch)
-            in_ready = not buf_full or transfer
-            take = in_ready and key < keys
+            decide = L is not None and (not busy or emerge_nf) and (not L["final"] or credit)
+            transfer = buf_full and (L is None or decide)
+            take = (not buf_full or transfer) and key < keys
+            pop = bool(queue) and queue[0][0] == 0
             # -- register updates
-            if ser_left:
-                if ser_first:
+            if queue:
+                if queue[0][1]:
                     first_beat.append(t)
-                ser_first = False
-                ser_left -= 1
-            if advance and o is not None and o["final"]:
-                ser_left, ser_first = min(top_k, o["keys"]), True
-            if launch and not L["final"]:
-                busy = True
+                if pop:
+                    queue.pop(0)
+                else:
+                    queue[0] = [queue[0][0] - 1, False]
+            if o is not None and o["final"]:
+                queue.append([min(top_k, o["keys"]) - 1, True])
+            reserved += int(decide and L["final"]) - int(pop)
+            credit = reserved < Q
+            pipe = [G] + pipe[:-1]           # every batch enters: every decided batch launches
+            if decide:
+                busy = not L["final"]
             elif emerge_nf:
                 busy = False
-            finals += int(launch and L["final"]) - int(bool(advance and o and o["final"]))
-            if advance:
-                pipe = [dict(final=L["final"], keys=L["tile_keys"]) if launch else None] + pipe[:-1]
+            G = dict(final=L["final"], keys=L["tile_keys"]) if decide else None
             if transfer:
                 L = buf
-            elif launch:
+            elif decide:
                 L = None
             if take:
                 accept.append(t)
@@ -247,7 +281,7 @@ class SADS(wiring.Component):
                 complete = bpos == bsz - 1 or tpos == B - 1 or last
                 tile_end = tpos == B - 1 or last
                 if complete:
-                    buf = dict(tile_first=tpos == bpos, final=tile_end, tile_keys=tpos + 1)
+                    buf = dict(final=tile_end, tile_keys=tpos + 1)
                     bpos, tpos = 0, (0 if tile_end else tpos + 1)
                 else:
                     bpos, tpos = bpos + 1, tpos + 1
@@ -263,33 +297,41 @@ class SADS(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, der = self._cfg, self._cfg.derived
-        B, nb, K = cfg.block_size, der.batch, cfg.k_max
+        B, nb, K, Q = cfg.block_size, der.batch, cfg.k_max, self.queue_depth
         AW, IW, TW = der.ahat_width, der.index_width, der.topk_width
         KW = self._key_width
 
-        def pack(value, index, valid=1):
-            return Cat(~index, value.as_unsigned()[:AW - 1], ~value.as_unsigned()[AW - 1],
-                       Const(valid, 1) if isinstance(valid, int) else valid)
+        def pack(value, index):
+            """The sort key without its valid bit: ``(Â with its sign inverted, ~index)``."""
+            return Cat(~index, value.as_unsigned()[:AW - 1], ~value.as_unsigned()[AW - 1])
+
+        def value_of(key):
+            """Â (signed) of a packed key, with or without its valid bit."""
+            return Cat(key[IW:IW + AW - 1], ~key[IW + AW - 1]).as_signed()
+
+        def rank_of(key):
+            """Â of a packed key in offset binary: unsigned, ordered like Â."""
+            return key[IW:IW + AW]
 
         def unpack(key):
-            return (Cat(key[IW:IW + AW - 1], ~key[IW + AW - 1]).as_signed(),
-                    ~key[:IW], key[KW - 1])
+            return value_of(key), ~key[:IW], key[KW - 1]
 
         tag_layout = data.StructLayout({"final": 1, "row_last": 1, "top_k": TW})
         m.submodules.net = net = SortNet(self._network, KW, tag_width=tag_layout.size,
-                                         layers_per_stage=self._lps)
+                                         layers_per_stage=self._lps, select=True)
         o_tag = data.View(tag_layout, net.o_tag)
+        m.d.comb += net.en.eq(1)               # free running: the output queue never overflows
 
         # -- collection: the batch register ------------------------------------------------
         batch_layout = _batch_layout(cfg)
         bpos = Signal(range(nb))
         tpos = Signal(range(B))
-        buf_v = [Signal(signed(AW), name=f"buf_v{j}") for j in range(nb)]
-        buf_i = [Signal(IW, name=f"buf_i{j}") for j in range(nb)]
+        buf_k = [Signal(KW - 1, name=f"buf_k{j}") for j in range(nb)]
         buf = Signal(batch_layout)
         buf_full = Signal()
         row_topk = Signal(TW)
         row_radius = Signal(der.radius_width)
+        row_max = Signal(signed(AW))           # largest Â of the row's keys so far
 
         transfer = Signal()
         decide = Signal()
@@ -310,162 +352,210 @@ class SADS(wiring.Component):
         with m.If(accept):
             for j in range(nb):
                 with m.If(bpos == j):
-                    m.d.sync += [buf_v[j].eq(p.value), buf_i[j].eq(p.index)]
+                    m.d.sync += buf_k[j].eq(pack(p.value, p.index))
             with m.If(p.first):
                 m.d.sync += [row_topk.eq(topk_in), row_radius.eq(self.radius)]
             m.d.sync += [
                 buf.top_k.eq(Mux(p.first, topk_in, row_topk)),
-                buf.radius.eq(Mux(p.first, self.radius, row_radius)),
                 buf.count.eq(bpos + 1),
                 buf.tile_final.eq(tile_end),
                 buf.row_last.eq(p.last),
+                row_max.eq(Mux(p.first | (p.value > row_max), p.value, row_max)),
             ]
             with m.If(bpos == 0):
-                m.d.sync += [buf.bmax.eq(p.value), buf.tile_first.eq(tpos == 0),
-                             buf.row_first.eq(p.first)]
-            with m.Else():
-                m.d.sync += buf.bmax.eq(Mux(p.value > buf.bmax, p.value, buf.bmax))
+                # run_max of this batch is the largest Â of the row's earlier batches: the
+                # running maximum before its first key (the row's first batch has none).
+                m.d.sync += [
+                    buf.tile_first.eq(tpos == 0),
+                    buf.rad_en.eq(~p.first & (row_radius != der.radius_inf)),
+                    buf.rthr.eq(row_max - row_radius),
+                ]
             with m.If(complete):
                 m.d.sync += [bpos.eq(0), tpos.eq(Mux(tile_end, 0, tpos + 1))]
             with m.Else():
                 m.d.sync += [bpos.eq(bpos + 1), tpos.eq(tpos + 1)]
         m.d.sync += buf_full.eq((buf_full & ~transfer) | (accept & complete))
 
-        # -- the launch register -----------------------------------------------------------
-        L_v = [Signal(signed(AW), name=f"launch_v{j}") for j in range(nb)]
-        L_i = [Signal(IW, name=f"launch_i{j}") for j in range(nb)]
-        L = Signal(batch_layout)
+        # -- the launch register: the blocking decision --------------------------------------
+        L_k = [Signal(KW - 1, name=f"launch_k{j}") for j in range(nb)]
+        L_present = Signal(nb)
+        L_rad = Signal(nb)                     # blocked by the radius (on the way in)
+        L = Signal(data.StructLayout({
+            "tile_first": 1, "tile_final": 1, "row_last": 1, "top_k": TW,
+        }))
         m.d.comb += transfer.eq(buf_full & (~L_valid | decide))
         with m.If(transfer):
-            m.d.sync += [L.eq(buf), L_valid.eq(1)]
-            m.d.sync += [L_v[j].eq(buf_v[j]) for j in range(nb)]
-            m.d.sync += [L_i[j].eq(buf_i[j]) for j in range(nb)]
+            m.d.sync += [
+                L_valid.eq(1),
+                L.tile_first.eq(buf.tile_first), L.tile_final.eq(buf.tile_final),
+                L.row_last.eq(buf.row_last), L.top_k.eq(buf.top_k),
+                L_present.eq(Cat(buf.count > j for j in range(nb))),
+                L_rad.eq(Cat((buf.count > j) & buf.rad_en & (value_of(buf_k[j]) < buf.rthr)
+                             for j in range(nb))),
+            ]
+            m.d.sync += [L_k[j].eq(buf_k[j]) for j in range(nb)]
         with m.Elif(decide):
             m.d.sync += L_valid.eq(0)
 
-        # -- survivors: register, bypass from the network output -----------------------------
-        S = [Signal(KW, name=f"surv{r}") for r in range(K)]
+        # The top_k-th survivor of the tile's latest step is held by the network's last stage
+        # (o_sel); tile_entered says whether the tile has survivors at all.
+        busy = Signal()                        # a step this batch depends on is in flight
+        tile_entered = Signal()                # an earlier batch of the tile entered the sorter
+        # (both are known before the next batch of the tile can decide: a batch sets busy
+        # when it decides and clears it in the gate register if it is skipped, else when its
+        # step leaves the network; tile_entered is updated from the gate register)
         emerge_nf = Signal()                   # a non-final step leaves the network
         m.d.comb += emerge_nf.eq(net.o_valid & ~o_tag.final)
-        surv = [Signal(KW, name=f"surv_eff{r}") for r in range(K)]
-        for r in range(K):
-            m.d.comb += surv[r].eq(Mux(L.tile_first, 0, Mux(emerge_nf, net.o[r], S[r])))
-        thr = Signal(KW)                       # the top_k-th survivor (0 if there is none)
-        with m.Switch(L.top_k):
-            for k in range(1, K + 1):
-                with m.Case(k):
-                    m.d.comb += thr.eq(surv[k - 1])
-            with m.Default():
-                m.d.comb += thr.eq(surv[0])
-
-        # -- blocking decision over the batch ----------------------------------------------
-        run_max = Signal(signed(AW))
-        clip = Signal()
-        m.d.comb += clip.eq(L.radius != der.radius_inf)
-        keys = [Signal(KW, name=f"key{j}") for j in range(nb)]
-        present = [Signal(name=f"present{j}") for j in range(nb)]
+        thr = net.o_sel
+        no_surv = Signal()                     # the batch's tile has no survivors yet
+        no_full = Signal()                     # fewer than top_k survivors: nothing is full
+        m.d.comb += [
+            no_surv.eq(L.tile_first | ~tile_entered),
+            no_full.eq(no_surv | ~thr[KW - 1]),
+        ]
         rad = [Signal(name=f"rad{j}") for j in range(nb)]
         full = [Signal(name=f"full{j}") for j in range(nb)]
         enter = [Signal(name=f"enter{j}") for j in range(nb)]
         for j in range(nb):
+            # Survivors come from earlier batches of the tile (lower indices), so "key > thr"
+            # is exactly "Â > thr's Â".
+            gt = rank_of(L_k[j]) > rank_of(thr)
             m.d.comb += [
-                keys[j].eq(pack(L_v[j], L_i[j])),
-                present[j].eq(L_valid & (L.count > j)),
-                rad[j].eq(present[j] & clip & ~L.row_first & (L_v[j] + L.radius < run_max)),
-                # Survivors come from earlier batches of the tile (lower indices), so
-                # "key > thr" is exactly "Â > thr's Â".
-                full[j].eq(present[j] & ~rad[j] & (keys[j] < thr)),
-                enter[j].eq(present[j] & ~rad[j] & ~full[j]),
+                rad[j].eq(L_rad[j]),
+                full[j].eq(L_present[j] & ~rad[j] & ~no_full & ~gt),
+                enter[j].eq(L_present[j] & ~rad[j] & (no_full | gt)),
             ]
-        any_enter = Signal()
-        m.d.comb += any_enter.eq(Cat(*enter).any())
 
         # -- control -----------------------------------------------------------------------
-        busy = Signal()                        # a non-final step of the current tile in flight
-        finals = Signal(range(self.stages + 2))   # tile-final steps in the network
-        ser_busy = Signal()
-        ser_last = Signal()
-        ser_free = Signal()
-        advance = Signal()
-        ready_sv = Signal()
-        launch = Signal()
-        skip = Signal()
-        out_final = Signal()
-        m.d.comb += [
-            ser_free.eq(~ser_busy | (self.sel.ready & ser_last)),
-            out_final.eq(net.o_valid & o_tag.final),
-            advance.eq(~out_final | ser_free),
-            ready_sv.eq(L.tile_first | ~busy | emerge_nf),
-            launch.eq(L_valid & ready_sv & any_enter & advance),
-            skip.eq(L_valid & ready_sv & ~any_enter &
-                    (~L.tile_final | ((finals == 0) & ser_free))),
-            decide.eq(launch | skip),
-        ]
+        reserved = Signal(range(Q + 1))        # output-queue slots held by decided tiles
+        credit = Signal(init=1)                # reserved < Q (registered)
+        pop = Signal()                         # the serializer finishes a tile
+        G_valid = Signal()
+        G_surv = [Signal(KW, name=f"gate_s{r}") for r in range(K)]
+        G_k = [Signal(KW, name=f"gate_k{j}") for j in range(nb)]
+        G_rad = Signal(nb)
+        G_full = Signal(nb)
+        G_any = Signal()                       # a key of the batch enters the sorter
+        G_final = Signal()
+        G_tile_first = Signal()
+        G_skip = Signal()                      # the gate register drops a non-final batch
+        m.d.comb += decide.eq(L_valid & (~busy | emerge_nf) & (~L.tile_final | credit))
         with m.If(decide):
-            m.d.sync += run_max.eq(Mux(L.row_first | (L.bmax > run_max), L.bmax, run_max))
-        with m.If(launch & ~L.tile_final):
-            m.d.sync += busy.eq(1)
-        with m.Elif(emerge_nf):
+            m.d.sync += busy.eq(~L.tile_final)
+        with m.Elif(emerge_nf | G_skip):
             m.d.sync += busy.eq(0)
-        m.d.sync += finals.eq(finals + (launch & L.tile_final) - (out_final & advance))
+        reserved_next = Signal.like(reserved)
+        m.d.comb += reserved_next.eq(reserved + (decide & L.tile_final) - pop)
+        m.d.sync += [reserved.eq(reserved_next), credit.eq(reserved_next < Q)]
+
+        with m.If(G_valid):
+            m.d.sync += tile_entered.eq((~G_tile_first & tile_entered) | G_any)
+
+        S = [Signal(KW, name=f"surv{r}") for r in range(K)]
         with m.If(emerge_nf):
             m.d.sync += [S[r].eq(net.o[r]) for r in range(K)]
-        with m.If(skip & L.tile_first):
-            m.d.sync += [S[r].eq(0) for r in range(K)]
 
+        # -- the gate register: the network's input vector ------------------------------------
+        G_tag = Signal(tag_layout.size)
+        G_rank = Signal(range(K))
+        m.d.sync += [
+            G_valid.eq(decide),
+            G_rad.eq(Cat(*rad)), G_full.eq(Cat(*full)),
+            G_final.eq(L.tile_final), G_tile_first.eq(L.tile_first),
+            G_tag.eq(Cat(L.tile_final, L.row_last, L.top_k)),
+            G_rank.eq(L.top_k - 1),
+        ]
+        # Only valid bits are gated: an invalid entry loses to every valid one whatever its
+        # other bits hold, and nothing downstream reads those bits.
+        m.d.sync += [G_k[j].eq(Cat(L_k[j], enter[j])) for j in range(nb)]
+        for r in range(K):
+            src = Mux(emerge_nf, net.o[r], S[r])
+            m.d.sync += G_surv[r].eq(Cat(src[:KW - 1], src[KW - 1] & ~no_surv))
+        # A non-final batch nothing of which enters is skipped (the survivors stand); a tile's
+        # last batch always passes, so its result reaches the queue in order.
         m.d.comb += [
-            net.en.eq(advance),
-            net.i_valid.eq(launch),
-            net.i_tag.eq(Cat(L.tile_final, L.row_last, L.top_k)),
+            G_any.eq(Cat(k[KW - 1] for k in G_k).any()),
+            G_skip.eq(G_valid & ~G_final & ~G_any),
+            net.i_valid.eq(G_valid & (G_final | G_any)),
+            net.i_tag.eq(G_tag),
+            net.i_rank.eq(G_rank),
+            net.i_sel_en.eq(~G_final),
         ]
         for r in range(K):
-            m.d.comb += net.i[r].eq(surv[r])
+            m.d.comb += net.i[r].eq(G_surv[r])
         for j in range(nb):
-            m.d.comb += net.i[K + j].eq(Mux(enter[j], keys[j], 0))
+            m.d.comb += net.i[K + j].eq(G_k[j])
 
-        # -- output serializer -------------------------------------------------------------
-        res = [Signal(KW, name=f"res{r}") for r in range(K)]
-        ser_left = Signal(range(K))            # beats after this one, at most
-        ser_first = Signal()
-        ser_row_last = Signal()
+        # -- output queue; its head is the serializer ----------------------------------------
+        q_res = [[Signal(KW, name=f"q{i}_res{r}") for r in range(K)] for i in range(Q)]
+        q_left = [Signal(range(K), name=f"q{i}_left") for i in range(Q)]   # beats after this
+        q_first = [Signal(name=f"q{i}_first") for i in range(Q)]
+        q_row_last = [Signal(name=f"q{i}_row_last") for i in range(Q)]
+        count = Signal(range(Q + 1))
+        res = q_res[0]
         value0, index0, valid0 = unpack(res[0])
         empty = Signal()
+        ser_last = Signal()
         m.d.comb += [
             empty.eq(~valid0),
-            ser_last.eq(empty | (ser_left == 0) | (~res[1][KW - 1] if K > 1 else 1)),
-            self.sel.valid.eq(ser_busy),
+            ser_last.eq(empty | (q_left[0] == 0) | (~res[1][KW - 1] if K > 1 else 1)),
+            self.sel.valid.eq(count != 0),
             self.sel.payload.value.eq(Mux(empty, 0, value0)),
             self.sel.payload.index.eq(Mux(empty, 0, index0)),
             self.sel.payload.empty.eq(empty),
-            self.sel.payload.first.eq(ser_first),
+            self.sel.payload.first.eq(q_first[0]),
             self.sel.payload.last.eq(ser_last),
-            self.sel.payload.row_last.eq(ser_row_last),
+            self.sel.payload.row_last.eq(q_row_last[0]),
         ]
         beat = Signal()
-        m.d.comb += beat.eq(self.sel.valid & self.sel.ready)
+        write = Signal()
+        m.d.comb += [
+            beat.eq(self.sel.valid & self.sel.ready),
+            pop.eq(beat & ser_last),
+            write.eq(net.o_valid & o_tag.final),
+        ]
         with m.If(beat):
             m.d.sync += [res[r].eq(res[r + 1] if r + 1 < K else 0) for r in range(K)]
-            m.d.sync += [ser_left.eq(ser_left - 1), ser_first.eq(0)]
-            with m.If(ser_last):
-                m.d.sync += ser_busy.eq(0)
-        with m.If(out_final & advance):
-            m.d.sync += [res[r].eq(net.o[r]) for r in range(K)]
-            m.d.sync += [ser_left.eq(o_tag.top_k - 1), ser_first.eq(1), ser_busy.eq(1),
-                         ser_row_last.eq(o_tag.row_last)]
-        with m.If(skip & L.tile_final):
-            m.d.sync += [res[r].eq(surv[r]) for r in range(K)]
-            m.d.sync += [ser_left.eq(L.top_k - 1), ser_first.eq(1), ser_busy.eq(1),
-                         ser_row_last.eq(L.row_last)]
+            m.d.sync += [q_left[0].eq(q_left[0] - 1), q_first[0].eq(0)]
+        with m.If(pop):
+            for i in range(Q - 1):
+                m.d.sync += [q_res[i][r].eq(q_res[i + 1][r]) for r in range(K)]
+                m.d.sync += [q_left[i].eq(q_left[i + 1]), q_first[i].eq(q_first[i + 1]),
+                             q_row_last[i].eq(q_row_last[i + 1])]
+        wi = Signal(range(Q + 1))
+        m.d.comb += wi.eq(count - pop)
+        for i in range(Q):
+            with m.If(write & (wi == i)):
+                m.d.sync += [q_res[i][r].eq(net.o[r]) for r in range(K)]
+                m.d.sync += [q_left[i].eq(o_tag.top_k - 1), q_first[i].eq(1),
+                             q_row_last[i].eq(o_tag.row_last)]
+        m.d.sync += count.eq(count + write - pop)
 
-        # -- counters ----------------------------------------------------------------------
-        with m.If(decide):
-            m.d.sync += [
-                self.blocked_radius.eq(self.blocked_radius + sum(rad)),
-                self.blocked_full.eq(self.blocked_full + sum(full)),
-                self.entered.eq(self.entered + sum(enter)),
-            ]
-        with m.If(launch):
-            m.d.sync += self.sort_steps.eq(self.sort_steps + 1)
-        with m.If(beat & ser_last):
+        # -- counters (a popcount register stage behind the gate register) -------------------
+        cnt_w = range(nb + 1)
+        c_rad, c_full, c_enter = Signal(cnt_w), Signal(cnt_w), Signal(cnt_w)
+        c_step = Signal()
+        m.d.sync += [
+            c_rad.eq(Mux(G_valid, _popcount(G_rad), 0)),
+            c_full.eq(Mux(G_valid, _popcount(G_full), 0)),
+            c_enter.eq(Mux(G_valid, _popcount(Cat(k[KW - 1] for k in G_k)), 0)),
+            c_step.eq(G_valid & G_any),
+            self.blocked_radius.eq(self.blocked_radius + c_rad),
+            self.blocked_full.eq(self.blocked_full + c_full),
+            self.entered.eq(self.entered + c_enter),
+            self.sort_steps.eq(self.sort_steps + c_step),
+        ]
+        with m.If(pop):
             m.d.sync += self.tiles.eq(self.tiles + 1)
         return m
+
+
+def _popcount(bits):
+    """Ones in ``bits``, as a balanced adder tree."""
+    terms = [bits[i] for i in range(len(bits))]
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]

@@ -17,7 +17,8 @@ inputs by padding to a power of two with entries that never win, then simplifies
 The result is a :class:`Network`: a comparator list on physical wires (``hi`` receives the
 winner, ``lo`` the loser), the wire that holds each kept output rank, and the counts. The
 :class:`SortNet` component turns a network into hardware on unsigned keys (the larger key wins),
-with a pipeline register every ``layers_per_stage`` layers and global-stall enable.
+with a pipeline register every ``layers_per_stage`` layers, global-stall enable and an optional
+held selection of one output rank in the last stage.
 """
 
 from dataclasses import dataclass
@@ -263,7 +264,15 @@ class SortNet(wiring.Component):
     layer, so ``stages = ceil(depth / layers_per_stage)`` (at least 1); only wires still live
     at a register boundary are registered. A new input vector can enter on every cycle
     :py:`en` is high; every register (data, valid and tag) moves only when :py:`en` is high
-    (global stall).
+    (global stall). Tie :py:`en` high for a free-running pipeline (the enable logic then
+    disappears).
+
+    With ``select=True`` the last stage also selects one output rank per vector, chosen by
+    :py:`i_rank` on entry: the rank multiplexer sits in front of the last register, in
+    parallel with the last comparator layer, so the selected key appears on :py:`o_sel` in
+    the same cycle as :py:`o`. That register loads only for vectors that entered with
+    :py:`i_valid` and :py:`i_sel_en` high, and holds its value otherwise: :py:`o_sel` is the
+    selected rank of the most recent such vector (0 after reset).
 
     Parameters
     ----------
@@ -274,6 +283,8 @@ class SortNet(wiring.Component):
         Bits of a side tag that travels with each vector (0 for none).
     layers_per_stage : int
         Comparator layers between pipeline registers (``>= 1``).
+    select : bool
+        Add the held rank selection (:py:`i_rank`, :py:`i_sel_en`, :py:`o_sel`).
 
     Attributes
     ----------
@@ -283,6 +294,10 @@ class SortNet(wiring.Component):
         Input vector (``network.inputs`` keys), sampled when :py:`en` is high.
     o_valid, o, o_tag : Out
         The ``network.keep`` best keys, best first, ``latency`` advancing cycles later.
+    i_rank, i_sel_en : In (``select=True`` only)
+        Output rank to select (``0 … keep-1``) and whether this vector updates :py:`o_sel`.
+    o_sel : Out(key_width) (``select=True`` only)
+        Rank ``i_rank`` of the most recent vector that entered with :py:`i_sel_en`; held.
     latency : int
         Cycles from input to output without stalls: ``stages``.
     ii : int
@@ -291,13 +306,14 @@ class SortNet(wiring.Component):
         Comparator count and layer count of the network.
     """
 
-    def __init__(self, network, key_width, *, tag_width=0, layers_per_stage=1):
+    def __init__(self, network, key_width, *, tag_width=0, layers_per_stage=1, select=False):
         if layers_per_stage < 1:
             raise ValueError(f"layers_per_stage = {layers_per_stage} must be at least 1")
         self._net = network
         self._key_width = key_width
         self._tag_width = tag_width
         self._lps = layers_per_stage
+        self._select = select
         sig = {
             "en": In(1),
             "i_valid": In(1),
@@ -308,6 +324,10 @@ class SortNet(wiring.Component):
         if tag_width:
             sig["i_tag"] = In(tag_width)
             sig["o_tag"] = Out(tag_width)
+        if select:
+            sig["i_rank"] = In(range(network.keep))
+            sig["i_sel_en"] = In(1)
+            sig["o_sel"] = Out(key_width)
         super().__init__(sig)
 
     @property
@@ -345,9 +365,11 @@ class SortNet(wiring.Component):
         wires = {w: self.i[w] for w in range(net.inputs)}
         valid = self.i_valid
         tag = self.i_tag if self._tag_width else None
+        rank, sel_en = (self.i_rank, self.i_sel_en) if self._select else (None, None)
         layers = net.layers()
+        boundaries = self.boundaries()
         done = 0
-        for stage, boundary in enumerate(self.boundaries()):
+        for stage, boundary in enumerate(boundaries):
             for layer in range(done, boundary):
                 for c in layers[layer]:
                     a, b = wires[c.hi], wires[c.lo]
@@ -357,6 +379,21 @@ class SortNet(wiring.Component):
                     m.d.comb += [win.eq(a >= b), hi.eq(Mux(win, a, b)), lo.eq(Mux(win, b, a))]
                     wires[c.hi], wires[c.lo] = hi, lo
             done = boundary
+            if rank is not None and stage == len(boundaries) - 1:
+                # The held rank selection, registered together with the last stage.
+                pick = Signal(W, name="sel_pick")
+                with m.Switch(rank):
+                    for r, w in enumerate(net.outputs):
+                        with m.Case(r):
+                            m.d.comb += pick.eq(wires[w])
+                with m.If(self.en & valid & sel_en):
+                    m.d.sync += self.o_sel.eq(pick)
+            elif rank is not None:
+                rank_r = Signal.like(rank, name=f"s{stage + 1}_rank")
+                sel_en_r = Signal(name=f"s{stage + 1}_sel_en")
+                with m.If(self.en):
+                    m.d.sync += [rank_r.eq(rank), sel_en_r.eq(sel_en)]
+                rank, sel_en = rank_r, sel_en_r
             regs = {}
             for w in net.live_after(boundary):
                 r = Signal(W, name=f"s{stage + 1}_w{w}")

@@ -75,7 +75,7 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     # Pipeline constants (cycles), from the units' latencies.
     dlzs_lat = 2 + (cfg.dlzs_lanes - 1).bit_length()
     sads = _sads(cfg)
-    sads_lat = sads.stages + 3
+    sads_lat = sads.latency
     key_time = max(DL, sads.ii)            # SADS is slower than DLZS for tiny batches
     lag = dlzs_lat + sads_lat + 2          # K read, DLZS, SADS, fetch
     ahead = 3                              # tiles prediction may run in front of SU-FA
