@@ -190,3 +190,13 @@ class Checker:
         assert not self.errors, "\n".join(self.errors[:10])
         assert self.received == len(self.expected), \
             f"{self.name}: received {self.received} of {len(self.expected)} beats"
+
+    def check_catches(self, victim):
+        """The mutation check: :meth:`check` must fail, naming beat ``victim`` (the one whose
+        expected value the test corrupted)."""
+        try:
+            self.check()
+        except AssertionError as e:
+            assert f"beat #{victim}" in str(e), f"the checker failed, but not at beat #{victim}: {e}"
+        else:
+            raise AssertionError(f"{self.name}: a corrupted expected beat #{victim} went unnoticed")
