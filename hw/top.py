@@ -123,6 +123,8 @@ class SofaCore(wiring.Component):
         of the sequence. A row takes about ``max(S·dlzs_cycles, selected·mac_cycles)`` cycles in
         sparse mode and ``S·mac_cycles`` in dense mode; :mod:`sim.perf` models it exactly
         enough to project large S.
+    register_map : dict
+        ``{name: address}`` of the registers and counters, also in the JSON sidecar.
     latency : int
         Cycles from the acceptance of a one-key dense query (S = 1) to its first :py:`o` beat,
         pipeline empty: ``sufa.latency + 3`` (query FIFO, dense generator, K/V read).
@@ -154,6 +156,13 @@ class SofaCore(wiring.Component):
     @property
     def ii(self):
         return self._cfg.derived.mac_cycles
+
+    @property
+    def register_map(self):
+        """``{name: address}`` of every register and counter (written to the sidecar)."""
+        regs = {r.name.lower(): int(r) for r in Reg}
+        regs.update({f"counter_{n}": COUNTER_BASE + i for i, n in enumerate(COUNTERS)})
+        return regs
 
     @property
     def latency(self):

@@ -25,6 +25,7 @@ def test_verilog_and_sidecar(tmp_path, capsys):
     assert {"q", "kv_load", "o", "reg_addr"} <= {p["name"].split("__")[0]
                                                   for p in meta["ports"]}
     assert isinstance(meta["latency"], int) and meta["ii"] == 2
+    assert meta["register_map"]["seq_len"] == 0 and meta["register_map"]["counter_cycles"] == 16
     # reproducible: a second run writes the same bytes
     code, _, _ = run(capsys, "verilog", "--preset", "tiny", "--out", str(tmp_path))
     assert code == 0 and (tmp_path / "sofa_top.v").read_text() == v
