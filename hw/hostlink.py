@@ -1,0 +1,647 @@
+"""Host link: a framed request/reply protocol over a byte stream (a UART) to a :class:`SofaCore`.
+
+Protocol
+--------
+Every request gets exactly one reply. Integers are little-endian; the CRC is CRC-16/CCITT-FALSE
+(polynomial 0x1021, initial value 0xFFFF, not reflected, no final XOR) over every byte after
+the start byte, sent most significant byte first, so the CRC over a whole frame without its
+start byte is 0.
+
+Request: ``A5 | cmd | len (2) | payload (len bytes) | crc (2, MSB first)``
+
+Reply:   ``5A | cmd | status | len (2) | payload (len bytes) | crc (2, MSB first)``
+
+==============  ====  ===========================================  ===================================
+command         cmd   request payload                              reply payload (status OK)
+==============  ====  ===========================================  ===================================
+``IDENT``       0x00  none                                         :data:`IDENT_FIELDS` (config, link)
+``WRITE_REG``   0x01  ``addr`` (1), ``value`` (4)                   STATUS register after the write (4)
+``READ_REGS``   0x02  ``addr`` (1), ``count`` (1)                   ``count`` registers from ``addr``,
+                                                                   4 bytes each
+``LOAD_KV``     0x03  ``start`` (2), then n rows: K row, V row      none
+                      (``d`` elements each)
+``QUERY``       0x04  n Q rows (``d`` elements each; the last      ``O`` of the n rows, ``n·d``
+                      closes a group of ``q_lanes``)              elements of ``out_bytes`` each
+==============  ====  ===========================================  ===================================
+
+An element of Q/K/V takes ``elem_bytes = ceil(data_width / 8)`` bytes (its low ``data_width``
+bits are used); an ``O`` element ``out_bytes = ceil(out_width / 8)`` bytes, sign-extended two's
+complement. Register addresses are :class:`hw.top.Reg` and the counters from
+``COUNTER_BASE``; the core itself rejects writes of out-of-range values (the STATUS in the reply
+then has its error bit set).
+
+Errors: a reply with a non-zero :class:`Status` (and no payload) instead of the command's reply;
+``cmd`` echoes the request's command byte, or :data:`NO_CMD` if none arrived. Bytes outside a
+frame (anything but ``A5`` while hunting) are ignored. The checks, in order: a UART framing
+error or overrun inside the frame (``LINE_ERROR``), the CRC (``BAD_CRC``), the command
+(``UNKNOWN_CMD``), the length for the command (``BAD_LENGTH``), the arguments (``BAD_ARG``: a
+register address or count outside the register file, K/V rows past ``max_seq_len``). A frame
+whose ``len`` exceeds ``max_payload`` is discarded (``len + 2`` more bytes, or until the line is
+idle) and answered with ``OVERSIZED``; a frame that stops for ``timeout_cycles`` is answered
+with ``TRUNCATED`` (``LINE_ERROR`` if a line error occurred in it: a framing error drops its
+byte, so the frame ends short).
+
+**Nothing is half-written.** The payload is buffered in a ``max_payload``-byte memory and only
+applied (registers written, K/V rows loaded, queries issued) after every check has passed.
+
+The link handles one request at a time: bytes that arrive while a request executes (loading K/V,
+issuing queries) are dropped, so a host waits for each reply before its next request. A new
+request may arrive while the previous reply is still being sent; it is answered after it.
+"""
+
+import enum as py_enum
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.config import ConfigError
+from hw.sufa import out_layout
+from hw.top import COUNTER_BASE, COUNTERS, Reg, kv_load_layout, query_layout
+
+
+__all__ = ["HostLink", "Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD",
+           "PROTOCOL_VERSION", "N_REGS", "IDENT_FIELDS", "CONFIG_FIELDS", "ident_bytes",
+           "parse_ident", "crc16", "elem_bytes", "out_bytes", "REQUEST_OVERHEAD",
+           "REPLY_OVERHEAD"]
+
+
+SOF_REQUEST = 0xA5
+SOF_REPLY = 0x5A
+NO_CMD = 0xFF
+PROTOCOL_VERSION = 1
+#: Registers the link can address: the core's registers and its counters.
+N_REGS = COUNTER_BASE + len(COUNTERS)
+#: Bytes of a request / reply frame around its payload.
+REQUEST_OVERHEAD = 6
+REPLY_OVERHEAD = 7
+
+_CRC_POLY = 0x1021
+_CRC_INIT = 0xFFFF
+
+
+class Cmd(py_enum.IntEnum):
+    """Request commands."""
+    IDENT = 0x00
+    WRITE_REG = 0x01
+    READ_REGS = 0x02
+    LOAD_KV = 0x03
+    QUERY = 0x04
+
+
+class Status(py_enum.IntEnum):
+    """Reply status codes; every one but ``OK`` is an error reply without payload."""
+    OK = 0
+    BAD_CRC = 1
+    UNKNOWN_CMD = 2
+    BAD_LENGTH = 3
+    BAD_ARG = 4
+    TRUNCATED = 5
+    OVERSIZED = 6
+    LINE_ERROR = 7
+
+
+#: SofaConfig fields in the IDENT reply, in order, 4 bytes each.
+CONFIG_FIELDS = ("d", "data_width", "block_size", "max_seq_len", "sort_width", "k_max",
+                 "q_lanes", "mac_lanes", "dlzs_lanes", "exp_frac", "exp_lut_bits", "w_frac",
+                 "c_bits", "c_frac", "out_frac")
+#: The IDENT reply: ``(name, bytes)`` in order.
+IDENT_FIELDS = (("magic", 4), ("version", 1),
+                *((name, 4) for name in CONFIG_FIELDS),
+                ("max_payload", 4), ("clk_hz", 4), ("divisor", 4), ("timeout_cycles", 4),
+                ("n_regs", 1), ("counter_base", 1), ("n_counters", 1))
+_MAGIC = b"SOFA"
+
+
+def crc16(data, crc=_CRC_INIT):
+    """CRC-16/CCITT-FALSE of ``data`` (bytes), continuing from ``crc``."""
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ _CRC_POLY) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def _crc16_step(crc, byte):
+    """The same update as :func:`crc16` for one byte, as an Amaranth expression."""
+    bits = [crc[i] ^ (byte[i - 8] if i >= 8 else 0) for i in range(16)]
+    for _ in range(8):
+        msb = bits[15]
+        bits = [(bits[i - 1] if i else Const(0, 1)) ^ (msb if (_CRC_POLY >> i) & 1 else 0)
+                for i in range(16)]
+    return Cat(*bits)
+
+
+def elem_bytes(cfg):
+    """Bytes per Q/K/V element on the link: ``ceil(data_width / 8)``."""
+    return -(-cfg.data_width // 8)
+
+
+def out_bytes(cfg):
+    """Bytes per ``O`` element on the link: ``ceil(out_width / 8)``."""
+    return -(-cfg.derived.out_width // 8)
+
+
+def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles):
+    """The IDENT reply payload (bytes) of a link built with these parameters."""
+    values = {"magic": int.from_bytes(_MAGIC, "little"), "version": PROTOCOL_VERSION,
+              **{name: getattr(cfg, name) for name in CONFIG_FIELDS},
+              "max_payload": max_payload, "clk_hz": int(clk_hz), "divisor": divisor,
+              "timeout_cycles": timeout_cycles, "n_regs": N_REGS,
+              "counter_base": COUNTER_BASE, "n_counters": len(COUNTERS)}
+    out = bytearray()
+    for name, size in IDENT_FIELDS:
+        value = values[name]
+        if not 0 <= value < 1 << (8 * size):
+            raise ValueError(f"{name} = {value} does not fit the {size}-byte IDENT field")
+        out += value.to_bytes(size, "little")
+    return bytes(out)
+
+
+def parse_ident(payload):
+    """The fields of an IDENT reply payload as a dict; raises ValueError if malformed."""
+    size = sum(n for _, n in IDENT_FIELDS)
+    if len(payload) != size:
+        raise ValueError(f"IDENT reply has {len(payload)} bytes, expected {size}")
+    out, pos = {}, 0
+    for name, n in IDENT_FIELDS:
+        out[name] = int.from_bytes(payload[pos:pos + n], "little")
+        pos += n
+    if out["magic"] != int.from_bytes(_MAGIC, "little"):
+        raise ValueError(f"IDENT magic {out['magic']:#010x} is not {_MAGIC!r}")
+    if out["version"] != PROTOCOL_VERSION:
+        raise ValueError(f"protocol version {out['version']}, this host speaks "
+                         f"{PROTOCOL_VERSION}")
+    return out
+
+
+class HostLink(wiring.Component):
+    """Parser, dispatcher and responder of the host protocol (see the module docstring).
+
+    Receives request bytes on :py:`rx`, buffers the payload, checks the frame and then drives
+    the core's register port and its :py:`kv_load` and :py:`q` streams; the reply leaves on
+    :py:`tx`, with ``O`` taken from the core's :py:`o` stream and serialised as it arrives
+    (backpressure from :py:`tx` stalls the core, nothing is buffered).
+
+    Parameters
+    ----------
+    cfg : SofaConfig
+        The core's configuration.
+    max_payload : int
+        Request payload buffer in bytes; larger requests are answered with ``OVERSIZED``.
+        At least one K/V row pair (``2 + 2·d·elem_bytes``) and at most what keeps the
+        largest reply (a QUERY of as many rows as fit) within the 16-bit length field.
+    timeout_cycles : int
+        Idle cycles inside a frame after which it is answered with ``TRUNCATED``.
+    clk_hz, divisor : int
+        Reported in the IDENT reply (the clock and the UART bit time); not used otherwise.
+
+    Attributes
+    ----------
+    rx : In(stream.Signature(8))
+        Request bytes (always ready).
+    rx_error : In(1)
+        A pulse for a framing error or overrun on the line (from :class:`hw.uart.UARTRx`).
+    tx : Out(stream.Signature(8))
+        Reply bytes.
+    kv_load, q : Out(stream)
+        To the core's :py:`kv_load` and :py:`q`.
+    o : In(stream)
+        From the core's :py:`o`.
+    reg_addr, reg_wdata, reg_we : Out
+        To the core's register port; :py:`reg_rdata` from it.
+    error : Out(1)
+        The last reply was an error reply.
+    latency : int
+        Cycles from the acceptance of the last byte of an IDENT or READ_REGS request to its
+        first reply byte on :py:`tx` with the transmitter idle: 3 (check, dispatch, reply
+        start); a WRITE_REG takes one cycle more (the write).
+    """
+
+    def __init__(self, cfg, *, max_payload=1024, timeout_cycles, clk_hz=0, divisor=0):
+        for name, value in (("max_payload", max_payload), ("timeout_cycles", timeout_cycles),
+                            ("clk_hz", clk_hz), ("divisor", divisor)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+        eb, ob = elem_bytes(cfg), out_bytes(cfg)
+        kv_row = 2 + 2 * cfg.d * eb
+        if max_payload < kv_row:
+            raise ConfigError(f"max_payload = {max_payload} is too small: one K/V row pair "
+                              f"needs {kv_row} bytes (d = {cfg.d})")
+        max_reply = (max_payload // (cfg.d * eb)) * cfg.d * ob
+        if max_payload > 0xFFFF or max_reply > 0xFFFF:
+            raise ConfigError(f"max_payload = {max_payload} is too large: a QUERY reply of "
+                              f"that many rows takes {max_reply} bytes, more than the 16-bit "
+                              f"length field holds")
+        if timeout_cycles < 1:
+            raise ConfigError(f"timeout_cycles = {timeout_cycles} must be at least 1")
+        if cfg.max_seq_len > 1 << 16:
+            raise ConfigError(f"max_seq_len = {cfg.max_seq_len}: LOAD_KV carries a 16-bit "
+                              f"start row")
+        self._cfg = cfg
+        self._max_payload = max_payload
+        self._timeout = timeout_cycles
+        self._ident = ident_bytes(cfg, max_payload=max_payload, clk_hz=clk_hz,
+                                  divisor=divisor, timeout_cycles=timeout_cycles)
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "rx_error": In(1),
+            "tx": Out(stream.Signature(8)),
+            "kv_load": Out(stream.Signature(kv_load_layout(cfg))),
+            "q": Out(stream.Signature(query_layout(cfg))),
+            "o": In(stream.Signature(out_layout(cfg))),
+            "reg_addr": Out(range(N_REGS)),
+            "reg_wdata": Out(32),
+            "reg_we": Out(1),
+            "reg_rdata": In(32),
+            "error": Out(1),
+        })
+
+    @property
+    def cfg(self):
+        return self._cfg
+
+    @property
+    def max_payload(self):
+        return self._max_payload
+
+    @property
+    def timeout_cycles(self):
+        return self._timeout
+
+    @property
+    def ident(self):
+        """The IDENT reply payload (bytes)."""
+        return self._ident
+
+    @property
+    def latency(self):
+        return 3
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        D, W = cfg.d, cfg.data_width
+        EB, OB = elem_bytes(cfg), out_bytes(cfg)
+        MAXP = self._max_payload
+        Q_ROW = D * EB                       # bytes of one Q row
+        KV_ROW = 2 * Q_ROW                   # bytes of one K/V row pair
+        MAX_ROWS = MAXP // Q_ROW
+
+        # -- the payload buffer -------------------------------------------------------------
+        m.submodules.buf = buf = memory.Memory(shape=8, depth=MAXP, init=[])
+        buf_wr = buf.write_port()
+        buf_rd = buf.read_port(transparent_for=())
+
+        # -- replier (TX side) --------------------------------------------------------------
+        SRC_NONE, SRC_IDENT, SRC_REGS, SRC_OUT = range(4)
+        rp_start = Signal()
+        rp_cmd = Signal(8)
+        rp_status = Signal(8)
+        rp_len = Signal(16)
+        rp_src = Signal(2)
+        rp_reg = Signal(range(N_REGS))        # SRC_REGS: first register
+        rp_busy = Signal()
+
+        # -- parser (RX side) ---------------------------------------------------------------
+        cmd = Signal(8)
+        length = Signal(16)
+        waddr = Signal(range(MAXP))            # payload bytes so far (buffer address)
+        left = Signal(17)                      # bytes left in the payload / to discard
+        acnt = Signal(range(6))                # payload bytes so far, saturating at 5
+        crc = Signal(16, init=0xFFFF)
+        args = Signal(40)                      # the first five payload bytes
+        rows = Signal(range(MAX_ROWS + 1))
+        col = Signal(range(KV_ROW))
+        line_err = Signal()
+        timer = Signal(range(self._timeout))
+        timed_out = Signal()
+        status = Signal(8)
+        # command execution
+        row = Signal(range(MAX_ROWS + 1))
+        rd_ptr = Signal(range(MAXP))
+        nbyte = Signal(range(KV_ROW))
+        stage = Signal(KV_ROW * 8)
+
+        rx_byte = self.rx.payload
+        got = Signal()
+        m.d.comb += [self.rx.ready.eq(1), got.eq(self.rx.valid)]
+        with m.If(got):
+            m.d.sync += timer.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += timer.eq(timer + 1)
+        m.d.comb += timed_out.eq(timer == self._timeout - 1)
+
+        is_kv = cmd == Cmd.LOAD_KV
+        row_bytes = Mux(is_kv, KV_ROW, Q_ROW)
+
+        a_addr, a_count = args[0:8], args[8:16]
+        a_value = args[8:40]
+        a_start = args[0:16]
+
+        m.d.comb += [buf_wr.addr.eq(waddr), buf_wr.data.eq(rx_byte)]
+
+        def start_reply(st, *, n=0, src=SRC_NONE, reg=0, command=None):
+            m.d.comb += rp_start.eq(1)
+            m.d.sync += [rp_cmd.eq(cmd if command is None else command), rp_status.eq(st),
+                         rp_len.eq(n), rp_src.eq(src), rp_reg.eq(reg)]
+
+        def element(region_lo, j):
+            lo = region_lo + j * EB * 8
+            return stage[lo:lo + W]
+
+        m.d.comb += [buf_rd.addr.eq(rd_ptr), buf_rd.en.eq(1)]
+
+        # Payloads are wired unconditionally (only valid qualifies them): no gating logic.
+        for j in range(D):
+            m.d.comb += [
+                self.kv_load.payload.k[j].eq(element(0, j)),
+                self.kv_load.payload.v[j].eq(element(Q_ROW * 8, j)),
+                self.q.payload.data[j].eq(element(Q_ROW * 8, j)),
+            ]
+        m.d.comb += [self.kv_load.payload.index.eq(a_start + row), self.reg_wdata.eq(a_value),
+                     # a frame's last query closes a partial group of q_lanes queries
+                     self.q.payload.last.eq(row + 1 == rows)]
+
+        with m.FSM(name="parser"):
+            with m.State("HUNT"):
+                with m.If(got & (rx_byte == SOF_REQUEST)):
+                    m.d.sync += [crc.eq(_CRC_INIT), line_err.eq(0), waddr.eq(0), acnt.eq(0),
+                                 rows.eq(0), col.eq(0), cmd.eq(NO_CMD)]
+                    m.next = "CMD"
+
+            def frame_state(name, on_byte):
+                with m.State(name):
+                    with m.If(self.rx_error):
+                        m.d.sync += line_err.eq(1)
+                    with m.If(got):
+                        m.d.sync += crc.eq(_crc16_step(crc, rx_byte))
+                        on_byte()
+                    with m.Elif(timed_out):
+                        # A framing error drops its byte, so such a frame usually ends short.
+                        m.d.sync += status.eq(Mux(line_err, Status.LINE_ERROR,
+                                                  Status.TRUNCATED))
+                        m.next = "ERROR"
+
+            def on_cmd():
+                m.d.sync += cmd.eq(rx_byte)
+                m.next = "LEN0"
+
+            def on_len0():
+                m.d.sync += length[:8].eq(rx_byte)
+                m.next = "LEN1"
+
+            def on_len1():
+                full = Cat(length[:8], rx_byte)
+                m.d.sync += length[8:].eq(rx_byte)
+                with m.If(full > MAXP):
+                    m.d.sync += left.eq(full + 2)
+                    m.next = "DISCARD"
+                with m.Elif(full == 0):
+                    m.next = "CRC0"
+                with m.Else():
+                    m.d.sync += left.eq(full)
+                    m.next = "PAYLOAD"
+
+            def on_payload():
+                m.d.comb += buf_wr.en.eq(1)
+                with m.Switch(acnt):
+                    for k in range(5):
+                        with m.Case(k):
+                            m.d.sync += args[8 * k:8 * k + 8].eq(rx_byte)
+                with m.If(acnt != 5):
+                    m.d.sync += acnt.eq(acnt + 1)
+                with m.If(~is_kv | (acnt >= 2)):           # past LOAD_KV's start row
+                    with m.If(col == row_bytes - 1):
+                        m.d.sync += [col.eq(0), rows.eq(rows + 1)]
+                    with m.Else():
+                        m.d.sync += col.eq(col + 1)
+                m.d.sync += [waddr.eq(waddr + 1), left.eq(left - 1)]
+                with m.If(left == 1):
+                    m.next = "CRC0"
+
+            def on_crc0():
+                m.next = "CRC1"
+
+            def on_crc1():
+                m.next = "CHECK"
+
+            frame_state("CMD", on_cmd)
+            frame_state("LEN0", on_len0)
+            frame_state("LEN1", on_len1)
+            frame_state("PAYLOAD", on_payload)
+            frame_state("CRC0", on_crc0)
+            frame_state("CRC1", on_crc1)
+
+            with m.State("DISCARD"):
+                with m.If(got):
+                    m.d.sync += left.eq(left - 1)
+                with m.If((got & (left == 1)) | (~got & timed_out)):
+                    m.d.sync += status.eq(Status.OVERSIZED)
+                    m.next = "ERROR"
+
+            with m.State("CHECK"):
+                length_ok = Signal()
+                arg_ok = Signal()
+                known = Signal()
+                with m.Switch(cmd):
+                    with m.Case(Cmd.IDENT):
+                        m.d.comb += [known.eq(1), length_ok.eq(length == 0), arg_ok.eq(1)]
+                    with m.Case(Cmd.WRITE_REG):
+                        m.d.comb += [known.eq(1), length_ok.eq(length == 5),
+                                     arg_ok.eq(a_addr < N_REGS)]
+                    with m.Case(Cmd.READ_REGS):
+                        m.d.comb += [known.eq(1), length_ok.eq(length == 2),
+                                     arg_ok.eq((a_count != 0) & (a_addr + a_count <= N_REGS))]
+                    with m.Case(Cmd.LOAD_KV):
+                        m.d.comb += [known.eq(1), length_ok.eq((rows != 0) & (col == 0)),
+                                     arg_ok.eq(a_start + rows <= cfg.max_seq_len)]
+                    with m.Case(Cmd.QUERY):
+                        m.d.comb += [known.eq(1), length_ok.eq((rows != 0) & (col == 0)),
+                                     arg_ok.eq(1)]
+                m.d.sync += [row.eq(0), rd_ptr.eq(Mux(is_kv, 2, 0)), nbyte.eq(0)]
+                with m.If(line_err):
+                    m.d.sync += status.eq(Status.LINE_ERROR)
+                    m.next = "ERROR"
+                with m.Elif(crc != 0):
+                    m.d.sync += status.eq(Status.BAD_CRC)
+                    m.next = "ERROR"
+                with m.Elif(~known):
+                    m.d.sync += status.eq(Status.UNKNOWN_CMD)
+                    m.next = "ERROR"
+                with m.Elif(~length_ok):
+                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                    m.next = "ERROR"
+                with m.Elif(~arg_ok):
+                    m.d.sync += status.eq(Status.BAD_ARG)
+                    m.next = "ERROR"
+                with m.Else():
+                    m.next = "DISPATCH"
+
+            with m.State("ERROR"):
+                with m.If(~rp_busy):
+                    start_reply(status)
+                    m.next = "HUNT"
+
+            with m.State("DISPATCH"):
+                with m.If(~rp_busy):
+                    with m.Switch(cmd):
+                        with m.Case(Cmd.IDENT):
+                            start_reply(Status.OK, n=len(self._ident), src=SRC_IDENT)
+                            m.next = "HUNT"
+                        with m.Case(Cmd.WRITE_REG):
+                            m.d.comb += self.reg_we.eq(1)
+                            m.next = "WRITE_DONE"
+                        with m.Case(Cmd.READ_REGS):
+                            start_reply(Status.OK, n=a_count * 4, src=SRC_REGS, reg=a_addr)
+                            m.next = "HUNT"
+                        with m.Case(Cmd.LOAD_KV):
+                            m.next = "READ_A"
+                        with m.Case(Cmd.QUERY):
+                            start_reply(Status.OK, n=rows * (D * OB), src=SRC_OUT)
+                            m.next = "READ_A"
+
+            with m.State("WRITE_DONE"):
+                start_reply(Status.OK, n=4, src=SRC_REGS, reg=Reg.STATUS)
+                m.next = "HUNT"
+
+            # Row assembly: two cycles a byte (address, then data) into the staging register.
+            with m.State("READ_A"):
+                m.next = "READ_B"
+            with m.State("READ_B"):
+                m.d.sync += [stage.eq(Cat(stage[8:], buf_rd.data)), rd_ptr.eq(rd_ptr + 1),
+                             nbyte.eq(nbyte + 1)]
+                m.next = "READ_A"
+                with m.If(nbyte == row_bytes - 1):
+                    m.d.sync += nbyte.eq(0)
+                    m.next = "SEND"
+            with m.State("SEND"):
+                sent = Signal()
+                with m.If(is_kv):
+                    m.d.comb += [self.kv_load.valid.eq(1),
+                                 sent.eq(self.kv_load.ready)]
+                with m.Else():
+                    m.d.comb += [self.q.valid.eq(1), sent.eq(self.q.ready)]
+                with m.If(sent):
+                    m.d.sync += row.eq(row + 1)
+                    with m.If(row + 1 == rows):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.next = "READ_A"
+            with m.State("FINISH"):
+                with m.If(is_kv):
+                    with m.If(~rp_busy):
+                        start_reply(Status.OK)
+                        m.next = "HUNT"
+                with m.Else():
+                    m.next = "HUNT"
+
+        # -- replier FSM -------------------------------------------------------------------
+        out_crc = Signal(16)
+        pcount = Signal(range(len(self._ident) + 1))   # IDENT ROM address
+        pleft = Signal(16)                     # payload bytes left
+        word = Signal(max(32, OB * 8))         # the register or O element being sent
+        bsel = Signal(range(max(4, OB)))
+        reg_ptr = Signal(range(N_REGS))
+        free = Signal()
+        m.d.comb += free.eq(~self.tx.valid | self.tx.ready)
+        with m.If(self.tx.ready):
+            m.d.sync += self.tx.valid.eq(0)
+
+        # The IDENT bytes: a ROM with a synchronous read port (a block RAM on FPGAs); its data
+        # is fresh one cycle after the address (pcount) changes.
+        m.submodules.ident_rom = rom = memory.Memory(shape=8, depth=len(self._ident),
+                                                     init=list(self._ident))
+        rom_rd = rom.read_port(transparent_for=())
+        rom_fresh = Signal()
+        m.d.comb += [rom_rd.addr.eq(pcount), rom_rd.en.eq(1)]
+        m.d.sync += rom_fresh.eq(1)
+
+        def emit(byte, *, crc_it=True):
+            m.d.sync += [self.tx.payload.eq(byte), self.tx.valid.eq(1)]
+            if crc_it:
+                m.d.sync += out_crc.eq(_crc16_step(out_crc, byte))
+
+        # The register port: the replier's address while it sends registers, else the
+        # request's (a WRITE_REG is only issued while the replier is idle).
+        m.d.comb += self.reg_addr.eq(Mux(rp_busy & (rp_src == SRC_REGS), reg_ptr, a_addr))
+
+        with m.FSM(name="replier"):
+            with m.State("IDLE"):
+                with m.If(rp_start):
+                    m.next = "SOF"
+            with m.State("SOF"):
+                m.d.comb += rp_busy.eq(1)
+                m.d.sync += [out_crc.eq(_CRC_INIT), pcount.eq(0), pleft.eq(rp_len), bsel.eq(0),
+                             reg_ptr.eq(rp_reg), self.error.eq(rp_status != Status.OK)]
+                with m.If(free):
+                    emit(SOF_REPLY, crc_it=False)
+                    m.next = "CMD"
+            for name, byte, nxt in (("CMD", rp_cmd, "STATUS"), ("STATUS", rp_status, "LEN0"),
+                                    ("LEN0", rp_len[:8], "LEN1")):
+                with m.State(name):
+                    m.d.comb += rp_busy.eq(1)
+                    with m.If(free):
+                        emit(byte)
+                        m.next = nxt
+            with m.State("LEN1"):
+                m.d.comb += rp_busy.eq(1)
+                with m.If(free):
+                    emit(rp_len[8:])
+                    with m.If(rp_len == 0):
+                        m.next = "CRC0"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += rp_busy.eq(1)
+                advance = Signal()
+                byte = Signal(8)
+                with m.Switch(rp_src):
+                    with m.Case(SRC_IDENT):
+                        m.d.comb += [byte.eq(rom_rd.data), advance.eq(free & rom_fresh)]
+                    with m.Case(SRC_REGS):
+                        m.d.comb += advance.eq(free)
+                        with m.If(bsel == 0):
+                            m.d.comb += byte.eq(self.reg_rdata[:8])
+                            with m.If(free):
+                                m.d.sync += word.eq(self.reg_rdata >> 8)
+                        with m.Else():
+                            m.d.comb += byte.eq(word[:8])
+                            with m.If(free):
+                                m.d.sync += word.eq(word >> 8)
+                        with m.If(free):
+                            m.d.sync += bsel.eq(Mux(bsel == 3, 0, bsel + 1))
+                            with m.If(bsel == 3):
+                                m.d.sync += reg_ptr.eq(reg_ptr + 1)
+                    with m.Case(SRC_OUT):
+                        value = self.o.payload.value
+                        wide = Signal(signed(OB * 8))
+                        m.d.comb += wide.eq(value)
+                        with m.If(bsel == 0):
+                            m.d.comb += [byte.eq(wide[:8]), advance.eq(free & self.o.valid),
+                                         self.o.ready.eq(free)]
+                            with m.If(advance):
+                                m.d.sync += word.eq(wide.as_unsigned() >> 8)
+                        with m.Else():
+                            m.d.comb += [byte.eq(word[:8]), advance.eq(free)]
+                            with m.If(free):
+                                m.d.sync += word.eq(word >> 8)
+                        with m.If(advance):
+                            m.d.sync += bsel.eq(Mux(bsel == OB - 1, 0, bsel + 1))
+                with m.If(advance):
+                    emit(byte)
+                    m.d.sync += [pcount.eq(pcount + 1), pleft.eq(pleft - 1), rom_fresh.eq(0)]
+                    with m.If(pleft == 1):
+                        m.next = "CRC0"
+            with m.State("CRC0"):
+                m.d.comb += rp_busy.eq(1)
+                with m.If(free):
+                    emit(out_crc[8:], crc_it=False)
+                    m.next = "CRC1"
+            with m.State("CRC1"):
+                m.d.comb += rp_busy.eq(1)
+                with m.If(free):
+                    emit(out_crc[:8], crc_it=False)
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,454 @@
+"""The host link (:class:`hw.hostlink.HostLink` driving :class:`hw.top.SofaCore`, as
+:class:`hw.board.SofaLinkCore`) in the Amaranth simulator, on byte streams: whole transactions
+against the golden model with random idle cycles on the request bytes and backpressure on the
+reply bytes, every error reply, the guarantee that a rejected frame changes nothing, the reply
+latency, and the Python board model (:class:`gen.host.SimulatedBoard`) answering byte for byte
+like the RTL. The host library itself is tested on the board model."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from gen.host import (CoreRejected, LinkError, ProtocolError, ReplyParser, SimulatedBoard,
+                      SofaHost, decode_out, decode_reply, encode_reply, encode_request,
+                      load_kv_payload, query_payload, read_regs_payload, write_reg_payload)
+from hw.board import SofaLinkCore
+from hw.config import ConfigError, RunParams, preset
+from hw.hostlink import (N_REGS, NO_CMD, Cmd, HostLink, Status, crc16, elem_bytes, ident_bytes,
+                         out_bytes, parse_ident)
+from hw.top import COUNTER_BASE, COUNTERS, Reg
+from sim.golden import sofa_attention
+from tb.streams import TRAFFIC
+from tb.test_top import golden_counters
+
+CFG = preset("tiny")
+MAX_PAYLOAD = 256
+TIMEOUT = 64
+_DUT = {}
+
+
+def link_dut(cfg=CFG):
+    if cfg.name not in _DUT:
+        _DUT[cfg.name] = SofaLinkCore(cfg, max_payload=MAX_PAYLOAD, timeout_cycles=TIMEOUT,
+                                      clk_hz=1_000_000, divisor=8)
+    return _DUT[cfg.name]
+
+
+# -- a scripted host on the byte streams -----------------------------------------------------------
+
+class Step:
+    """One request (or junk) on the link: bytes to send, then wait for ``replies`` replies.
+
+    ``pause`` idle cycles follow the bytes (longer than the timeout: a truncated frame);
+    ``line_error_at`` pulses ``rx_error`` with that byte.
+    """
+
+    def __init__(self, data, *, replies=1, pause=0, line_error_at=None):
+        self.data, self.replies, self.pause, self.line_error_at = \
+            bytes(data), replies, pause, line_error_at
+
+
+def run_script(steps, *, traffic=None, seed=0, timeout=400_000, cfg=CFG):
+    """Run ``steps`` on the RTL; returns (replies per step, raw reply bytes per step,
+    latencies: cycles from a request's last byte to its reply's first byte)."""
+    dut = link_dut(cfg)
+    rng_i, rng_o = random.Random(seed), random.Random(seed + 1)
+    parser = ReplyParser()
+    replies, raw, latency = [], [], []
+    state = {"pending": [], "done": False}
+
+    async def host(ctx):
+        for step in steps:
+            raw.append(bytearray())
+            state["pending"] = []
+            for n, byte in enumerate(step.data):
+                if traffic is not None and n:
+                    gap = min(traffic.gaps(rng_i, traffic.idle), TIMEOUT // 2)
+                    for _ in range(gap):
+                        ctx.set(dut.rx.valid, 0)
+                        await ctx.tick()
+                ctx.set(dut.rx.valid, 1)
+                ctx.set(dut.rx.payload, byte)
+                ctx.set(dut.rx_error, int(step.line_error_at == n))
+                await ctx.tick()
+            ctx.set(dut.rx.valid, 0)
+            ctx.set(dut.rx_error, 0)
+            for _ in range(step.pause):
+                await ctx.tick()
+            waited, first = 0, None
+            while len(state["pending"]) < step.replies:
+                await ctx.tick()
+                waited += 1
+                if first is None and ctx.get(dut.tx.valid):
+                    first = waited
+                assert waited < 200_000, f"no reply to {step.data[:8].hex()}…"
+            if step.replies == 0:
+                for _ in range(TIMEOUT * 2):       # junk: make sure nothing answers
+                    await ctx.tick()
+                assert not state["pending"], "junk bytes were answered"
+            replies.append(state["pending"])
+            if step.replies and not step.pause:
+                latency.append(first)
+        state["done"] = True
+
+    async def sink(ctx):
+        while True:
+            if traffic is not None:
+                for _ in range(traffic.gaps(rng_o, traffic.backpressure)):
+                    ctx.set(dut.tx.ready, 0)
+                    await ctx.tick()
+            ctx.set(dut.tx.ready, 1)
+            valid = 0
+            while not valid:          # not `until`: it cannot be closed at the end of a run
+                _, _, byte, valid = await ctx.tick().sample(dut.tx.payload, dut.tx.valid)
+            if raw:
+                raw[-1].append(byte)
+            state["pending"].extend(parser.feed(bytes([byte])))
+
+    async def watchdog(ctx):
+        for _ in range(timeout):
+            await ctx.tick()
+            if state["done"]:
+                return
+        raise AssertionError(f"timeout after {timeout} cycles")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host, background=True)
+    sim.add_testbench(sink, background=True)
+    sim.add_testbench(watchdog)
+    sim.run()
+    return replies, [bytes(r) for r in raw], latency
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+def case(seed, T=3, S=CFG.max_seq_len):
+    rng = np.random.default_rng(seed)
+    Q = rng.integers(-128, 128, size=(T, CFG.d))
+    K = rng.integers(-128, 128, size=(S, CFG.d))
+    V = rng.integers(-128, 128, size=(S, CFG.d))
+    for i in range(T):
+        for j in rng.choice(S, size=2, replace=False):
+            K[j] = np.clip(Q[i] + rng.integers(-8, 9, size=CFG.d), -128, 127)
+    return Q, K, V
+
+
+def kv_requests(K, V, *, cfg=CFG, max_payload=MAX_PAYLOAD, start=0):
+    per = (max_payload - 2) // (2 * cfg.d * elem_bytes(cfg))
+    return [encode_request(Cmd.LOAD_KV, load_kv_payload(cfg, start + a, K[a:a + per],
+                                                         V[a:a + per]))
+            for a in range(0, len(K), per)]
+
+
+def param_requests(params):
+    return [encode_request(Cmd.WRITE_REG, write_reg_payload(reg, value))
+            for reg, value in ((Reg.SEQ_LEN, params.seq_len), (Reg.TOP_K, params.top_k),
+                               (Reg.RADIUS, params.radius), (Reg.SCALE, params.scale_log2e),
+                               (Reg.DENSE, int(params.dense)), (Reg.STATUS, 0b11))]
+
+
+def params_for(S, *, dense=False, top_k=None, radius=None):
+    return RunParams(seq_len=S, top_k=top_k or CFG.k_max,
+                     radius=CFG.derived.radius_inf if radius is None else radius,
+                     scale_log2e=RunParams.scale_from_float(CFG, 2e-3), dense=dense)
+
+
+def only(replies):
+    assert len(replies) == 1, replies
+    return replies[0]
+
+
+def ok(replies, cmd):
+    r = only(replies)
+    assert (r.cmd, r.status) == (cmd, Status.OK), r
+    return r.payload
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode,traffic", [("sparse", t) for t in TRAFFIC] +
+                         [("dense", TRAFFIC[0]), ("dense", TRAFFIC[3])],
+                         ids=lambda v: v if isinstance(v, str) else repr(v))
+def test_transaction(mode, traffic):
+    """IDENT, K/V over several frames, registers, queries, counters — O and counters equal the
+    golden model's, with idle cycles between request bytes and backpressure on reply bytes."""
+    S = CFG.max_seq_len if mode == "sparse" else 2 * CFG.block_size + 3
+    Q, K, V = case(7, S=S)
+    params = params_for(S, dense=mode == "dense", top_k=1 if mode == "sparse" else None,
+                        radius=3000 if mode == "sparse" else None)
+    kv = kv_requests(K, V)
+    steps = [Step(encode_request(Cmd.IDENT)), *map(Step, kv), *map(Step, param_requests(params)),
+             Step(encode_request(Cmd.QUERY, query_payload(CFG, Q))),
+             Step(encode_request(Cmd.READ_REGS, read_regs_payload(COUNTER_BASE, len(COUNTERS)))),
+             Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, COUNTER_BASE)))]
+    replies, _, _ = run_script(steps, traffic=traffic, seed=3)
+    dut = link_dut()
+    info = parse_ident(ok(replies[0], Cmd.IDENT))
+    assert ok(replies[0], Cmd.IDENT) == dut.link.ident
+    assert info["max_payload"] == MAX_PAYLOAD and info["timeout_cycles"] == TIMEOUT
+    for n in range(len(kv)):
+        assert ok(replies[1 + n], Cmd.LOAD_KV) == b""
+    base = 1 + len(kv)
+    for n in range(6):
+        assert int.from_bytes(ok(replies[base + n], Cmd.WRITE_REG), "little") == 0
+    res = sofa_attention(Q, K, V, CFG, params)
+    out = decode_out(CFG, ok(replies[base + 6], Cmd.QUERY), len(Q))
+    assert np.array_equal(out, res.out), f"O differs:\n{out}\nexpected\n{res.out}"
+    data = ok(replies[base + 7], Cmd.READ_REGS)
+    counters = dict(zip(COUNTERS, (int.from_bytes(data[i:i + 4], "little")
+                                   for i in range(0, len(data), 4))))
+    want = golden_counters(CFG, res, params)
+    want.pop("selected", None)
+    for name, value in want.items():
+        assert counters[name] == value, f"counter {name}: {counters[name]} != golden {value}"
+    regs = ok(replies[base + 8], Cmd.READ_REGS)
+    regs = [int.from_bytes(regs[i:i + 4], "little") for i in range(0, len(regs), 4)]
+    assert regs[:5] == [params.seq_len, params.top_k, params.radius, params.scale_log2e,
+                        int(params.dense)]
+    assert regs[Reg.STATUS] == 0
+
+
+def malformed_script(cfg, K, V, params, *, max_payload, pause, line_error=True):
+    """(steps, expected (cmd, status) per step): a good setup (K/V, registers), then bad
+    frames, each carrying data that would change ``O`` or a register if it were applied.
+
+    ``pause`` idle cycles follow a truncated frame (more than the link's timeout);
+    ``line_error`` adds a frame with a line-error pulse (byte-stream tests only).
+    """
+    K2, V2 = np.clip(-K[::-1], -128, 127), V[::-1] // 2 - 1      # different rows
+    steps, want = [], []
+
+    def add(step, cmd, status):
+        steps.append(step)
+        want.append(None if step.replies == 0 else (cmd, status))
+
+    for r in kv_requests(K, V, cfg=cfg, max_payload=max_payload) + param_requests(params):
+        add(Step(r), r[1], Status.OK)
+    good_kv = kv_requests(K2[:12], V2[:12], cfg=cfg, max_payload=max_payload)[0]
+    bad_crc = bytearray(good_kv)
+    bad_crc[-1] ^= 0x01
+    add(Step(bad_crc), Cmd.LOAD_KV, Status.BAD_CRC)
+    flipped = bytearray(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.SEQ_LEN, 5)))
+    flipped[6] ^= 0x10                                  # a payload bit, CRC not updated
+    add(Step(flipped), Cmd.WRITE_REG, Status.BAD_CRC)
+    add(Step(encode_request(0x42, b"\x00\x01")), 0x42, Status.UNKNOWN_CMD)
+    add(Step(encode_request(Cmd.WRITE_REG, b"\x00\x05\x00\x00")), Cmd.WRITE_REG,
+        Status.BAD_LENGTH)
+    add(Step(encode_request(Cmd.LOAD_KV, load_kv_payload(cfg, 0, K2[:3], V2[:3])[:-1])),
+        Cmd.LOAD_KV, Status.BAD_LENGTH)
+    add(Step(encode_request(Cmd.QUERY)), Cmd.QUERY, Status.BAD_LENGTH)
+    add(Step(encode_request(Cmd.IDENT, b"\x00")), Cmd.IDENT, Status.BAD_LENGTH)
+    add(Step(encode_request(Cmd.WRITE_REG, write_reg_payload(N_REGS, 1))), Cmd.WRITE_REG,
+        Status.BAD_ARG)
+    add(Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, 0))), Cmd.READ_REGS,
+        Status.BAD_ARG)
+    add(Step(encode_request(Cmd.READ_REGS, read_regs_payload(N_REGS - 3, 4))), Cmd.READ_REGS,
+        Status.BAD_ARG)
+    # the last row and one past max_seq_len: neither may be written
+    past = encode_request(Cmd.LOAD_KV, load_kv_payload(cfg, cfg.max_seq_len - 1, K2[:2], V2[:2]))
+    assert len(past) - 6 <= max_payload, "max_payload must hold two K/V rows for this script"
+    add(Step(past), Cmd.LOAD_KV, Status.BAD_ARG)
+    # truncated: half a frame, then silence past the timeout
+    add(Step(good_kv[:len(good_kv) // 2], pause=pause), Cmd.LOAD_KV, Status.TRUNCATED)
+    add(Step(good_kv[:1], pause=pause), NO_CMD, Status.TRUNCATED)
+    add(Step(good_kv[:3], pause=pause), Cmd.LOAD_KV, Status.TRUNCATED)
+    # oversized: the whole frame (full of start bytes) is swallowed, then one reply
+    n = max_payload + 1
+    junk = bytes([0xA5]) * n
+    body = bytes([Cmd.LOAD_KV]) + n.to_bytes(2, "little") + junk
+    add(Step(bytes([0xA5]) + body + crc16(body).to_bytes(2, "big")), Cmd.LOAD_KV,
+        Status.OVERSIZED)
+    # oversized length, then the line goes quiet
+    add(Step(bytes([0xA5, Cmd.QUERY, 0xFF, 0xFF]) + bytes(10), pause=pause), Cmd.QUERY,
+        Status.OVERSIZED)
+    if line_error:
+        add(Step(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.SEQ_LEN, 7)),
+                 line_error_at=3), Cmd.WRITE_REG, Status.LINE_ERROR)
+    # junk outside a frame: ignored, no reply
+    add(Step(bytes([0x00, 0x5A, 0xFF, 0x13]), replies=0), None, None)
+    # a write the core itself rejects (top_k = 0): applied as a frame, refused by the core
+    add(Step(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.TOP_K, 0))), Cmd.WRITE_REG,
+        Status.OK)
+    add(Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, Reg.ERROR_ADDR + 1))),
+        Cmd.READ_REGS, Status.OK)
+    add(Step(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.STATUS, 2))), Cmd.WRITE_REG,
+        Status.OK)
+    return steps, want
+
+
+@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
+def test_malformed_frames(traffic):
+    """Every error reply; after all of them the registers and K/V are untouched and a good
+    query still matches the golden model."""
+    S = CFG.max_seq_len
+    Q, K, V = case(11, S=S)
+    params = params_for(S)
+    steps, want = malformed_script(CFG, K, V, params, max_payload=MAX_PAYLOAD, pause=2 * TIMEOUT)
+    steps.append(Step(encode_request(Cmd.QUERY, query_payload(CFG, Q))))
+    want.append((Cmd.QUERY, Status.OK))
+    replies, _, _ = run_script(steps, traffic=traffic, seed=5)
+    for n, (got, exp) in enumerate(zip(replies, want)):
+        if exp is None:
+            assert got == []
+            continue
+        r = only(got)
+        assert (r.cmd, r.status) == exp, (n, steps[n].data[:6].hex(), r, exp)
+        if r.status != Status.OK:
+            assert r.payload == b""
+    # the core refused top_k = 0: error bit, error address, value unchanged
+    rej = int.from_bytes(replies[-4][0].payload, "little")
+    assert rej & 2
+    regs = replies[-3][0].payload
+    regs = [int.from_bytes(regs[i:i + 4], "little") for i in range(0, len(regs), 4)]
+    assert regs[:5] == [params.seq_len, params.top_k, params.radius, params.scale_log2e, 0]
+    assert regs[Reg.STATUS] == 2 and regs[Reg.ERROR_ADDR] == Reg.TOP_K
+    assert int.from_bytes(replies[-2][0].payload, "little") == 0     # error cleared
+    out = decode_out(CFG, replies[-1][0].payload, len(Q))
+    assert np.array_equal(out, sofa_attention(Q, K, V, CFG, params).out)
+
+
+def test_two_query_lanes():
+    """With q_lanes = 2 the last query of a frame closes a partial group: frames of 3 and 1
+    rows both complete and match the golden model."""
+    cfg = CFG.replace(name="tiny2", q_lanes=2)
+    S = 2 * cfg.block_size + 3
+    Q, K, V = case(17, T=4, S=S)
+    params = params_for(S, top_k=1)
+    steps = [*map(Step, kv_requests(K, V, cfg=cfg)), *map(Step, param_requests(params)),
+             Step(encode_request(Cmd.QUERY, query_payload(cfg, Q[:3]))),
+             Step(encode_request(Cmd.QUERY, query_payload(cfg, Q[3:])))]
+    replies, _, _ = run_script(steps, cfg=cfg, traffic=TRAFFIC[3], seed=2)
+    out = np.concatenate([decode_out(cfg, ok(replies[-2], Cmd.QUERY), 3),
+                          decode_out(cfg, ok(replies[-1], Cmd.QUERY), 1)])
+    assert np.array_equal(out, sofa_attention(Q, K, V, cfg, params).out)
+
+
+def test_reply_latency():
+    """First reply byte ``latency`` cycles after the last request byte (IDENT, READ_REGS);
+    one more for WRITE_REG."""
+    steps = [Step(encode_request(Cmd.IDENT)),
+             Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, 2))),
+             Step(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.TOP_K, 1)))]
+    _, _, latency = run_script(steps)
+    lat = link_dut().link.latency
+    assert latency == [lat, lat, lat + 1]
+
+
+def test_board_model_matches_rtl():
+    """:class:`SimulatedBoard` answers the malformed-frame script byte for byte like the RTL
+    (the line error cannot happen in the model and is left out)."""
+    S = 2 * CFG.block_size + 1
+    Q, K, V = case(13, T=2, S=S)
+    params = params_for(S, top_k=1)
+    steps, _ = malformed_script(CFG, K, V, params, max_payload=MAX_PAYLOAD, pause=2 * TIMEOUT,
+                                line_error=False)
+    steps += [Step(encode_request(Cmd.QUERY, query_payload(CFG, Q))),
+              Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, COUNTER_BASE)))]
+    _, rtl, _ = run_script(steps)
+    board = SimulatedBoard(CFG, max_payload=MAX_PAYLOAD, clk_hz=1_000_000, divisor=8,
+                           timeout_cycles=TIMEOUT)
+    for n, step in enumerate(steps):
+        board.write(step.data)
+        model = board.read(1 << 16, 0) if step.replies else b""
+        assert model == rtl[n], (n, step.data[:6].hex(), model.hex(), rtl[n].hex())
+
+
+# -- the host library on the board model ----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["tiny", "ice40"])
+def test_host_attention(name):
+    cfg = preset(name)
+    board = SimulatedBoard(cfg, max_payload=300)
+    host = SofaHost(board)
+    info = host.ident()
+    assert host.cfg == cfg and info["max_payload"] == 300
+    rng = np.random.default_rng(2)
+    S = min(100, cfg.max_seq_len)
+    Q = rng.integers(-128, 128, size=(25, cfg.d))       # several QUERY frames
+    K = rng.integers(-128, 128, size=(S, cfg.d))
+    V = rng.integers(-128, 128, size=(S, cfg.d))
+    params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 1e-3))
+    out = host.attention(Q, K, V, params)
+    res = sofa_attention(Q, K, V, cfg, params)
+    assert np.array_equal(out, res.out)
+    c = host.counters()
+    assert c["rows"] == len(Q) and c["keys"] == res.counters()["keys"]
+    kv_frames = -(-S // ((300 - 2) // (2 * cfg.d)))
+    assert board.applied == kv_frames + 5 + -(-len(Q) // (300 // cfg.d))   # + 5 registers
+
+
+def test_host_errors():
+    board = SimulatedBoard(CFG, max_payload=MAX_PAYLOAD)
+    host = SofaHost(board)
+    with pytest.raises(CoreRejected, match="TOP_K"):
+        host.write_reg(Reg.TOP_K, CFG.k_max + 1)
+    assert host.read_regs(Reg.STATUS)[0] == 0            # the flag was cleared
+    with pytest.raises(LinkError, match="BAD_ARG to READ_REGS"):
+        host.read_regs(N_REGS - 1, 2)
+    with pytest.raises(LinkError, match="UNKNOWN_CMD"):
+        host.request(0x33)
+    with pytest.raises(ConfigError, match="signed 8-bit"):
+        query_payload(CFG, np.full((1, CFG.d), 128))
+    with pytest.raises(ConfigError, match="shape"):
+        load_kv_payload(CFG, 0, np.zeros((2, CFG.d + 1)), np.zeros((2, CFG.d + 1)))
+
+    class Silent:
+        def write(self, data):
+            pass
+
+        def read(self, n, timeout):
+            return b""
+
+        def close(self):
+            pass
+
+    with pytest.raises(ProtocolError, match="no reply to IDENT"):
+        SofaHost(Silent(), timeout=0.05).ident()
+
+
+def test_codec():
+    frame = encode_request(Cmd.WRITE_REG, write_reg_payload(3, 0x01020304))
+    assert frame.hex() == "a5010500" + "0304030201" + f"{crc16(frame[1:-2]):04x}"
+    assert crc16(frame[1:]) == 0
+    reply = encode_reply(Cmd.QUERY, Status.OK, bytes(range(6)))
+    p = ReplyParser()
+    assert p.feed(b"\x00\x13" + reply[:5]) == [] and p.skipped == 2
+    got = p.feed(reply[5:] + reply)
+    assert [r.payload for r in got] == [bytes(range(6))] * 2
+    bad = bytearray(reply)
+    bad[6] ^= 4
+    with pytest.raises(ProtocolError, match="bad CRC"):
+        decode_reply(bytes(bad))
+    cfg = preset("ecp5")                                 # 18-bit O: three bytes each
+    assert out_bytes(cfg) == 3
+    vals = np.arange(-cfg.d, cfg.d, 2).reshape(1, cfg.d) * 1000
+    payload = b"".join(int(v).to_bytes(3, "little", signed=True) for v in vals.ravel())
+    assert np.array_equal(decode_out(cfg, payload, 1), vals)
+    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 84
+
+
+def test_parameters():
+    with pytest.raises(ConfigError, match="max_payload = 10 is too small"):
+        HostLink(CFG, max_payload=10, timeout_cycles=5)
+    with pytest.raises(ConfigError, match="max_payload = 60000 is too large"):
+        HostLink(CFG, max_payload=60000, timeout_cycles=5)
+    with pytest.raises(ConfigError, match="timeout_cycles = 0"):
+        HostLink(CFG, timeout_cycles=0)
+    with pytest.raises(TypeError, match="max_payload must be an integer"):
+        HostLink(CFG, max_payload=1.5, timeout_cycles=5)
+
+
+def test_host_cli(capsys):
+    """``python -m gen.host --sim``: ident and a self-test against the golden model."""
+    from gen.host import main
+    assert main(["--sim", "tiny", "ident"]) == 0
+    assert "max_payload" in capsys.readouterr().out
+    assert main(["--sim", "tiny", "selftest", "--seq", "40", "--rows", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "O: 24/24 elements match the golden model" in out
+    assert main(["--sim", "tiny", "write-reg", "1", "9"]) == 1        # top_k 9 > k_max
+    assert "rejected writing 9 to register TOP_K" in capsys.readouterr().err
