@@ -370,18 +370,18 @@ def _table(entries, cols):
 
 def write_outputs(results, out):
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1,
+    (out / "results.json").write_text(json.dumps(jsonable(results), indent=1,
                                                  allow_nan=False))
     plots = write_plots(results, out)
     (out / "report.md").write_text(report_markdown(results, plots))
 
 
-def _jsonable(o):
+def jsonable(o):
     """Strict JSON: numpy scalars to Python, an infinite float (R = ∞) to the string "inf"."""
     if isinstance(o, dict):
-        return {k: _jsonable(v) for k, v in o.items()}
+        return {k: jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
+        return [jsonable(v) for v in o]
     if isinstance(o, (np.floating, np.integer)):
         o = o.item()
     if isinstance(o, float) and math.isinf(o):

@@ -78,6 +78,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.accuracy import jsonable
+
 
 __all__ = ["BLOCK_SIZES", "KEEP_STEPS", "RADII_NAT", "HeadSetting", "LayerSetting",
            "layer_config", "top_k_for", "uniform_plan", "Evaluator", "attend", "aggregate",
@@ -991,18 +993,6 @@ def calibrate_radius(runner, ev, bc, target, all_idx, search_idx, held_idx, iter
 RUN_TIME = ("seq_len", "top_k", "radius", "scale_log2e", "dense")
 
 
-def _jsonable(o):
-    if isinstance(o, dict):
-        return {k: _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, (np.floating, np.integer)):
-        o = o.item()
-    if isinstance(o, float) and math.isinf(o):
-        return "inf" if o > 0 else "-inf"
-    return o
-
-
 def _cores(plan, d):
     kmax = {}
     for ls in plan:
@@ -1037,7 +1027,7 @@ def plan_json(entry, names, d, settings):
                        "radius_nat": hs.radius_nat} for h, hs in enumerate(ls.heads)],
             "registers": {names[i]: res[i]["layers"][l]["registers"] for i in range(len(names))},
         })
-    return _jsonable({
+    return jsonable({
         "format": PLAN_FORMAT,
         "model": MODEL_NAME,
         "parameters": {
@@ -1349,7 +1339,7 @@ def _entry_json(e):
     if e is None:
         return None
     plan = e["plan"]
-    return _jsonable({
+    return jsonable({
         **{k: v for k, v in e.items() if k not in ("plan", "per_text")},
         "plan": [{"block_size": ls.block_size,
                   "top_k": [h.top_k for h in ls.heads],
@@ -1383,7 +1373,7 @@ def write_outputs(ctx, out, ev):
             "per_layer": _entry_json(rad.get("per_layer")),
             "trials": rad.get("trials", [])},
     }
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1,
+    (out / "results.json").write_text(json.dumps(jsonable(results), indent=1,
                                                  allow_nan=False) + "\n")
     return files + [out / "summary.md", out / "pareto.png", out / "results.json"]
 
