@@ -14,8 +14,7 @@ the same notes:
   not programming: ``OPENFPGALOADER=true`` when not programming (pitfall 12), and
   ``DFU_SUFFIX=true`` when ``dfu-suffix`` is not installed (the ``.bit`` then lacks the DFU
   suffix; ``dfu-util`` only warns);
-* ``synth_ice40 -dsp -dff`` (SB_MAC16 multipliers, pitfall 13; abc9 across flip-flops for
-  about 4 % fewer LUTs, which the UP5K needs);
+* ``synth_ice40 -dsp`` (SB_MAC16 multipliers, pitfall 13);
 * nextpnr ``--report`` JSON for utilisation and the post-route Fmax (never the log's first
   "Max frequency" line, anchors.md §3.5), and Yosys ``stat -json`` for cell counts.
 
@@ -152,7 +151,7 @@ def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=1,
     kwargs = dict(nextpnr_opts=nextpnr_opts,
                   script_after_synth=f"tee -q -o {NAME}.stat.json stat -json")
     if board.family == "ice40":
-        kwargs["synth_opts"] = "-dsp -dff"           # as gen/report.py: the UP5K needs it
+        kwargs["synth_opts"] = "-dsp"                # SB_MAC16 multipliers
     return board, plat, design, cfg, kwargs
 
 

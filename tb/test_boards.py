@@ -23,7 +23,7 @@ def test_board_plan(name):
     if board.family == "ice40":
         pcf = files[f"{NAME}.pcf"]
         assert "set_io uart_0__rx__io 6" in pcf and "set_io uart_0__tx__io 9" in pcf
-        assert "-dsp -dff" in files[f"{NAME}.ys"]
+        assert "synth_ice40 -dsp" in files[f"{NAME}.ys"]
     else:
         lpf = files[f"{NAME}.lpf"]
         rx = "M1" if "ulx3s" in name else "N17"
