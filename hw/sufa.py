@@ -72,7 +72,7 @@ class SUFA(wiring.Component):
 
     Pipeline (each stage a register; backpressure stalls the stages behind a full one):
 
-    0. **V FIFO**: a key's V row goes into a 16-row FIFO (a block RAM) when the key is
+    0. **V FIFO**: a key's V row goes into a 16-row FIFO (a memory; ECP5 maps it to LUT RAM) when the key is
        accepted and leaves it when the key is accumulated, instead of riding along every
        pipeline register.
     1. **QK**: a key's row is held while ``mac_lanes`` multipliers and an adder tree add one
@@ -214,7 +214,7 @@ class SUFA(wiring.Component):
         tag_layout_qk = data.StructLayout({
             "first_chunk": 1, "last_chunk": 1, "empty": 1, "first": 1, "last": 1,
             "row_last": 1, "c": cfg.c_bits})
-        # V rows wait in a FIFO (a block RAM) for the PV stage instead of riding along the
+        # V rows wait in a FIFO (a memory) for the PV stage instead of riding along the
         # pipeline registers; it holds every key between acceptance and accumulation.
         m.submodules.v_fifo = v_fifo = fifo.SyncFIFOBuffered(width=D * W, depth=16)
         m.d.comb += [
