@@ -72,9 +72,9 @@ class SUFA(wiring.Component):
 
     Pipeline (each stage a register; backpressure stalls the stages behind a full one):
 
-    0. **V FIFO**: a key's V row goes into a 16-row FIFO (a memory; ECP5 maps it to LUT RAM) when the key is
-       accepted and leaves it when the key is accumulated, instead of riding along every
-       pipeline register.
+    0. **V FIFO**: a key's V row goes into a 16-row FIFO (a memory; ECP5 maps it to LUT
+       RAM) when the key is accepted and leaves it when the key is accumulated, instead of
+       riding along every pipeline register.
     1. **QK**: a key's row is held while ``mac_lanes`` multipliers and an adder tree add one
        chunk of ``q·k`` per cycle (products, tree and accumulator each registered) (``mac_cycles = d / mac_lanes`` cycles; the query and key
        registers rotate so the current chunk is always at the front). An ``empty`` beat takes
