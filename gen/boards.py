@@ -86,14 +86,8 @@ class BoardError(RuntimeError):
 
 
 def _tool(name):
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise BoardError(f"{name} not found next to {sys.executable} or on PATH; install the dev "
-                     f"tools (pip install -e '.[dev]')")
+    from gen.synth import _tool as find_tool
+    return find_tool(name, BoardError)
 
 
 def tool_env(family, *, program=False):

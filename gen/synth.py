@@ -103,15 +103,16 @@ def get_device(name):
 
 # -- tools --------------------------------------------------------------------------------------
 
-def _tool(name):
-    """A YoWASP tool from the running interpreter's environment (the venv), else from PATH."""
+def _tool(name, error=None):
+    """A YoWASP tool from the running interpreter's environment (the venv), else from PATH;
+    otherwise ``error`` (default :class:`SynthError`) naming it."""
     candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
     found = shutil.which(name)
     if found:
         return found
-    raise SynthError(f"{name} not found next to {sys.executable} or on PATH; "
+    raise (error or SynthError)(f"{name} not found next to {sys.executable} or on PATH; "
                      f"install the dev tools with `make .venv/.stamp` "
                      f"(pip install -e '.[dev]')")
 
