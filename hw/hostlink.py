@@ -69,7 +69,7 @@ __all__ = ["HostLink", "Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD",
 SOF_REQUEST = 0xA5
 SOF_REPLY = 0x5A
 NO_CMD = 0xFF
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2                      # 2: counter_width in IDENT
 #: Registers the link can address: the core's registers and its counters.
 N_REGS = COUNTER_BASE + len(COUNTERS)
 #: Bytes of a request / reply frame around its payload.
@@ -104,7 +104,7 @@ class Status(py_enum.IntEnum):
 #: SofaConfig fields in the IDENT reply, in order, 4 bytes each.
 CONFIG_FIELDS = ("d", "data_width", "block_size", "max_seq_len", "sort_width", "k_max",
                  "q_lanes", "mac_lanes", "dlzs_lanes", "exp_frac", "exp_lut_bits", "w_frac",
-                 "c_bits", "c_frac", "out_frac")
+                 "c_bits", "c_frac", "out_frac", "counter_width")
 #: The IDENT reply: ``(name, bytes)`` in order.
 IDENT_FIELDS = (("magic", 4), ("version", 1),
                 *((name, 4) for name in CONFIG_FIELDS),
@@ -149,7 +149,8 @@ def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles):
               **{name: getattr(cfg, name) for name in CONFIG_FIELDS},
               "max_payload": max_payload, "clk_hz": int(clk_hz), "divisor": divisor,
               "timeout_cycles": timeout_cycles, "n_regs": N_REGS,
-              "counter_base": COUNTER_BASE, "n_counters": len(COUNTERS)}
+              "counter_base": COUNTER_BASE,
+              "n_counters": len(COUNTERS) if cfg.counter_width else 0}
     out = bytearray()
     for name, size in IDENT_FIELDS:
         value = values[name]

@@ -93,7 +93,8 @@ class SofaCore(wiring.Component):
     each lane fetches its own selection. Outputs leave in query order.
 
     Run-time parameters and counters sit behind a register port (:class:`Reg`,
-    :data:`COUNTERS` from ``COUNTER_BASE``): a write takes effect at once, so the host writes
+    :data:`COUNTERS` from ``COUNTER_BASE``, ``counter_width`` bits each, wrapping; none with
+    ``counter_width = 0``, when they read 0): a write takes effect at once, so the host writes
     them while the core is idle; a write of an out-of-range value, or any parameter write while
     busy, is ignored and sets the error flag (and :attr:`Reg.ERROR_ADDR`). A K/V row index
     outside ``max_seq_len`` is ignored the same way. Nothing is clamped.
@@ -136,8 +137,10 @@ class SofaCore(wiring.Component):
         # Built here so their latency/ii are known before elaboration.
         L = cfg.q_lanes
         self._dlzs = [DLZS(cfg) for _ in range(L)]
-        self._sads = [SADS(cfg) for _ in range(L)]
-        self._sufa = [SUFA(cfg, iterative_divider=iterative_divider) for _ in range(L)]
+        CW = cfg.counter_width
+        self._sads = [SADS(cfg, counter_width=CW) for _ in range(L)]
+        self._sufa = [SUFA(cfg, iterative_divider=iterative_divider, counter_width=CW)
+                      for _ in range(L)]
         super().__init__({
             "kv_load": In(stream.Signature(kv_load_layout(cfg))),
             "q": In(stream.Signature(query_layout(cfg))),
@@ -410,25 +413,26 @@ class SofaCore(wiring.Component):
             "k_rows_predict": k_rd.en & kr_active,
             "kv_rows_fetch": sum(fetched[i] for i in lanes),
         }
-        mine = {name: Signal(32, name=f"cnt_{name}") for name in events}
+        CW = cfg.counter_width
+        mine = {name: Signal(CW, name=f"cnt_{name}") for name in events}
         for name, sig in mine.items():
             with m.If(clear):
                 m.d.sync += sig.eq(0)
             with m.Else():
                 m.d.sync += sig.eq(sig + events[name])
         # The units' own counters cannot be cleared; the core reads them relative to a base.
-        unit_src = {name: sum(getattr(u, name) for u in sufa)[:32] for name in
+        unit_src = {name: sum(getattr(u, name) for u in sufa)[:CW] for name in
                     ("qk_cycles", "pv_cycles", "keys", "misses", "rescales", "rows")}
-        unit_src.update({name: sum(getattr(u, name) for u in sads)[:32] for name in
+        unit_src.update({name: sum(getattr(u, name) for u in sads)[:CW] for name in
                          ("blocked_radius", "blocked_full", "entered", "sort_steps", "tiles")})
         values = {}
         for name, src_sig in unit_src.items():
-            base = Signal(32, name=f"base_{name}")
+            base = Signal(CW, name=f"base_{name}")
             with m.If(clear):
                 m.d.sync += base.eq(src_sig)
-            values[name] = (src_sig - base)[:32]
+            values[name] = (src_sig - base)[:CW]
         values.update(mine)
-        values["macs"] = ((values["qk_cycles"] + values["pv_cycles"]) * cfg.mac_lanes)[:32]
+        values["macs"] = ((values["qk_cycles"] + values["pv_cycles"]) * cfg.mac_lanes)[:CW]
 
         with m.Switch(self.reg_addr):
             for reg, sig in ((Reg.SEQ_LEN, seq_len), (Reg.TOP_K, top_k), (Reg.RADIUS, radius),

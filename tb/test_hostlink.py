@@ -381,6 +381,16 @@ def test_host_attention(name):
     assert board.applied == kv_frames + 5 + -(-len(Q) // (300 // cfg.d))   # + 5 registers
 
 
+def test_host_counter_width():
+    host = SofaHost(SimulatedBoard(preset("tiny").replace(counter_width=0)))
+    with pytest.raises(ProtocolError, match="no performance counters"):
+        host.counters()
+    host = SofaHost(SimulatedBoard(preset("tiny").replace(counter_width=8)))
+    host.write_reg(Reg.STATUS, 1)
+    host.transport.counters["cycles"] = 300              # the model wraps like the RTL
+    assert host.counters()["cycles"] == 300 - 256
+
+
 def test_host_errors():
     board = SimulatedBoard(CFG, max_payload=MAX_PAYLOAD)
     host = SofaHost(board)
@@ -428,7 +438,10 @@ def test_codec():
     vals = np.arange(-cfg.d, cfg.d, 2).reshape(1, cfg.d) * 1000
     payload = b"".join(int(v).to_bytes(3, "little", signed=True) for v in vals.ravel())
     assert np.array_equal(decode_out(cfg, payload, 1), vals)
-    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 84
+    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 88
+    info = parse_ident(ident_bytes(cfg.replace(counter_width=0), max_payload=1024, clk_hz=1,
+                                   divisor=4, timeout_cycles=9))
+    assert info["counter_width"] == 0 and info["n_counters"] == 0
 
 
 def test_parameters():
