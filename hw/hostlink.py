@@ -567,6 +567,10 @@ class HostLink(wiring.Component):
         # The register port: the replier's address while it sends registers, else the
         # request's (a WRITE_REG is only issued while the replier is idle).
         m.d.comb += self.reg_addr.eq(Mux(rp_busy & (rp_src == SRC_REGS), reg_ptr, a_addr))
+        # The core's register reads take a cycle: a register is sent once reg_ptr has stood
+        # for one.
+        reg_fresh = Signal()
+        m.d.sync += reg_fresh.eq(1)
 
         with m.FSM(name="replier"):
             with m.State("IDLE"):
@@ -575,7 +579,8 @@ class HostLink(wiring.Component):
             with m.State("SOF"):
                 m.d.comb += rp_busy.eq(1)
                 m.d.sync += [out_crc.eq(_CRC_INIT), pcount.eq(0), pleft.eq(rp_len), bsel.eq(0),
-                             reg_ptr.eq(rp_reg), self.error.eq(rp_status != Status.OK)]
+                             reg_ptr.eq(rp_reg), reg_fresh.eq(0),
+                             self.error.eq(rp_status != Status.OK)]
                 with m.If(free):
                     emit(SOF_REPLY, crc_it=False)
                     m.next = "CMD"
@@ -602,19 +607,19 @@ class HostLink(wiring.Component):
                     with m.Case(SRC_IDENT):
                         m.d.comb += [byte.eq(rom_rd.data), advance.eq(free & rom_fresh)]
                     with m.Case(SRC_REGS):
-                        m.d.comb += advance.eq(free)
                         with m.If(bsel == 0):
-                            m.d.comb += byte.eq(self.reg_rdata[:8])
-                            with m.If(free):
+                            m.d.comb += [byte.eq(self.reg_rdata[:8]),
+                                         advance.eq(free & reg_fresh)]
+                            with m.If(advance):
                                 m.d.sync += word.eq(self.reg_rdata >> 8)
                         with m.Else():
-                            m.d.comb += byte.eq(word[:8])
+                            m.d.comb += [byte.eq(word[:8]), advance.eq(free)]
                             with m.If(free):
                                 m.d.sync += word.eq(word >> 8)
-                        with m.If(free):
+                        with m.If(advance):
                             m.d.sync += bsel.eq(Mux(bsel == 3, 0, bsel + 1))
                             with m.If(bsel == 3):
-                                m.d.sync += reg_ptr.eq(reg_ptr + 1)
+                                m.d.sync += [reg_ptr.eq(reg_ptr + 1), reg_fresh.eq(0)]
                     with m.Case(SRC_OUT):
                         value = self.o.payload.value
                         wide = Signal(signed(OB * 8))

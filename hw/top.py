@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.counters import CounterBank
 from hw.dlzs import DLZS, row_layout
 from hw.sads import SADS, sel_layout
 from hw.sufa import SUFA, out_layout
@@ -116,7 +117,8 @@ class SofaCore(wiring.Component):
     reg_addr, reg_wdata, reg_we : In
         Register write port (``reg_we`` writes ``reg_wdata`` to ``reg_addr``).
     reg_rdata : Out(32)
-        The register at ``reg_addr`` (combinational).
+        The register at the ``reg_addr`` of the previous cycle (one cycle of read latency:
+        the counters live in a :class:`hw.counters.CounterBank` memory).
     busy : Out(1)
         At least one query in flight.
     ii : int
@@ -137,9 +139,12 @@ class SofaCore(wiring.Component):
         # Built here so their latency/ii are known before elaboration.
         L = cfg.q_lanes
         self._dlzs = [DLZS(cfg) for _ in range(L)]
-        CW = cfg.counter_width
-        self._sads = [SADS(cfg, counter_width=CW) for _ in range(L)]
-        self._sufa = [SUFA(cfg, iterative_divider=iterative_divider, counter_width=CW)
+        # The units' counters only need to be wide enough for the core to take their
+        # per-cycle increments (the difference to the previous cycle, modulo 2^width).
+        on = cfg.counter_width > 0
+        self._sads = [SADS(cfg, counter_width=cfg.derived.batch.bit_length() if on else 0)
+                      for _ in range(L)]
+        self._sufa = [SUFA(cfg, iterative_divider=iterative_divider, counter_width=2 if on else 0)
                       for _ in range(L)]
         super().__init__({
             "kv_load": In(stream.Signature(kv_load_layout(cfg))),
@@ -170,6 +175,34 @@ class SofaCore(wiring.Component):
     @property
     def latency(self):
         return self._sufa[0].latency + 3
+
+    def _counters(self, m, events, clear):
+        """The :class:`hw.counters.CounterBank` of :data:`COUNTERS`: the core's events, and the
+        units' counters turned into per-cycle increments."""
+        cfg, L = self._cfg, self._cfg.q_lanes
+        batch = cfg.derived.batch
+        top = {name: 1 for name in events} | {"kv_rows_fetch": L}
+        incs = dict(events)
+        for units, names, most in ((self._sufa, ("qk_cycles", "pv_cycles", "keys", "misses",
+                                                 "rescales", "rows"), 1),
+                                   (self._sads, ("blocked_radius", "blocked_full", "entered",
+                                                 "sort_steps", "tiles"), batch)):
+            for name in names:
+                steps = []
+                for i, u in enumerate(units):
+                    now = getattr(u, name)
+                    prev = Signal.like(now, name=f"prev_{name}{i}")
+                    m.d.sync += prev.eq(now)
+                    steps.append((now - prev)[:len(now)])
+                incs[name] = sum(steps)
+                top[name] = L * most
+        incs["macs"] = (incs["qk_cycles"] + incs["pv_cycles"]) * cfg.mac_lanes
+        top["macs"] = 2 * L * cfg.mac_lanes
+        m.submodules.counters = bank = CounterBank({n: top[n] for n in COUNTERS},
+                                                   width=cfg.counter_width)
+        m.d.comb += [bank.inc[n].eq(incs[n]) for n in COUNTERS]
+        m.d.comb += bank.clear.eq(clear)
+        return bank
 
     def elaborate(self, platform):
         m = Module()
@@ -413,28 +446,14 @@ class SofaCore(wiring.Component):
             "k_rows_predict": k_rd.en & kr_active,
             "kv_rows_fetch": sum(fetched[i] for i in lanes),
         }
-        CW = cfg.counter_width
-        mine = {name: Signal(CW, name=f"cnt_{name}") for name in events}
-        for name, sig in mine.items():
-            with m.If(clear):
-                m.d.sync += sig.eq(0)
-            with m.Else():
-                m.d.sync += sig.eq(sig + events[name])
-        # The units' own counters cannot be cleared; the core reads them relative to a base.
-        unit_src = {name: sum(getattr(u, name) for u in sufa)[:CW] for name in
-                    ("qk_cycles", "pv_cycles", "keys", "misses", "rescales", "rows")}
-        unit_src.update({name: sum(getattr(u, name) for u in sads)[:CW] for name in
-                         ("blocked_radius", "blocked_full", "entered", "sort_steps", "tiles")})
-        values = {}
-        for name, src_sig in unit_src.items():
-            base = Signal(CW, name=f"base_{name}")
-            with m.If(clear):
-                m.d.sync += base.eq(src_sig)
-            values[name] = (src_sig - base)[:CW]
-        values.update(mine)
-        values["macs"] = ((values["qk_cycles"] + values["pv_cycles"]) * cfg.mac_lanes)[:CW]
+        if cfg.counter_width:
+            bank = self._counters(m, events, clear)
+            m.d.comb += bank.addr.eq(self.reg_addr - COUNTER_BASE)
 
-        with m.Switch(self.reg_addr):
+        # Reads have one cycle of latency, like the counters' memory.
+        r_addr = Signal.like(self.reg_addr)
+        m.d.sync += r_addr.eq(self.reg_addr)
+        with m.Switch(r_addr):
             for reg, sig in ((Reg.SEQ_LEN, seq_len), (Reg.TOP_K, top_k), (Reg.RADIUS, radius),
                              (Reg.SCALE, scale), (Reg.DENSE, dense)):
                 with m.Case(reg):
@@ -443,9 +462,9 @@ class SofaCore(wiring.Component):
                 m.d.comb += self.reg_rdata.eq(self.busy | (error << 1))
             with m.Case(Reg.ERROR_ADDR):
                 m.d.comb += self.reg_rdata.eq(error_addr)
-            for n, name in enumerate(COUNTERS):
-                with m.Case(COUNTER_BASE + n):
-                    m.d.comb += self.reg_rdata.eq(values[name])
+            if cfg.counter_width:
+                with m.Case(*range(COUNTER_BASE, COUNTER_BASE + len(COUNTERS))):
+                    m.d.comb += self.reg_rdata.eq(bank.data)
         return m
 
 

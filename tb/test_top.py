@@ -30,6 +30,13 @@ def dut_for(cfg):
     return _DUTS[cfg.name]
 
 
+async def read_reg(ctx, dut, addr):
+    """A register read: the address, then the data one cycle later."""
+    ctx.set(dut.reg_addr, addr)
+    await ctx.tick()
+    return ctx.get(dut.reg_rdata)
+
+
 def golden_counters(cfg, res, params):
     """Counter values the core must report for one golden run."""
     c = res.counters()
@@ -64,8 +71,7 @@ def run_core(cfg, Q, K, V, params, traffic=None, seed=0, timeout=300_000):
         ctx.set(dut.reg_we, 0)
 
     async def read(ctx, addr):
-        ctx.set(dut.reg_addr, addr)
-        return ctx.get(dut.reg_rdata)
+        return await read_reg(ctx, dut, addr)
 
     async def host(ctx):
         for j in range(params.seq_len):
@@ -211,12 +217,9 @@ def test_register_range_checks():
             ctx.set(dut.reg_we, 1)
             await ctx.tick()
             ctx.set(dut.reg_we, 0)
-            ctx.set(dut.reg_addr, addr)
-            v = ctx.get(dut.reg_rdata)
-            ctx.set(dut.reg_addr, Reg.STATUS)
-            st = ctx.get(dut.reg_rdata)
-            ctx.set(dut.reg_addr, Reg.ERROR_ADDR)
-            log.append((addr, value, v, st, ctx.get(dut.reg_rdata)))
+            v = await read_reg(ctx, dut, addr)
+            st = await read_reg(ctx, dut, Reg.STATUS)
+            log.append((addr, value, v, st, await read_reg(ctx, dut, Reg.ERROR_ADDR)))
             await write_clear()
 
         async def write_clear():
@@ -261,10 +264,8 @@ def test_kv_index_range():
         ctx.set(dut.kv_load.payload, {"index": 45, "k": [1] * cfg.d, "v": [2] * cfg.d})
         await ctx.tick()
         ctx.set(dut.kv_load.valid, 0)
-        ctx.set(dut.reg_addr, Reg.STATUS)
-        seen["status"] = ctx.get(dut.reg_rdata)
-        ctx.set(dut.reg_addr, Reg.ERROR_ADDR)
-        seen["addr"] = ctx.get(dut.reg_rdata)
+        seen["status"] = await read_reg(ctx, dut, Reg.STATUS)
+        seen["addr"] = await read_reg(ctx, dut, Reg.ERROR_ADDR)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

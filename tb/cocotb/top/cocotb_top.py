@@ -54,8 +54,10 @@ async def write_reg(dut, addr, value):
 
 
 async def read_reg(dut, addr):
+    """The address, then the data one cycle later (the core's read latency)."""
     await FallingEdge(dut.clk)
     dut.reg_addr.value = int(addr)
+    await FallingEdge(dut.clk)
     await ReadOnly()
     return int(dut.reg_rdata.value)
 
