@@ -7,12 +7,14 @@ UART host link, exactly what a board runs) for a bare device, with the pin and c
 ``constraints/`` (``sofa_board_icebreaker.pcf`` for iCE40 UP5K, ``sofa_board_ulx3s.lpf`` for
 the ECP5 parts in CABGA381). Per run, in ``<out>/<preset>-<device>/``:
 
-1. ``sofa_board.v`` from Amaranth (builtin Yosys, no source attributes);
+1. ``sofa_board.v`` from Amaranth (builtin Yosys, no source attributes), and ``sofa_board.il``,
+   the same design as RTLIL, which Yosys reads (it miscompiles its own Verilog of this design);
 2. YoWASP Yosys ``synth_ice40 -dsp`` / ``synth_ecp5 -abc9`` (each retried with the other abc9 mode when Yosys 0.70's abc9 fails
    on a netlist), cell counts from ``stat -json``;
 3. a fit check against the device's LUT/FF/DSP/BRAM, then YoWASP nextpnr with
-   ``--timing-allow-fail --report`` (ECP5: ``--router router2``; router1 takes tens of minutes
-   on the congested board top); the post-route Fmax is read from the report JSON.
+   ``--timing-allow-fail --report`` (ECP5: ``--placer static --router router2``: with the
+   default HeAP placer router2 does not converge on the board top, and router1 takes tens of
+   minutes); the post-route Fmax is read from the report JSON.
 
 Throughput: cycles per query at ``S = --seq`` (256; capped at ``max_seq_len``) from the cycle
 model :func:`sim.perf.core_cycles` (checked against the RTL within 5 % by the core's tests) on
@@ -60,7 +62,7 @@ def _yosys(work, family, log):
     elapsed = 0.0
     for n, synth in enumerate(attempts):
         (work / "synth.ys").write_text("\n".join([
-            f"read_verilog {TOP}.v", f"{synth} -top {TOP} -json synth.json",
+            f"read_rtlil {TOP}.il", f"{synth} -top {TOP} -json synth.json",
             "tee -q -o stat.json stat -json", ""]))
         log(f"yosys: {synth} in {work}")
         try:
@@ -85,8 +87,10 @@ def _nextpnr(work, device, pins, seed, log):
     from gen.synth import DoesNotFit, _NOFIT_MARKERS, _ToolFailed, _run, _tool
     shutil.copyfile(ROOT / "constraints" / pins, work / pins)
     fmt = "--lpf" if device.family == "ecp5" else "--pcf"
-    # router2: router1 needs tens of minutes on the congested ECP5 board top
-    router = ["--router", "router2"] if device.family == "ecp5" else []
+    # ECP5: HeAP packs the board top into a corner that router2 cannot route (thousands of
+    # overused wires at 25 % utilisation); the electrostatic placer spreads it and routes.
+    router = (["--placer", "static", "--router", "router2"] if device.family == "ecp5"
+              else [])
     cmd = [_tool(f"yowasp-nextpnr-{device.family}"), *device.nextpnr_args, "--json",
            "synth.json", fmt, pins, "--seed", str(seed), "--timing-allow-fail",
            *router, "--report", "report_pnr.json"]
@@ -176,6 +180,11 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=1, 
            "config": cfg.to_dict(), "fits": True, "message": None, "times_s": {}}
     t0 = time.monotonic()
     write_if_changed(work / f"{TOP}.v", elaborate(pins_top, name=TOP))
+    # Yosys synthesises the RTLIL of the same design, as Amaranth's board flow does: Yosys
+    # 0.69 turns the link's 1024-bit shift register into conflicting drivers when it reads
+    # its own Verilog output of this design (synth_ecp5, with or without abc9).
+    from amaranth.back import rtlil
+    write_if_changed(work / f"{TOP}.il", rtlil.convert(pins_top, name=TOP, emit_src=False))
     row["times_s"]["elaborate"] = round(time.monotonic() - t0, 1)
     row.update(throughput(cfg, seq, baud=baud))
     cells, synth, t_yosys = _yosys(work, device.family, log)

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from hw.counters import CounterBank
 from hw.dlzs import DLZS, row_layout
 from hw.sads import SADS, sel_layout
+from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
 
 
@@ -346,10 +347,12 @@ class SofaCore(wiring.Component):
                 dlzs[i].k.valid.eq(kr_valid[i]),
                 dlzs[i].k.payload.data.eq(k_rd.data),
                 dlzs[i].k.payload.last.eq(kr_last),
-                sads[i].ahat.valid.eq(dlzs[i].ahat.valid),
-                sads[i].ahat.payload.eq(dlzs[i].ahat.payload),
-                dlzs[i].ahat.ready.eq(sads[i].ahat.ready),
             ]
+            # A skid buffer between DLZS and SADS: SADS's ready (its decision logic) would
+            # otherwise chain through DLZS into the K reader's memory enable.
+            m.submodules[f"ahat_skid{i}"] = skid = SkidBuffer(dlzs[i].ahat.payload.shape())
+            wiring.connect(m, dlzs[i].ahat, skid.i)
+            wiring.connect(m, skid.o, sads[i].ahat)
         with m.If(kr_start):
             m.d.sync += [kr_active.eq(1), kr_ptr.eq(0), kr_mask.eq(pend_mask), pend_valid.eq(0)]
         with m.If(kr_adv):
