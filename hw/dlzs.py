@@ -52,8 +52,8 @@ class DLZS(wiring.Component):
         ``Â`` per key in key order, with the key's index and ``first``/``last`` of the row.
     latency : int
         Cycles from the acceptance of a key row to its ``Â`` on :py:`ahat` without stalls:
-        ``2 + ceil(log2(dlzs_lanes))`` (term register, one register per adder level, output
-        register).
+        ``3 + ceil(log2(dlzs_lanes))`` (lane register, term register, one register per adder
+        level, output register).
     ii : int
         Cycles per key: ``d / dlzs_lanes``.
     """
@@ -77,7 +77,7 @@ class DLZS(wiring.Component):
 
     @property
     def latency(self):
-        return 2 + self.tree_levels
+        return 3 + self.tree_levels
 
     @property
     def ii(self):
@@ -131,14 +131,17 @@ class DLZS(wiring.Component):
         lane_neg = [Signal(name=f"neg_lane{i}") for i in range(L)]
         lane_nz = [Signal(name=f"nz_lane{i}") for i in range(L)]
         lane_p = [Signal(der.shift_width, name=f"p_lane{i}") for i in range(L)]
-        with m.Switch(chunk if C > 1 else 0):
-            for c in range(C):
-                with m.Case(c):
-                    for i in range(L):
-                        e = c * L + i
-                        m.d.comb += [lane_k[i].eq(self.k.payload.data[e]),
-                                     lane_neg[i].eq(neg[e]), lane_nz[i].eq(nz[e]),
-                                     lane_p[i].eq(shift[e])]
+        # Registered: the chunk select fans out to every lane, and the shift and negate after
+        # it need a cycle of their own (ECP5 at 50 MHz).
+        with m.If(advance):
+            with m.Switch(chunk if C > 1 else 0):
+                for c in range(C):
+                    with m.Case(c):
+                        for i in range(L):
+                            e = c * L + i
+                            m.d.sync += [lane_k[i].eq(self.k.payload.data[e]),
+                                         lane_neg[i].eq(neg[e]), lane_nz[i].eq(nz[e]),
+                                         lane_p[i].eq(shift[e])]
 
         # Side information that travels with each chunk.
         info = data.StructLayout({"valid": 1, "row_end": 1, "key_end": 1, "first": 1,
@@ -152,11 +155,15 @@ class DLZS(wiring.Component):
             info_in.index.eq(index),
         ]
 
+        lane_info = Signal(info, name="info_lane")
+        with m.If(advance):
+            m.d.sync += lane_info.eq(info_in)
+
         # -- stage 1: terms ±(k << p) -------------------------------------------------------
         level = [Signal(signed(der.term_width), name=f"term{i}") for i in range(L)]
         level_info = Signal(info, name="info_term")
         with m.If(advance):
-            m.d.sync += level_info.eq(info_in)
+            m.d.sync += level_info.eq(lane_info)
             for i in range(L):
                 shifted = lane_k[i] << lane_p[i]
                 m.d.sync += level[i].eq(Mux(lane_nz[i], Mux(lane_neg[i], -shifted, shifted), 0))

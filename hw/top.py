@@ -131,7 +131,8 @@ class SofaCore(wiring.Component):
         ``{name: address}`` of the registers and counters, also in the JSON sidecar.
     latency : int
         Cycles from the acceptance of a one-key dense query (S = 1) to its first :py:`o` beat,
-        pipeline empty: ``sufa.latency + 3`` (query FIFO, dense generator, K/V read).
+        pipeline empty: ``sufa.latency + 4`` (query FIFO, dense generator, K/V read, output
+        skid buffer).
     """
 
     def __init__(self, cfg, *, iterative_divider=False):
@@ -175,7 +176,7 @@ class SofaCore(wiring.Component):
 
     @property
     def latency(self):
-        return self._sufa[0].latency + 3
+        return self._sufa[0].latency + 4
 
     def _counters(self, m, events, clear):
         """The :class:`hw.counters.CounterBank` of :data:`COUNTERS`: the core's events, and the
@@ -420,18 +421,23 @@ class SofaCore(wiring.Component):
             fetched.append(f_adv[i] & src_valid & ~src.empty)
 
         # -- output: the lanes' rows in query order -------------------------------------------
+        # The output is a skid buffer: the consumer's ready (e.g. a UART) would otherwise run
+        # through SU-FA's divider into the enable of its divide buffer.
+        m.submodules.o_skid = o_skid = SkidBuffer(out_layout(cfg))
+        wiring.connect(m, o_skid.o, wiring.flipped(self.o))
+        o_in = o_skid.i
         op = Signal(range(L))
         with m.Switch(op):
             for i in lanes:
                 with m.Case(i):
                     m.d.comb += [
-                        self.o.valid.eq(sufa[i].o.valid & sizes.r_rdy),
-                        self.o.payload.eq(sufa[i].o.payload),
-                        sufa[i].o.ready.eq(self.o.ready & sizes.r_rdy),
+                        o_in.valid.eq(sufa[i].o.valid & sizes.r_rdy),
+                        o_in.payload.eq(sufa[i].o.payload),
+                        sufa[i].o.ready.eq(o_in.ready & sizes.r_rdy),
                     ]
-        row_done = self.o.valid & self.o.ready & self.o.payload.last
-        with m.If(row_done):
-            m.d.sync += rows_out.eq(rows_out + 1)
+        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
+            m.d.sync += rows_out.eq(rows_out + 1)  # busy until the row has left the core
+        with m.If(o_in.valid & o_in.ready & o_in.payload.last):
             with m.If(op == sizes.r_data - 1):
                 m.d.sync += op.eq(0)
                 m.d.comb += sizes.r_en.eq(1)

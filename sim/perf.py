@@ -73,15 +73,15 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
             raise ValueError("core_cycles needs Q, K, V or a precomputed work list")
         work = tile_work(cfg, Q, K, V, params, res)
     # Pipeline constants (cycles), from the units' latencies.
-    dlzs_lat = 2 + (cfg.dlzs_lanes - 1).bit_length()
+    dlzs_lat = 3 + (cfg.dlzs_lanes - 1).bit_length()
     sads = _sads(cfg)
     sads_lat = sads.latency
     key_time = max(DL, sads.ii)            # SADS is slower than DLZS for tiny batches
-    lag = dlzs_lat + sads_lat + 2          # K read, DLZS, SADS, fetch
+    lag = dlzs_lat + sads_lat + 3          # K read, DLZS, skid buffer, SADS, fetch
     ahead = 3                              # tiles prediction may run in front of SU-FA
     row_gap = 3                            # DLZS takes the next query after a row's last key
     sufa_row_gap = 3                       # SU-FA takes the next query after a row's last key
-    tail = 2 * M + 10 + der.out_width + 3 + cfg.d - M  # last key -> last output element
+    tail = 2 * M + 11 + der.out_width + 3 + cfg.d - M  # last key -> last output element
 
     t_pred = 0                             # when prediction of the next key may start
     t_sufa = 1                             # when SU-FA may start its next tile

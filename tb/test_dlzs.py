@@ -135,7 +135,7 @@ def test_latency_and_ii(name):
 
 
 def test_properties():
-    assert DLZS(preset("default")).latency == 2 + 6
+    assert DLZS(preset("default")).latency == 3 + 6
     assert DLZS(preset("default")).ii == 1
     assert DLZS(preset("ecp5")).ii == 4
-    assert DLZS(CONFIGS["odd"]).latency == 2 + 2
+    assert DLZS(CONFIGS["odd"]).latency == 3 + 2
