@@ -13,6 +13,7 @@ the units (see each unit's ``latency``).
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -73,15 +74,13 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
             raise ValueError("core_cycles needs Q, K, V or a precomputed work list")
         work = tile_work(cfg, Q, K, V, params, res)
     # Pipeline constants (cycles), from the units' latencies.
-    dlzs_lat = 3 + (cfg.dlzs_lanes - 1).bit_length()
-    sads = _sads(cfg)
-    sads_lat = sads.latency
-    key_time = max(DL, sads.ii)            # SADS is slower than DLZS for tiny batches
+    dlzs_lat, sads_lat, sads_ii, sufa_lat = _latencies(cfg)
+    key_time = max(DL, sads_ii)            # SADS is slower than DLZS for tiny batches
     lag = dlzs_lat + sads_lat + 3          # K read, DLZS, skid buffer, SADS, fetch
     ahead = 3                              # tiles prediction may run in front of SU-FA
     row_gap = 3                            # DLZS takes the next query after a row's last key
     sufa_row_gap = 3                       # SU-FA takes the next query after a row's last key
-    tail = 2 * M + 11 + der.out_width + 3 + cfg.d - M  # last key -> last output element
+    tail = sufa_lat + 1 + cfg.d - M        # last key -> last output element (+ output skid)
 
     t_pred = 0                             # when prediction of the next key may start
     t_sufa = 1                             # when SU-FA may start its next tile
@@ -123,8 +122,23 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     return total
 
 
+def _timing_unit(cls, cfg):
+    unit = cls(cfg)
+    unit._MustUse__silence = True          # only its timing properties are used
+    return unit
+
+
 def _sads(cfg):
     from hw.sads import SADS
-    sads = SADS(cfg)
-    sads._MustUse__silence = True          # only its timing properties are used
-    return sads
+    return _timing_unit(SADS, cfg)
+
+
+@lru_cache(maxsize=64)
+def _latencies(cfg):
+    """``(DLZS latency, SADS latency, SADS ii, SU-FA latency)`` of the core's units for ``cfg``
+    (SU-FA with the core's default, pipelined divider)."""
+    from hw.dlzs import DLZS
+    from hw.sufa import SUFA
+    sads = _sads(cfg)
+    return (_timing_unit(DLZS, cfg).latency, sads.latency, sads.ii,
+            _timing_unit(SUFA, cfg).latency)
