@@ -550,14 +550,16 @@ class HostLink(wiring.Component):
         with m.If(self.tx.ready):
             m.d.sync += self.tx.valid.eq(0)
 
-        # The IDENT bytes: a ROM with a synchronous read port (a block RAM on FPGAs); its data
-        # is fresh one cycle after the address (pcount) changes.
+        # The IDENT bytes: a ROM with a synchronous read port (a block RAM on FPGAs).
         m.submodules.ident_rom = rom = memory.Memory(shape=8, depth=len(self._ident),
                                                      init=list(self._ident))
         rom_rd = rom.read_port(transparent_for=())
-        rom_fresh = Signal()
         m.d.comb += [rom_rd.addr.eq(pcount), rom_rd.en.eq(1)]
-        m.d.sync += rom_fresh.eq(1)
+        # Both synchronous sources, the ROM and the core's registers, show the data of a new
+        # address one cycle later; their addresses (pcount, reg_ptr) change only when a
+        # payload byte is sent, which clears this flag for that cycle.
+        fresh = Signal()
+        m.d.sync += fresh.eq(1)
 
         def emit(byte, *, crc_it=True):
             m.d.sync += [self.tx.payload.eq(byte), self.tx.valid.eq(1)]
@@ -567,10 +569,6 @@ class HostLink(wiring.Component):
         # The register port: the replier's address while it sends registers, else the
         # request's (a WRITE_REG is only issued while the replier is idle).
         m.d.comb += self.reg_addr.eq(Mux(rp_busy & (rp_src == SRC_REGS), reg_ptr, a_addr))
-        # The core's register reads take a cycle: a register is sent once reg_ptr has stood
-        # for one.
-        reg_fresh = Signal()
-        m.d.sync += reg_fresh.eq(1)
 
         with m.FSM(name="replier"):
             with m.State("IDLE"):
@@ -579,8 +577,7 @@ class HostLink(wiring.Component):
             with m.State("SOF"):
                 m.d.comb += rp_busy.eq(1)
                 m.d.sync += [out_crc.eq(_CRC_INIT), pcount.eq(0), pleft.eq(rp_len), bsel.eq(0),
-                             reg_ptr.eq(rp_reg), reg_fresh.eq(0),
-                             self.error.eq(rp_status != Status.OK)]
+                             reg_ptr.eq(rp_reg), self.error.eq(rp_status != Status.OK)]
                 with m.If(free):
                     emit(SOF_REPLY, crc_it=False)
                     m.next = "CMD"
@@ -605,11 +602,11 @@ class HostLink(wiring.Component):
                 byte = Signal(8)
                 with m.Switch(rp_src):
                     with m.Case(SRC_IDENT):
-                        m.d.comb += [byte.eq(rom_rd.data), advance.eq(free & rom_fresh)]
+                        m.d.comb += [byte.eq(rom_rd.data), advance.eq(free & fresh)]
                     with m.Case(SRC_REGS):
                         with m.If(bsel == 0):
                             m.d.comb += [byte.eq(self.reg_rdata[:8]),
-                                         advance.eq(free & reg_fresh)]
+                                         advance.eq(free & fresh)]
                             with m.If(advance):
                                 m.d.sync += word.eq(self.reg_rdata >> 8)
                         with m.Else():
@@ -619,7 +616,7 @@ class HostLink(wiring.Component):
                         with m.If(advance):
                             m.d.sync += bsel.eq(Mux(bsel == 3, 0, bsel + 1))
                             with m.If(bsel == 3):
-                                m.d.sync += [reg_ptr.eq(reg_ptr + 1), reg_fresh.eq(0)]
+                                m.d.sync += reg_ptr.eq(reg_ptr + 1)
                     with m.Case(SRC_OUT):
                         value = self.o.payload.value
                         wide = Signal(signed(OB * 8))
@@ -637,7 +634,7 @@ class HostLink(wiring.Component):
                             m.d.sync += bsel.eq(Mux(bsel == OB - 1, 0, bsel + 1))
                 with m.If(advance):
                     emit(byte)
-                    m.d.sync += [pcount.eq(pcount + 1), pleft.eq(pleft - 1), rom_fresh.eq(0)]
+                    m.d.sync += [pcount.eq(pcount + 1), pleft.eq(pleft - 1), fresh.eq(0)]
                     with m.If(pleft == 1):
                         m.next = "CRC0"
             with m.State("CRC0"):
