@@ -88,12 +88,16 @@ class SUFA(wiring.Component):
     3. **Exponent argument**: ``x = (diff·c) >> (c_frac - exp_frac)`` (``EXP_ARG_FLOOR``),
        clamped to the :class:`hw.exp2.Exp2` input range (the clamped arguments all give 0).
     4. **Exp2** (two stages): ``w = exp2_fx(x)``.
-    5. **PV**: ``ACC`` adds ``w`` to ``l`` and ``w·v`` to ``o``, ``mac_lanes`` elements per
-       cycle over a rotating register of the ``d`` accumulators (``mac_cycles`` cycles).
-       ``RESCALE`` multiplies ``l`` and ``o`` by ``w`` and floors (``RESCALE_FLOOR``) in
-       ``mac_cycles`` cycles with its own ``mac_lanes`` multipliers, and is skipped in one cycle
-       (not counted) while ``l == 0``. After the row's last operation one cycle hands ``o``,
-       ``l`` to the divide buffer (waiting until it is free) and clears them.
+    5. **PV** (two stages): ``ACC`` adds ``w`` to ``l`` and ``w·v`` to ``o``, ``mac_lanes``
+       elements per cycle over a rotating register of the ``d`` accumulators (``mac_cycles``
+       cycles). ``RESCALE`` multiplies ``l`` and ``o`` by ``w`` and floors
+       (``RESCALE_FLOOR``) in ``mac_cycles`` cycles with its own ``mac_lanes`` multipliers,
+       and is skipped in one cycle (not counted) while ``l == 0``. The first stage multiplies
+       a chunk into a product register, the second adds it into (ACC) or writes it to
+       (RESCALE) the accumulators, so steps overlap and no multiplier output reaches an
+       accumulator in the same cycle. With ``mac_cycles == 1`` a RESCALE waits a cycle for
+       the step before it. After the row's last operation one cycle hands ``o``, ``l`` to
+       the divide buffer (waiting until it is free) and clears them.
     6. **Divide**: one element per cycle into :class:`hw.divider.Divider`:
        ``o·2^out_frac / l`` rounded half away from zero; 0 for the whole row if ``l == 0``.
 
@@ -127,11 +131,10 @@ class SUFA(wiring.Component):
         (``d·(out_width + 2)`` with the iterative divider).
     latency : int
         Cycles from the acceptance of the key of a one-key row to the row's first :py:`o`
-        beat, with the pipeline otherwise empty: ``2·mac_cycles + 10 + divider.latency``
+        beat, with the pipeline otherwise empty: ``2·mac_cycles + 11 + divider.latency``
         (QK with its product and adder-tree registers, two cycles of max assurance (``m`` is
-        set, then the operation issued), exponent
-        argument, two Exp2 stages, operation register, PV, hand-over, divide buffer,
-        divider).
+        set, then the operation issued), exponent argument, two Exp2 stages, operation
+        register, PV with its product register, hand-over, divide buffer, divider).
     """
 
     def __init__(self, cfg, *, iterative_divider=False, counter_width=32):
@@ -165,7 +168,7 @@ class SUFA(wiring.Component):
 
     @property
     def latency(self):
-        return 2 * self._cfg.derived.mac_cycles + 10 + self.divider_latency
+        return 2 * self._cfg.derived.mac_cycles + 11 + self.divider_latency
 
     def _divider(self):
         return Divider.for_config(self._cfg, iterative=self._iterative,
@@ -376,7 +379,7 @@ class SUFA(wiring.Component):
                 exp2.i.payload.tag.row_end.eq(op.row_end),
             ]
 
-        # == stage 5: PV accumulate / rescale ===================================================
+        # == stage 5: PV accumulate / rescale, issue (X) and apply (Y) =========================
         O_W, L_W, WF = der.o_width, der.l_width, cfg.w_frac
         o_ring = [Signal(signed(O_W), name=f"o{i}") for i in range(D)]
         l_acc = Signal(L_W)
@@ -396,41 +399,72 @@ class SUFA(wiring.Component):
         d_l = Signal(L_W)
         d_idx = Signal(range(D))
 
-        working = Signal()                     # an ACC / RESCALE chunk step this cycle
+        # X multiplies one chunk into the product registers, Y adds it into (or, for RESCALE,
+        # writes it to) the accumulators a cycle later, so no multiplier feeds an accumulator
+        # directly. Y rotates the ring; while Y works on chunk c, X's chunk c+1 is one chunk
+        # further in. X reads o (RESCALE) and l only after Y wrote them, which needs
+        # mac_cycles >= 2; with one chunk a RESCALE waits for Y to finish.
+        y_valid = Signal()
+        y_acc = Signal()                       # ACC (else RESCALE)
+        y_first = Signal()                     # chunk 0: l changes
+        # Both products are registered every cycle, unconditionally, and Y picks one: a
+        # kind-dependent multiplexer or enable in front of the multipliers would put the
+        # operation decode on the multiplier path (and let Yosys share the multipliers).
+        y_acc_p = [Signal(signed(der.w_width + W + 1), name=f"pv_acc{j}") for j in range(L)]
+        y_res_o = [Signal(signed(O_W), name=f"pv_res{j}") for j in range(L)]
+        y_w = Signal(der.w_width)              # ACC: w to add to l
+        y_res_l = Signal(L_W)                  # RESCALE: the new l
+        # V: chunk 0 straight from the FIFO's output register, the rest from a register that
+        # shifts a chunk per step (a 2-way instead of an M-way multiplexer before the MACs).
+        v_rest = Signal(max(1, (D - L) * W))
+        pv_first = Signal(init=1)              # pv_chunk == 0, as a flip-flop
+
+        stall = Signal()
+        working = Signal()                     # X issues an ACC / RESCALE chunk step
         skip = Signal()                        # a RESCALE while l == 0, or a NOP
         op_done = Signal()                     # the operation's last step
         handover = Signal()
         release = Signal()                     # the operation register is freed
         # Whether a RESCALE applies is decided at its first chunk: l changes there.
         m.d.comb += [
-            working.eq(ex_valid & ~flush &
+            stall.eq(y_valid & (kind == _Op.RESCALE) if M == 1 else 0),
+            working.eq(ex_valid & ~flush & ~stall &
                        ((kind == _Op.ACC) |
-                        ((kind == _Op.RESCALE) & ((pv_chunk != 0) | (l_acc != 0))))),
-            skip.eq(ex_valid & ~flush & ~working),
+                        ((kind == _Op.RESCALE) & (~pv_first | (l_acc != 0))))),
+            skip.eq(ex_valid & ~flush & ~stall & ~working),
             op_done.eq((working & (pv_chunk == M - 1)) | skip),
-            handover.eq(flush & ~d_valid),
+            handover.eq(flush & ~d_valid & ~y_valid),
             release.eq((op_done & ~ex.tag.row_end) | handover),
             ex_skid.o.ready.eq(release),
         ]
-        v_chunk = v_fifo.r_data.word_select(pv_chunk, L * W)
+        v_now = v_fifo.r_data[:L * W]
+        if M > 1:
+            v_now = Mux(pv_first, v_now, v_rest[:L * W])
+        o_src = [o_ring[j] if M == 1 else Mux(y_valid, o_ring[L + j], o_ring[j])
+                 for j in range(L)]
         m.d.comb += v_fifo.r_en.eq(op_done & (kind == _Op.ACC))
+        m.d.sync += y_valid.eq(working)
+        m.d.sync += [y_acc_p[j].eq(w * v_now[j * W:(j + 1) * W].as_signed()) for j in range(L)]
+        m.d.sync += [y_res_o[j].eq((o_src[j] * w) >> WF) for j in range(L)]   # RESCALE_FLOOR
+        m.d.sync += [y_w.eq(w), y_res_l.eq((l_acc * w) >> WF)]
         with m.If(working):
             count("pv_cycles")
-            m.d.sync += [o_ring[i].eq(o_ring[i + L]) for i in range(D - L)]
-            m.d.sync += pv_chunk.eq(Mux(pv_chunk == M - 1, 0, pv_chunk + 1))
-            with m.If(kind == _Op.ACC):
-                for j in range(L):
-                    vj = v_chunk[j * W:(j + 1) * W].as_signed()
-                    m.d.sync += o_ring[D - L + j].eq(o_ring[j] + w * vj)
-                with m.If(pv_chunk == 0):
-                    m.d.sync += l_acc.eq(l_acc + w)
+            m.d.sync += [pv_chunk.eq(Mux(pv_chunk == M - 1, 0, pv_chunk + 1)),
+                         pv_first.eq(pv_chunk == M - 1),
+                         y_acc.eq(kind == _Op.ACC), y_first.eq(pv_first)]
+            if M > 1:
+                m.d.sync += v_rest.eq(Mux(pv_first, v_fifo.r_data[L * W:], v_rest >> (L * W)))
+            with m.If(pv_first):
+                with m.If(kind == _Op.ACC):
                     count("keys")
-            with m.Else():
-                for j in range(L):
-                    m.d.sync += o_ring[D - L + j].eq((o_ring[j] * w) >> WF)   # RESCALE_FLOOR
-                with m.If(pv_chunk == 0):
-                    m.d.sync += l_acc.eq((l_acc * w) >> WF)
+                with m.Else():
                     count("rescales")
+        with m.If(y_valid):
+            m.d.sync += [o_ring[i].eq(o_ring[i + L]) for i in range(D - L)]
+            for j in range(L):
+                m.d.sync += o_ring[D - L + j].eq(Mux(y_acc, o_ring[j] + y_acc_p[j], y_res_o[j]))
+            with m.If(y_first):
+                m.d.sync += l_acc.eq(Mux(y_acc, l_acc + y_w, y_res_l))
         with m.If(op_done & ex.tag.row_end):
             m.d.sync += flush.eq(1)
         with m.If(handover):
