@@ -233,11 +233,16 @@ class SofaCore(wiring.Component):
         scale = Signal(cfg.c_bits, init=1 << max(0, cfg.c_frac - 10))
         dense = Signal()
         error = Signal()
-        error_addr = Signal(32)
+        error_addr = Signal(max(der.index_width, len(self.reg_addr)))   # a row or a register
         clear = Signal()
-        rows_in = Signal(32)
-        rows_out = Signal(32)
-        m.d.comb += self.busy.eq(rows_in != rows_out)
+        # Rows between the Q port and the O port. Each holds at least one of the core's
+        # registers (a Q FIFO entry, a unit's row state, an output element), so there are
+        # far fewer than 2^12 of them.
+        in_flight = Signal(12)
+        row_in = Signal()
+        row_out = Signal()
+        m.d.comb += self.busy.eq(in_flight != 0)
+        m.d.sync += in_flight.eq(in_flight + row_in - row_out)
 
         def reject(addr):
             m.d.sync += [error.eq(1), error_addr.eq(addr)]
@@ -320,8 +325,8 @@ class SofaCore(wiring.Component):
                 sufa[i].q.payload.data.eq(q_fifos[i].r_data),
                 q_fifos[i].r_en.eq(sufa[i].q.ready),
             ]
+        m.d.comb += row_in.eq(take_q)
         with m.If(take_q):
-            m.d.sync += rows_in.eq(rows_in + 1)
             with m.If(closing):
                 m.d.sync += [qp.eq(0), grp.eq(0), pend_valid.eq(1),
                              pend_mask.eq(grp | (1 << qp))]
@@ -435,8 +440,8 @@ class SofaCore(wiring.Component):
                         o_in.payload.eq(sufa[i].o.payload),
                         sufa[i].o.ready.eq(o_in.ready & sizes.r_rdy),
                     ]
-        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-            m.d.sync += rows_out.eq(rows_out + 1)  # busy until the row has left the core
+        # busy until the row has left the core
+        m.d.comb += row_out.eq(self.o.valid & self.o.ready & self.o.payload.last)
         with m.If(o_in.valid & o_in.ready & o_in.payload.last):
             with m.If(op == sizes.r_data - 1):
                 m.d.sync += op.eq(0)
