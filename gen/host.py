@@ -218,7 +218,11 @@ class ProtocolError(RuntimeError):
 
 def config_from_ident(info):
     """The :class:`SofaConfig` an IDENT reply (dict from :func:`hw.hostlink.parse_ident`) names."""
-    return SofaConfig(**{name: info[name] for name in CONFIG_FIELDS}, name="board")
+    values = {name: info[name] for name in CONFIG_FIELDS}
+    if values["skid_buffers"] not in (0, 1):
+        raise ProtocolError(f"IDENT: skid_buffers = {values['skid_buffers']} is not 0 or 1")
+    values["skid_buffers"] = bool(values["skid_buffers"])
+    return SofaConfig(**values, name="board")
 
 
 # -- transports ------------------------------------------------------------------------------------

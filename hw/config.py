@@ -177,6 +177,13 @@ class SofaConfig:
     counter_width : int
         Bits of each performance counter (they wrap), ``8 … 32``; 0 builds no counters (their
         registers read 0). The counters cost about 40 % of an iCE40 UP5K at 32 bits.
+    skid_buffers : bool
+        The stage registers between units (DLZS → SADS, SU-FA's score and operation
+        registers, the output) are skid buffers: a second register makes their ``ready``
+        towards the producer a flip-flop, so no handshake path runs through two units (for
+        Fmax). ``False`` builds plain stage registers instead, whose ``ready`` is
+        combinational: half the flip-flops, the same latency and throughput; for small
+        FPGAs at low clock rates.
     """
     d: int = 64
     data_width: int = 8
@@ -194,6 +201,7 @@ class SofaConfig:
     c_frac: int = 20
     out_frac: int = 8
     counter_width: int = 32
+    skid_buffers: bool = True
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -290,6 +298,8 @@ def _validate(cfg):
             raise ConfigError(f"{name} must be an integer, not {value!r}")
         if not lo <= value <= hi:
             raise ConfigError(f"{name} = {value} is out of range; allowed {lo} … {hi}")
+    if not isinstance(cfg.skid_buffers, bool):
+        raise ConfigError(f"skid_buffers must be true or false, not {cfg.skid_buffers!r}")
     if not isinstance(cfg.name, str):
         raise ConfigError(f"name must be a string, not {cfg.name!r}")
 

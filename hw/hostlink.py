@@ -69,7 +69,7 @@ __all__ = ["HostLink", "Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD",
 SOF_REQUEST = 0xA5
 SOF_REPLY = 0x5A
 NO_CMD = 0xFF
-PROTOCOL_VERSION = 2                      # 2: counter_width in IDENT
+PROTOCOL_VERSION = 3                      # 2: counter_width in IDENT; 3: skid_buffers
 #: Registers the link can address: the core's registers and its counters.
 N_REGS = COUNTER_BASE + len(COUNTERS)
 #: Bytes of a request / reply frame around its payload.
@@ -101,10 +101,10 @@ class Status(py_enum.IntEnum):
     LINE_ERROR = 7
 
 
-#: SofaConfig fields in the IDENT reply, in order, 4 bytes each.
+#: SofaConfig fields in the IDENT reply, in order, 4 bytes each (a bool as 0 or 1).
 CONFIG_FIELDS = ("d", "data_width", "block_size", "max_seq_len", "sort_width", "k_max",
                  "q_lanes", "mac_lanes", "dlzs_lanes", "exp_frac", "exp_lut_bits", "w_frac",
-                 "c_bits", "c_frac", "out_frac", "counter_width")
+                 "c_bits", "c_frac", "out_frac", "counter_width", "skid_buffers")
 #: The IDENT reply: ``(name, bytes)`` in order.
 IDENT_FIELDS = (("magic", 4), ("version", 1),
                 *((name, 4) for name in CONFIG_FIELDS),
@@ -146,7 +146,7 @@ def out_bytes(cfg):
 def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles):
     """The IDENT reply payload (bytes) of a link built with these parameters."""
     values = {"magic": int.from_bytes(_MAGIC, "little"), "version": PROTOCOL_VERSION,
-              **{name: getattr(cfg, name) for name in CONFIG_FIELDS},
+              **{name: int(getattr(cfg, name)) for name in CONFIG_FIELDS},
               "max_payload": max_payload, "clk_hz": int(clk_hz), "divisor": divisor,
               "timeout_cycles": timeout_cycles, "n_regs": N_REGS,
               "counter_base": COUNTER_BASE,

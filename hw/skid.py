@@ -1,4 +1,5 @@
-"""SkidBuffer: a two-entry stream register whose ``ready`` towards the producer is a flip-flop."""
+"""SkidBuffer: a two-entry stream register whose ``ready`` towards the producer is a flip-flop
+(or, optionally, a plain one-entry stage register)."""
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
@@ -17,10 +18,15 @@ class SkidBuffer(wiring.Component):
     arrives, it waits in the skid register, and :py:`i.ready` is just "the skid register is
     empty", a flip-flop output.
 
+    With ``skid=False`` it is that plain register stage instead (:py:`i.ready` is
+    ``~o.valid | o.ready``): half the flip-flops, the same latency and throughput.
+
     Parameters
     ----------
     shape : shape-castable
         The payload.
+    skid : bool
+        Build the skid register (default); ``False`` builds the plain stage register.
 
     Attributes
     ----------
@@ -32,12 +38,17 @@ class SkidBuffer(wiring.Component):
         ``1``: full throughput with :py:`o` always ready.
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape, *, skid=True):
         self._shape = shape
+        self._skid = bool(skid)
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
         })
+
+    @property
+    def skid(self):
+        return self._skid
 
     @property
     def latency(self):
@@ -49,6 +60,11 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        if not self._skid:
+            m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+            with m.If(self.i.ready):
+                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+            return m
         skid = Signal(self._shape)
         skid_valid = Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)

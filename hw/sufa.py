@@ -202,7 +202,7 @@ class SUFA(wiring.Component):
             "empty": 1, "first": 1, "last": 1, "row_last": 1,
         })
         # Stage 1's output register is a skid buffer, so its ready does not depend on stage 2.
-        m.submodules.sc_skid = sc_skid = SkidBuffer(scored_layout)
+        m.submodules.sc_skid = sc_skid = SkidBuffer(scored_layout, skid=cfg.skid_buffers)
         sc = sc_skid.o.payload
         sc_valid = sc_skid.o.valid
         sc_ready = sc_skid.o.ready
@@ -387,7 +387,7 @@ class SUFA(wiring.Component):
         flush = Signal()                       # the row's operations are done; hand over
         # The operation register is a skid buffer: Exp2 (which stalls as a whole) is freed at
         # once, and its stall does not depend on the PV stage's decisions.
-        m.submodules.ex_skid = ex_skid = SkidBuffer(exp2.o.payload.shape())
+        m.submodules.ex_skid = ex_skid = SkidBuffer(exp2.o.payload.shape(), skid=cfg.skid_buffers)
         wiring.connect(m, exp2.o, ex_skid.i)
         ex = ex_skid.o.payload
         ex_valid = ex_skid.o.valid

@@ -356,7 +356,8 @@ class SofaCore(wiring.Component):
             ]
             # A skid buffer between DLZS and SADS: SADS's ready (its decision logic) would
             # otherwise chain through DLZS into the K reader's memory enable.
-            m.submodules[f"ahat_skid{i}"] = skid = SkidBuffer(dlzs[i].ahat.payload.shape())
+            m.submodules[f"ahat_skid{i}"] = skid = SkidBuffer(dlzs[i].ahat.payload.shape(),
+                                                                  skid=cfg.skid_buffers)
             wiring.connect(m, dlzs[i].ahat, skid.i)
             wiring.connect(m, skid.o, sads[i].ahat)
         with m.If(kr_start):
@@ -428,7 +429,7 @@ class SofaCore(wiring.Component):
         # -- output: the lanes' rows in query order -------------------------------------------
         # The output is a skid buffer: the consumer's ready (e.g. a UART) would otherwise run
         # through SU-FA's divider into the enable of its divide buffer.
-        m.submodules.o_skid = o_skid = SkidBuffer(out_layout(cfg))
+        m.submodules.o_skid = o_skid = SkidBuffer(out_layout(cfg), skid=cfg.skid_buffers)
         wiring.connect(m, o_skid.o, wiring.flipped(self.o))
         o_in = o_skid.i
         op = Signal(range(L))

@@ -43,6 +43,7 @@ def test_json_with_preset_base():
     ({"out_frac": -1}, r"^out_frac = -1 is out of range"),
     ({"counter_width": 4}, r"^counter_width = 4 must be 0 \(no counters\) or 8 … 32$"),
     ({"counter_width": 33}, r"^counter_width = 33 is out of range; allowed 0 … 32$"),
+    ({"skid_buffers": 1}, r"^skid_buffers must be true or false, not 1$"),
     ({"dlzs_lanes": 48}, r"^dlzs_lanes = 48 must divide d = 64$"),
     ({"mac_lanes": 24}, r"^mac_lanes = 24 must divide d = 64$"),
     ({"block_size": 16, "max_seq_len": 8},

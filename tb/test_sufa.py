@@ -1,6 +1,7 @@
 """SU-FA unit in the Amaranth simulator against :func:`sim.golden.sufa_row` + ``divide_row``.
 
-Config matrix (tiny, wide = one chunk per key, odd = 3 chunks of 2 lanes, default) x traffic
+Config matrix (tiny, wide = one chunk per key, odd = 3 chunks of 2 lanes and plain stage
+registers instead of skid buffers, default) x traffic
 on random selections in random order, and the adversarial cases: ascending score order (a
 miss on every key), perfect order, single-key tiles, empty tiles (also the row's last, and
 rows with nothing selected), extreme values, a scale so large that rescales floor ``l`` to 0,
@@ -24,7 +25,7 @@ from tb.streams import TRAFFIC
 TINY, DEFAULT = preset("tiny"), preset("default")
 WIDE = TINY.replace(name="wide", mac_lanes=8)
 ODD = TINY.replace(name="odd", d=6, block_size=5, sort_width=5, k_max=3, max_seq_len=40,
-                   dlzs_lanes=3, mac_lanes=2)
+                   dlzs_lanes=3, mac_lanes=2, skid_buffers=False)
 CONFIGS = {"tiny": TINY, "wide": WIDE, "odd": ODD, "default": DEFAULT}
 
 _DUTS = {}

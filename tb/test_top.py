@@ -19,7 +19,7 @@ from tb.streams import TRAFFIC
 
 TINY = preset("tiny")
 ODD = TINY.replace(name="odd", d=6, block_size=5, sort_width=5, k_max=3, max_seq_len=40,
-                   dlzs_lanes=3, mac_lanes=2)
+                   dlzs_lanes=3, mac_lanes=2, skid_buffers=False)
 CONFIGS = {"tiny": TINY, "odd": ODD}
 _DUTS = {}
 
