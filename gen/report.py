@@ -18,8 +18,10 @@ the ECP5 parts in CABGA381). Per run, in ``<out>/<preset>-<device>/``:
 
 Throughput: cycles per query at ``S = --seq`` (256; capped at ``max_seq_len``) from the cycle
 model :func:`sim.perf.core_cycles` (checked against the RTL within 5 % by the core's tests) on
-structured data (a few dominant keys per query, as in ``make bench``), in sparse mode at
-``top_k = k_max`` and in dense mode; queries per second = Fmax / cycles. The UART column is
+structured data (a few dominant keys per query, as in ``make bench``), eight queries a call, in
+sparse mode at ``top_k = k_max`` and in dense mode, with the board's divider (iterative on
+iCE40, pipelined on ECP5: :func:`hw.board.iterative_divider_for`); queries per second = Fmax /
+cycles. The UART column is
 what the board's link delivers end to end at ``--baud`` (request and reply bytes of one query,
 frame overhead shared by the rows of a full frame): the serial line, not the core, limits a
 board.
@@ -121,9 +123,11 @@ def _over_capacity(log_path):
     return ", ".join(dict.fromkeys(over))
 
 
-def throughput(cfg, seq, *, baud=115200, max_payload=None, seed=1, rows=2):
+def throughput(cfg, seq, *, baud=115200, max_payload=None, seed=1, rows=8,
+               iterative_divider=True):
     """Cycles per query (sparse at k_max, dense) at ``S = min(seq, max_seq_len)`` and the
-    queries per second the UART link carries."""
+    queries per second the UART link carries. ``iterative_divider``: the core's divider, as
+    in the board top (:class:`hw.board.SofaBoardTop` builds the iterative one)."""
     import numpy as np
     from hw.board import DEFAULT_MAX_PAYLOAD
     from hw.config import RunParams
@@ -144,7 +148,8 @@ def throughput(cfg, seq, *, baud=115200, max_payload=None, seed=1, rows=2):
         params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
                            scale_log2e=c, dense=dense)
         res = sofa_attention(Q, K, V, cfg, params)
-        out[f"cycles_{mode}"] = core_cycles(cfg, params, res, Q, K, V) / rows
+        out[f"cycles_{mode}"] = core_cycles(cfg, params, res, Q, K, V,
+                                            iterative_divider=iterative_divider) / rows
     max_payload = max_payload or DEFAULT_MAX_PAYLOAD
     per_frame = max_payload // (cfg.d * elem_bytes(cfg))
     wire = (REQUEST_OVERHEAD + per_frame * cfg.d * elem_bytes(cfg)
@@ -162,7 +167,7 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=1, 
     ``place=False`` stops after Yosys and the fit check."""
     from gen.artifacts import elaborate, write_if_changed
     from gen.synth import DoesNotFit, _fit_problems, _fmax, _resources, get_device
-    from hw.board import SofaBoardPins, SofaBoardTop
+    from hw.board import SofaBoardPins, SofaBoardTop, iterative_divider_for
     from hw.config import preset
     from hw.uart import divisor_for
     cfg = cfg or preset(preset_name)
@@ -172,7 +177,8 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=1, 
     work.mkdir(parents=True, exist_ok=True)
     clk_hz = target * 1e6
     top = SofaBoardTop(cfg, divisor=divisor_for(clk_hz, baud), timeout_cycles=round(0.05 * clk_hz),
-                       clk_hz=round(clk_hz))
+                       clk_hz=round(clk_hz),
+                       iterative_divider=iterative_divider_for(device.family))
     pins_top = SofaBoardPins(top, btn_active_low=device.family == "ice40",
                              led_active_low=device.family == "ice40")
     row = {"preset": preset_name, "device": device_name, "part": device.part,
@@ -186,7 +192,8 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=1, 
     from amaranth.back import rtlil
     write_if_changed(work / f"{TOP}.il", rtlil.convert(pins_top, name=TOP, emit_src=False))
     row["times_s"]["elaborate"] = round(time.monotonic() - t0, 1)
-    row.update(throughput(cfg, seq, baud=baud))
+    row.update(throughput(cfg, seq, baud=baud,
+                          iterative_divider=top.link_core.core.iterative_divider))
     cells, synth, t_yosys = _yosys(work, device.family, log)
     row["times_s"]["yosys"] = t_yosys
     row["yosys_command"] = synth
@@ -253,8 +260,9 @@ def render_markdown(rows, *, baud):
         "and BRAM (SB_RAM40_4K / DP16KD) are Yosys cell counts. Fmax is nextpnr's post-route "
         "figure from `--report` for the clock target in the constraint file. Cycles per query "
         "from the cycle model (sim/perf.py) at S = 256 (or max_seq_len if smaller), sparse at "
-        "top_k = k_max, on structured data; the design is the whole board top (core, host "
-        "link, UART).",
+        "top_k = k_max, on structured data, eight queries a call, with the board's divider "
+        "(iterative on iCE40, pipelined on ECP5); the design is the whole board top (core, "
+        "host link, UART).",
     ]
     for r in rows:
         if not r["fits"]:

@@ -164,6 +164,10 @@ class SofaCore(wiring.Component):
         return self._cfg
 
     @property
+    def iterative_divider(self):
+        return self._iterative
+
+    @property
     def ii(self):
         return self._cfg.derived.mac_cycles
 

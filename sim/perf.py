@@ -9,7 +9,12 @@ SU-FA spends ``mac_cycles`` per selected key and per rescale (one cycle for an e
 starts a tile when both the selection is there and the previous tile is done. Between SADS and
 SU-FA there are only pipeline registers, so prediction can run at most ``ahead`` tiles in front
 of SU-FA. Dense mode is SU-FA alone over every key. The constants are the pipeline depths of
-the units (see each unit's ``latency``).
+the units (see each unit's ``latency``). A row's ``O`` waits in the divide buffer while the
+divider takes its ``d`` elements, one per ``ii`` cycles of :class:`hw.divider.Divider`; SU-FA
+hands its next row over only when the buffer is free. The model counts that wait only for the
+iterative divider (``out_width + 2`` cycles an element, the iCE40 board builds), where a row's
+divide can take longer than its attention; the pipelined one (``ii = 1``) needs ``d`` cycles a
+row, less than any row of a preset at the sequence lengths the model is used for.
 """
 
 from dataclasses import dataclass
@@ -60,12 +65,14 @@ def tile_work(cfg, Q, K, V, params, res):
     return out
 
 
-def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, work=None):
+def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, work=None,
+                iterative_divider=False):
     """Predicted busy cycles of one run (queries in, last output element out).
 
     ``res`` is the :func:`sim.golden.sofa_attention` result for the same inputs; ``Q``, ``K``,
     ``V`` are needed to recount rescales per tile unless ``work`` (from :func:`tile_work`) is
-    given.
+    given. ``iterative_divider`` models a core built with the iterative divider (as the board
+    builds are).
     """
     der = cfg.derived
     M, DL = der.mac_cycles, der.dlzs_cycles
@@ -80,10 +87,14 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     ahead = 3                              # tiles prediction may run in front of SU-FA
     row_gap = 3                            # DLZS takes the next query after a row's last key
     sufa_row_gap = 3                       # SU-FA takes the next query after a row's last key
-    tail = sufa_lat + 1 + cfg.d - M        # last key -> last output element (+ output skid)
+    div_ii = der.out_width + 2 if iterative_divider else 1
+    div_time = cfg.d * div_ii              # the divide buffer is busy this long per row
+    # last key -> last output element (+ output skid)
+    tail = sufa_lat + 1 + (cfg.d - 1) * div_ii + 1 - M
 
     t_pred = 0                             # when prediction of the next key may start
     t_sufa = 1                             # when SU-FA may start its next tile
+    t_div = 0                              # when the divide buffer is free again
     starts = []                            # SU-FA start of every tile so far
     predict = sufa = 0
     L = cfg.q_lanes
@@ -113,9 +124,12 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
             t_sufa = start + cost
             sufa += cost
         t_pred += row_gap
+        if div_ii > 1:                     # hand-over waits for the previous row's divide
+            t_sufa = max(t_sufa, t_div)
+            t_div = t_sufa + div_time
         t_sufa += sufa_row_gap
     # The last group's other lanes' rows leave one by one after the first.
-    t_sufa += (len(work[(len(work) - 1) // L * L:]) - 1) * cfg.d
+    t_sufa += (len(work[(len(work) - 1) // L * L:]) - 1) * cfg.d * div_ii
     total = round(t_sufa - sufa_row_gap + tail + (0 if params.dense else 4))
     if breakdown:
         return CycleBreakdown(total=total, predict=predict, sufa=sufa, rows=len(work))
