@@ -398,10 +398,12 @@ PRESETS = {
                        out_frac=6),
     # The reference design point: the paper's 16-to-4 sorter with Bc = 16.
     "default": SofaConfig(name="default"),
-    # iCE40 UP5K (5280 LC, 8 DSP, 30 EBR): narrow lanes, short sequences.
-    "ice40": SofaConfig(name="ice40", d=32, block_size=16, max_seq_len=256, sort_width=8,
-                        k_max=4, mac_lanes=2, dlzs_lanes=4, exp_frac=6, exp_lut_bits=6,
-                        w_frac=12, out_frac=6),
+    # iCE40 UP5K (5280 LC, 8 DSP, 30 EBR), with the UART host link: a four-element head, one
+    # MAC, the 4-to-2 sorter, no counters and plain stage registers (skid buffers and
+    # counters do not fit beside the link; 12 MHz needs no skid buffers).
+    "ice40": SofaConfig(name="ice40", d=4, block_size=8, max_seq_len=256, sort_width=4,
+                        k_max=2, mac_lanes=1, dlzs_lanes=2, exp_frac=6, exp_lut_bits=6,
+                        w_frac=12, out_frac=6, counter_width=0, skid_buffers=False),
     # ECP5 LFE5U-85F: the default head with a quarter of the lanes.
     "ecp5": SofaConfig(name="ecp5", d=64, block_size=16, max_seq_len=512, sort_width=16,
                        k_max=4, mac_lanes=8, dlzs_lanes=16),

@@ -22,7 +22,9 @@ CONFIGS = {
     "odd": preset("tiny").replace(name="odd", d=12, dlzs_lanes=3, max_seq_len=40, block_size=5,
                                   sort_width=5, k_max=3, mac_lanes=4),
     "narrow": preset("tiny").replace(name="narrow", d=6, data_width=5, dlzs_lanes=6, mac_lanes=3),
-    "ice40": preset("ice40"),
+    # Eight chunks per key (the ice40 preset before it shrank to fit the UP5K).
+    "chunks8": preset("ice40").replace(name="chunks8", d=32, block_size=16, sort_width=8,
+                                       k_max=4, mac_lanes=2, dlzs_lanes=4),
 }
 
 

@@ -1,6 +1,6 @@
 """DLZS on Verilator (cocotb, ``tb/cocotb/dlzs/cocotb_dlzs.py``) against the golden model for
 the config matrix: tiny, default, an odd config (three chunks per key, a 3-lane adder tree)
-and the ice40 preset (eight chunks per key)."""
+and an eight-chunk config (d = 32, four lanes)."""
 
 import pytest
 
@@ -10,7 +10,7 @@ from tb.cocotb_runner import run_cocotb
 from tb.test_dlzs import CONFIGS
 
 
-@pytest.mark.parametrize("name", ["tiny", "odd", "ice40", "default"])
+@pytest.mark.parametrize("name", ["tiny", "odd", "chunks8", "default"])
 def test_dlzs_verilator(name):
     cfg = CONFIGS[name] if name in CONFIGS else preset(name)
     run_cocotb("dlzs", DLZS, cfg, "cocotb_dlzs", name=name)

@@ -331,7 +331,7 @@ def test_figures():
     assert default.tile_latency == 21 and default.queue_depth == 2
     assert tiny.depth == 6 and tiny.latency == 10 and tiny.tile_latency == 15
     ice40 = SADS(preset("ice40"))
-    assert ice40.latency == 10 and ice40.tile_latency == 19 and ice40.ii == 1.375
+    assert ice40.latency == 7 and ice40.tile_latency == 12 and ice40.ii == 1.625
     assert default.comparators < default.network.generated
     assert SADS(DEFAULT, layers_per_stage=2).stages == 5
     assert SADS(DEFAULT, kind="bitonic").comparators > default.comparators

@@ -1,7 +1,9 @@
 """The SOFA core on Verilator end to end against :func:`sim.golden.sofa_attention`: K/V loaded
 over ``kv_load``, the run-time registers written over the register port, queries streamed in
 with random idle cycles, ``O`` streamed out with random backpressure, every element compared;
-the counters compared with the golden model, and the busy cycles with :mod:`sim.perf`'s model.
+the counters compared with the golden model (a config without counters must read 0), and the
+busy cycles (the ``busy`` port, counted here, equal to the ``busy_cycles`` counter) with
+:mod:`sim.perf`'s model.
 
 Data: random int8, and data with attention structure (a few dominant keys per query, as real
 attention has), in sparse mode at several top_k and in dense mode, up to S = max_seq_len.
@@ -88,6 +90,14 @@ async def run(dut, Q, K, V, params, traffic, seed, *, want=None):
                        (Reg.DENSE, int(params.dense))):
         await write_reg(dut, reg, value)
     await write_reg(dut, Reg.STATUS, 0b11)
+    busy_seen = [0]
+
+    async def count_busy():
+        while True:
+            await RisingEdge(dut.clk)
+            busy_seen[0] += int(dut.busy.value)
+
+    busy_task = cocotb.start_soon(count_busy())
     res = sofa_attention(Q, K, V, CFG, params)
     beats = [{"value": int(v), "first": int(e == 0), "last": int(e == CFG.d - 1)}
              for row in res.out for e, v in enumerate(row)]
@@ -109,7 +119,9 @@ async def run(dut, Q, K, V, params, traffic, seed, *, want=None):
     for _ in range(3 * CFG.d):                   # catch extra beats, let busy fall
         await RisingEdge(dut.clk)
     sink_task.cancel()
+    busy_task.cancel()
     counters = {n: await read_reg(dut, COUNTER_BASE + i) for i, n in enumerate(COUNTERS)}
+    counters["busy_seen"] = busy_seen[0]
     counters["status"] = await read_reg(dut, Reg.STATUS)
     return checker, counters, res
 
@@ -117,13 +129,17 @@ async def run(dut, Q, K, V, params, traffic, seed, *, want=None):
 def check(dut, Q, K, V, params, checker, counters, res, *, model=True):
     checker.check()
     assert counters["status"] == 0, f"status {counters['status']:#x}: busy or error"
-    want = golden_counters(CFG, res, params)
-    want.pop("selected", None)
-    for n, v in want.items():
-        assert counters[n] == v, f"counter {n}: {counters[n]} != golden {v}"
+    busy = counters["busy_seen"]
+    if CFG.counter_width:
+        want = golden_counters(CFG, res, params)
+        want.pop("selected", None)
+        for n, v in want.items():
+            assert counters[n] == v, f"counter {n}: {counters[n]} != golden {v}"
+        assert abs(counters["busy_cycles"] - busy) <= 1, (counters["busy_cycles"], busy)
+    else:
+        assert all(counters[n] == 0 for n in COUNTERS), counters
     if model:
         predicted = core_cycles(CFG, params, res, Q, K, V)
-        busy = counters["busy_cycles"]
         dut._log.info(f"S={params.seq_len} top_k={params.top_k} dense={params.dense}: busy "
                       f"{busy} cycles, model {predicted} ({(predicted - busy) / busy:+.1%})")
         assert abs(predicted - busy) <= MODEL_TOLERANCE * busy, (predicted, busy)
