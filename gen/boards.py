@@ -125,7 +125,7 @@ def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=1,
                   timing_allow_fail=False, max_payload=None):
     """``(board, platform, design, cfg, build options)`` of board ``name``; see
     :func:`build_board` for the parameters."""
-    from hw.board import DEFAULT_MAX_PAYLOAD, SofaBoard, iterative_divider_for
+    from hw.board import DEFAULT_MAX_PAYLOAD, SofaBoard
     from hw.config import ConfigError, preset
     try:
         board = BOARDS[name]
@@ -136,8 +136,7 @@ def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=1,
     clk_mhz = board.clk_mhz if clk_mhz is None else clk_mhz
     plat = _platform(board)
     design = SofaBoard(cfg, baud=baud, clk_hz=None if clk_mhz is None else clk_mhz * 1e6,
-                       max_payload=max_payload or DEFAULT_MAX_PAYLOAD,
-                       iterative_divider=iterative_divider_for(board.family))
+                       max_payload=max_payload or DEFAULT_MAX_PAYLOAD)
     nextpnr_opts = f"--report {NAME}.report.json --seed {seed}"
     if board.family == "ecp5":
         # HeAP packs the core into a corner router2 cannot route; the static placer routes

@@ -19,8 +19,8 @@ the ECP5 parts in CABGA381). Per run, in ``<out>/<preset>-<device>/``:
 Throughput: cycles per query at ``S = --seq`` (256; capped at ``max_seq_len``) from the cycle
 model :func:`sim.perf.core_cycles` (checked against the RTL within 5 % by the core's tests) on
 structured data (a few dominant keys per query, as in ``make bench``), eight queries a call, in
-sparse mode at ``top_k = k_max`` and in dense mode, with the board's divider (iterative on
-iCE40, pipelined on ECP5: :func:`hw.board.iterative_divider_for`); queries per second = Fmax /
+sparse mode at ``top_k = k_max`` and in dense mode, with the board top's iterative divider
+(``d·(out_width + 2)`` cycles a row: it limits the ``ecp5`` preset); queries per second = Fmax /
 cycles. The UART column is
 what the board's link delivers end to end at ``--baud`` (request and reply bytes of one query,
 frame overhead shared by the rows of a full frame): the serial line, not the core, limits a
@@ -167,7 +167,7 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=1, 
     ``place=False`` stops after Yosys and the fit check."""
     from gen.artifacts import elaborate, write_if_changed
     from gen.synth import DoesNotFit, _fit_problems, _fmax, _resources, get_device
-    from hw.board import SofaBoardPins, SofaBoardTop, iterative_divider_for
+    from hw.board import SofaBoardPins, SofaBoardTop
     from hw.config import preset
     from hw.uart import divisor_for
     cfg = cfg or preset(preset_name)
@@ -177,8 +177,7 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=1, 
     work.mkdir(parents=True, exist_ok=True)
     clk_hz = target * 1e6
     top = SofaBoardTop(cfg, divisor=divisor_for(clk_hz, baud), timeout_cycles=round(0.05 * clk_hz),
-                       clk_hz=round(clk_hz),
-                       iterative_divider=iterative_divider_for(device.family))
+                       clk_hz=round(clk_hz))
     pins_top = SofaBoardPins(top, btn_active_low=device.family == "ice40",
                              led_active_low=device.family == "ice40")
     row = {"preset": preset_name, "device": device_name, "part": device.part,
@@ -260,9 +259,8 @@ def render_markdown(rows, *, baud):
         "and BRAM (SB_RAM40_4K / DP16KD) are Yosys cell counts. Fmax is nextpnr's post-route "
         "figure from `--report` for the clock target in the constraint file. Cycles per query "
         "from the cycle model (sim/perf.py) at S = 256 (or max_seq_len if smaller), sparse at "
-        "top_k = k_max, on structured data, eight queries a call, with the board's divider "
-        "(iterative on iCE40, pipelined on ECP5); the design is the whole board top (core, "
-        "host link, UART).",
+        "top_k = k_max, on structured data, eight queries a call, with the board top's "
+        "iterative divider; the design is the whole board top (core, host link, UART).",
     ]
     for r in rows:
         if not r["fits"]:

@@ -24,7 +24,7 @@ from hw.uart import UARTRx, UARTTx, divisor_for
 
 
 __all__ = ["SofaLinkCore", "SofaBoardTop", "SofaBoardPins", "SofaBoard", "ecp5_pll_params",
-           "iterative_divider_for", "DEFAULT_BAUD", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_PAYLOAD"]
+           "DEFAULT_BAUD", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_PAYLOAD"]
 
 
 DEFAULT_BAUD = 115200
@@ -33,16 +33,6 @@ DEFAULT_BAUD = 115200
 DEFAULT_TIMEOUT_S = 0.05
 DEFAULT_MAX_PAYLOAD = 1024
 
-
-def iterative_divider_for(family):
-    """Whether the board builds for an FPGA ``family`` (``"ice40"``, ``"ecp5"``) use the
-    iterative divider.
-
-    iCE40: yes, the pipelined one does not fit the UP5K beside the link. ECP5: no; it fits,
-    and the iterative divider, ``d·(out_width + 2)`` cycles a row, would limit the ``ecp5``
-    preset (64 · 19 = 1,216 cycles a row against about 1,100 of attention at S = 256).
-    """
-    return family == "ice40"
 
 
 class SofaLinkCore(wiring.Component):
