@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 
-__all__ = ["Divider", "divider_in_layout", "divider_out_layout"]
+__all__ = ["divider_timing", "Divider", "divider_in_layout", "divider_out_layout"]
 
 
 def divider_in_layout(num_width, den_width, tag_shape=None):
@@ -22,6 +22,16 @@ def divider_out_layout(quot_width, tag_shape=None):
     if tag_shape is not None:
         fields["tag"] = tag_shape
     return data.StructLayout(fields)
+
+
+def divider_timing(quot_width, *, iterative):
+    """``(latency, ii)`` of a :class:`Divider` with a ``quot_width``-bit quotient (see its
+    attributes); for users that need the figures without building one."""
+    steps = quot_width + 1                               # quot_bits
+    if iterative:
+        cycles = -(-steps // Divider.ITERATIVE_STEPS)
+        return cycles + 2, cycles + 1
+    return steps + 2, 1
 
 
 def _check_width(name, value):
@@ -53,7 +63,8 @@ class Divider(wiring.Component):
     * pipelined: a preparation stage (``|num|``, the overflow comparison), one stage per
       quotient bit, an output stage (rounding, sign, saturation); the pipeline stalls as a
       whole when :py:`o` is not ready.
-    * iterative: one set of registers loaded on acceptance, one quotient bit per cycle, then the
+    * iterative: one set of registers loaded on acceptance, two quotient bits per cycle (two
+      restoring steps in series; one in the last cycle when ``quot_bits`` is odd), then the
       output register; the next operands are accepted in the cycle the output register is
       loaded. For small FPGAs.
 
@@ -66,7 +77,7 @@ class Divider(wiring.Component):
     quot_width : int
         Signed bits of the quotient.
     iterative : bool
-        One quotient bit per cycle in one unit instead of one per pipeline stage.
+        Two quotient bits per cycle in one unit instead of one per pipeline stage.
     tag_shape : shape-castable or None
         Side data carried unchanged from :py:`i` to :py:`o`; no ``tag`` field when None.
     src_loc_at : int
@@ -82,12 +93,15 @@ class Divider(wiring.Component):
         Restoring-division steps: ``quot_width + 1``.
     latency : int
         Cycles from the acceptance of the operands to the quotient on :py:`o` without stalls:
-        ``quot_bits + 2 = quot_width + 3`` for both implementations (preparation register,
-        one register per quotient bit, output register; the iterative unit loads its
-        registers on acceptance and steps them ``quot_bits`` times).
+        pipelined ``quot_bits + 2 = quot_width + 3`` (preparation register, one register per
+        quotient bit, output register); iterative ``ceil(quot_bits / 2) + 2`` (the registers
+        load on acceptance, step ``ceil(quot_bits / 2)`` times, then the output register).
     ii : int
-        ``1`` pipelined; ``quot_bits + 1 = quot_width + 2`` iterative.
+        ``1`` pipelined; ``ceil(quot_bits / 2) + 1`` iterative.
     """
+
+    #: Restoring steps per cycle of the iterative implementation.
+    ITERATIVE_STEPS = 2
 
     def __init__(self, num_width, den_width, quot_width, *, iterative=False, tag_shape=None,
                  src_loc_at=0):
@@ -142,11 +156,11 @@ class Divider(wiring.Component):
 
     @property
     def latency(self):
-        return self.quot_bits + 2
+        return divider_timing(self._quot_width, iterative=self._iterative)[0]
 
     @property
     def ii(self):
-        return self.quot_bits + 1 if self._iterative else 1
+        return divider_timing(self._quot_width, iterative=self._iterative)[1]
 
     # -- datapath pieces shared by both implementations ---------------------------------------
 
@@ -256,29 +270,37 @@ class Divider(wiring.Component):
             self._emit(m, cur, quot, ovf)
 
     def _elaborate_iterative(self, m):
-        K = self.quot_bits
+        K, P = self.quot_bits, self.ITERATIVE_STEPS
+        cycles = -(-K // P)
         layout = self._state_layout()
         state = Signal(layout, name="state")
         busy = Signal()
-        count = Signal(range(K + 1))        # steps done
+        count = Signal(range(cycles + 1))   # cycles of steps done
         done = Signal()
         out_free = Signal()
         m.d.comb += [
-            done.eq(count == K),
+            done.eq(count == cycles),
             out_free.eq(~self.o.valid | self.o.ready),
             self.i.ready.eq(~busy | (done & out_free)),
         ]
 
         prep = Signal(layout, name="prep")
         self._prepare(m, prep)
-        nxt = Signal(layout, name="step")
-        self._step(m, state, nxt, "iter")
+        steps = [state]
+        for n in range(P):
+            nxt = Signal(layout, name=f"step{n}")
+            self._step(m, steps[-1], nxt, f"iter{n}")
+            steps.append(nxt)
+        # The last cycle takes only the steps that are left.
+        short = K % P
+        last = (Mux(count == cycles - 1, steps[short].as_value(), steps[P].as_value()) if short
+                else steps[P])
         quot, ovf = self._finish(m, state)
 
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(busy & ~done):
-            m.d.sync += [state.eq(nxt), count.eq(count + 1)]
+            m.d.sync += [state.eq(last), count.eq(count + 1)]
         with m.If(busy & done & out_free):
             m.d.sync += [busy.eq(0), self.o.valid.eq(1)]
             self._emit(m, state, quot, ovf)

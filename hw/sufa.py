@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.divider import Divider
+from hw.divider import Divider, divider_timing
 from hw.dlzs import row_layout
 from hw.exp2 import Exp2, default_in_width
 from hw.skid import SkidBuffer
@@ -105,8 +105,9 @@ class SUFA(wiring.Component):
     ----------
     cfg : SofaConfig
     iterative_divider : bool
-        Use the iterative divider (one quotient bit per cycle, ``out_width + 2`` cycles per
-        element) instead of the pipelined one; for small FPGAs.
+        Use the iterative divider (two quotient bits per cycle,
+        ``ceil((out_width + 1) / 2) + 1`` cycles per element) instead of the pipelined one;
+        for small FPGAs.
     counter_width : int
         Width of the counter outputs (they wrap).
 
@@ -127,8 +128,9 @@ class SUFA(wiring.Component):
         fields.
     ii : int
         Cycles per key in steady traffic without misses: ``mac_cycles = d / mac_lanes``; a
-        miss adds ``mac_cycles`` (the rescale), a row adds a few hand-over cycles and at least ``d`` cycles per row in the divide stage
-        (``d·(out_width + 2)`` with the iterative divider).
+        miss adds ``mac_cycles`` (the rescale), a row adds a few hand-over cycles and at least
+        ``d·divider.ii`` cycles per row in the divide stage (``divider.ii`` is 1 pipelined,
+        ``ceil((out_width + 1) / 2) + 1`` iterative).
     latency : int
         Cycles from the acceptance of the key of a one-key row to the row's first :py:`o`
         beat, with the pipeline otherwise empty: ``2·mac_cycles + 11 + divider.latency``
@@ -159,8 +161,14 @@ class SUFA(wiring.Component):
 
     @property
     def divider_latency(self):
-        """:attr:`hw.divider.Divider.latency` of the output divide: ``out_width + 3``."""
-        return self._cfg.derived.out_width + 3
+        """:attr:`hw.divider.Divider.latency` of the output divide: ``out_width + 3``
+        pipelined, ``ceil((out_width + 1) / 2) + 2`` iterative."""
+        return divider_timing(self._cfg.derived.out_width, iterative=self._iterative)[0]
+
+    @property
+    def divider_ii(self):
+        """:attr:`hw.divider.Divider.ii` of the output divide (cycles per output element)."""
+        return divider_timing(self._cfg.derived.out_width, iterative=self._iterative)[1]
 
     @property
     def ii(self):

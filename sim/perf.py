@@ -12,9 +12,10 @@ of SU-FA. Dense mode is SU-FA alone over every key. The constants are the pipeli
 the units (see each unit's ``latency``). A row's ``O`` waits in the divide buffer while the
 divider takes its ``d`` elements, one per ``ii`` cycles of :class:`hw.divider.Divider`; SU-FA
 hands its next row over only when the buffer is free. The model counts that wait only for the
-iterative divider (``out_width + 2`` cycles an element, the iCE40 board builds), where a row's
-divide can take longer than its attention; the pipelined one (``ii = 1``) needs ``d`` cycles a
-row, less than any row of a preset at the sequence lengths the model is used for.
+iterative divider (``ceil((out_width + 1) / 2) + 1`` cycles an element, the board builds),
+where a row's divide can take longer than its attention; the pipelined one (``ii = 1``) needs
+``d`` cycles a row, less than any row of a preset at the sequence lengths the model is used
+for.
 """
 
 from dataclasses import dataclass
@@ -87,7 +88,9 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     ahead = 3                              # tiles prediction may run in front of SU-FA
     row_gap = 3                            # DLZS takes the next query after a row's last key
     sufa_row_gap = 3                       # SU-FA takes the next query after a row's last key
-    div_ii = der.out_width + 2 if iterative_divider else 1
+    from hw.divider import divider_timing
+    div_lat, div_ii = divider_timing(der.out_width, iterative=iterative_divider)
+    sufa_lat += div_lat - divider_timing(der.out_width, iterative=False)[0]
     div_time = cfg.d * div_ii              # the divide buffer is busy this long per row
     # last key -> last output element (+ output skid)
     tail = sufa_lat + 1 + (cfg.d - 1) * div_ii + 1 - M

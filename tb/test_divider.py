@@ -266,7 +266,9 @@ def test_properties():
     qw = cfg.derived.out_width
     assert qw == 17
     assert (pipe.latency, pipe.ii) == (qw + 3, 1) == (20, 1)
-    assert (it.latency, it.ii) == (qw + 3, qw + 2) == (20, 19)
+    assert (it.latency, it.ii) == ((qw + 2) // 2 + 2, (qw + 2) // 2 + 1) == (11, 10)
+    odd = Divider(8, 4, 4, iterative=True)               # 5 steps: 2 + 2 + 1
+    assert (odd.latency, odd.ii) == (5, 4)
     assert [name for name, _ in pipe.o.payload.shape()] == ["quot", "overflow"]
     tagged = Divider(8, 4, 4, tag_shape=3)
     assert [name for name, _ in tagged.i.payload.shape()] == ["num", "den", "tag"]
