@@ -20,7 +20,7 @@ Throughput: cycles per query at ``S = --seq`` (256; capped at ``max_seq_len``) f
 model :func:`sim.perf.core_cycles` (checked against the RTL within 5 % by the core's tests) on
 structured data (a few dominant keys per query, as in ``make bench``), eight queries a call, in
 sparse mode at ``top_k = k_max`` and in dense mode, with the board top's iterative divider
-(``d·(out_width + 2)`` cycles a row: it limits the ``ecp5`` preset); queries per second = Fmax /
+(``d·divider.ii`` cycles a row, overlapped with the next row); queries per second = Fmax /
 cycles. The UART column is
 what the board's link delivers end to end at ``--baud`` (request and reply bytes of one query,
 frame overhead shared by the rows of a full frame): the serial line, not the core, limits a
