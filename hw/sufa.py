@@ -97,8 +97,9 @@ class SUFA(wiring.Component):
        (RESCALE) the accumulators, so steps overlap and no multiplier output reaches an
        accumulator in the same cycle. With ``mac_cycles == 1`` a RESCALE waits a cycle for
        the step before it. After the row's last operation one cycle hands ``o``, ``l`` to
-       the divide buffer (waiting until it is free) and clears them.
-    6. **Divide**: one element per cycle into :class:`hw.divider.Divider`:
+       the divide buffer (waiting until it is free) and clears l; o counts as 0 until the next
+       row's first ACC (no clear of every accumulator bit).
+    6. **Divide**: one element per ``ii`` of :class:`hw.divider.Divider`:
        ``o·2^out_frac / l`` rounded half away from zero; 0 for the whole row if ``l == 0``.
 
     Parameters
@@ -197,8 +198,10 @@ class SUFA(wiring.Component):
         # == stage 1: QK ========================================================================
         q_loaded = Signal()
         c_reg = Signal(cfg.c_bits)
-        q_ring = [Signal(signed(W), name=f"q{i}") for i in range(D)]
-        k_ring = [Signal(signed(W), name=f"k{i}") for i in range(D)]
+        # Datapath registers have no reset (each is written before it is read): the reset net
+        # then reaches only control flip-flops, not thousands of data bits.
+        q_ring = [Signal(signed(W), name=f"q{i}", reset_less=True) for i in range(D)]
+        k_ring = [Signal(signed(W), name=f"k{i}", reset_less=True) for i in range(D)]
         cur_valid = Signal()
         cur = Signal(data.StructLayout({       # framing of the key being scored
             "empty": 1, "first": 1, "last": 1, "row_last": 1}))
@@ -255,7 +258,7 @@ class SUFA(wiring.Component):
 
         p_valid = Signal()
         p_tag = Signal(tag_layout_qk)
-        p_prod = [Signal(signed(2 * W), name=f"prod{i}") for i in range(L)]
+        p_prod = [Signal(signed(2 * W), name=f"prod{i}", reset_less=True) for i in range(L)]
         t_valid = Signal()
         t_tag = Signal(tag_layout_qk)
         t_sum = Signal(signed(S_W))
@@ -286,6 +289,10 @@ class SUFA(wiring.Component):
                 cur_valid.eq(1), cur.empty.eq(kv.empty), cur.first.eq(kv.first),
                 cur.last.eq(kv.last), cur.row_last.eq(kv.row_last),
             ]
+        # The key register loads whenever SU-FA could take a key, valid or not (it is unused
+        # until cur_valid): its enable, d·data_width flip-flops wide, then does not wait for
+        # the fetch's valid, and the fetch's ready path carries no load of that fan-out.
+        with m.If(self.kv.ready):
             m.d.sync += [k_ring[i].eq(self.kv.payload.k[i]) for i in range(D)]
 
         # == stage 2: max assurance =============================================================
@@ -389,7 +396,11 @@ class SUFA(wiring.Component):
 
         # == stage 5: PV accumulate / rescale, issue (X) and apply (Y) =========================
         O_W, L_W, WF = der.o_width, der.l_width, cfg.w_frac
-        o_ring = [Signal(signed(O_W), name=f"o{i}") for i in range(D)]
+        o_ring = [Signal(signed(O_W), name=f"o{i}", reset_less=True) for i in range(D)]
+        # o is not cleared for the next row (a clear is a reset input on every bit of it):
+        # while o_stale, the accumulators count as 0. Only ACC clears it: a RESCALE applies only
+        # when l > 0, that is after an ACC of the row.
+        o_stale = Signal(init=1)
         l_acc = Signal(L_W)
         pv_chunk = Signal(range(M))
         flush = Signal()                       # the row's operations are done; hand over
@@ -403,7 +414,7 @@ class SUFA(wiring.Component):
         w = ex.w
 
         d_valid = Signal()                     # divide buffer holds a row
-        d_ring = [Signal(signed(O_W), name=f"od{i}") for i in range(D)]
+        d_ring = [Signal(signed(O_W), name=f"od{i}", reset_less=True) for i in range(D)]
         d_l = Signal(L_W)
         d_idx = Signal(range(D))
 
@@ -418,13 +429,15 @@ class SUFA(wiring.Component):
         # Both products are registered every cycle, unconditionally, and Y picks one: a
         # kind-dependent multiplexer or enable in front of the multipliers would put the
         # operation decode on the multiplier path (and let Yosys share the multipliers).
-        y_acc_p = [Signal(signed(der.w_width + W + 1), name=f"pv_acc{j}") for j in range(L)]
-        y_res_o = [Signal(signed(O_W), name=f"pv_res{j}") for j in range(L)]
+        y_acc_p = [Signal(signed(der.w_width + W + 1), name=f"pv_acc{j}", reset_less=True)
+                   for j in range(L)]
+        y_res_o = [Signal(signed(O_W), name=f"pv_res{j}", reset_less=True) for j in range(L)]
+        y_stale = Signal()                     # this ACC step starts from o = 0
         y_w = Signal(der.w_width)              # ACC: w to add to l
         y_res_l = Signal(L_W)                  # RESCALE: the new l
         # V: chunk 0 straight from the FIFO's output register, the rest from a register that
         # shifts a chunk per step (a 2-way instead of an M-way multiplexer before the MACs).
-        v_rest = Signal(max(1, (D - L) * W))
+        v_rest = Signal(max(1, (D - L) * W), reset_less=True)
         pv_first = Signal(init=1)              # pv_chunk == 0, as a flip-flop
 
         stall = Signal()
@@ -459,7 +472,9 @@ class SUFA(wiring.Component):
             count("pv_cycles")
             m.d.sync += [pv_chunk.eq(Mux(pv_chunk == M - 1, 0, pv_chunk + 1)),
                          pv_first.eq(pv_chunk == M - 1),
-                         y_acc.eq(kind == _Op.ACC), y_first.eq(pv_first)]
+                         y_acc.eq(kind == _Op.ACC), y_first.eq(pv_first), y_stale.eq(o_stale)]
+            with m.If((kind == _Op.ACC) & (pv_chunk == M - 1)):
+                m.d.sync += o_stale.eq(0)
             if M > 1:
                 m.d.sync += v_rest.eq(Mux(pv_first, v_fifo.r_data[L * W:], v_rest >> (L * W)))
             with m.If(pv_first):
@@ -470,7 +485,8 @@ class SUFA(wiring.Component):
         with m.If(y_valid):
             m.d.sync += [o_ring[i].eq(o_ring[i + L]) for i in range(D - L)]
             for j in range(L):
-                m.d.sync += o_ring[D - L + j].eq(Mux(y_acc, o_ring[j] + y_acc_p[j], y_res_o[j]))
+                o_old = Mux(y_stale, 0, o_ring[j])
+                m.d.sync += o_ring[D - L + j].eq(Mux(y_acc, o_old + y_acc_p[j], y_res_o[j]))
             with m.If(y_first):
                 m.d.sync += l_acc.eq(Mux(y_acc, l_acc + y_w, y_res_l))
         with m.If(op_done & ex.tag.row_end):
@@ -478,7 +494,7 @@ class SUFA(wiring.Component):
         with m.If(handover):
             m.d.sync += [flush.eq(0), d_valid.eq(1), d_l.eq(l_acc), d_idx.eq(0), l_acc.eq(0)]
             m.d.sync += [d_ring[i].eq(o_ring[i]) for i in range(D)]
-            m.d.sync += [o_ring[i].eq(0) for i in range(D)]
+            m.d.sync += o_stale.eq(1)
 
         # == stage 6: divide ====================================================================
         m.submodules.divider = div = self._divider()
