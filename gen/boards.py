@@ -121,7 +121,7 @@ def _stat_resources(family, cells):
     return _resources(family, cells)
 
 
-def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=1,
+def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=None,
                   timing_allow_fail=False, max_payload=None):
     """``(board, platform, design, cfg, build options)`` of board ``name``; see
     :func:`build_board` for the parameters."""
@@ -137,6 +137,8 @@ def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=1,
     plat = _platform(board)
     design = SofaBoard(cfg, baud=baud, clk_hz=None if clk_mhz is None else clk_mhz * 1e6,
                        max_payload=max_payload or DEFAULT_MAX_PAYLOAD)
+    from gen.synth import DEFAULT_SEED
+    seed = DEFAULT_SEED[board.family] if seed is None else seed
     nextpnr_opts = f"--report {NAME}.report.json --seed {seed}"
     if board.family == "ecp5":
         # HeAP packs the core into a corner router2 cannot route; the static placer routes
@@ -151,7 +153,7 @@ def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=1,
 
 
 def build_board(name, *, cfg=None, baud=115200, clk_mhz=None, out_dir=None, program=False,
-                seed=1, timing_allow_fail=False, max_payload=None, log=None):
+                seed=None, timing_allow_fail=False, max_payload=None, log=None):
     """Build the bitstream of board ``name`` (a key of :data:`BOARDS`); returns the summary.
 
     Parameters
@@ -167,8 +169,8 @@ def build_board(name, *, cfg=None, baud=115200, clk_mhz=None, out_dir=None, prog
         Defaults to ``build/boards/<name>``.
     program : bool
         Program the board after the build (needs the board's programmer tool).
-    seed : int
-        nextpnr placement seed.
+    seed : int, optional
+        nextpnr placement seed; defaults to :data:`gen.synth.DEFAULT_SEED` of the family.
     timing_allow_fail : bool
         Keep a bitstream that misses the clock target (nextpnr fails the build otherwise).
     max_payload : int, optional
@@ -261,7 +263,8 @@ def main(argv=None):
     parser.add_argument("--clk-mhz", type=float, default=None,
                         help="core clock (ECP5 boards: PLL); default: the board's entry")
     parser.add_argument("--out", type=Path, default=None, help="default build/boards/BOARD")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="nextpnr seed (default per family: gen.synth.DEFAULT_SEED)")
     parser.add_argument("--timing-allow-fail", action="store_true",
                         help="keep a bitstream that misses the clock target")
     parser.add_argument("--program", action="store_true", help="program the board afterwards")

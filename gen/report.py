@@ -160,13 +160,13 @@ def throughput(cfg, seq, *, baud=115200, max_payload=None, seed=1, rows=8,
     return out
 
 
-def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=1, log=_log,
+def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=None, log=_log,
             cfg=None, place=True):
     """Synthesise, place and route one (preset, device); returns its report row (dict).
     ``cfg`` replaces the preset's configuration (the row keeps ``preset_name``);
     ``place=False`` stops after Yosys and the fit check."""
     from gen.artifacts import elaborate, write_if_changed
-    from gen.synth import DoesNotFit, _fit_problems, _fmax, _resources, get_device
+    from gen.synth import DEFAULT_SEED, DoesNotFit, _fit_problems, _fmax, _resources, get_device
     from hw.board import SofaBoardPins, SofaBoardTop
     from hw.config import preset
     from hw.uart import divisor_for
@@ -204,6 +204,8 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=1, 
         return row
     if not place:
         return row
+    seed = DEFAULT_SEED[device.family] if seed is None else seed
+    row["seed"] = seed
     try:
         pnr, t_pnr = _nextpnr(work, device, pins, seed, log)
     except DoesNotFit as e:
@@ -257,7 +259,8 @@ def render_markdown(rows, *, baud):
         "LC: iCE40 logic cells (ICESTORM_LC) or ECP5 TRELLIS_COMB placed by nextpnr; LUT4: "
         "Yosys LUT4 cells (ECP5: + 2 per CCU2C carry cell). FF, DSP (SB_MAC16 / MULT18X18D) "
         "and BRAM (SB_RAM40_4K / DP16KD) are Yosys cell counts. Fmax is nextpnr's post-route "
-        "figure from `--report` for the clock target in the constraint file. Cycles per query "
+        "figure from `--report` for the clock target in the constraint file, with the seed in "
+        "report.json (by default gen.synth.DEFAULT_SEED: iCE40 1, ECP5 3). Cycles per query "
         "from the cycle model (sim/perf.py) at S = 256 (or max_seq_len if smaller), sparse at "
         "top_k = k_max, on structured data, eight queries a call, with the board top's "
         "iterative divider; the design is the whole board top (core, host link, UART).",
@@ -268,7 +271,7 @@ def render_markdown(rows, *, baud):
     return "\n".join(lines) + "\n"
 
 
-def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=1, log=_log):
+def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=None, log=_log):
     from gen.synth import SynthError
     out_dir = Path(out_dir) if out_dir is not None else ROOT / "build" / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -302,7 +305,8 @@ def main(argv=None):
                         + f"; devices: {', '.join(DEVICES)}")
     parser.add_argument("--seq", type=int, default=256, help="S for cycles per query")
     parser.add_argument("--baud", type=int, default=115200)
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr seed")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="nextpnr seed (default per family: gen.synth.DEFAULT_SEED)")
     parser.add_argument("--out", type=Path, default=None, help="default build/report")
     args = parser.parse_args(argv)
     runs = DEFAULT_RUNS
