@@ -137,12 +137,9 @@ def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=None,
     plat = _platform(board)
     design = SofaBoard(cfg, baud=baud, clk_hz=None if clk_mhz is None else clk_mhz * 1e6,
                        max_payload=max_payload or DEFAULT_MAX_PAYLOAD)
-    from gen.synth import DEFAULT_SEED
-    seed = DEFAULT_SEED[board.family] if seed is None else seed
-    nextpnr_opts = f"--report {NAME}.report.json --seed {seed}"
-    if board.family == "ecp5":
-        # HeAP packs the core into a corner router2 cannot route; the static placer routes
-        nextpnr_opts += " --placer static --router router2"
+    from gen.synth import board_nextpnr_args
+    _, args = board_nextpnr_args(board.family, seed)
+    nextpnr_opts = " ".join([f"--report {NAME}.report.json", *args])
     if timing_allow_fail:
         nextpnr_opts += " --timing-allow-fail"
     kwargs = dict(nextpnr_opts=nextpnr_opts,

@@ -85,17 +85,13 @@ def _yosys(work, family, log):
     return cells, synth, round(elapsed, 1)
 
 
-def _nextpnr(work, device, pins, seed, log):
+def _nextpnr(work, device, pins, seed_args, log):
     from gen.synth import DoesNotFit, _NOFIT_MARKERS, _ToolFailed, _run, _tool
     shutil.copyfile(ROOT / "constraints" / pins, work / pins)
     fmt = "--lpf" if device.family == "ecp5" else "--pcf"
-    # ECP5: HeAP packs the board top into a corner that router2 cannot route (thousands of
-    # overused wires at 25 % utilisation); the electrostatic placer spreads it and routes.
-    router = (["--placer", "static", "--router", "router2"] if device.family == "ecp5"
-              else [])
     cmd = [_tool(f"yowasp-nextpnr-{device.family}"), *device.nextpnr_args, "--json",
-           "synth.json", fmt, pins, "--seed", str(seed), "--timing-allow-fail",
-           *router, "--report", "report_pnr.json"]
+           "synth.json", fmt, pins, *seed_args, "--timing-allow-fail",
+           "--report", "report_pnr.json"]
     (work / "report_pnr.json").unlink(missing_ok=True)
     log(f"nextpnr: {device.name} with {pins}")
     try:
@@ -166,7 +162,8 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     ``cfg`` replaces the preset's configuration (the row keeps ``preset_name``);
     ``place=False`` stops after Yosys and the fit check."""
     from gen.artifacts import elaborate, write_if_changed
-    from gen.synth import DEFAULT_SEED, DoesNotFit, _fit_problems, _fmax, _resources, get_device
+    from gen.synth import (DoesNotFit, _fit_problems, _fmax, _resources, board_nextpnr_args,
+                           get_device)
     from hw.board import SofaBoardPins, SofaBoardTop
     from hw.config import preset
     from hw.uart import divisor_for
@@ -204,10 +201,9 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
         return row
     if not place:
         return row
-    seed = DEFAULT_SEED[device.family] if seed is None else seed
-    row["seed"] = seed
+    row["seed"], seed_args = board_nextpnr_args(device.family, seed)
     try:
-        pnr, t_pnr = _nextpnr(work, device, pins, seed, log)
+        pnr, t_pnr = _nextpnr(work, device, pins, seed_args, log)
     except DoesNotFit as e:
         row.update(fits=False, message=str(e))
         return row

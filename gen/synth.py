@@ -99,6 +99,19 @@ def default_device(cfg):
 DEFAULT_SEED = {"ice40": 1, "ecp5": 3}
 
 
+def board_nextpnr_args(family, seed=None):
+    """``(seed, arguments)`` the board-top flows (``make report``, ``make bitstream``) give
+    nextpnr for an FPGA ``family``: the seed (:data:`DEFAULT_SEED` unless given) and, on ECP5,
+    the electrostatic placer with router2. HeAP packs the board top into a corner that router2
+    cannot route (thousands of overused wires at 25 % utilisation); the static placer spreads
+    it, and router1 takes tens of minutes."""
+    seed = DEFAULT_SEED[family] if seed is None else seed
+    args = ["--seed", str(seed)]
+    if family == "ecp5":
+        args += ["--placer", "static", "--router", "router2"]
+    return seed, args
+
+
 def get_device(name):
     try:
         return DEVICES[name]
