@@ -34,7 +34,6 @@ DEFAULT_TIMEOUT_S = 0.05
 DEFAULT_MAX_PAYLOAD = 1024
 
 
-
 class SofaLinkCore(wiring.Component):
     """:class:`SofaCore` driven by :class:`HostLink` over byte streams.
 

@@ -167,11 +167,6 @@ class SUFA(wiring.Component):
         return divider_timing(self._cfg.derived.out_width, iterative=self._iterative)[0]
 
     @property
-    def divider_ii(self):
-        """:attr:`hw.divider.Divider.ii` of the output divide (cycles per output element)."""
-        return divider_timing(self._cfg.derived.out_width, iterative=self._iterative)[1]
-
-    @property
     def ii(self):
         return self._cfg.derived.mac_cycles
 

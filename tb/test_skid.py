@@ -9,6 +9,13 @@ from hw.skid import SkidBuffer
 from tb.streams import TRAFFIC, run_streams
 
 
+def _simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 @pytest.mark.parametrize("skid", [True, False], ids=["skid", "plain"])
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
 def test_order(traffic, skid):
@@ -42,10 +49,7 @@ def test_ready_is_registered_and_latency():
                 out.append(p)
         seen["out"] = out
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert seen["latency_valid"] == 1 == dut.latency
     assert seen["ready_full"] == 0 and seen["ready_same_cycle"] == 0
     assert seen["out"] == [5, 6]
@@ -75,10 +79,7 @@ def test_plain_stage():
             ctx.set(dut.i.valid, 0)
         seen["out"] = out
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert seen["latency_valid"] == 1 == dut.latency
     assert seen["ready_empty"] == 1 and seen["ready_held"] == 0 and seen["ready_same_cycle"] == 1
     assert seen["out"] == [5, 6]
