@@ -101,7 +101,8 @@ def sidecar(cfg, component, *, top, verilog_text=None):
     result.update(cfg.sidecar())
     result["ports"] = port_list(component, verilog_text, top)
     # Timing and size figures a unit documents (SADS adds its network's size and depth).
-    for attr in ("latency", "ii", "tile_latency", "comparators", "depth", "register_map"):
+    for attr in ("latency", "ii", "tile_latency", "comparators", "depth", "register_map",
+                 "registers"):
         value = getattr(component, attr, None)
         if value is not None:
             result[attr] = value

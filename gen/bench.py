@@ -24,14 +24,14 @@ PROJECT_SEQ = (4096, 16384)
 
 
 def bench_config(args):
-    from hw.config import load_config, preset
+    from spec.config import load_config, preset
     if args.preset is None and args.config is None:
         return preset("default").replace(name="bench", k_max=8)
     return load_config(preset_name=args.preset, path=args.config)
 
 
 def top_ks(cfg, ratios):
-    from hw.config import ConfigError
+    from spec.config import ConfigError
     ks = []
     for r in ratios:
         k = max(1, round(cfg.block_size * r))
@@ -81,7 +81,7 @@ def metrics(cfg, run, dense):
 def projections(cfg, ks, seed=1, rows=2):
     """The cycle model at longer S, on structured data from the golden model."""
     import numpy as np
-    from hw.config import RunParams
+    from spec.config import RunParams
     from sim.golden import sofa_attention
     from sim.perf import core_cycles
     out = []
@@ -154,7 +154,7 @@ def main(argv=None):
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
-    from hw.config import ConfigError
+    from spec.config import ConfigError
     parser = argparse.ArgumentParser(prog="sofa-bench", description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", metavar="NAME")

@@ -126,7 +126,7 @@ def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=None,
     """``(board, platform, design, cfg, build options)`` of board ``name``; see
     :func:`build_board` for the parameters."""
     from hw.board import DEFAULT_MAX_PAYLOAD, SofaBoard
-    from hw.config import ConfigError, preset
+    from spec.config import ConfigError, preset
     try:
         board = BOARDS[name]
     except KeyError:
@@ -246,7 +246,7 @@ def summarise(out_dir, board, cfg, design, *, name, elapsed, baud):
 
 
 def main(argv=None):
-    from hw.config import ConfigError, load_config
+    from spec.config import ConfigError, load_config
     parser = argparse.ArgumentParser(
         prog="python -m gen.boards",
         description="Build a board bitstream of the SOFA core behind the UART host link "

@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_design_args(parser):
-    from hw.config import PRESETS
+    from spec.config import PRESETS
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", metavar="NAME",
                        help=f"a named configuration: {', '.join(PRESETS)} (default: default)")
@@ -97,7 +97,7 @@ def build_parser():
 
 def load_cfg(args):
     """The SofaConfig selected by ``--preset``/``--config``; raises ConfigError."""
-    from hw.config import load_config
+    from spec.config import load_config
     return load_config(preset_name=args.preset, path=args.config)
 
 
@@ -192,7 +192,7 @@ def main(argv=None):
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
-    from hw.config import ConfigError
+    from spec.config import ConfigError
     from gen.synth import SynthError
 
     parser = build_parser()

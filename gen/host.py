@@ -26,171 +26,21 @@ Command line::
 import argparse
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from hw.config import ConfigError, RunParams, SofaConfig          # noqa: E402
-from hw.hostlink import (CONFIG_FIELDS, N_REGS, NO_CMD, SOF_REPLY, SOF_REQUEST, Cmd,  # noqa: E402
-                         Status, crc16, elem_bytes, ident_bytes, out_bytes, parse_ident)
-from hw.top import COUNTER_BASE, COUNTERS, Reg                    # noqa: E402
-
-
-__all__ = ["encode_request", "write_reg_payload", "read_regs_payload", "load_kv_payload",
-           "query_payload", "decode_out", "Reply", "ReplyParser", "LinkError", "CoreRejected",
-           "ProtocolError", "SerialTransport", "SimulatedBoard", "SofaHost", "config_from_ident",
-           "main"]
+from spec.config import ConfigError, RunParams, SofaConfig
+from spec.protocol import (CONFIG_FIELDS, N_REGS, NO_CMD, SOF_REQUEST, Cmd, ProtocolError,
+                           ReplyParser, Status, cmd_name, crc16, decode_out, decode_rows,
+                           elem_bytes, encode_reply, encode_request, ident_bytes,
+                           load_kv_payload, out_bytes, parse_ident, query_payload,
+                           read_regs_payload, write_reg_payload)
+from spec.regmap import (COUNTER_BASE, COUNTERS, REGISTERS, Reg, counter_names,
+                         expected_counters)
 
 
-# -- codec ---------------------------------------------------------------------------------------
-
-def encode_request(cmd, payload=b""):
-    """A request frame: ``A5 | cmd | len | payload | crc16 (MSB first)``."""
-    payload = bytes(payload)
-    if not 0 <= int(cmd) <= 0xFF:
-        raise ValueError(f"cmd = {cmd} is not a byte")
-    if len(payload) > 0xFFFF:
-        raise ValueError(f"payload of {len(payload)} bytes exceeds the 16-bit length field")
-    body = bytes([int(cmd)]) + len(payload).to_bytes(2, "little") + payload
-    return bytes([SOF_REQUEST]) + body + crc16(body).to_bytes(2, "big")
-
-
-def encode_reply(cmd, status, payload=b""):
-    """A reply frame (what a board sends): ``5A | cmd | status | len | payload | crc16``."""
-    payload = bytes(payload)
-    body = bytes([int(cmd) & 0xFF, int(status)]) + len(payload).to_bytes(2, "little") + payload
-    return bytes([SOF_REPLY]) + body + crc16(body).to_bytes(2, "big")
-
-
-def write_reg_payload(addr, value):
-    if not 0 <= int(addr) <= 0xFF:
-        raise ValueError(f"register address {addr} is not a byte")
-    if not 0 <= int(value) <= 0xFFFFFFFF:
-        raise ValueError(f"register value {value} does not fit 32 bits")
-    return bytes([int(addr)]) + int(value).to_bytes(4, "little")
-
-
-def read_regs_payload(addr, count):
-    for name, v in (("addr", addr), ("count", count)):
-        if not 0 <= int(v) <= 0xFF:
-            raise ValueError(f"{name} = {v} is not a byte")
-    return bytes([int(addr), int(count)])
-
-
-def _elements(cfg, rows, name):
-    """Rows of signed ``data_width``-bit integers as link bytes (``elem_bytes`` each, LE)."""
-    a = np.asarray(rows)
-    if a.ndim != 2 or a.shape[1] != cfg.d:
-        raise ConfigError(f"{name} must have shape [n, {cfg.d}] (d = {cfg.d}), "
-                          f"got {list(a.shape)}")
-    lo, hi = -(1 << (cfg.data_width - 1)), (1 << (cfg.data_width - 1)) - 1
-    a = a.astype(np.int64)
-    if a.size and (a.min() < lo or a.max() > hi):
-        raise ConfigError(f"{name} holds values outside the signed {cfg.data_width}-bit range "
-                          f"{lo} … {hi}")
-    eb = elem_bytes(cfg)
-    return [b"".join(int(x).to_bytes(eb, "little", signed=True) for x in row) for row in a]
-
-
-def load_kv_payload(cfg, start, K, V):
-    """LOAD_KV payload: ``start`` (2 bytes), then K row, V row per key."""
-    k_rows, v_rows = _elements(cfg, K, "K"), _elements(cfg, V, "V")
-    if len(k_rows) != len(v_rows):
-        raise ConfigError(f"K has {len(k_rows)} rows but V has {len(v_rows)}")
-    if not 0 <= start <= 0xFFFF:
-        raise ValueError(f"start = {start} does not fit 16 bits")
-    return int(start).to_bytes(2, "little") + b"".join(k + v for k, v in zip(k_rows, v_rows))
-
-
-def query_payload(cfg, Q):
-    """QUERY payload: the Q rows."""
-    return b"".join(_elements(cfg, Q, "Q"))
-
-
-def decode_out(cfg, payload, rows=None):
-    """A QUERY reply payload as an int64 array ``[rows, d]`` of ``O`` (``out_frac`` fraction bits)."""
-    ob = out_bytes(cfg)
-    n = len(payload) // (ob * cfg.d)
-    if len(payload) != n * ob * cfg.d or (rows is not None and n != rows):
-        raise ProtocolError(f"QUERY reply of {len(payload)} bytes; expected "
-                            f"{(rows if rows is not None else '?')} rows of {cfg.d}×{ob} bytes")
-    vals = [int.from_bytes(payload[i:i + ob], "little", signed=True)
-            for i in range(0, len(payload), ob)]
-    return np.array(vals, dtype=np.int64).reshape(n, cfg.d)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One reply frame."""
-    cmd: int
-    status: int
-    payload: bytes
-
-
-class ReplyParser:
-    """Incremental reply parser: :meth:`feed` bytes, collect complete :class:`Reply` objects.
-
-    Bytes before a start byte are skipped (and counted in :attr:`skipped`). A frame whose CRC
-    does not match raises :class:`ProtocolError` (the board never sends one; it means the line
-    corrupted it). ``max_len`` bounds the length field (a corrupted length would otherwise make
-    the parser wait for 64 KiB).
-    """
-
-    def __init__(self, max_len=0xFFFF):
-        self._buf = bytearray()
-        self.max_len = max_len
-        self.skipped = 0
-
-    def feed(self, data):
-        self._buf += bytes(data)
-        out = []
-        while True:
-            start = self._buf.find(bytes([SOF_REPLY]))
-            if start < 0:
-                self.skipped += len(self._buf)
-                self._buf.clear()
-                return out
-            if start:
-                self.skipped += start
-                del self._buf[:start]
-            if len(self._buf) < 5:
-                return out
-            n = int.from_bytes(self._buf[3:5], "little")
-            if n > self.max_len:
-                del self._buf[:1]
-                raise ProtocolError(f"reply length {n} exceeds {self.max_len}")
-            if len(self._buf) < 7 + n:
-                return out
-            frame = bytes(self._buf[:7 + n])
-            del self._buf[:7 + n]
-            if crc16(frame[1:]) != 0:
-                raise ProtocolError(f"reply with a bad CRC: {frame.hex()}")
-            out.append(Reply(cmd=frame[1], status=frame[2], payload=frame[5:5 + n]))
-
-    @property
-    def pending(self):
-        """Bytes of an incomplete frame held back."""
-        return len(self._buf)
-
-
-def decode_reply(data):
-    """Exactly one reply frame in ``data`` (bytes) as a :class:`Reply`."""
-    parser = ReplyParser()
-    replies = parser.feed(data)
-    if len(replies) != 1 or parser.pending:
-        raise ProtocolError(f"expected one reply frame, got {len(replies)} "
-                            f"(+{parser.pending} bytes)")
-    return replies[0]
-
-
-def _cmd_name(cmd):
-    cmd = int(cmd)
-    return Cmd(cmd).name if cmd in Cmd._value2member_map_ else f"command {cmd:#04x}"
+__all__ = ["LinkError", "CoreRejected", "ProtocolError", "SerialTransport", "SimulatedBoard",
+           "SofaHost", "config_from_ident", "main"]
 
 
 class LinkError(RuntimeError):
@@ -200,7 +50,7 @@ class LinkError(RuntimeError):
         self.cmd = cmd
         self.status = Status(status) if status in Status._value2member_map_ else status
         text = self.status.name if isinstance(self.status, Status) else f"status {status:#04x}"
-        super().__init__(f"board replied {text} to {_cmd_name(cmd)}")
+        super().__init__(f"board replied {text} to {cmd_name(cmd)}")
 
 
 class CoreRejected(RuntimeError):
@@ -210,10 +60,6 @@ class CoreRejected(RuntimeError):
         self.addr, self.value = addr, value
         name = Reg(addr).name if addr in Reg._value2member_map_ else str(addr)
         super().__init__(f"the core rejected writing {value} to register {name}")
-
-
-class ProtocolError(RuntimeError):
-    """A malformed or missing reply (line noise, wrong board, timeout)."""
 
 
 def config_from_ident(info):
@@ -286,14 +132,11 @@ class SimulatedBoard:
         self.max_payload = max_payload
         self._ident = ident_bytes(cfg, max_payload=max_payload, clk_hz=clk_hz,
                                   divisor=divisor, timeout_cycles=timeout_cycles)
-        der = cfg.derived
         self.K = np.zeros((cfg.max_seq_len, cfg.d), dtype=np.int64)
         self.V = np.zeros((cfg.max_seq_len, cfg.d), dtype=np.int64)
-        self.regs = {Reg.SEQ_LEN: cfg.max_seq_len, Reg.TOP_K: cfg.k_max,
-                     Reg.RADIUS: der.radius_inf, Reg.SCALE: 1 << max(0, cfg.c_frac - 10),
-                     Reg.DENSE: 0}
+        self.regs = {r.address: r.reset(cfg) for r in REGISTERS if r.access == "rw"}
         self.error, self.error_addr = 0, 0
-        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.counters = dict.fromkeys(counter_names(), 0)
         self._rx = bytearray()
         self._tx = bytearray()
         self.applied = 0            # frames that changed state (for tests)
@@ -385,30 +228,27 @@ class SimulatedBoard:
             return self._reply(cmd, Status.OK, self._read(Reg.STATUS).to_bytes(4, "little"))
         if cmd == Cmd.LOAD_KV:
             start = int.from_bytes(payload[:2], "little")
-            rows = _decode_rows(cfg, payload[2:], 2)
+            rows = decode_rows(cfg, payload[2:], 2)
             for j, (k, v) in enumerate(rows):
                 self.K[start + j], self.V[start + j] = k, v
             return self._reply(cmd, Status.OK)
-        Q = np.array([r[0] for r in _decode_rows(cfg, payload, 1)])
+        Q = np.array([r[0] for r in decode_rows(cfg, payload, 1)])
         out = self._query(Q)
         ob = out_bytes(cfg)
         return self._reply(cmd, Status.OK, b"".join(int(x).to_bytes(ob, "little", signed=True)
                                                     for x in out.ravel()))
 
     def _write(self, addr, value):
-        cfg, der = self.cfg, self.cfg.derived
-        ranges = {Reg.SEQ_LEN: (1, cfg.max_seq_len), Reg.TOP_K: (1, cfg.k_max),
-                  Reg.RADIUS: (0, der.radius_inf), Reg.SCALE: (0, (1 << cfg.c_bits) - 1),
-                  Reg.DENSE: (0, 1)}
-        if addr in ranges:
-            lo, hi = ranges[addr]
+        reg = next((r for r in REGISTERS if r.address == addr), None)
+        if reg is not None and reg.access == "rw":
+            lo, hi = reg.legal(self.cfg)
             if lo <= value <= hi:
-                self.regs[Reg(addr)] = value
+                self.regs[addr] = value
             else:
                 self.error, self.error_addr = 1, addr
         elif addr == Reg.STATUS:
             if value & 1:
-                self.counters = dict.fromkeys(COUNTERS, 0)
+                self.counters = dict.fromkeys(counter_names(), 0)
             if value & 2:
                 self.error = 0
         else:
@@ -416,17 +256,20 @@ class SimulatedBoard:
 
     def _read(self, addr):
         if addr in self.regs:
-            return self.regs[Reg(addr)]
+            return self.regs[addr]
         if addr == Reg.STATUS:
             return self.error << 1
         if addr == Reg.ERROR_ADDR:
             return self.error_addr
         if addr >= COUNTER_BASE:
-            return self.counters[COUNTERS[addr - COUNTER_BASE]] & \
+            return self.counters[COUNTERS[addr - COUNTER_BASE].name] & \
                 ((1 << self.cfg.counter_width) - 1)
         return 0
 
     def _query(self, Q):
+        """``O`` of one QUERY frame (one call: its last query closes a group of lanes); the
+        exact counters from :func:`spec.regmap.expected_counters`, the busy cycles from the
+        cycle model."""
         from sim.golden import sofa_attention
         from sim.perf import core_cycles
         cfg = self.cfg
@@ -435,32 +278,12 @@ class SimulatedBoard:
                            scale_log2e=self.regs[Reg.SCALE], dense=bool(self.regs[Reg.DENSE]))
         K, V = self.K[:S], self.V[:S]
         res = sofa_attention(Q, K, V, cfg, params)
-        c = res.counters()
-        T = len(Q)
         busy = core_cycles(cfg, params, res, Q, K, V)
-        add = {"keys": c["keys"], "misses": c["misses"], "rescales": c["rescales"], "rows": T,
-               "k_rows_predict": 0 if params.dense else T * S, "kv_rows_fetch": c["keys"],
-               "blocked_radius": c["blocked_radius"], "blocked_full": c["blocked_full"],
-               "entered": c["entered"], "sort_steps": c["sort_steps"],
-               "tiles": 0 if params.dense else T * -(-S // cfg.block_size),
-               "qk_cycles": c["keys"] * cfg.derived.mac_cycles,
-               "pv_cycles": (c["keys"] + c["rescales"]) * cfg.derived.mac_cycles,
-               "busy_cycles": busy, "cycles": busy}
-        add["macs"] = (add["qk_cycles"] + add["pv_cycles"]) * cfg.mac_lanes
+        add = expected_counters(cfg, params, res.counters(), calls=[len(Q)])
+        add |= {"busy_cycles": busy, "cycles": busy}
         for k, v in add.items():
             self.counters[k] += v
         return res.out
-
-
-def _decode_rows(cfg, data, per_row):
-    """Split link bytes into rows of ``per_row`` element vectors (K, V pairs for 2)."""
-    eb = elem_bytes(cfg)
-    vals = [int.from_bytes(data[i:i + eb], "little", signed=True) for i in range(0, len(data), eb)]
-    shift = 64 - cfg.data_width                  # the RTL keeps the low data_width bits
-    vals = [((v << shift) & ((1 << 64) - 1)) for v in vals]
-    vals = [(v - (1 << 64) if v >> 63 else v) >> shift for v in vals]
-    arr = np.array(vals, dtype=np.int64).reshape(-1, per_row, cfg.d)
-    return [tuple(r) for r in arr]
 
 
 # -- the host API ------------------------------------------------------------------------------------
@@ -500,7 +323,7 @@ class SofaHost:
         while not replies:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ProtocolError(f"no reply to {_cmd_name(cmd)} within {budget:.1f} s")
+                raise ProtocolError(f"no reply to {cmd_name(cmd)} within {budget:.1f} s")
             replies = self._parser.feed(self.transport.read(4096, min(left, 0.05)))
         reply = replies[0]
         if len(replies) > 1:
@@ -556,7 +379,7 @@ class SofaHost:
             raise ProtocolError("this board has no performance counters (built with "
                                 "counter_width = 0)")
         vals = self.read_regs(COUNTER_BASE, len(COUNTERS))
-        return dict(zip(COUNTERS, vals))
+        return dict(zip(counter_names(), vals))
 
     def load_kv(self, K, V, start=0):
         """Load K/V rows from row ``start``, in as many frames as ``max_payload`` needs."""
@@ -661,7 +484,7 @@ def main(argv=None):
 
     try:
         if args.sim:
-            from hw.config import preset
+            from spec.config import preset
             transport = SimulatedBoard(preset(args.sim))
         else:
             transport = SerialTransport(args.port, args.baud)

@@ -126,8 +126,8 @@ def throughput(cfg, seq, *, baud=115200, max_payload=None, seed=1, rows=8,
     in the board top (:class:`hw.board.SofaBoardTop` builds the iterative one)."""
     import numpy as np
     from hw.board import DEFAULT_MAX_PAYLOAD
-    from hw.config import RunParams
-    from hw.hostlink import REPLY_OVERHEAD, REQUEST_OVERHEAD, elem_bytes, out_bytes
+    from spec.config import RunParams
+    from spec.protocol import REPLY_OVERHEAD, REQUEST_OVERHEAD, elem_bytes, out_bytes
     from sim.golden import sofa_attention
     from sim.perf import core_cycles
     S = min(seq, cfg.max_seq_len)
@@ -165,7 +165,7 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     from gen.synth import (DoesNotFit, _fit_problems, _fmax, _resources, board_nextpnr_args,
                            get_device)
     from hw.board import SofaBoardPins, SofaBoardTop
-    from hw.config import preset
+    from spec.config import preset
     from hw.uart import divisor_for
     cfg = cfg or preset(preset_name)
     device = get_device(device_name)
@@ -290,7 +290,7 @@ def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=No
 
 
 def main(argv=None):
-    from hw.config import ConfigError
+    from spec.config import ConfigError
     from gen.synth import DEVICES
     parser = argparse.ArgumentParser(
         prog="python -m gen.report",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from hw.config import ConfigError
+from spec.config import ConfigError
 from gen.artifacts import elaborate, write_if_changed
 from gen.harness import SynthHarness, harness_stub
 
@@ -401,7 +401,7 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
     dict
         The report (also written as JSON). Raises :class:`DoesNotFit` (after writing the
         report, with ``fits: false``) when the design is too large for the device, and
-        :class:`SynthError` when a tool fails; :class:`hw.config.ConfigError` for an unknown
+        :class:`SynthError` when a tool fails; :class:`spec.config.ConfigError` for an unknown
         device or a bad frequency.
     """
     if log is None:

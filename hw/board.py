@@ -17,7 +17,7 @@ from amaranth.lib import io, stream, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from hw.config import ConfigError
+from spec.config import ConfigError
 from hw.hostlink import HostLink
 from hw.top import SofaCore
 from hw.uart import UARTRx, UARTTx, divisor_for

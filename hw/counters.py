@@ -1,6 +1,6 @@
 """Performance counters in a memory: small pre-counters swept into one RAM word per counter."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 

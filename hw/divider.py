@@ -4,8 +4,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from spec.timing import ITERATIVE_DIVIDER_STEPS, divider_timing
 
-__all__ = ["divider_timing", "Divider", "divider_in_layout", "divider_out_layout"]
+
+__all__ = ["Divider", "divider_in_layout", "divider_out_layout"]
 
 
 def divider_in_layout(num_width, den_width, tag_shape=None):
@@ -24,16 +26,6 @@ def divider_out_layout(quot_width, tag_shape=None):
     return data.StructLayout(fields)
 
 
-def divider_timing(quot_width, *, iterative):
-    """``(latency, ii)`` of a :class:`Divider` with a ``quot_width``-bit quotient (see its
-    attributes); for users that need the figures without building one."""
-    steps = quot_width + 1                               # quot_bits
-    if iterative:
-        cycles = -(-steps // Divider.ITERATIVE_STEPS)
-        return cycles + 2, cycles + 1
-    return steps + 2, 1
-
-
 def _check_width(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"Divider {name} must be a positive integer, not {value!r}")
@@ -42,7 +34,7 @@ def _check_width(name, value):
 class Divider(wiring.Component):
     """``quot = num / den`` rounded half away from zero (``DIV_ROUND_HALF_AWAY``).
 
-    Bit-exact with :func:`sim.golden.div_round_half_away` whenever the quotient fits
+    Bit-exact with :func:`spec.numerics.div_round_half_away` whenever the quotient fits
     ``quot_width`` signed bits. Method: with ``a = |num|``, a restoring division computes
     ``q2 = floor(2a / den)``, then ``|quot| = (q2 + 1) >> 1`` (which is ``a/den`` rounded half
     up) and the sign of ``num`` is applied. Only the ``quot_bits = quot_width + 1`` low bits of
@@ -51,7 +43,7 @@ class Divider(wiring.Component):
     comparator, not one stage per bit.
 
     Overflow: a quotient outside ``[-2^(quot_width-1), 2^(quot_width-1) - 1]`` saturates to the
-    nearer end and sets :py:`overflow`. SU-FA never overflows (``hw.config`` bounds
+    nearer end and sets :py:`overflow`. SU-FA never overflows (``spec.config`` bounds
     ``|O| < 2^data_width``, so ``out_width`` holds it); the flag is for checking.
     ``den == 0`` is outside the contract: it gives the saturated value of the numerator's sign
     (``2^(quot_width-1) - 1`` for ``num >= 0``) with :py:`overflow` set, and never stalls.
@@ -101,7 +93,7 @@ class Divider(wiring.Component):
     """
 
     #: Restoring steps per cycle of the iterative implementation.
-    ITERATIVE_STEPS = 2
+    ITERATIVE_STEPS = ITERATIVE_DIVIDER_STEPS
 
     def __init__(self, num_width, den_width, quot_width, *, iterative=False, tag_shape=None,
                  src_loc_at=0):

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.lzc import LeadingCounter
+from spec.timing import dlzs_latency, dlzs_tree_levels
 
 
 __all__ = ["DLZS", "row_layout", "ahat_layout"]
@@ -73,11 +74,11 @@ class DLZS(wiring.Component):
 
     @property
     def tree_levels(self):
-        return (self._cfg.dlzs_lanes - 1).bit_length()
+        return dlzs_tree_levels(self._cfg)
 
     @property
     def latency(self):
-        return 3 + self.tree_levels
+        return dlzs_latency(self._cfg)
 
     @property
     def ii(self):

@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sim.golden import exp2_lut
+from spec.numerics import exp2_lut
 
 
 __all__ = ["Exp2", "default_in_width", "exp2_in_layout", "exp2_out_layout"]
@@ -37,13 +37,13 @@ def exp2_out_layout(cfg, tag_shape=None):
 
 
 class Exp2(wiring.Component):
-    """``w = 2^(x / 2^exp_frac)`` in UQ1.``w_frac``, bit-exact with :func:`sim.golden.exp2_fx`.
+    """``w = 2^(x / 2^exp_frac)`` in UQ1.``w_frac``, bit-exact with :func:`spec.numerics.exp2_fx`.
 
     The argument splits as ``x = n·2^exp_frac + f`` (floor, so ``n <= 0`` and
     ``0 <= f < 2^exp_frac``): ``f`` is the low ``exp_frac`` bits of ``x`` and ``n`` the
     arithmetic rest. ``LUT_ADDR_TRUNC``: the table address is ``f >> (exp_frac -
     exp_lut_bits)``. The ``2^exp_lut_bits``-entry table of ``2^frac`` (``LUT_ROUND``, taken from
-    :func:`sim.golden.exp2_lut`, ``w_frac + 1`` bits wide) is a :class:`~amaranth.lib.memory.Memory`
+    :func:`spec.numerics.exp2_lut`, ``w_frac + 1`` bits wide) is a :class:`~amaranth.lib.memory.Memory`
     ROM read through a synchronous port, so it maps to a block RAM. ``EXP_SHIFT_FLOOR``: the
     entry is shifted right by ``-n``; ``-n > w_frac`` is detected by a comparison on ``n`` and
     gives 0 directly (every entry is below ``2^(w_frac+1)``), so the barrel shifter only has

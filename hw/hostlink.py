@@ -1,180 +1,34 @@
-"""Host link: a framed request/reply protocol over a byte stream (a UART) to a :class:`SofaCore`.
+"""HostLink: the request/reply protocol of :mod:`spec.protocol` in hardware, over a byte stream.
 
-Protocol
---------
-Every request gets exactly one reply. Integers are little-endian; the CRC is CRC-16/CCITT-FALSE
-(polynomial 0x1021, initial value 0xFFFF, not reflected, no final XOR) over every byte after
-the start byte, sent most significant byte first, so the CRC over a whole frame without its
-start byte is 0.
-
-Request: ``A5 | cmd | len (2) | payload (len bytes) | crc (2, MSB first)``
-
-Reply:   ``5A | cmd | status | len (2) | payload (len bytes) | crc (2, MSB first)``
-
-==============  ====  ===========================================  ===================================
-command         cmd   request payload                              reply payload (status OK)
-==============  ====  ===========================================  ===================================
-``IDENT``       0x00  none                                         :data:`IDENT_FIELDS` (config, link)
-``WRITE_REG``   0x01  ``addr`` (1), ``value`` (4)                   STATUS register after the write (4)
-``READ_REGS``   0x02  ``addr`` (1), ``count`` (1)                   ``count`` registers from ``addr``,
-                                                                   4 bytes each
-``LOAD_KV``     0x03  ``start`` (2), then n rows: K row, V row      none
-                      (``d`` elements each)
-``QUERY``       0x04  n Q rows (``d`` elements each; the last      ``O`` of the n rows, ``n·d``
-                      closes a group of ``q_lanes``)              elements of ``out_bytes`` each
-==============  ====  ===========================================  ===================================
-
-An element of Q/K/V takes ``elem_bytes = ceil(data_width / 8)`` bytes (its low ``data_width``
-bits are used); an ``O`` element ``out_bytes = ceil(out_width / 8)`` bytes, sign-extended two's
-complement. Register addresses are :class:`hw.top.Reg` and the counters from
-``COUNTER_BASE``; the core itself rejects writes of out-of-range values (the STATUS in the reply
-then has its error bit set).
-
-Errors: a reply with a non-zero :class:`Status` (and no payload) instead of the command's reply;
-``cmd`` echoes the request's command byte, or :data:`NO_CMD` if none arrived. Bytes outside a
-frame (anything but ``A5`` while hunting) are ignored. The checks, in order: a UART framing
-error or overrun inside the frame (``LINE_ERROR``), the CRC (``BAD_CRC``), the command
-(``UNKNOWN_CMD``), the length for the command (``BAD_LENGTH``), the arguments (``BAD_ARG``: a
-register address or count outside the register file, K/V rows past ``max_seq_len``). A frame
-whose ``len`` exceeds ``max_payload`` is discarded (``len + 2`` more bytes, or until the line is
-idle) and answered with ``OVERSIZED``; a frame that stops for ``timeout_cycles`` is answered
-with ``TRUNCATED`` (``LINE_ERROR`` if a line error occurred in it: a framing error drops its
-byte, so the frame ends short).
-
-**Nothing is half-written.** The payload is buffered in a ``max_payload``-byte memory and only
-applied (registers written, K/V rows loaded, queries issued) after every check has passed.
-
-The link handles one request at a time: bytes that arrive while a request executes (loading K/V,
-issuing queries) are dropped, so a host waits for each reply before its next request. A new
-request may arrive while the previous reply is still being sent; it is answered after it.
+It receives request bytes (from :class:`hw.uart.UARTRx`), buffers the payload, checks the frame
+in the protocol's order and only then drives a :class:`hw.top.SofaCore`'s register port and its
+``kv_load`` and ``q`` streams; the reply, with ``O`` serialised as the core produces it, leaves
+as bytes (to :class:`hw.uart.UARTTx`). The frame format, the commands, the status codes and
+the IDENT reply are specified in :mod:`spec.protocol`.
 """
-
-import enum as py_enum
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import ConfigError
 from hw.sufa import out_layout
-from hw.top import COUNTER_BASE, COUNTERS, Reg, kv_load_layout, query_layout
+from hw.top import kv_load_layout, query_layout
+from spec.protocol import (CRC_INIT, CRC_POLY, N_REGS, NO_CMD, SOF_REPLY, SOF_REQUEST, Cmd,
+                           Status, check_link_params, elem_bytes, ident_bytes, out_bytes)
+from spec.regmap import Reg
 
 
-__all__ = ["HostLink", "Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD",
-           "PROTOCOL_VERSION", "N_REGS", "IDENT_FIELDS", "CONFIG_FIELDS", "ident_bytes",
-           "parse_ident", "crc16", "elem_bytes", "out_bytes", "REQUEST_OVERHEAD",
-           "REPLY_OVERHEAD"]
-
-
-SOF_REQUEST = 0xA5
-SOF_REPLY = 0x5A
-NO_CMD = 0xFF
-PROTOCOL_VERSION = 3                      # 2: counter_width in IDENT; 3: skid_buffers
-#: Registers the link can address: the core's registers and its counters.
-N_REGS = COUNTER_BASE + len(COUNTERS)
-#: Bytes of a request / reply frame around its payload.
-REQUEST_OVERHEAD = 6
-REPLY_OVERHEAD = 7
-
-_CRC_POLY = 0x1021
-_CRC_INIT = 0xFFFF
-
-
-class Cmd(py_enum.IntEnum):
-    """Request commands."""
-    IDENT = 0x00
-    WRITE_REG = 0x01
-    READ_REGS = 0x02
-    LOAD_KV = 0x03
-    QUERY = 0x04
-
-
-class Status(py_enum.IntEnum):
-    """Reply status codes; every one but ``OK`` is an error reply without payload."""
-    OK = 0
-    BAD_CRC = 1
-    UNKNOWN_CMD = 2
-    BAD_LENGTH = 3
-    BAD_ARG = 4
-    TRUNCATED = 5
-    OVERSIZED = 6
-    LINE_ERROR = 7
-
-
-#: SofaConfig fields in the IDENT reply, in order, 4 bytes each (a bool as 0 or 1).
-CONFIG_FIELDS = ("d", "data_width", "block_size", "max_seq_len", "sort_width", "k_max",
-                 "q_lanes", "mac_lanes", "dlzs_lanes", "exp_frac", "exp_lut_bits", "w_frac",
-                 "c_bits", "c_frac", "out_frac", "counter_width", "skid_buffers")
-#: The IDENT reply: ``(name, bytes)`` in order.
-IDENT_FIELDS = (("magic", 4), ("version", 1),
-                *((name, 4) for name in CONFIG_FIELDS),
-                ("max_payload", 4), ("clk_hz", 4), ("divisor", 4), ("timeout_cycles", 4),
-                ("n_regs", 1), ("counter_base", 1), ("n_counters", 1))
-_MAGIC = b"SOFA"
-
-
-def crc16(data, crc=_CRC_INIT):
-    """CRC-16/CCITT-FALSE of ``data`` (bytes), continuing from ``crc``."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ _CRC_POLY) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
+__all__ = ["HostLink"]
 
 
 def _crc16_step(crc, byte):
-    """The same update as :func:`crc16` for one byte, as an Amaranth expression."""
+    """The same update as :func:`spec.protocol.crc16` for one byte, as an Amaranth expression."""
     bits = [crc[i] ^ (byte[i - 8] if i >= 8 else 0) for i in range(16)]
     for _ in range(8):
         msb = bits[15]
-        bits = [(bits[i - 1] if i else Const(0, 1)) ^ (msb if (_CRC_POLY >> i) & 1 else 0)
+        bits = [(bits[i - 1] if i else Const(0, 1)) ^ (msb if (CRC_POLY >> i) & 1 else 0)
                 for i in range(16)]
     return Cat(*bits)
-
-
-def elem_bytes(cfg):
-    """Bytes per Q/K/V element on the link: ``ceil(data_width / 8)``."""
-    return -(-cfg.data_width // 8)
-
-
-def out_bytes(cfg):
-    """Bytes per ``O`` element on the link: ``ceil(out_width / 8)``."""
-    return -(-cfg.derived.out_width // 8)
-
-
-def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles):
-    """The IDENT reply payload (bytes) of a link built with these parameters."""
-    values = {"magic": int.from_bytes(_MAGIC, "little"), "version": PROTOCOL_VERSION,
-              **{name: int(getattr(cfg, name)) for name in CONFIG_FIELDS},
-              "max_payload": max_payload, "clk_hz": int(clk_hz), "divisor": divisor,
-              "timeout_cycles": timeout_cycles, "n_regs": N_REGS,
-              "counter_base": COUNTER_BASE,
-              "n_counters": len(COUNTERS) if cfg.counter_width else 0}
-    out = bytearray()
-    for name, size in IDENT_FIELDS:
-        value = values[name]
-        if not 0 <= value < 1 << (8 * size):
-            raise ValueError(f"{name} = {value} does not fit the {size}-byte IDENT field")
-        out += value.to_bytes(size, "little")
-    return bytes(out)
-
-
-def parse_ident(payload):
-    """The fields of an IDENT reply payload as a dict; raises ValueError if malformed."""
-    size = sum(n for _, n in IDENT_FIELDS)
-    if len(payload) != size:
-        raise ValueError(f"IDENT reply has {len(payload)} bytes, expected {size}")
-    out, pos = {}, 0
-    for name, n in IDENT_FIELDS:
-        out[name] = int.from_bytes(payload[pos:pos + n], "little")
-        pos += n
-    if out["magic"] != int.from_bytes(_MAGIC, "little"):
-        raise ValueError(f"IDENT magic {out['magic']:#010x} is not {_MAGIC!r}")
-    if out["version"] != PROTOCOL_VERSION:
-        raise ValueError(f"protocol version {out['version']}, this host speaks "
-                         f"{PROTOCOL_VERSION}")
-    return out
 
 
 class HostLink(wiring.Component):
@@ -221,25 +75,10 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, cfg, *, max_payload=1024, timeout_cycles, clk_hz=0, divisor=0):
-        for name, value in (("max_payload", max_payload), ("timeout_cycles", timeout_cycles),
-                            ("clk_hz", clk_hz), ("divisor", divisor)):
+        for name, value in (("clk_hz", clk_hz), ("divisor", divisor)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
-        eb, ob = elem_bytes(cfg), out_bytes(cfg)
-        kv_row = 2 + 2 * cfg.d * eb
-        if max_payload < kv_row:
-            raise ConfigError(f"max_payload = {max_payload} is too small: one K/V row pair "
-                              f"needs {kv_row} bytes (d = {cfg.d})")
-        max_reply = (max_payload // (cfg.d * eb)) * cfg.d * ob
-        if max_payload > 0xFFFF or max_reply > 0xFFFF:
-            raise ConfigError(f"max_payload = {max_payload} is too large: a QUERY reply of "
-                              f"that many rows takes {max_reply} bytes, more than the 16-bit "
-                              f"length field holds")
-        if timeout_cycles < 1:
-            raise ConfigError(f"timeout_cycles = {timeout_cycles} must be at least 1")
-        if cfg.max_seq_len > 1 << 16:
-            raise ConfigError(f"max_seq_len = {cfg.max_seq_len}: LOAD_KV carries a 16-bit "
-                              f"start row")
+        check_link_params(cfg, max_payload=max_payload, timeout_cycles=timeout_cycles)
         self._cfg = cfg
         self._max_payload = max_payload
         self._timeout = timeout_cycles
@@ -368,7 +207,7 @@ class HostLink(wiring.Component):
         with m.FSM(name="parser"):
             with m.State("HUNT"):
                 with m.If(got & (rx_byte == SOF_REQUEST)):
-                    m.d.sync += [crc.eq(_CRC_INIT), line_err.eq(0), waddr.eq(0), acnt.eq(0),
+                    m.d.sync += [crc.eq(CRC_INIT), line_err.eq(0), waddr.eq(0), acnt.eq(0),
                                  rows.eq(0), col.eq(0), cmd.eq(NO_CMD)]
                     m.next = "CMD"
 
@@ -576,7 +415,7 @@ class HostLink(wiring.Component):
                     m.next = "SOF"
             with m.State("SOF"):
                 m.d.comb += rp_busy.eq(1)
-                m.d.sync += [out_crc.eq(_CRC_INIT), pcount.eq(0), pleft.eq(rp_len), bsel.eq(0),
+                m.d.sync += [out_crc.eq(CRC_INIT), pcount.eq(0), pleft.eq(rp_len), bsel.eq(0),
                              reg_ptr.eq(rp_reg), self.error.eq(rp_status != Status.OK)]
                 with m.If(free):
                     emit(SOF_REPLY, crc_it=False)

@@ -1,14 +1,12 @@
 """SADS: sphere-search-aided distributed sorting, the per-tile top-k selection unit."""
 
-from fractions import Fraction
-from functools import cached_property
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.dlzs import ahat_layout
-from hw.sortnet import SortNet, top_k_network
+from hw.sortnet import SortNet
+from spec.timing import sads_timing
 
 
 __all__ = ["SADS", "sel_layout", "COUNTERS"]
@@ -159,7 +157,8 @@ class SADS(wiring.Component):
         der = cfg.derived
         self._kind = kind
         self._lps = layers_per_stage
-        self._network = top_k_network(cfg.sort_width, cfg.k_max, kind, presorted=cfg.k_max)
+        self._timing = sads_timing(cfg, kind, layers_per_stage)
+        self._network = self._timing.network
         self._key_width = 1 + der.ahat_width + der.index_width
         super().__init__({
             "ahat": In(stream.Signature(ahat_layout(cfg))),
@@ -189,108 +188,28 @@ class SADS(wiring.Component):
 
     @property
     def stages(self):
-        return max(1, -(-self._network.depth // self._lps))
+        return self._timing.stages
 
     @property
     def latency(self):
-        return self.stages + 4
+        return self._timing.latency
 
     @property
     def queue_depth(self):
-        return max(2, (self.stages + 1 + self._cfg.k_max) // self._cfg.block_size + 1)
+        return self._timing.queue_depth
 
     @property
     def tile_latency(self):
-        return self._steady["tile_latency"]
+        return self._timing.tile_latency
 
     @property
     def ii(self):
-        ii = self._steady["ii"]
-        return int(ii) if ii.denominator == 1 else float(ii)
-
-    @cached_property
-    def _steady(self):
-        return self._steady_figures(self.queue_depth)
-
-    def _steady_figures(self, queue_depth):
-        cfg = self._cfg
-        tiles = 12
-        acc, out = self.schedule(tiles * cfg.block_size, top_k=cfg.k_max,
-                                 queue_depth=queue_depth)
-        B = cfg.block_size
-        a, b = 4, tiles - 1                       # skip the start-up tiles
-        ii = Fraction(acc[b * B] - acc[a * B], (b - a) * B)
-        return {"ii": ii, "tile_latency": out[a] - acc[(a + 1) * B - 1]}
+        return self._timing.ii
 
     def schedule(self, keys, *, top_k, queue_depth=None):
-        """Cycle-exact timing of one row of ``keys`` keys under steady traffic (a key offered
-        every cycle, :py:`sel` always ready) when every batch enters the sorter (e.g. strictly
-        increasing Â). Mirrors the control of :meth:`elaborate` (``queue_depth`` overrides
-        :attr:`queue_depth`, for exploring it).
-
-        Returns
-        -------
-        (accept, first_beat) : (list of int, list of int)
-            The cycle each key is accepted (the first key at cycle 0) and the cycle each tile's
-            first :py:`sel` beat is valid.
-        """
-        cfg, der = self._cfg, self._cfg.derived
-        B, bsz, P = cfg.block_size, der.batch, self.stages
-        Q = self.queue_depth if queue_depth is None else queue_depth
-        pipe = [None] * P                    # network stages; pipe[-1] is the output
-        queue = []                           # [beats left after this one, first flag]
-        accept, first_beat = [], []
-        key = bpos = tpos = 0
-        buf_full = busy = False
-        buf = L = G = None
-        reserved, credit = 0, True
-        t = 0
-        n_tiles = -(-keys // B)
-        while len(first_beat) < n_tiles:
-            o = pipe[-1]
-            emerge_nf = o is not None and not o["final"]
-            decide = L is not None and (not busy or emerge_nf) and (not L["final"] or credit)
-            transfer = buf_full and (L is None or decide)
-            take = (not buf_full or transfer) and key < keys
-            pop = bool(queue) and queue[0][0] == 0
-            # -- register updates
-            if queue:
-                if queue[0][1]:
-                    first_beat.append(t)
-                if pop:
-                    queue.pop(0)
-                else:
-                    queue[0] = [queue[0][0] - 1, False]
-            if o is not None and o["final"]:
-                queue.append([min(top_k, o["keys"]) - 1, True])
-            reserved += int(decide and L["final"]) - int(pop)
-            credit = reserved < Q
-            pipe = [G] + pipe[:-1]           # every batch enters: every decided batch launches
-            if decide:
-                busy = not L["final"]
-            elif emerge_nf:
-                busy = False
-            G = dict(final=L["final"], keys=L["tile_keys"]) if decide else None
-            if transfer:
-                L = buf
-            elif decide:
-                L = None
-            if take:
-                accept.append(t)
-                last = key == keys - 1
-                complete = bpos == bsz - 1 or tpos == B - 1 or last
-                tile_end = tpos == B - 1 or last
-                if complete:
-                    buf = dict(final=tile_end, tile_keys=tpos + 1)
-                    bpos, tpos = 0, (0 if tile_end else tpos + 1)
-                else:
-                    bpos, tpos = bpos + 1, tpos + 1
-                key += 1
-            buf_full = (buf_full and not transfer) or (take and complete)
-            t += 1
-            if t > 100 * (keys + P + 10):
-                raise RuntimeError("SADS.schedule did not converge")
-        return accept, first_beat
+        """:meth:`spec.timing.SadsTiming.schedule` of this unit: cycle-exact timing of one row
+        under steady traffic, mirroring :meth:`elaborate`'s control."""
+        return self._timing.schedule(keys, top_k=top_k, queue_depth=queue_depth)
 
     # -- hardware ---------------------------------------------------------------------------
 

@@ -1,13 +1,14 @@
 """SU-FA: sorted-updating FlashAttention, the exact attention datapath over the selected keys."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.divider import Divider, divider_timing
+from hw.divider import Divider
 from hw.dlzs import row_layout
 from hw.exp2 import Exp2, default_in_width
 from hw.skid import SkidBuffer
+from spec.timing import divider_timing, sufa_latency
 
 
 __all__ = ["SUFA", "kv_layout", "q_layout", "out_layout", "COUNTERS"]
@@ -172,7 +173,7 @@ class SUFA(wiring.Component):
 
     @property
     def latency(self):
-        return 2 * self._cfg.derived.mac_cycles + 11 + self.divider_latency
+        return sufa_latency(self._cfg, iterative_divider=self._iterative)
 
     def _divider(self):
         return Divider.for_config(self._cfg, iterative=self._iterative,

@@ -1,7 +1,7 @@
 """The generated top level, ``sofa_top``: the SOFA core (DLZS → SADS → SU-FA over on-chip K/V)."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, enum, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.counters import CounterBank
@@ -9,49 +9,12 @@ from hw.dlzs import DLZS, row_layout
 from hw.sads import SADS, sel_layout
 from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
+from spec.regmap import (COUNTER_BASE, N_REGS, REGISTERS, Reg, counter_names, register,
+                         register_map)
+from spec.timing import core_latency
 
 
-__all__ = ["SofaCore", "sofa_top", "Reg", "COUNTERS", "kv_load_layout", "query_layout"]
-
-
-class Reg(enum.IntEnum):
-    """Register addresses of :class:`SofaCore`'s register port (counters follow at
-    ``COUNTER_BASE``)."""
-    SEQ_LEN = 0         # S, 1 … max_seq_len
-    TOP_K = 1           # keys kept per tile, 1 … k_max
-    RADIUS = 2          # sphere radius R; radius_inf disables clipping
-    SCALE = 3           # scale_log2e, c_bits bits with c_frac fraction bits
-    DENSE = 4           # 1: dense mode (every key, natural order, no prediction)
-    STATUS = 5          # read: bit 0 busy, bit 1 error; write: bit 0 clears the counters,
-                        # bit 1 clears the error flag
-    ERROR_ADDR = 6      # read: the register or K/V row address of the last rejected write
-
-
-COUNTER_BASE = 16
-
-#: Counter registers, in address order from ``COUNTER_BASE``. All count since the last clear.
-COUNTERS = (
-    "cycles",           # every cycle
-    "busy_cycles",      # cycles with at least one query in flight
-    "predict_cycles",   # cycles the K stream into DLZS holds a row (prediction working)
-    "qk_cycles",        # cycles SU-FA's Q·K multipliers work
-    "pv_cycles",        # cycles SU-FA's P·V multipliers work (accumulate or rescale)
-    "starved_cycles",   # busy, but SU-FA has no key to take (waiting for the selection)
-    "sufa_stall_cycles",  # a fetched key waits for SU-FA (SU-FA is the bottleneck)
-    "out_stall_cycles",   # an output element waits for the host (backpressure on O)
-    "k_rows_predict",   # K rows read for DLZS
-    "kv_rows_fetch",    # K+V row pairs read for SU-FA
-    "keys",             # keys accumulated by SU-FA
-    "misses",
-    "rescales",
-    "rows",             # output rows completed
-    "blocked_radius",   # SADS
-    "blocked_full",
-    "entered",
-    "sort_steps",
-    "tiles",
-    "macs",             # multiplies issued: mac_lanes × (qk_cycles + pv_cycles)
-)
+__all__ = ["SofaCore", "sofa_top", "kv_load_layout", "query_layout"]
 
 
 def query_layout(cfg):
@@ -94,12 +57,13 @@ class SofaCore(wiring.Component):
     the same read port), and in dense mode the lanes take every key together; in sparse mode
     each lane fetches its own selection. Outputs leave in query order.
 
-    Run-time parameters and counters sit behind a register port (:class:`Reg`,
-    :data:`COUNTERS` from ``COUNTER_BASE``, ``counter_width`` bits each, wrapping; none with
-    ``counter_width = 0``, when they read 0): a write takes effect at once, so the host writes
-    them while the core is idle; a write of an out-of-range value, or any parameter write while
-    busy, is ignored and sets the error flag (and :attr:`Reg.ERROR_ADDR`). A K/V row index
-    outside ``max_seq_len`` is ignored the same way. Nothing is clamped.
+    Run-time parameters and counters sit behind a register port whose contract is
+    :mod:`spec.regmap` (addresses, widths, reset values, legal ranges; counters from
+    ``COUNTER_BASE``, ``counter_width`` bits each, wrapping; none with ``counter_width = 0``,
+    when they read 0): a write takes effect at once, so the host writes them while the core is
+    idle; a write of an out-of-range value, or any parameter write while busy, is ignored and
+    sets the error flag (and ``ERROR_ADDR``). A K/V row index outside ``max_seq_len`` is
+    ignored the same way. Nothing is clamped.
 
     Parameters
     ----------
@@ -152,7 +116,7 @@ class SofaCore(wiring.Component):
             "kv_load": In(stream.Signature(kv_load_layout(cfg))),
             "q": In(stream.Signature(query_layout(cfg))),
             "o": Out(stream.Signature(out_layout(cfg))),
-            "reg_addr": In(range(COUNTER_BASE + len(COUNTERS))),
+            "reg_addr": In(range(N_REGS)),
             "reg_wdata": In(32),
             "reg_we": In(1),
             "reg_rdata": Out(32),
@@ -174,17 +138,21 @@ class SofaCore(wiring.Component):
     @property
     def register_map(self):
         """``{name: address}`` of every register and counter (written to the sidecar)."""
-        regs = {r.name.lower(): int(r) for r in Reg}
-        regs.update({f"counter_{n}": COUNTER_BASE + i for i, n in enumerate(COUNTERS)})
-        return regs
+        return {r["name"]: r["address"] for r in self.registers}
+
+    @property
+    def registers(self):
+        """:func:`spec.regmap.register_map`: every register and counter with its width,
+        access, reset value, legal range and description (written to the sidecar)."""
+        return register_map(self._cfg)
 
     @property
     def latency(self):
-        return self._sufa[0].latency + 4
+        return core_latency(self._cfg, iterative_divider=self._iterative)
 
     def _counters(self, m, events, clear):
-        """The :class:`hw.counters.CounterBank` of :data:`COUNTERS`: the core's events, and the
-        units' counters turned into per-cycle increments."""
+        """The :class:`hw.counters.CounterBank` of :mod:`spec.regmap`'s counters: the core's
+        events, and the units' counters turned into per-cycle increments."""
         cfg, L = self._cfg, self._cfg.q_lanes
         batch = cfg.derived.batch
         top = {name: 1 for name in events} | {"kv_rows_fetch": L}
@@ -204,15 +172,16 @@ class SofaCore(wiring.Component):
                 top[name] = L * most
         incs["macs"] = (incs["qk_cycles"] + incs["pv_cycles"]) * cfg.mac_lanes
         top["macs"] = 2 * L * cfg.mac_lanes
-        m.submodules.counters = bank = CounterBank({n: top[n] for n in COUNTERS},
+        names = counter_names()
+        m.submodules.counters = bank = CounterBank({n: top[n] for n in names},
                                                    width=cfg.counter_width)
-        m.d.comb += [bank.inc[n].eq(incs[n]) for n in COUNTERS]
+        m.d.comb += [bank.inc[n].eq(incs[n]) for n in names]
         m.d.comb += bank.clear.eq(clear)
         return bank
 
     def elaborate(self, platform):
         m = Module()
-        cfg, der = self._cfg, self._cfg.derived
+        cfg = self._cfg
         S_MAX, B, L = cfg.max_seq_len, cfg.block_size, cfg.q_lanes
         lanes = range(L)
 
@@ -230,14 +199,13 @@ class SofaCore(wiring.Component):
             sigs = list(sigs)
             return Cat(*sigs).all() if sigs else 1
 
-        # -- registers ---------------------------------------------------------------------
-        seq_len = Signal(range(S_MAX + 1), init=S_MAX)
-        top_k = Signal(der.topk_width, init=cfg.k_max)
-        radius = Signal(der.radius_width, init=der.radius_inf)
-        scale = Signal(cfg.c_bits, init=1 << max(0, cfg.c_frac - 10))
-        dense = Signal()
+        # -- registers: the parameters of spec.regmap, range-checked, written while idle ------
+        params = {r.name: Signal(r.value_width(cfg), init=r.reset(cfg), name=r.name)
+                  for r in REGISTERS if r.access == "rw"}
+        seq_len, top_k, radius = params["seq_len"], params["top_k"], params["radius"]
+        scale, dense = params["scale"], params["dense"]
         error = Signal()
-        error_addr = Signal(max(der.index_width, len(self.reg_addr)))   # a row or a register
+        error_addr = Signal(register("error_addr").value_width(cfg))   # a row or a register
         clear = Signal()
         # Rows between the Q port and the O port. Each holds at least one of the core's
         # registers (a Q FIFO entry, a unit's row state, an output element), so there are
@@ -254,16 +222,15 @@ class SofaCore(wiring.Component):
         wd = self.reg_wdata
         with m.If(self.reg_we):
             with m.Switch(self.reg_addr):
-                for reg, sig, lo, hi in ((Reg.SEQ_LEN, seq_len, 1, S_MAX),
-                                         (Reg.TOP_K, top_k, 1, cfg.k_max),
-                                         (Reg.RADIUS, radius, 0, der.radius_inf),
-                                         (Reg.SCALE, scale, 0, (1 << cfg.c_bits) - 1),
-                                         (Reg.DENSE, dense, 0, 1)):
-                    with m.Case(reg):
+                for r in REGISTERS:
+                    if r.access != "rw":
+                        continue
+                    lo, hi = r.legal(cfg)
+                    with m.Case(r.address):
                         with m.If(self.busy | (wd < lo) | (wd > hi)):
-                            reject(reg)
+                            reject(r.address)
                         with m.Else():
-                            m.d.sync += sig.eq(wd)
+                            m.d.sync += params[r.name].eq(wd)
                 with m.Case(Reg.STATUS):
                     m.d.comb += clear.eq(wd[0])
                     with m.If(wd[1]):
@@ -473,16 +440,16 @@ class SofaCore(wiring.Component):
         r_addr = Signal.like(self.reg_addr)
         m.d.sync += r_addr.eq(self.reg_addr)
         with m.Switch(r_addr):
-            for reg, sig in ((Reg.SEQ_LEN, seq_len), (Reg.TOP_K, top_k), (Reg.RADIUS, radius),
-                             (Reg.SCALE, scale), (Reg.DENSE, dense)):
-                with m.Case(reg):
-                    m.d.comb += self.reg_rdata.eq(sig)
+            for r in REGISTERS:
+                if r.access == "rw":
+                    with m.Case(r.address):
+                        m.d.comb += self.reg_rdata.eq(params[r.name])
             with m.Case(Reg.STATUS):
                 m.d.comb += self.reg_rdata.eq(self.busy | (error << 1))
             with m.Case(Reg.ERROR_ADDR):
                 m.d.comb += self.reg_rdata.eq(error_addr)
             if cfg.counter_width:
-                with m.Case(*range(COUNTER_BASE, COUNTER_BASE + len(COUNTERS))):
+                with m.Case(*range(COUNTER_BASE, N_REGS)):
                     m.d.comb += self.reg_rdata.eq(bank.data)
         return m
 

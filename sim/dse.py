@@ -142,10 +142,10 @@ def top_k_for(block_size, n):
 
 @lru_cache(maxsize=None)
 def layer_config(d, block_size, k_max, max_seq_len=MAX_SEQ_LEN):
-    """The :class:`hw.config.SofaConfig` a layer runs on: the accuracy study's
+    """The :class:`spec.config.SofaConfig` a layer runs on: the accuracy study's
     ``sofa_config`` (``k_max``, a sorter of ``k_max + 12`` inputs) with ``dlzs_lanes = d`` and
     ``mac_lanes = d/4``."""
-    from hw.config import SofaConfig
+    from spec.config import SofaConfig
     return SofaConfig(name=f"dse-bc{block_size}-k{k_max}", d=d, block_size=block_size,
                       max_seq_len=max_seq_len, k_max=k_max, sort_width=k_max + SORT_BATCH,
                       mac_lanes=max(1, d // MAC_LANE_DIV), dlzs_lanes=d)
@@ -168,7 +168,7 @@ def _pct(x, nd=1):
 @lru_cache(maxsize=None)
 def _comparators(top_k):
     """Comparators of the pruned SADS network that carries ``top_k`` survivors."""
-    from hw.sortnet import top_k_network
+    from spec.sortnet import top_k_network
     return top_k_network(top_k + SORT_BATCH, top_k, "oddeven", presorted=top_k).size
 
 
@@ -179,11 +179,12 @@ def _cycle_consts(cfg):
     sorter, whichever is slower), the fixed cycles of a call (pipeline fill, output tail) and
     the gap between rows, measured by running ``core_cycles`` itself on one and on two rows of
     one tile, so that they follow the model."""
-    from hw.config import RunParams
-    from sim.perf import _sads, core_cycles
+    from spec.config import RunParams
+    from sim.perf import core_cycles
+    from spec.timing import sads_timing
     der = cfg.derived
     M, B = der.mac_cycles, cfg.block_size
-    key_time = float(max(der.dlzs_cycles, _sads(cfg).ii))
+    key_time = float(max(der.dlzs_cycles, sads_timing(cfg).ii))
     sp = RunParams(seq_len=B, top_k=1, radius=der.radius_inf, scale_log2e=0)
     dp = dataclasses.replace(sp, dense=True)
     # Rows of one tile: one selected key (M cycles plus the row's first-m cycle) after B
@@ -262,7 +263,7 @@ def cycles_closed_form(cfg, seq_len, n_sel, rescales, dense=False):
 
 def exact_cycles(cfg, seq_len, n_sel, rescales, dense=False):
     """:func:`sim.perf.core_cycles` itself for one head (rows ``[T, n_tiles]``)."""
-    from hw.config import RunParams
+    from spec.config import RunParams
     from sim.perf import core_cycles
     sizes = _tile_sizes(seq_len, cfg.block_size)
     work = [[(int(sizes[t]), int(n_sel[i, t]), int(rescales[i, t]))
@@ -395,7 +396,7 @@ def attend(setting, hd, registers=False, exact=False):
     """One layer (:class:`sim.predictors.HeadData`) under ``setting``: the output
     ``[H, T, d]`` in V's integer units and the layer's cost sums (heads with the same
     ``top_k`` run together through :func:`sim.fastgolden.sofa_heads`)."""
-    from hw.config import RunParams
+    from spec.config import RunParams
     from sim.fastgolden import sofa_heads
     from sim.predictors import COST_WEIGHTS, LOG2E
     H, T, S, d = hd.shape
@@ -1014,7 +1015,7 @@ def plan_json(entry, names, d, settings):
     * ``parameters``: which fields are compile-time and which are run-time registers;
     * ``metrics``: the plan's measured metrics on all texts.
     """
-    from hw.config import SofaConfig
+    from spec.config import SofaConfig
     plan, res = entry["plan"], entry["per_text"]
     compile_time = [f.name for f in dataclasses.fields(SofaConfig) if f.name != "name"]
     layers = []
@@ -1052,7 +1053,7 @@ def load_plan(path):
     "config", "core", "registers": {text: [RunParams per head]}}], "cores": {name:
     SofaConfig}, "metrics": dict}``. Every register set is validated against its layer's
     config and its core (``RunParams.validate``); a bad file is a ``ConfigError``."""
-    from hw.config import ConfigError, RunParams, SofaConfig
+    from spec.config import ConfigError, RunParams, SofaConfig
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -1497,7 +1498,7 @@ def settings_from_args(args, n_texts):
     if args.radius_bc not in BLOCK_SIZES:
         raise BadInput(f"--radius-bc {args.radius_bc} must be one of "
                        f"{', '.join(map(str, BLOCK_SIZES))}")
-    from hw.config import _RANGES
+    from spec.config import _RANGES
     if args.radius_bc > _RANGES["k_max"][1]:
         raise BadInput(f"--radius-bc {args.radius_bc}: top_k = Bc needs k_max = "
                        f"{args.radius_bc}, above the {_RANGES['k_max'][1]} a core supports")

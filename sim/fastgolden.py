@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import ConfigError, RunParams
+from spec.config import ConfigError, RunParams
 from sim.golden import check_inputs, exp2_lut, tile_ranges
 
 

@@ -19,11 +19,10 @@ for.
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
 
-import numpy as np
 
 from sim.golden import exp2_lut, sufa_row, tile_ranges
+from spec.timing import divider_timing, dlzs_latency, sads_timing, sufa_latency
 
 
 __all__ = ["core_cycles", "tile_work", "CycleBreakdown"]
@@ -82,15 +81,15 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
             raise ValueError("core_cycles needs Q, K, V or a precomputed work list")
         work = tile_work(cfg, Q, K, V, params, res)
     # Pipeline constants (cycles), from the units' latencies.
-    dlzs_lat, sads_lat, sads_ii, sufa_lat = _latencies(cfg)
+    sads = sads_timing(cfg)
+    dlzs_lat, sads_lat, sads_ii = dlzs_latency(cfg), sads.latency, sads.ii
+    sufa_lat = sufa_latency(cfg, iterative_divider=iterative_divider)
     key_time = max(DL, sads_ii)            # SADS is slower than DLZS for tiny batches
     lag = dlzs_lat + sads_lat + 3          # K read, DLZS, skid buffer, SADS, fetch
     ahead = 3                              # tiles prediction may run in front of SU-FA
     row_gap = 3                            # DLZS takes the next query after a row's last key
     sufa_row_gap = 3                       # SU-FA takes the next query after a row's last key
-    from hw.divider import divider_timing
-    div_lat, div_ii = divider_timing(der.out_width, iterative=iterative_divider)
-    sufa_lat += div_lat - divider_timing(der.out_width, iterative=False)[0]
+    _, div_ii = divider_timing(der.out_width, iterative=iterative_divider)
     div_time = cfg.d * div_ii              # the divide buffer is busy this long per row
     # last key -> last output element (+ output skid)
     tail = sufa_lat + 1 + (cfg.d - 1) * div_ii + 1 - M
@@ -137,25 +136,3 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     if breakdown:
         return CycleBreakdown(total=total, predict=predict, sufa=sufa, rows=len(work))
     return total
-
-
-def _timing_unit(cls, cfg):
-    unit = cls(cfg)
-    unit._MustUse__silence = True          # only its timing properties are used
-    return unit
-
-
-def _sads(cfg):
-    from hw.sads import SADS
-    return _timing_unit(SADS, cfg)
-
-
-@lru_cache(maxsize=64)
-def _latencies(cfg):
-    """``(DLZS latency, SADS latency, SADS ii, SU-FA latency)`` of the core's units for ``cfg``
-    (SU-FA with the core's default, pipelined divider)."""
-    from hw.dlzs import DLZS
-    from hw.sufa import SUFA
-    sads = _sads(cfg)
-    return (_timing_unit(DLZS, cfg).latency, sads.latency, sads.ii,
-            _timing_unit(SUFA, cfg).latency)

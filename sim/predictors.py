@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.config import ConfigError, RunParams, SofaConfig
+from spec.config import ConfigError, RunParams, SofaConfig
 from sim.fastgolden import matmul_exact, sofa_heads
 
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from hw.config import ConfigError
+from spec.config import ConfigError, RunParams
 from sim import accuracy as A
 from sim import golden as G
 from sim import predictors as P
@@ -119,7 +119,7 @@ def test_sofa_predictor_is_the_golden_pipeline():
     cfg, scale, radius = pred.run_params(hd)
     assert cfg.k_max == 4 and cfg.sort_width == 16 and cfg.d == 32
     for h in range(hd.shape[0]):
-        params = G.RunParams(seq_len=45, top_k=4, radius=radius[h], scale_log2e=scale[h])
+        params = RunParams(seq_len=45, top_k=4, radius=radius[h], scale_log2e=scale[h])
         gold = G.sofa_attention(hd.Q[h], hd.K[h], hd.V[h], cfg, params)
         np.testing.assert_array_equal(sel.mask[h], R.selection_mask(gold, 45))
         np.testing.assert_array_equal(sel.out[h], gold.out / 2 ** cfg.out_frac)

@@ -8,7 +8,7 @@ import pytest
 from gen.boards import BOARDS, NAME, prepare_board
 from gen.synth import DEVICES
 from hw.board import ecp5_pll_params
-from hw.config import ConfigError, preset
+from spec.config import ConfigError, preset
 
 TINY = preset("tiny")
 

@@ -12,7 +12,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import preset
+from spec.config import preset
 from tb.cocotb_runner import build_dir_for, run_cocotb
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hw.config import PRESETS, ConfigError, RunParams, SofaConfig, load_config, preset
+from spec.config import PRESETS, ConfigError, RunParams, SofaConfig, load_config, preset
 from sim.golden import dlzs_scores, exact_scores
 
 

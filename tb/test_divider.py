@@ -15,7 +15,7 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-from hw.config import preset
+from spec.config import preset
 from hw.divider import Divider
 from sim.golden import div_round_half_away
 from tb.streams import TRAFFIC, run_streams

@@ -4,14 +4,13 @@ Config matrix x traffic (steady, idle, backpressure, both, stress); latency and 
 interval measured against the properties; edge values and all-zero rows.
 """
 
-import random
 import zlib
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import preset
+from spec.config import preset
 from hw.dlzs import DLZS
 from sim.golden import dlzs_scores
 from tb.streams import TRAFFIC, run_streams

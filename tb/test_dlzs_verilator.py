@@ -5,7 +5,7 @@ and an eight-chunk config (d = 32, four lanes)."""
 import pytest
 
 from hw.dlzs import DLZS
-from hw.config import preset
+from spec.config import preset
 from tb.cocotb_runner import run_cocotb
 from tb.test_dlzs import CONFIGS
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.config import RunParams, load_config
+from spec.config import RunParams, load_config
 from sim import dse
 from sim import golden as G
 from sim import perf

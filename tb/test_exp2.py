@@ -14,7 +14,7 @@ import pytest
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from hw.config import preset
+from spec.config import preset
 from hw.exp2 import Exp2, default_in_width
 from sim.golden import exp2_fx, exp2_lut
 from tb.streams import TRAFFIC, run_streams

@@ -4,7 +4,7 @@ outputs, Â, per-tile selections and SADS counters, per-row SU-FA state, key ord
 import numpy as np
 import pytest
 
-from hw.config import ConfigError, RunParams, SofaConfig, preset
+from spec.config import ConfigError, RunParams, SofaConfig, preset
 from sim import fastgolden as F
 from sim import golden as G
 

@@ -5,9 +5,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hw.config import ConfigError, RunParams, preset
+from spec.config import ConfigError, RunParams, preset
 from sim import golden as G
 from sim import reference as R
 

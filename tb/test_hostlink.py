@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gen.host import (CoreRejected, LinkError, ProtocolError, ReplyParser, SimulatedBoard,
-                      SofaHost, decode_out, decode_reply, encode_reply, encode_request,
-                      load_kv_payload, query_payload, read_regs_payload, write_reg_payload)
+from gen.host import CoreRejected, LinkError, SimulatedBoard, SofaHost
 from hw.board import SofaLinkCore
-from hw.config import ConfigError, RunParams, preset
-from hw.hostlink import (N_REGS, NO_CMD, Cmd, HostLink, Status, crc16, elem_bytes, ident_bytes,
-                         out_bytes, parse_ident)
-from hw.top import COUNTER_BASE, COUNTERS, Reg
+from spec.config import ConfigError, RunParams, preset
+from hw.hostlink import HostLink
+from spec.protocol import (N_REGS, NO_CMD, Cmd, ProtocolError, ReplyParser, Status, crc16,
+                           decode_out, decode_reply, elem_bytes, encode_reply, encode_request,
+                           ident_bytes, load_kv_payload, out_bytes, parse_ident, query_payload,
+                           read_regs_payload, write_reg_payload)
+from spec.regmap import COUNTER_BASE, Reg, counter_names
 from sim.golden import sofa_attention
 from tb.streams import TRAFFIC
 from tb.test_top import golden_counters
@@ -182,7 +183,7 @@ def test_transaction(mode, traffic):
     kv = kv_requests(K, V)
     steps = [Step(encode_request(Cmd.IDENT)), *map(Step, kv), *map(Step, param_requests(params)),
              Step(encode_request(Cmd.QUERY, query_payload(CFG, Q))),
-             Step(encode_request(Cmd.READ_REGS, read_regs_payload(COUNTER_BASE, len(COUNTERS)))),
+             Step(encode_request(Cmd.READ_REGS, read_regs_payload(COUNTER_BASE, len(counter_names())))),
              Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, COUNTER_BASE)))]
     replies, _, _ = run_script(steps, traffic=traffic, seed=3)
     dut = link_dut()
@@ -198,7 +199,7 @@ def test_transaction(mode, traffic):
     out = decode_out(CFG, ok(replies[base + 6], Cmd.QUERY), len(Q))
     assert np.array_equal(out, res.out), f"O differs:\n{out}\nexpected\n{res.out}"
     data = ok(replies[base + 7], Cmd.READ_REGS)
-    counters = dict(zip(COUNTERS, (int.from_bytes(data[i:i + 4], "little")
+    counters = dict(zip(counter_names(), (int.from_bytes(data[i:i + 4], "little")
                                    for i in range(0, len(data), 4))))
     want = golden_counters(CFG, res, params)
     want.pop("selected", None)

@@ -6,7 +6,7 @@ preset at a UART bit time of 8 cycles in ``make test``; the ``ice40`` board conf
 import pytest
 
 from hw.board import SofaBoardTop
-from hw.config import preset
+from spec.config import preset
 from tb.cocotb_runner import run_cocotb
 
 #: Bit time of the simulated UART in clock cycles (small: the test runs fast).

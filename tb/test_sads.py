@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import preset
+from spec.config import preset
 from hw.sads import COUNTERS, SADS
+from spec.timing import sads_timing
 from sim.golden import sads_row
 from tb.streams import TRAFFIC
 
@@ -391,5 +392,6 @@ def test_timing_formulas_sweep():
                     elif (bpt == 2 or P + 1 <= nb) and 1 + max(0, P + 1 - r) <= nb:
                         assert dut.ii == 1, (B, sw, K, lps)
                         assert dut.tile_latency == P + 4 + max(0, P + 1 - r), (B, sw, K, lps)
-                    assert dut._steady_figures(dut.queue_depth + 1) == dut._steady, \
-                        (B, sw, K, lps)
+                    timing = sads_timing(cfg, layers_per_stage=lps)
+                    assert timing.steady(timing.queue_depth + 1) == \
+                        timing.steady(timing.queue_depth), (B, sw, K, lps)

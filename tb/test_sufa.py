@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import RunParams, preset
+from spec.config import RunParams, preset
 from hw.sufa import COUNTERS, SUFA
 from sim.golden import divide_row, exact_scores, sufa_row, tile_ranges
 from sim.reference import error_bound, error_metrics, scale_of

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import ConfigError, RunParams, preset
-from hw.top import COUNTER_BASE, COUNTERS, Reg, SofaCore
+from spec.config import RunParams, preset
+from hw.top import SofaCore
+from spec.regmap import COUNTER_BASE, Reg, counter_names
 from sim.golden import sofa_attention
 from sim.perf import core_cycles
 from tb.streams import TRAFFIC
@@ -116,7 +117,7 @@ def run_core(cfg, Q, K, V, params, traffic=None, seed=0, timeout=300_000, iterat
         for _ in range(4):
             await ctx.tick()
         regs["busy_after"] = ctx.get(dut.busy)
-        for n, name in enumerate(COUNTERS):
+        for n, name in enumerate(counter_names()):
             regs[name] = await read(ctx, COUNTER_BASE + n)
 
     async def watchdog(ctx):
@@ -187,7 +188,7 @@ def test_counter_width(width):
     if width:
         assert 5 * S > 1 << width, "k_rows_predict does not wrap"
     else:
-        assert not any(regs[name] for name in COUNTERS)
+        assert not any(regs[name] for name in counter_names())
 
 
 def test_core_radius_and_cycle_model():

@@ -5,7 +5,7 @@ preset at S = 512 (of 1024; ``make test-all`` runs the whole 1024)."""
 
 import pytest
 
-from hw.config import preset
+from spec.config import preset
 from hw.top import sofa_top
 from tb.cocotb_runner import run_cocotb
 

@@ -14,7 +14,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hw.config import SofaConfig
+from spec.config import SofaConfig
 
 
 __all__ = ["load_sidecar", "Packer", "StreamSource", "StreamSink", "Checker", "TRAFFIC"]

@@ -21,11 +21,11 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
-from gen.host import (ReplyParser, decode_out, encode_request, load_kv_payload, query_payload,
-                      read_regs_payload, write_reg_payload)
-from hw.config import RunParams
-from hw.hostlink import Cmd, Status, elem_bytes, parse_ident
-from hw.top import COUNTER_BASE, COUNTERS, Reg
+from spec.config import RunParams
+from spec.protocol import (Cmd, ReplyParser, Status, decode_out, elem_bytes, encode_request,
+                           load_kv_payload, parse_ident, query_payload, read_regs_payload,
+                           write_reg_payload)
+from spec.regmap import COUNTER_BASE, Reg, counter_names
 from sim.golden import sofa_attention
 from tb.cocotb.streams import load_sidecar
 from tb.test_hostlink import Step, malformed_script
@@ -191,8 +191,8 @@ async def test_transaction(dut, gap):
     for params in (params_for(S, top_k=1), params_for(S, dense=True)):
         await set_params(host, params)
         res = await query_and_check(host, Q, K, V, params)
-        counters = dict(zip(COUNTERS, words(ok(await host.transact(encode_request(
-            Cmd.READ_REGS, read_regs_payload(COUNTER_BASE, len(COUNTERS)))), Cmd.READ_REGS))))
+        counters = dict(zip(counter_names(), words(ok(await host.transact(encode_request(
+            Cmd.READ_REGS, read_regs_payload(COUNTER_BASE, len(counter_names())))), Cmd.READ_REGS))))
         want = golden_counters(CFG, res, params)
         want.pop("selected", None)
         for name, value in want.items():

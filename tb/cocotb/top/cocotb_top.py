@@ -16,9 +16,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hw.config import RunParams
+from spec.config import RunParams
 from hw.sufa import out_layout
-from hw.top import COUNTER_BASE, COUNTERS, Reg, kv_load_layout, query_layout
+from hw.top import kv_load_layout, query_layout
+from spec.regmap import COUNTER_BASE, Reg, counter_names
 from sim.golden import sofa_attention
 from sim.perf import core_cycles
 from tb.cocotb.streams import STRESS, TRAFFIC, Checker, StreamSink, StreamSource, load_sidecar
@@ -120,7 +121,7 @@ async def run(dut, Q, K, V, params, traffic, seed, *, want=None):
         await RisingEdge(dut.clk)
     sink_task.cancel()
     busy_task.cancel()
-    counters = {n: await read_reg(dut, COUNTER_BASE + i) for i, n in enumerate(COUNTERS)}
+    counters = {n: await read_reg(dut, COUNTER_BASE + i) for i, n in enumerate(counter_names())}
     counters["busy_seen"] = busy_seen[0]
     counters["status"] = await read_reg(dut, Reg.STATUS)
     return checker, counters, res
@@ -137,7 +138,7 @@ def check(dut, Q, K, V, params, checker, counters, res, *, model=True):
             assert counters[n] == v, f"counter {n}: {counters[n]} != golden {v}"
         assert abs(counters["busy_cycles"] - busy) <= 1, (counters["busy_cycles"], busy)
     else:
-        assert all(counters[n] == 0 for n in COUNTERS), counters
+        assert all(counters[n] == 0 for n in counter_names()), counters
     if model:
         predicted = core_cycles(CFG, params, res, Q, K, V)
         dut._log.info(f"S={params.seq_len} top_k={params.top_k} dense={params.dense}: busy "

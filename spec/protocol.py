@@ -1,0 +1,349 @@
+"""The host-link protocol: a framed request/reply protocol over a byte stream (a UART).
+
+Protocol
+--------
+Every request gets exactly one reply. Integers are little-endian; the CRC is CRC-16/CCITT-FALSE
+(polynomial 0x1021, initial value 0xFFFF, not reflected, no final XOR) over every byte after
+the start byte, sent most significant byte first, so the CRC over a whole frame without its
+start byte is 0.
+
+Request: ``A5 | cmd | len (2) | payload (len bytes) | crc (2, MSB first)``
+
+Reply:   ``5A | cmd | status | len (2) | payload (len bytes) | crc (2, MSB first)``
+
+==============  ====  ===========================================  ===================================
+command         cmd   request payload                              reply payload (status OK)
+==============  ====  ===========================================  ===================================
+``IDENT``       0x00  none                                         :data:`IDENT_FIELDS` (config, link)
+``WRITE_REG``   0x01  ``addr`` (1), ``value`` (4)                   STATUS register after the write (4)
+``READ_REGS``   0x02  ``addr`` (1), ``count`` (1)                   ``count`` registers from ``addr``,
+                                                                   4 bytes each
+``LOAD_KV``     0x03  ``start`` (2), then n rows: K row, V row      none
+                      (``d`` elements each)
+``QUERY``       0x04  n Q rows (``d`` elements each; the last      ``O`` of the n rows, ``n·d``
+                      closes a group of ``q_lanes``)              elements of ``out_bytes`` each
+==============  ====  ===========================================  ===================================
+
+An element of Q/K/V takes ``elem_bytes = ceil(data_width / 8)`` bytes (its low ``data_width``
+bits are used); an ``O`` element ``out_bytes = ceil(out_width / 8)`` bytes, sign-extended two's
+complement. Register addresses are those of :mod:`spec.regmap` (the counters from
+``COUNTER_BASE``); the core itself rejects writes of out-of-range values (the STATUS in the reply
+then has its error bit set).
+
+Errors: a reply with a non-zero :class:`Status` (and no payload) instead of the command's reply;
+``cmd`` echoes the request's command byte, or :data:`NO_CMD` if none arrived. Bytes outside a
+frame (anything but ``A5`` while hunting) are ignored. The checks, in order: a UART framing
+error or overrun inside the frame (``LINE_ERROR``), the CRC (``BAD_CRC``), the command
+(``UNKNOWN_CMD``), the length for the command (``BAD_LENGTH``), the arguments (``BAD_ARG``: a
+register address or count outside the register file, K/V rows past ``max_seq_len``). A frame
+whose ``len`` exceeds ``max_payload`` is discarded (``len + 2`` more bytes, or until the line is
+idle) and answered with ``OVERSIZED``; a frame that stops for ``timeout_cycles`` is answered
+with ``TRUNCATED`` (``LINE_ERROR`` if a line error occurred in it: a framing error drops its
+byte, so the frame ends short).
+
+**Nothing is half-written.** The payload is buffered in a ``max_payload``-byte memory and only
+applied (registers written, K/V rows loaded, queries issued) after every check has passed.
+
+The link handles one request at a time: bytes that arrive while a request executes (loading K/V,
+issuing queries) are dropped, so a host waits for each reply before its next request. A new
+request may arrive while the previous reply is still being sent; it is answered after it.
+"""
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from spec.config import ConfigError
+from spec.regmap import COUNTER_BASE, COUNTERS, N_REGS
+
+
+__all__ = ["Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD", "PROTOCOL_VERSION", "N_REGS",
+           "IDENT_FIELDS", "CONFIG_FIELDS", "CRC_POLY", "CRC_INIT", "REQUEST_OVERHEAD",
+           "REPLY_OVERHEAD", "crc16", "elem_bytes", "out_bytes", "ident_bytes", "parse_ident",
+           "check_link_params", "encode_request", "encode_reply", "write_reg_payload",
+           "read_regs_payload", "row_bytes", "load_kv_payload", "query_payload", "decode_out",
+           "decode_rows", "Reply", "ReplyParser", "decode_reply", "ProtocolError", "cmd_name"]
+
+
+SOF_REQUEST = 0xA5
+SOF_REPLY = 0x5A
+NO_CMD = 0xFF
+PROTOCOL_VERSION = 3                      # 2: counter_width in IDENT; 3: skid_buffers
+#: Bytes of a request / reply frame around its payload.
+REQUEST_OVERHEAD = 6
+REPLY_OVERHEAD = 7
+
+CRC_POLY = 0x1021
+CRC_INIT = 0xFFFF
+
+
+class Cmd(enum.IntEnum):
+    """Request commands."""
+    IDENT = 0x00
+    WRITE_REG = 0x01
+    READ_REGS = 0x02
+    LOAD_KV = 0x03
+    QUERY = 0x04
+
+
+class Status(enum.IntEnum):
+    """Reply status codes; every one but ``OK`` is an error reply without payload."""
+    OK = 0
+    BAD_CRC = 1
+    UNKNOWN_CMD = 2
+    BAD_LENGTH = 3
+    BAD_ARG = 4
+    TRUNCATED = 5
+    OVERSIZED = 6
+    LINE_ERROR = 7
+
+
+#: SofaConfig fields in the IDENT reply, in order, 4 bytes each (a bool as 0 or 1).
+CONFIG_FIELDS = ("d", "data_width", "block_size", "max_seq_len", "sort_width", "k_max",
+                 "q_lanes", "mac_lanes", "dlzs_lanes", "exp_frac", "exp_lut_bits", "w_frac",
+                 "c_bits", "c_frac", "out_frac", "counter_width", "skid_buffers")
+#: The IDENT reply: ``(name, bytes)`` in order.
+IDENT_FIELDS = (("magic", 4), ("version", 1),
+                *((name, 4) for name in CONFIG_FIELDS),
+                ("max_payload", 4), ("clk_hz", 4), ("divisor", 4), ("timeout_cycles", 4),
+                ("n_regs", 1), ("counter_base", 1), ("n_counters", 1))
+_MAGIC = b"SOFA"
+
+
+def crc16(data, crc=CRC_INIT):
+    """CRC-16/CCITT-FALSE of ``data`` (bytes), continuing from ``crc``."""
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ CRC_POLY) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def elem_bytes(cfg):
+    """Bytes per Q/K/V element on the link: ``ceil(data_width / 8)``."""
+    return -(-cfg.data_width // 8)
+
+
+def out_bytes(cfg):
+    """Bytes per ``O`` element on the link: ``ceil(out_width / 8)``."""
+    return -(-cfg.derived.out_width // 8)
+
+
+def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles):
+    """The IDENT reply payload (bytes) of a link built with these parameters."""
+    values = {"magic": int.from_bytes(_MAGIC, "little"), "version": PROTOCOL_VERSION,
+              **{name: int(getattr(cfg, name)) for name in CONFIG_FIELDS},
+              "max_payload": max_payload, "clk_hz": int(clk_hz), "divisor": divisor,
+              "timeout_cycles": timeout_cycles, "n_regs": N_REGS,
+              "counter_base": COUNTER_BASE,
+              "n_counters": len(COUNTERS) if cfg.counter_width else 0}
+    out = bytearray()
+    for name, size in IDENT_FIELDS:
+        value = values[name]
+        if not 0 <= value < 1 << (8 * size):
+            raise ValueError(f"{name} = {value} does not fit the {size}-byte IDENT field")
+        out += value.to_bytes(size, "little")
+    return bytes(out)
+
+
+def parse_ident(payload):
+    """The fields of an IDENT reply payload as a dict; raises ValueError if malformed."""
+    size = sum(n for _, n in IDENT_FIELDS)
+    if len(payload) != size:
+        raise ValueError(f"IDENT reply has {len(payload)} bytes, expected {size}")
+    out, pos = {}, 0
+    for name, n in IDENT_FIELDS:
+        out[name] = int.from_bytes(payload[pos:pos + n], "little")
+        pos += n
+    if out["magic"] != int.from_bytes(_MAGIC, "little"):
+        raise ValueError(f"IDENT magic {out['magic']:#010x} is not {_MAGIC!r}")
+    if out["version"] != PROTOCOL_VERSION:
+        raise ValueError(f"protocol version {out['version']}, this host speaks "
+                         f"{PROTOCOL_VERSION}")
+    return out
+
+
+def check_link_params(cfg, *, max_payload, timeout_cycles):
+    """The link parameters a :class:`hw.hostlink.HostLink` for ``cfg`` can be built with; a
+    :class:`ConfigError` names the one that does not fit."""
+    for name, value in (("max_payload", max_payload), ("timeout_cycles", timeout_cycles)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, not {value!r}")
+    eb, ob = elem_bytes(cfg), out_bytes(cfg)
+    kv_row = 2 + 2 * cfg.d * eb
+    if max_payload < kv_row:
+        raise ConfigError(f"max_payload = {max_payload} is too small: one K/V row pair "
+                          f"needs {kv_row} bytes (d = {cfg.d})")
+    max_reply = (max_payload // (cfg.d * eb)) * cfg.d * ob
+    if max_payload > 0xFFFF or max_reply > 0xFFFF:
+        raise ConfigError(f"max_payload = {max_payload} is too large: a QUERY reply of "
+                          f"that many rows takes {max_reply} bytes, more than the 16-bit "
+                          f"length field holds")
+    if timeout_cycles < 1:
+        raise ConfigError(f"timeout_cycles = {timeout_cycles} must be at least 1")
+    if cfg.max_seq_len > 1 << 16:
+        raise ConfigError(f"max_seq_len = {cfg.max_seq_len}: LOAD_KV carries a 16-bit "
+                          f"start row")
+
+
+# -- codec ---------------------------------------------------------------------------------------
+
+class ProtocolError(RuntimeError):
+    """A malformed or missing reply (line noise, wrong board, timeout)."""
+
+
+def encode_request(cmd, payload=b""):
+    """A request frame: ``A5 | cmd | len | payload | crc16 (MSB first)``."""
+    payload = bytes(payload)
+    if not 0 <= int(cmd) <= 0xFF:
+        raise ValueError(f"cmd = {cmd} is not a byte")
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds the 16-bit length field")
+    body = bytes([int(cmd)]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([SOF_REQUEST]) + body + crc16(body).to_bytes(2, "big")
+
+
+def encode_reply(cmd, status, payload=b""):
+    """A reply frame (what a board sends): ``5A | cmd | status | len | payload | crc16``."""
+    payload = bytes(payload)
+    body = bytes([int(cmd) & 0xFF, int(status)]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([SOF_REPLY]) + body + crc16(body).to_bytes(2, "big")
+
+
+def write_reg_payload(addr, value):
+    if not 0 <= int(addr) <= 0xFF:
+        raise ValueError(f"register address {addr} is not a byte")
+    if not 0 <= int(value) <= 0xFFFFFFFF:
+        raise ValueError(f"register value {value} does not fit 32 bits")
+    return bytes([int(addr)]) + int(value).to_bytes(4, "little")
+
+
+def read_regs_payload(addr, count):
+    for name, v in (("addr", addr), ("count", count)):
+        if not 0 <= int(v) <= 0xFF:
+            raise ValueError(f"{name} = {v} is not a byte")
+    return bytes([int(addr), int(count)])
+
+
+def row_bytes(cfg, rows, name):
+    """Rows of signed ``data_width``-bit integers as link bytes (``elem_bytes`` each, LE)."""
+    a = np.asarray(rows)
+    if a.ndim != 2 or a.shape[1] != cfg.d:
+        raise ConfigError(f"{name} must have shape [n, {cfg.d}] (d = {cfg.d}), "
+                          f"got {list(a.shape)}")
+    lo, hi = -(1 << (cfg.data_width - 1)), (1 << (cfg.data_width - 1)) - 1
+    a = a.astype(np.int64)
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ConfigError(f"{name} holds values outside the signed {cfg.data_width}-bit range "
+                          f"{lo} … {hi}")
+    eb = elem_bytes(cfg)
+    return [b"".join(int(x).to_bytes(eb, "little", signed=True) for x in row) for row in a]
+
+
+def load_kv_payload(cfg, start, K, V):
+    """LOAD_KV payload: ``start`` (2 bytes), then K row, V row per key."""
+    k_rows, v_rows = row_bytes(cfg, K, "K"), row_bytes(cfg, V, "V")
+    if len(k_rows) != len(v_rows):
+        raise ConfigError(f"K has {len(k_rows)} rows but V has {len(v_rows)}")
+    if not 0 <= start <= 0xFFFF:
+        raise ValueError(f"start = {start} does not fit 16 bits")
+    return int(start).to_bytes(2, "little") + b"".join(k + v for k, v in zip(k_rows, v_rows))
+
+
+def query_payload(cfg, Q):
+    """QUERY payload: the Q rows."""
+    return b"".join(row_bytes(cfg, Q, "Q"))
+
+
+def decode_out(cfg, payload, rows=None):
+    """A QUERY reply payload as an int64 array ``[rows, d]`` of ``O`` (``out_frac`` fraction bits)."""
+    ob = out_bytes(cfg)
+    n = len(payload) // (ob * cfg.d)
+    if len(payload) != n * ob * cfg.d or (rows is not None and n != rows):
+        raise ProtocolError(f"QUERY reply of {len(payload)} bytes; expected "
+                            f"{(rows if rows is not None else '?')} rows of {cfg.d}×{ob} bytes")
+    vals = [int.from_bytes(payload[i:i + ob], "little", signed=True)
+            for i in range(0, len(payload), ob)]
+    return np.array(vals, dtype=np.int64).reshape(n, cfg.d)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One reply frame."""
+    cmd: int
+    status: int
+    payload: bytes
+
+
+class ReplyParser:
+    """Incremental reply parser: :meth:`feed` bytes, collect complete :class:`Reply` objects.
+
+    Bytes before a start byte are skipped (and counted in :attr:`skipped`). A frame whose CRC
+    does not match raises :class:`ProtocolError` (the board never sends one; it means the line
+    corrupted it). ``max_len`` bounds the length field (a corrupted length would otherwise make
+    the parser wait for 64 KiB).
+    """
+
+    def __init__(self, max_len=0xFFFF):
+        self._buf = bytearray()
+        self.max_len = max_len
+        self.skipped = 0
+
+    def feed(self, data):
+        self._buf += bytes(data)
+        out = []
+        while True:
+            start = self._buf.find(bytes([SOF_REPLY]))
+            if start < 0:
+                self.skipped += len(self._buf)
+                self._buf.clear()
+                return out
+            if start:
+                self.skipped += start
+                del self._buf[:start]
+            if len(self._buf) < 5:
+                return out
+            n = int.from_bytes(self._buf[3:5], "little")
+            if n > self.max_len:
+                del self._buf[:1]
+                raise ProtocolError(f"reply length {n} exceeds {self.max_len}")
+            if len(self._buf) < 7 + n:
+                return out
+            frame = bytes(self._buf[:7 + n])
+            del self._buf[:7 + n]
+            if crc16(frame[1:]) != 0:
+                raise ProtocolError(f"reply with a bad CRC: {frame.hex()}")
+            out.append(Reply(cmd=frame[1], status=frame[2], payload=frame[5:5 + n]))
+
+    @property
+    def pending(self):
+        """Bytes of an incomplete frame held back."""
+        return len(self._buf)
+
+
+def decode_reply(data):
+    """Exactly one reply frame in ``data`` (bytes) as a :class:`Reply`."""
+    parser = ReplyParser()
+    replies = parser.feed(data)
+    if len(replies) != 1 or parser.pending:
+        raise ProtocolError(f"expected one reply frame, got {len(replies)} "
+                            f"(+{parser.pending} bytes)")
+    return replies[0]
+
+
+def cmd_name(cmd):
+    cmd = int(cmd)
+    return Cmd(cmd).name if cmd in Cmd._value2member_map_ else f"command {cmd:#04x}"
+
+
+def decode_rows(cfg, data, per_row):
+    """Split link bytes into rows of ``per_row`` element vectors (K, V pairs for 2)."""
+    eb = elem_bytes(cfg)
+    vals = [int.from_bytes(data[i:i + eb], "little", signed=True) for i in range(0, len(data), eb)]
+    shift = 64 - cfg.data_width                  # the RTL keeps the low data_width bits
+    vals = [((v << shift) & ((1 << 64) - 1)) for v in vals]
+    vals = [(v - (1 << 64) if v >> 63 else v) >> shift for v in vals]
+    arr = np.array(vals, dtype=np.int64).reshape(-1, per_row, cfg.d)
+    return [tuple(r) for r in arr]

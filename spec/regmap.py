@@ -1,0 +1,290 @@
+"""The run-time contract of ``sofa_top``: its register map as data.
+
+Every address, width, access rule, reset value, legal range and counter meaning is written here
+once. The RTL (:class:`hw.top.SofaCore`) builds its register file from it, the host link and the
+simulated board (:mod:`gen.host`) check and model it from it, the tests walk it, and
+``sofa verilog`` exports it as SystemRDL, a C header and documentation (:mod:`gen.regs`).
+
+Registers
+---------
+The register port is 32 bits wide, one word per address. Parameter registers (``access =
+"rw"``) take effect at once; a write while the core is busy, or of a value outside
+:meth:`Register.legal`, is ignored and sets the error flag with the register's address in
+``ERROR_ADDR`` (nothing is clamped). A write to an address that is not a writable register
+(a read-only register, a counter, an unused address) is ignored the same way.
+
+Counters
+--------
+From :data:`COUNTER_BASE`, ``counter_width`` bits each (wrapping; none with ``counter_width =
+0``, when they read 0), cleared by writing bit 0 of ``STATUS``. A counter is ``exact`` (its value
+after a query follows from the query's shape and the golden model's event counts:
+:func:`expected_counters`) or ``timing`` (it counts cycles; the cycle model :mod:`sim.perf`
+estimates ``busy_cycles``).
+"""
+
+import enum
+from dataclasses import dataclass
+
+
+__all__ = ["Register", "Counter", "REGISTERS", "COUNTERS", "COUNTER_BASE", "N_REGS", "Reg",
+           "WORD_BITS", "registers", "register", "counter_names", "exact_counters",
+           "expected_counters", "query_groups", "register_map", "parameter_value",
+           "reset_values"]
+
+
+#: Bits of a register word.
+WORD_BITS = 32
+
+
+def _error_addr_width(cfg):
+    """ERROR_ADDR holds a register address or a K/V row index, whichever is wider."""
+    return max(cfg.derived.index_width, (N_REGS - 1).bit_length())
+
+
+def _default_scale(cfg):
+    """``scale_log2e`` after reset: 2^-10 (an arbitrary small, legal value)."""
+    return 1 << max(0, cfg.c_frac - 10)
+
+
+@dataclass(frozen=True)
+class Register:
+    """One register of the port.
+
+    Attributes
+    ----------
+    name : str
+        Lower-case name (``seq_len``); :class:`Reg` has it upper-case.
+    address : int
+    access : str
+        ``"rw"`` (a parameter: range-checked, written only while idle), ``"ro"`` (read only)
+        or ``"status"`` (STATUS: read busy/error, write 1s to clear).
+    description : str
+    value_width : callable
+        ``cfg -> int``: bits of the value behind the register (the low word holds up to 32).
+    reset : callable
+        ``cfg -> int``: value after reset.
+    legal : callable or None
+        ``cfg -> (lo, hi)``: the values a write may set (``"rw"`` only).
+    """
+    name: str
+    address: int
+    access: str
+    description: str
+    value_width: object
+    reset: object
+    legal: object = None
+
+    def width(self, cfg):
+        """Bits of this register's word (at most :data:`WORD_BITS`)."""
+        return min(WORD_BITS, self.value_width(cfg))
+
+
+def _rw(name, address, description, width, reset, legal):
+    return Register(name, address, "rw", description, width, reset, legal)
+
+
+#: The registers below the counters, in address order.
+REGISTERS = (
+    _rw("seq_len", 0, "S, keys in the sequence.",
+        lambda cfg: cfg.derived.seq_len_width, lambda cfg: cfg.max_seq_len,
+        lambda cfg: (1, cfg.max_seq_len)),
+    _rw("top_k", 1, "Keys kept per tile (sparse mode).",
+        lambda cfg: cfg.derived.topk_width, lambda cfg: cfg.k_max, lambda cfg: (1, cfg.k_max)),
+    _rw("radius", 2, "Sphere radius R in Â units, low word; radius_inf (all ones) disables "
+        "clipping.",
+        lambda cfg: cfg.derived.radius_width, lambda cfg: cfg.derived.radius_inf,
+        lambda cfg: (0, cfg.derived.radius_inf)),
+    _rw("scale", 3, "scale_log2e c = s_q·s_k·log2(e)/√d, c_bits bits with c_frac fraction "
+        "bits.",
+        lambda cfg: cfg.c_bits, _default_scale, lambda cfg: (0, (1 << cfg.c_bits) - 1)),
+    _rw("dense", 4, "1: dense mode (every key, natural order, no prediction).",
+        lambda cfg: 1, lambda cfg: 0, lambda cfg: (0, 1)),
+    Register("status", 5, "status",
+             "Read: bit 0 busy (a query is in flight), bit 1 error (a write was rejected). "
+             "Write: bit 0 clears the counters, bit 1 clears the error flag.",
+             lambda cfg: 2, lambda cfg: 0),
+    Register("error_addr", 6, "ro",
+             "The register address or K/V row index of the last rejected write.",
+             _error_addr_width, lambda cfg: 0),
+)
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One performance counter.
+
+    Attributes
+    ----------
+    name : str
+    address : int
+    kind : str
+        ``"exact"`` (:func:`expected_counters` gives its value) or ``"timing"``.
+    description : str
+    """
+    name: str
+    address: int
+    kind: str
+    description: str
+
+
+#: First counter address.
+COUNTER_BASE = 16
+
+_COUNTER_TABLE = (
+    ("cycles", "timing", "Every cycle."),
+    ("busy_cycles", "timing", "Cycles with at least one query in flight."),
+    ("predict_cycles", "timing", "Cycles the K stream into DLZS holds a row (prediction "
+                                 "working)."),
+    ("qk_cycles", "exact", "Cycles SU-FA's Q·K multipliers work: keys · mac_cycles."),
+    ("pv_cycles", "exact", "Cycles SU-FA's P·V multipliers work (accumulate or rescale): "
+                           "(keys + rescales) · mac_cycles."),
+    ("starved_cycles", "timing", "Busy, but SU-FA has no key to take (waiting for the "
+                                 "selection)."),
+    ("sufa_stall_cycles", "timing", "A fetched key waits for SU-FA (SU-FA is the "
+                                    "bottleneck)."),
+    ("out_stall_cycles", "timing", "An output element waits for its consumer (backpressure "
+                                   "on O)."),
+    ("k_rows_predict", "exact", "K rows read for DLZS: S per group of up to q_lanes queries "
+                                "(sparse mode)."),
+    ("kv_rows_fetch", "exact", "K+V row pairs read for SU-FA: one per key."),
+    ("keys", "exact", "Keys accumulated by SU-FA."),
+    ("misses", "exact", "Keys whose exact score exceeded the running maximum after max "
+                        "assurance."),
+    ("rescales", "exact", "Rescales of l and o (the running maximum grew while l > 0)."),
+    ("rows", "exact", "Output rows completed."),
+    ("blocked_radius", "exact", "SADS: keys blocked by the sphere rule Â < run_max − R."),
+    ("blocked_full", "exact", "SADS: keys blocked because they cannot enter a full survivor "
+                              "list."),
+    ("entered", "exact", "SADS: keys that entered the sorter."),
+    ("sort_steps", "exact", "SADS: sorter steps (batches that had an entering key)."),
+    ("tiles", "exact", "SADS: tiles selected (sparse mode)."),
+    ("macs", "exact", "Multiplies issued: mac_lanes · (qk_cycles + pv_cycles)."),
+)
+
+#: The counters, in address order from :data:`COUNTER_BASE`.
+COUNTERS = tuple(Counter(name, COUNTER_BASE + i, kind, desc)
+                 for i, (name, kind, desc) in enumerate(_COUNTER_TABLE))
+
+#: Addresses the register port decodes: the registers, a gap, then the counters.
+N_REGS = COUNTER_BASE + len(COUNTERS)
+
+#: Register addresses by upper-case name (``Reg.SEQ_LEN``); counters are not in it.
+Reg = enum.IntEnum("Reg", {r.name.upper(): r.address for r in REGISTERS})
+Reg.__doc__ = "Register addresses of ``sofa_top``'s register port (:data:`REGISTERS`)."
+
+
+def registers():
+    """The registers (:data:`REGISTERS`), in address order."""
+    return REGISTERS
+
+
+def register(name):
+    """The :class:`Register` called ``name`` (any case); KeyError names the known ones."""
+    for r in REGISTERS:
+        if r.name == str(name).lower():
+            return r
+    raise KeyError(f"no register {name!r}; registers are "
+                   f"{', '.join(r.name for r in REGISTERS)}")
+
+
+def counter_names():
+    """Counter names in address order."""
+    return tuple(c.name for c in COUNTERS)
+
+
+def exact_counters():
+    """Names of the counters :func:`expected_counters` predicts."""
+    return tuple(c.name for c in COUNTERS if c.kind == "exact")
+
+
+def reset_values(cfg):
+    """``{register name: value after reset}``."""
+    return {r.name: r.reset(cfg) for r in REGISTERS}
+
+
+def parameter_value(cfg, name, value):
+    """``value`` checked against the legal range of parameter register ``name``; a
+    ValueError names the register, the value and the range."""
+    reg = register(name)
+    lo, hi = reg.legal(cfg)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"register {reg.name}: {value!r} is outside {lo} … {hi}")
+    return value
+
+
+def register_map(cfg):
+    """Every register and counter as plain data (for the sidecar and the exports).
+
+    Returns a list of dicts with ``name``, ``address``, ``access``, ``width``, ``reset``,
+    ``legal`` (``[lo, hi]`` or None), ``kind`` (``"register"``, or the counter's kind) and
+    ``description``. Counters are listed with ``width = counter_width`` (0 when the core
+    has none: they read 0).
+    """
+    out = []
+    for r in REGISTERS:
+        out.append({"name": r.name, "address": r.address, "access": r.access,
+                    "width": r.width(cfg), "value_width": r.value_width(cfg),
+                    "reset": r.reset(cfg) & ((1 << r.width(cfg)) - 1),
+                    "legal": list(r.legal(cfg)) if r.legal else None, "kind": "register",
+                    "description": r.description})
+    for c in COUNTERS:
+        out.append({"name": f"counter_{c.name}", "address": c.address, "access": "ro",
+                        "width": cfg.counter_width, "value_width": cfg.counter_width,
+                        "reset": 0, "legal": None, "kind": c.kind,
+                        "description": c.description})
+    return out
+
+
+def query_groups(T, q_lanes):
+    """Sizes of the lane groups ``T`` queries of one call form: full groups of ``q_lanes``, the
+    last one closed by the call's final query."""
+    if T < 0 or q_lanes < 1:
+        raise ValueError(f"query_groups: T = {T}, q_lanes = {q_lanes}")
+    return [min(q_lanes, T - g) for g in range(0, T, q_lanes)]
+
+
+def expected_counters(cfg, params, stats, *, calls):
+    """The exact counters after queries, from their shape and the golden model's events.
+
+    Parameters
+    ----------
+    cfg : spec.config.SofaConfig
+    params : spec.config.RunParams
+        The run-time registers the queries ran with.
+    stats : dict
+        Event totals of the golden model over those queries (:meth:`sim.golden.GoldenResult
+        .counters`): ``keys``, ``misses``, ``rescales``, ``blocked_radius``, ``blocked_full``,
+        ``entered``, ``sort_steps``.
+    calls : list of int
+        Queries per call, in order: a call is a run of queries whose last one carries ``last``
+        (a host-link QUERY frame, one ``SofaCore`` call). Its queries form groups of up to
+        ``q_lanes`` that share each K row read for prediction.
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` of every ``exact`` counter, before wrapping to ``counter_width``.
+    """
+    S, M = params.seq_len, cfg.derived.mac_cycles
+    T = sum(calls)
+    groups = sum(len(query_groups(n, cfg.q_lanes)) for n in calls)
+    tiles = -(-S // cfg.block_size)
+    sparse = not params.dense
+    out = {
+        "qk_cycles": stats["keys"] * M,
+        "pv_cycles": (stats["keys"] + stats["rescales"]) * M,
+        "k_rows_predict": groups * S if sparse else 0,
+        "kv_rows_fetch": stats["keys"],
+        "keys": stats["keys"],
+        "misses": stats["misses"],
+        "rescales": stats["rescales"],
+        "rows": T,
+        "blocked_radius": stats["blocked_radius"],
+        "blocked_full": stats["blocked_full"],
+        "entered": stats["entered"],
+        "sort_steps": stats["sort_steps"],
+        "tiles": T * tiles if sparse else 0,
+    }
+    out["macs"] = cfg.mac_lanes * (out["qk_cycles"] + out["pv_cycles"])
+    assert set(out) == set(exact_counters())
+    return out

@@ -1,0 +1,197 @@
+"""Latency and initiation interval of every unit, as formulas of the configuration.
+
+The units (:mod:`hw`) report these figures as their ``latency``/``ii`` properties (and the tests
+check them against the simulation); the cycle model (:mod:`sim.perf`) and the DSE take them from
+here, so nothing builds hardware to learn a number.
+
+Latency is counted in cycles from a unit accepting an input beat to the first output beat that
+depends on it, with no stalls; ``ii`` is the cycles between accepted inputs in steady state.
+"""
+
+from fractions import Fraction
+from functools import lru_cache
+
+from spec.sortnet import top_k_network
+
+
+__all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
+           "SadsTiming", "sads_timing", "sufa_latency", "core_latency", "EXP2_LATENCY",
+           "SKID_LATENCY"]
+
+
+#: Quotient bits an iterative divider resolves per cycle.
+ITERATIVE_DIVIDER_STEPS = 2
+#: :class:`hw.exp2.Exp2`: the table's read register and the output register.
+EXP2_LATENCY = 2
+#: :class:`hw.skid.SkidBuffer`, in both modes.
+SKID_LATENCY = 1
+
+
+def divider_timing(quot_width, *, iterative):
+    """``(latency, ii)`` of a divider with a ``quot_width``-bit quotient.
+
+    It computes ``quot_bits = quot_width + 1`` quotient bits (the extra bit rounds). Pipelined:
+    latency ``quot_bits + 2`` (input register, one stage per bit, output), ii 1. Iterative,
+    ``ITERATIVE_DIVIDER_STEPS`` bits a cycle: ``c = ceil(quot_bits / steps)`` cycles of work,
+    latency ``c + 2``, ii ``c + 1`` (one cycle to load the next operands).
+    """
+    steps = quot_width + 1
+    if iterative:
+        cycles = -(-steps // ITERATIVE_DIVIDER_STEPS)
+        return cycles + 2, cycles + 1
+    return steps + 2, 1
+
+
+def dlzs_tree_levels(cfg):
+    """Adder-tree levels of DLZS's lane sum: ``ceil(log2 dlzs_lanes)``."""
+    return (cfg.dlzs_lanes - 1).bit_length()
+
+
+def dlzs_latency(cfg):
+    """DLZS: ``3 + ceil(log2 dlzs_lanes)`` (shift, lane register, tree, accumulator); its ii is
+    ``dlzs_cycles = d / dlzs_lanes`` cycles per key."""
+    return 3 + dlzs_tree_levels(cfg)
+
+
+def sufa_latency(cfg, *, iterative_divider=False):
+    """SU-FA, from a key's acceptance to the first ``O`` beat of a one-key row:
+    ``2·mac_cycles + 11 + divider latency`` (Q·K chunks, P·V chunks, the score, exp2, operation
+    and product registers, the divide buffer and the divider)."""
+    div_lat, _ = divider_timing(cfg.derived.out_width, iterative=iterative_divider)
+    return 2 * cfg.derived.mac_cycles + 11 + div_lat
+
+
+def core_latency(cfg, *, iterative_divider=False):
+    """``sofa_top``: a one-key dense query (S = 1) from acceptance to its first ``O`` beat,
+    pipeline empty: SU-FA's latency + 4 (query FIFO, dense generator, K/V read, output skid
+    buffer)."""
+    return sufa_latency(cfg, iterative_divider=iterative_divider) + 4
+
+
+class SadsTiming:
+    """Timing of :class:`hw.sads.SADS` for a config, a network kind and a pipelining.
+
+    Parameters
+    ----------
+    cfg : spec.config.SofaConfig
+    kind : str
+        Network kind (``"oddeven"`` or ``"bitonic"``).
+    layers_per_stage : int
+        Comparator layers between pipeline registers.
+
+    Attributes
+    ----------
+    network : spec.sortnet.Network
+        The ``sort_width``-to-``k_max`` network with ``k_max`` presorted inputs.
+    stages : int
+        ``P = ceil(depth / layers_per_stage)``, at least 1.
+    latency : int
+        ``P + 4``: a key's acceptance to the first decision that depends on it.
+    queue_depth : int
+        Tiles whose selection may wait for output: ``max(2, floor((P + 1 + k_max) / Bc) + 1)``.
+    ii : int or float
+        Cycles per key in steady state with every batch entering the sorter, from
+        :meth:`schedule`.
+    tile_latency : int
+        A tile's last key accepted to its first ``sel`` beat, steady state.
+    """
+
+    def __init__(self, cfg, kind="oddeven", layers_per_stage=1):
+        if layers_per_stage < 1:
+            raise ValueError(f"layers_per_stage = {layers_per_stage} must be at least 1")
+        self.cfg = cfg
+        self.network = top_k_network(cfg.sort_width, cfg.k_max, kind, presorted=cfg.k_max)
+        self.stages = max(1, -(-self.network.depth // layers_per_stage))
+        self.latency = self.stages + 4
+        self.queue_depth = max(2, (self.stages + 1 + cfg.k_max) // cfg.block_size + 1)
+        steady = self.steady(self.queue_depth)
+        ii = steady["ii"]
+        self.ii = int(ii) if ii.denominator == 1 else float(ii)
+        self.tile_latency = steady["tile_latency"]
+
+    def steady(self, queue_depth):
+        """``{"ii": Fraction, "tile_latency": int}`` over twelve tiles, start-up skipped."""
+        cfg = self.cfg
+        tiles = 12
+        acc, out = self.schedule(tiles * cfg.block_size, top_k=cfg.k_max,
+                                 queue_depth=queue_depth)
+        B = cfg.block_size
+        a, b = 4, tiles - 1                       # skip the start-up tiles
+        ii = Fraction(acc[b * B] - acc[a * B], (b - a) * B)
+        return {"ii": ii, "tile_latency": out[a] - acc[(a + 1) * B - 1]}
+
+    def schedule(self, keys, *, top_k, queue_depth=None):
+        """Cycle-exact timing of one row of ``keys`` keys under steady traffic (a key offered
+        every cycle, ``sel`` always ready) when every batch enters the sorter (e.g. strictly
+        increasing Â). Mirrors the control of :class:`hw.sads.SADS` (``queue_depth``
+        overrides :attr:`queue_depth`, for exploring it).
+
+        Returns
+        -------
+        (accept, first_beat) : (list of int, list of int)
+            The cycle each key is accepted (the first key at cycle 0) and the cycle each tile's
+            first ``sel`` beat is valid.
+        """
+        cfg, der = self.cfg, self.cfg.derived
+        B, bsz, P = cfg.block_size, der.batch, self.stages
+        Q = self.queue_depth if queue_depth is None else queue_depth
+        pipe = [None] * P                    # network stages; pipe[-1] is the output
+        queue = []                           # [beats left after this one, first flag]
+        accept, first_beat = [], []
+        key = bpos = tpos = 0
+        buf_full = busy = False
+        buf = L = G = None
+        reserved, credit = 0, True
+        t = 0
+        n_tiles = -(-keys // B)
+        while len(first_beat) < n_tiles:
+            o = pipe[-1]
+            emerge_nf = o is not None and not o["final"]
+            decide = L is not None and (not busy or emerge_nf) and (not L["final"] or credit)
+            transfer = buf_full and (L is None or decide)
+            take = (not buf_full or transfer) and key < keys
+            pop = bool(queue) and queue[0][0] == 0
+            # -- register updates
+            if queue:
+                if queue[0][1]:
+                    first_beat.append(t)
+                if pop:
+                    queue.pop(0)
+                else:
+                    queue[0] = [queue[0][0] - 1, False]
+            if o is not None and o["final"]:
+                queue.append([min(top_k, o["keys"]) - 1, True])
+            reserved += int(decide and L["final"]) - int(pop)
+            credit = reserved < Q
+            pipe = [G] + pipe[:-1]           # every batch enters: every decided batch launches
+            if decide:
+                busy = not L["final"]
+            elif emerge_nf:
+                busy = False
+            G = dict(final=L["final"], keys=L["tile_keys"]) if decide else None
+            if transfer:
+                L = buf
+            elif decide:
+                L = None
+            if take:
+                accept.append(t)
+                last = key == keys - 1
+                complete = bpos == bsz - 1 or tpos == B - 1 or last
+                tile_end = tpos == B - 1 or last
+                if complete:
+                    buf = dict(final=tile_end, tile_keys=tpos + 1)
+                    bpos, tpos = 0, (0 if tile_end else tpos + 1)
+                else:
+                    bpos, tpos = bpos + 1, tpos + 1
+                key += 1
+            buf_full = (buf_full and not transfer) or (take and complete)
+            t += 1
+            if t > 100 * (keys + P + 10):
+                raise RuntimeError("SadsTiming.schedule did not converge")
+        return accept, first_beat
+
+
+@lru_cache(maxsize=64)
+def sads_timing(cfg, kind="oddeven", layers_per_stage=1):
+    """The (cached) :class:`SadsTiming` of ``cfg``; the core builds SADS with the defaults."""
+    return SadsTiming(cfg, kind, layers_per_stage)
