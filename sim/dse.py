@@ -1498,10 +1498,10 @@ def settings_from_args(args, n_texts):
     if args.radius_bc not in BLOCK_SIZES:
         raise BadInput(f"--radius-bc {args.radius_bc} must be one of "
                        f"{', '.join(map(str, BLOCK_SIZES))}")
-    from spec.config import _RANGES
-    if args.radius_bc > _RANGES["k_max"][1]:
+    from spec.config import RANGES
+    if args.radius_bc > RANGES["k_max"][1]:
         raise BadInput(f"--radius-bc {args.radius_bc}: top_k = Bc needs k_max = "
-                       f"{args.radius_bc}, above the {_RANGES['k_max'][1]} a core supports")
+                       f"{args.radius_bc}, above the {RANGES['k_max'][1]} a core supports")
     n_all = n_texts if base["n_texts"] is None else min(n_texts, base["n_texts"])
     s["search_n"] = base["search_texts"] if args.search_texts is None else args.search_texts
     if not 1 <= s["search_n"] <= n_all:

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 
-__all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "preset",
+__all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "RANGES", "preset",
            "load_config", "GOLDEN_INT_BITS"]
 
 
@@ -116,8 +116,8 @@ class Derived:
     exp_lut_depth: int
 
 
-# Parameter name -> (lowest, highest) allowed value; the cross-parameter rules are in _validate.
-_RANGES = {
+#: Parameter name -> (lowest, highest) allowed value; the cross-parameter rules are in _validate.
+RANGES = {
     "d":            (1, 256),
     "data_width":   (2, 16),
     "block_size":   (2, 256),
@@ -292,7 +292,7 @@ class SofaConfig:
 
 
 def _validate(cfg):
-    for name, (lo, hi) in _RANGES.items():
+    for name, (lo, hi) in RANGES.items():
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, not {value!r}")

@@ -243,7 +243,7 @@ def query_groups(T, q_lanes):
     return [min(q_lanes, T - g) for g in range(0, T, q_lanes)]
 
 
-def expected_counters(cfg, params, stats, *, calls):
+def expected_counters(cfg, params, stats, *, calls, wrap=True):
     """The exact counters after queries, from their shape and the golden model's events.
 
     Parameters
@@ -259,11 +259,14 @@ def expected_counters(cfg, params, stats, *, calls):
         Queries per call, in order: a call is a run of queries whose last one carries ``last``
         (a host-link QUERY frame, one ``SofaCore`` call). Its queries form groups of up to
         ``q_lanes`` that share each K row read for prediction.
+    wrap : bool
+        Wrap the values to ``counter_width`` bits as the registers read them (0 without
+        counters); ``False`` gives the plain event counts.
 
     Returns
     -------
     dict
-        ``{name: value}`` of every ``exact`` counter, before wrapping to ``counter_width``.
+        ``{name: value}`` of every ``exact`` counter.
     """
     S, M = params.seq_len, cfg.derived.mac_cycles
     T = sum(calls)
@@ -287,4 +290,7 @@ def expected_counters(cfg, params, stats, *, calls):
     }
     out["macs"] = cfg.mac_lanes * (out["qk_cycles"] + out["pv_cycles"])
     assert set(out) == set(exact_counters())
+    if wrap:
+        mask = (1 << cfg.counter_width) - 1
+        out = {name: value & mask for name, value in out.items()}
     return out
