@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from spec.validate import (ConfigError, check_bool, check_int, check_name, parse_json,
+                           read_text)
+
 
 __all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "RANGES", "preset",
            "load_config", "GOLDEN_INT_BITS"]
@@ -22,10 +25,6 @@ __all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "RANG
 
 #: The golden model computes in numpy int64; every derived width must leave one bit of headroom.
 GOLDEN_INT_BITS = 62
-
-
-class ConfigError(ValueError):
-    """An invalid configuration, run-time parameter or input file; the message names the culprit."""
 
 
 def _signed_bits(magnitude):
@@ -115,6 +114,11 @@ class Derived:
     mac_cycles: int
     exp_lut_depth: int
 
+
+#: Top-level keys of a JSON sidecar (``sofa verilog``'s ``sofa_top.json``), which
+#: :meth:`SofaConfig.from_dict` accepts in place of a parameter object.
+SIDECAR_KEYS = {"top", "config", "derived", "ports", "latency", "ii", "tile_latency",
+                "comparators", "depth", "register_map", "registers", "generator"}
 
 #: Parameter name -> (lowest, highest) allowed value; the cross-parameter rules are in _validate.
 RANGES = {
@@ -261,11 +265,17 @@ class SofaConfig:
 
     @classmethod
     def from_dict(cls, data, *, source="config"):
+        """A config from a dict of parameters: ``{"preset": NAME, ...}`` starts from a preset;
+        a whole JSON sidecar (``{"config": {...}, "derived": ...}``) is accepted too."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object of parameters, "
                               f"got {type(data).__name__}")
-        if "config" in data and isinstance(data["config"], dict):
-            data = data["config"]                # accept a sidecar as well
+        if isinstance(data.get("config"), dict):
+            extra = sorted(set(data) - SIDECAR_KEYS)
+            if extra:
+                raise ConfigError(f"{source}: unknown key {extra[0]!r} beside \"config\"; a "
+                                  f"sidecar has only {', '.join(sorted(SIDECAR_KEYS))}")
+            data = data["config"]
         data = dict(data)
         base = preset(data.pop("preset")) if "preset" in data else cls()
         known = {f.name for f in dataclasses.fields(cls)}
@@ -280,12 +290,7 @@ class SofaConfig:
 
     @classmethod
     def from_json(cls, text, *, source="config"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{source}: not valid JSON: {e.msg} at line {e.lineno} "
-                              f"column {e.colno}") from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(parse_json(text, source=source), source=source)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -293,15 +298,9 @@ class SofaConfig:
 
 def _validate(cfg):
     for name, (lo, hi) in RANGES.items():
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, not {value!r}")
-        if not lo <= value <= hi:
-            raise ConfigError(f"{name} = {value} is out of range; allowed {lo} … {hi}")
-    if not isinstance(cfg.skid_buffers, bool):
-        raise ConfigError(f"skid_buffers must be true or false, not {cfg.skid_buffers!r}")
-    if not isinstance(cfg.name, str):
-        raise ConfigError(f"name must be a string, not {cfg.name!r}")
+        check_int(name, getattr(cfg, name), lo, hi)
+    check_bool("skid_buffers", cfg.skid_buffers)
+    check_name("name", cfg.name)
 
     def need(ok, message):
         if not ok:
@@ -412,23 +411,23 @@ PRESETS = {
 
 def preset(name):
     """The named preset; an unknown name is a :class:`ConfigError` listing the known ones."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; known presets are "
-                          f"{', '.join(PRESETS)}") from None
+    if not isinstance(name, str) or name not in PRESETS:
+        shown = repr(name) if isinstance(name, str) else f"{type(name).__name__} {name!r}"[:60]
+        raise ConfigError(f"unknown preset {shown}; known presets are {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 def load_config(*, preset_name=None, path=None):
-    """A config from a JSON file (``path``), else from a preset name (``default`` if neither)."""
+    """A config from a JSON file (``path``, read with the bounds of :mod:`spec.validate`),
+    else from a preset name (``default`` if neither is given)."""
     if path is not None:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ConfigError(f"config file {path}: {e.strerror}") from None
-        cfg = SofaConfig.from_json(text, source=str(path))
+        source = f"config file {path}"
+        cfg = SofaConfig.from_json(read_text(path, what="config file"), source=source)
         if cfg.name == "custom":
-            cfg = cfg.replace(name=path.stem)
+            try:
+                cfg = cfg.replace(name=check_name("the config file's name", path.stem))
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {e}") from None
         return cfg
-    return preset(preset_name or "default")
+    return preset("default" if preset_name is None else preset_name)

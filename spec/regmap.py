@@ -90,8 +90,7 @@ REGISTERS = (
         lambda cfg: (1, cfg.max_seq_len)),
     _rw("top_k", 1, "Keys kept per tile (sparse mode).",
         lambda cfg: cfg.derived.topk_width, lambda cfg: cfg.k_max, lambda cfg: (1, cfg.k_max)),
-    _rw("radius", 2, "Sphere radius R in Â units, low word; radius_inf (all ones) disables "
-        "clipping.",
+    _rw("radius", 2, "Sphere radius R in Â units; radius_inf (all ones) disables clipping.",
         lambda cfg: cfg.derived.radius_width, lambda cfg: cfg.derived.radius_inf,
         lambda cfg: (0, cfg.derived.radius_inf)),
     _rw("scale", 3, "scale_log2e c = s_q·s_k·log2(e)/√d, c_bits bits with c_frac fraction "
