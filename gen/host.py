@@ -35,8 +35,8 @@ from spec.protocol import (CONFIG_FIELDS, N_REGS, NO_CMD, SOF_REQUEST, Cmd, Prot
                            elem_bytes, encode_reply, encode_request, ident_bytes,
                            load_kv_payload, out_bytes, parse_ident, query_payload,
                            read_regs_payload, write_reg_payload)
-from spec.regmap import (COUNTER_BASE, COUNTERS, REGISTERS, Reg, counter_names,
-                         expected_counters)
+from spec.regmap import (COUNTER_BASE, COUNTERS, REGISTERS, WORD_BITS, Reg, counter_names,
+                         expected_counters, parameter_writes, register)
 
 
 __all__ = ["LinkError", "CoreRejected", "ProtocolError", "SerialTransport", "SimulatedBoard",
@@ -241,6 +241,8 @@ class SimulatedBoard:
     def _write(self, addr, value):
         reg = next((r for r in REGISTERS if r.address == addr), None)
         if reg is not None and reg.access == "rw":
+            if reg.high and reg.value_width(self.cfg) > WORD_BITS:
+                value |= self.regs[register(reg.high).address] << WORD_BITS
             lo, hi = reg.legal(self.cfg)
             if lo <= value <= hi:
                 self.regs[addr] = value
@@ -256,7 +258,7 @@ class SimulatedBoard:
 
     def _read(self, addr):
         if addr in self.regs:
-            return self.regs[addr]
+            return self.regs[addr] & ((1 << WORD_BITS) - 1)
         if addr == Reg.STATUS:
             return self.error << 1
         if addr == Reg.ERROR_ADDR:
@@ -365,9 +367,7 @@ class SofaHost:
         """Write the run-time registers of ``params`` (a :class:`RunParams`)."""
         cfg = self._need_cfg()
         params.validate(cfg)
-        for reg, value in ((Reg.SEQ_LEN, params.seq_len), (Reg.TOP_K, params.top_k),
-                           (Reg.RADIUS, params.radius), (Reg.SCALE, params.scale_log2e),
-                           (Reg.DENSE, int(params.dense))):
+        for reg, value in parameter_writes(cfg, params):
             self.write_reg(reg, value)
 
     def clear_counters(self):

@@ -74,7 +74,8 @@ class SofaCore(wiring.Component):
     Attributes
     ----------
     kv_load : In(stream.Signature(kv_load_layout(cfg)))
-        Always ready: one K/V row pair per cycle.
+        One K/V row pair per cycle while no query is in flight; not ready while :py:`busy`
+        (a load waits for the queries in flight instead of changing their K and V).
     q : In(stream.Signature(query_layout(cfg)))
         Queries, one row each; ``last`` on the final query of a call closes a partial group.
     o : Out(stream.Signature(out_layout(cfg)))
@@ -226,11 +227,14 @@ class SofaCore(wiring.Component):
                     if r.access != "rw":
                         continue
                     lo, hi = r.legal(cfg)
+                    # A parameter wider than the port takes its high bits from its _HI stage.
+                    value = Cat(wd, params[r.high]) if r.high and \
+                        r.value_width(cfg) > len(wd) else wd
                     with m.Case(r.address):
-                        with m.If(self.busy | (wd < lo) | (wd > hi)):
+                        with m.If(self.busy | (value < lo) | (value > hi)):
                             reject(r.address)
                         with m.Else():
-                            m.d.sync += params[r.name].eq(wd)
+                            m.d.sync += params[r.name].eq(value)
                 with m.Case(Reg.STATUS):
                     m.d.comb += clear.eq(wd[0])
                     with m.If(wd[1]):
@@ -251,14 +255,16 @@ class SofaCore(wiring.Component):
         k_wr, v_wr = k_mem.write_port(), v_mem.write_port()
         load = self.kv_load.payload
         in_range = load.index < S_MAX
+        # A load waits while queries are in flight, so it never changes their K/V.
+        take_kv = self.kv_load.valid & self.kv_load.ready
         m.d.comb += [
-            self.kv_load.ready.eq(1),
+            self.kv_load.ready.eq(~self.busy),
             k_wr.addr.eq(load.index), k_wr.data.eq(load.k),
             v_wr.addr.eq(load.index), v_wr.data.eq(load.v),
-            k_wr.en.eq(self.kv_load.valid & in_range),
-            v_wr.en.eq(self.kv_load.valid & in_range),
+            k_wr.en.eq(take_kv & in_range),
+            v_wr.en.eq(take_kv & in_range),
         ]
-        with m.If(self.kv_load.valid & ~in_range):
+        with m.If(take_kv & ~in_range):
             reject(load.index)
 
         # -- query intake: lane by lane into groups of up to q_lanes queries ----------------

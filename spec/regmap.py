@@ -13,6 +13,11 @@ The register port is 32 bits wide, one word per address. Parameter registers (``
 ``ERROR_ADDR`` (nothing is clamped). A write to an address that is not a writable register
 (a read-only register, a counter, an unused address) is ignored the same way.
 
+A parameter wider than 32 bits (the radius, at large ``d`` and ``data_width``) is split: its low word
+at its own address, the bits above in a ``_HI`` register (:attr:`Register.high`). A write of
+the ``_HI`` register stages the high bits; the next write of the low word applies the whole
+value (checked as one). Reads return the low word and the staged high bits.
+
 Counters
 --------
 From :data:`COUNTER_BASE`, ``counter_width`` bits each (wrapping; none with ``counter_width =
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 
 __all__ = ["Register", "Counter", "REGISTERS", "COUNTERS", "COUNTER_BASE", "N_REGS", "Reg",
            "WORD_BITS", "registers", "register", "counter_names", "exact_counters",
+           "parameter_writes",
            "expected_counters", "query_groups", "register_map", "parameter_value",
            "reset_values"]
 
@@ -65,6 +71,8 @@ class Register:
         ``cfg -> int``: value after reset.
     legal : callable or None
         ``cfg -> (lo, hi)``: the values a write may set (``"rw"`` only).
+    high : str or None
+        The ``_HI`` register that stages this parameter's bits above the low word.
     """
     name: str
     address: int
@@ -73,14 +81,15 @@ class Register:
     value_width: object
     reset: object
     legal: object = None
+    high: object = None
 
     def width(self, cfg):
         """Bits of this register's word (at most :data:`WORD_BITS`)."""
         return min(WORD_BITS, self.value_width(cfg))
 
 
-def _rw(name, address, description, width, reset, legal):
-    return Register(name, address, "rw", description, width, reset, legal)
+def _rw(name, address, description, width, reset, legal, high=None):
+    return Register(name, address, "rw", description, width, reset, legal, high)
 
 
 #: The registers below the counters, in address order.
@@ -90,9 +99,10 @@ REGISTERS = (
         lambda cfg: (1, cfg.max_seq_len)),
     _rw("top_k", 1, "Keys kept per tile (sparse mode).",
         lambda cfg: cfg.derived.topk_width, lambda cfg: cfg.k_max, lambda cfg: (1, cfg.k_max)),
-    _rw("radius", 2, "Sphere radius R in Â units; radius_inf (all ones) disables clipping.",
+    _rw("radius", 2, "Sphere radius R in Â units, low word; radius_inf (all ones) disables "
+        "clipping. A write applies RADIUS_HI (the bits above 32) with this word.",
         lambda cfg: cfg.derived.radius_width, lambda cfg: cfg.derived.radius_inf,
-        lambda cfg: (0, cfg.derived.radius_inf)),
+        lambda cfg: (0, cfg.derived.radius_inf), high="radius_hi"),
     _rw("scale", 3, "scale_log2e c = s_q·s_k·log2(e)/√d, c_bits bits with c_frac fraction "
         "bits.",
         lambda cfg: cfg.c_bits, _default_scale, lambda cfg: (0, (1 << cfg.c_bits) - 1)),
@@ -105,6 +115,11 @@ REGISTERS = (
     Register("error_addr", 6, "ro",
              "The register address or K/V row index of the last rejected write.",
              _error_addr_width, lambda cfg: 0),
+    _rw("radius_hi", 7, "The radius's bits above the low word, applied by the next write of "
+        "RADIUS (0 and nothing else when the radius fits 32 bits).",
+        lambda cfg: max(1, cfg.derived.radius_width - WORD_BITS),
+        lambda cfg: cfg.derived.radius_inf >> WORD_BITS,
+        lambda cfg: (0, cfg.derived.radius_inf >> WORD_BITS)),
 )
 
 
@@ -209,6 +224,24 @@ def parameter_value(cfg, name, value):
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ValueError(f"register {reg.name}: {value!r} is outside {lo} … {hi}")
     return value
+
+
+def parameter_writes(cfg, params):
+    """The register writes that set a :class:`~spec.config.RunParams`, in order:
+    ``[(address, word), ...]``, a ``_HI`` stage before its low word where the value is wider
+    than the port."""
+    values = {"seq_len": params.seq_len, "top_k": params.top_k, "radius": params.radius,
+              "scale": params.scale_log2e, "dense": int(params.dense)}
+    staged = {r.high for r in REGISTERS if r.high}
+    out = []
+    for r in REGISTERS:
+        if r.access != "rw" or r.name in staged:
+            continue
+        value = values[r.name]
+        if r.high and r.value_width(cfg) > WORD_BITS:
+            out.append((register(r.high).address, value >> WORD_BITS))
+        out.append((r.address, value & ((1 << WORD_BITS) - 1)))
+    return out
 
 
 def register_map(cfg):

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from spec.config import RunParams, preset
 from hw.top import SofaCore
-from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters
+from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters, parameter_writes
 from sim.golden import sofa_attention
 from sim.perf import core_cycles
 from tb.streams import TRAFFIC
@@ -63,9 +63,7 @@ def run_core(cfg, Q, K, V, params, traffic=None, seed=0, timeout=300_000, iterat
                                           "v": [int(x) for x in V[j]]})
             await ctx.tick()
         ctx.set(dut.kv_load.valid, 0)
-        for reg, value in ((Reg.SEQ_LEN, params.seq_len), (Reg.TOP_K, params.top_k),
-                           (Reg.RADIUS, params.radius), (Reg.SCALE, params.scale_log2e),
-                           (Reg.DENSE, int(params.dense))):
+        for reg, value in parameter_writes(cfg, params):
             await write(ctx, reg, value)
             assert await read(ctx, reg) == value
         await write(ctx, Reg.STATUS, 0b11)      # clear counters and the error flag
@@ -267,6 +265,97 @@ def test_kv_index_range():
     sim.add_testbench(bench)
     sim.run()
     assert seen == {"status": 2, "addr": 45}
+
+
+#: data_width 16: the radius needs 36 bits, more than the 32-bit register port.
+WIDE = TINY.replace(name="wide16", data_width=16)
+
+
+def test_wide_radius():
+    """A radius wider than the port (RADIUS_HI + RADIUS): a finite radius above 2^32 clips
+    bit-exactly, and "no clipping" (radius_inf) can be written back afterwards."""
+    cfg = WIDE
+    assert cfg.derived.radius_width > 32
+    rng = np.random.default_rng(21)
+    S = cfg.max_seq_len
+    # Q at full scale; keys of either extreme sign: Â of about ±2^32, far apart.
+    Q = (1 << 15) - 1 - rng.integers(0, 64, size=(3, cfg.d))
+    K = np.where(rng.random((S, 1)) < 0.5, (1 << 15) - 1, -(1 << 15)) \
+        + rng.integers(0, 64, size=(S, cfg.d)) * np.array([[-1]])
+    K = np.clip(K, -(1 << 15), (1 << 15) - 1)
+    V = rng.integers(-(1 << 15), 1 << 15, size=(S, cfg.d))
+    scale = RunParams.scale_from_float(cfg, 2e-9)
+    finite = RunParams(seq_len=S, top_k=cfg.k_max, radius=(1 << 32) + (1 << 30),
+                       scale_log2e=scale)
+    assert len(parameter_writes(cfg, finite)) == 6             # RADIUS_HI, then RADIUS
+    res, regs = check(cfg, Q, K, V, finite)
+    assert regs["blocked_radius"] > 0
+    check(cfg, Q, K, V, RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                                  scale_log2e=scale))
+
+
+def test_kv_load_waits_while_busy():
+    """kv_load is not ready while a query is in flight: a load offered during a query waits
+    and does not change its output; the next query sees the new rows."""
+    cfg = TINY
+    dut = dut_for(cfg)
+    rng = np.random.default_rng(5)
+    S = cfg.max_seq_len
+    Q = rng.integers(-128, 128, size=(1, cfg.d))
+    K, V = (rng.integers(-128, 128, size=(S, cfg.d)) for _ in range(2))
+    K2, V2 = (rng.integers(-128, 128, size=(S, cfg.d)) for _ in range(2))
+    params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3))
+    seen = {"refused": 0, "outs": []}
+
+    def row(j, k, v):
+        return {"index": j, "k": [int(x) for x in k[j]], "v": [int(x) for x in v[j]]}
+
+    async def load(ctx, k, v):
+        ctx.set(dut.kv_load.valid, 1)
+        for j in range(S):
+            ctx.set(dut.kv_load.payload, row(j, k, v))
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.kv_load.ready)
+                if ready:
+                    break
+                seen["refused"] += 1
+        ctx.set(dut.kv_load.valid, 0)
+
+    async def query(ctx):
+        ctx.set(dut.q.valid, 1)
+        ctx.set(dut.q.payload, {"data": [int(x) for x in Q[0]], "last": 1})
+        await ctx.tick().until(dut.q.ready)
+        ctx.set(dut.q.valid, 0)
+
+    async def bench(ctx):
+        await load(ctx, K, V)
+        for reg, value in parameter_writes(cfg, params):
+            ctx.set(dut.reg_addr, reg)
+            ctx.set(dut.reg_wdata, value)
+            ctx.set(dut.reg_we, 1)
+            await ctx.tick()
+        ctx.set(dut.reg_we, 0)
+        await query(ctx)
+        await load(ctx, K2, V2)            # offered while the query runs: waits
+        await query(ctx)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        for _ in range(2 * cfg.d):
+            payload, = await ctx.tick().sample(dut.o.payload).until(dut.o.valid)
+            seen["outs"].append(int(payload.value))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench, background=True)
+    sim.add_testbench(sink)
+    sim.run()
+    first = sofa_attention(Q, K, V, cfg, params).out
+    second = sofa_attention(Q, K2, V2, cfg, params).out
+    assert seen["refused"] > 0
+    assert seen["outs"][:cfg.d] == list(first[0])
+    assert seen["outs"][cfg.d:] == list(second[0])
 
 
 LANES = {"tiny2": TINY.replace(name="tiny2", q_lanes=2),
