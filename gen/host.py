@@ -127,11 +127,13 @@ class SimulatedBoard:
     """
 
     def __init__(self, cfg, *, max_payload=1024, clk_hz=12_000_000, divisor=104,
-                 timeout_cycles=600_000):
+                 timeout_cycles=600_000, queue_bytes=None):
         self.cfg = cfg
         self.max_payload = max_payload
+        # It answers each request as it arrives, so its queue (in IDENT) never fills.
         self._ident = ident_bytes(cfg, max_payload=max_payload, clk_hz=clk_hz,
-                                  divisor=divisor, timeout_cycles=timeout_cycles)
+                                  divisor=divisor, timeout_cycles=timeout_cycles,
+                                  queue_bytes=queue_bytes)
         self.K = np.zeros((cfg.max_seq_len, cfg.d), dtype=np.int64)
         self.V = np.zeros((cfg.max_seq_len, cfg.d), dtype=np.int64)
         self.regs = {r.address: r.reset(cfg) for r in REGISTERS if r.access == "rw"}

@@ -8,13 +8,14 @@ the IDENT reply are specified in :mod:`spec.protocol`.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.sufa import out_layout
 from hw.top import kv_load_layout, query_layout
 from spec.protocol import (CRC_INIT, CRC_POLY, N_REGS, NO_CMD, SOF_REPLY, SOF_REQUEST, Cmd,
-                           Status, check_link_params, elem_bytes, ident_bytes, out_bytes)
+                           Status, check_link_params, default_queue_bytes, elem_bytes,
+                           ident_bytes, out_bytes)
 from spec.regmap import Reg
 
 
@@ -49,15 +50,22 @@ class HostLink(wiring.Component):
         largest reply (a QUERY of as many rows as fit) within the 16-bit length field.
     timeout_cycles : int
         Idle cycles inside a frame after which it is answered with ``TRUNCATED``.
+    queue_bytes : int, optional
+        The request queue in bytes (a power of two; default: the smallest that holds one
+        largest request frame). Bytes wait there while a request executes; see
+        :mod:`spec.protocol` for the rule that keeps it from overflowing and the ``BUSY``
+        reply when it does.
     clk_hz, divisor : int
         Reported in the IDENT reply (the clock and the UART bit time); not used otherwise.
 
     Attributes
     ----------
     rx : In(stream.Signature(8))
-        Request bytes (always ready).
+        Request bytes (always ready: a byte that finds the queue full is dropped and makes
+        the next one a ``BUSY`` reply).
     rx_error : In(1)
-        A pulse for a framing error or overrun on the line (from :class:`hw.uart.UARTRx`).
+        A pulse for a framing error or overrun on the line (from :class:`hw.uart.UARTRx`); it
+        marks the next byte, so it counts where it happened in the byte stream.
     tx : Out(stream.Signature(8))
         Reply bytes.
     kv_load, q : Out(stream)
@@ -70,20 +78,25 @@ class HostLink(wiring.Component):
         The last reply was an error reply.
     latency : int
         Cycles from the acceptance of the last byte of an IDENT or READ_REGS request to its
-        first reply byte on :py:`tx` with the transmitter idle: 3 (check, dispatch, reply
-        start); a WRITE_REG takes one cycle more (the write).
+        first reply byte on :py:`tx` with the transmitter idle and the queue empty: 5 (two
+        through the request queue; check, dispatch, reply start); a WRITE_REG takes one cycle
+        more (the write).
     """
 
-    def __init__(self, cfg, *, max_payload=1024, timeout_cycles, clk_hz=0, divisor=0):
+    def __init__(self, cfg, *, max_payload=1024, timeout_cycles, queue_bytes=None, clk_hz=0,
+                 divisor=0):
         for name, value in (("clk_hz", clk_hz), ("divisor", divisor)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
-        check_link_params(cfg, max_payload=max_payload, timeout_cycles=timeout_cycles)
+        check_link_params(cfg, max_payload=max_payload, timeout_cycles=timeout_cycles,
+                          queue_bytes=queue_bytes)
         self._cfg = cfg
         self._max_payload = max_payload
         self._timeout = timeout_cycles
+        self._queue = default_queue_bytes(max_payload) if queue_bytes is None else queue_bytes
         self._ident = ident_bytes(cfg, max_payload=max_payload, clk_hz=clk_hz,
-                                  divisor=divisor, timeout_cycles=timeout_cycles)
+                                  divisor=divisor, timeout_cycles=timeout_cycles,
+                                  queue_bytes=self._queue)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_error": In(1),
@@ -111,13 +124,17 @@ class HostLink(wiring.Component):
         return self._timeout
 
     @property
+    def queue_bytes(self):
+        return self._queue
+
+    @property
     def ident(self):
         """The IDENT reply payload (bytes)."""
         return self._ident
 
     @property
     def latency(self):
-        return 3
+        return 5
 
     def elaborate(self, platform):
         m = Module()
@@ -164,9 +181,28 @@ class HostLink(wiring.Component):
         nbyte = Signal(range(KV_ROW))
         stage = Signal(KV_ROW * 8)
 
-        rx_byte = self.rx.payload
+        # -- the request queue: bytes wait here while a request executes ----------------------
+        # An entry is a byte and two flags: a line error, and bytes dropped on a full queue,
+        # both just before this byte (so they count where they happened in the stream).
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=10, depth=self._queue)
+        line_pend = Signal()
+        lost_pend = Signal()
+        m.d.comb += [self.rx.ready.eq(1),
+                     queue.w_data.eq(Cat(self.rx.payload, line_pend | self.rx_error, lost_pend)),
+                     queue.w_en.eq(self.rx.valid)]
+        with m.If(self.rx.valid & queue.w_rdy):
+            m.d.sync += [line_pend.eq(0), lost_pend.eq(0)]
+        with m.Else():
+            with m.If(self.rx_error):
+                m.d.sync += line_pend.eq(1)
+            with m.If(self.rx.valid):
+                m.d.sync += lost_pend.eq(1)
+
+        parsing = Signal()                     # in a state that takes bytes
+        rx_byte = queue.r_data[:8]
+        line_mark, lost_mark = queue.r_data[8], queue.r_data[9]
         got = Signal()
-        m.d.comb += [self.rx.ready.eq(1), got.eq(self.rx.valid)]
+        m.d.comb += [got.eq(queue.r_rdy & parsing), queue.r_en.eq(got)]
         with m.If(got):
             m.d.sync += timer.eq(0)
         with m.Elif(~timed_out):
@@ -204,23 +240,35 @@ class HostLink(wiring.Component):
                      # a frame's last query closes a partial group of q_lanes queries
                      self.q.payload.last.eq(row + 1 == rows)]
 
+        def busy_reply():
+            """Bytes were dropped before this one: answer BUSY, drop it too."""
+            m.d.sync += status.eq(Status.BUSY)
+            m.next = "ERROR"
+
         with m.FSM(name="parser"):
             with m.State("HUNT"):
-                with m.If(got & (rx_byte == SOF_REQUEST)):
+                m.d.comb += parsing.eq(1)
+                with m.If(got & lost_mark):
+                    m.d.sync += cmd.eq(NO_CMD)
+                    busy_reply()
+                with m.Elif(got & (rx_byte == SOF_REQUEST)):
                     m.d.sync += [crc.eq(CRC_INIT), line_err.eq(0), waddr.eq(0), acnt.eq(0),
                                  rows.eq(0), col.eq(0), cmd.eq(NO_CMD)]
                     m.next = "CMD"
 
             def frame_state(name, on_byte):
                 with m.State(name):
-                    with m.If(self.rx_error):
-                        m.d.sync += line_err.eq(1)
-                    with m.If(got):
+                    m.d.comb += parsing.eq(1)
+                    with m.If(got & lost_mark):
+                        busy_reply()
+                    with m.Elif(got):
+                        with m.If(line_mark):
+                            m.d.sync += line_err.eq(1)
                         m.d.sync += crc.eq(_crc16_step(crc, rx_byte))
                         on_byte()
                     with m.Elif(timed_out):
                         # A framing error drops its byte, so such a frame usually ends short.
-                        m.d.sync += status.eq(Mux(line_err, Status.LINE_ERROR,
+                        m.d.sync += status.eq(Mux(line_err | line_pend, Status.LINE_ERROR,
                                                   Status.TRUNCATED))
                         m.next = "ERROR"
 
@@ -275,11 +323,15 @@ class HostLink(wiring.Component):
             frame_state("CRC1", on_crc1)
 
             with m.State("DISCARD"):
-                with m.If(got):
-                    m.d.sync += left.eq(left - 1)
-                with m.If((got & (left == 1)) | (~got & timed_out)):
-                    m.d.sync += status.eq(Status.OVERSIZED)
-                    m.next = "ERROR"
+                m.d.comb += parsing.eq(1)
+                with m.If(got & lost_mark):
+                    busy_reply()
+                with m.Else():
+                    with m.If(got):
+                        m.d.sync += left.eq(left - 1)
+                    with m.If((got & (left == 1)) | (~got & timed_out)):
+                        m.d.sync += status.eq(Status.OVERSIZED)
+                        m.next = "ERROR"
 
             with m.State("CHECK"):
                 length_ok = Signal()

@@ -44,9 +44,16 @@ byte, so the frame ends short).
 **Nothing is half-written.** The payload is buffered in a ``max_payload``-byte memory and only
 applied (registers written, K/V rows loaded, queries issued) after every check has passed.
 
-The link handles one request at a time: bytes that arrive while a request executes (loading K/V,
-issuing queries) are dropped, so a host waits for each reply before its next request. A new
-request may arrive while the previous reply is still being sent; it is answered after it.
+**Request queue.** Request bytes enter a queue of ``queue_bytes`` bytes (IDENT reports it;
+by default the power of two that holds one largest request frame), and the link parses and
+executes the requests in order, one at a time, answering each with exactly one reply, also
+while an earlier reply is still being sent. A host may therefore send requests without waiting
+for their replies, as long as the requests it has not yet had a reply to total at most
+``queue_bytes`` bytes: then nothing is ever lost. Should the queue overflow anyway, the bytes
+that do not fit are dropped and the next byte that does fit is answered ``BUSY`` (``cmd`` is
+the frame's command, or ``NO_CMD`` between frames) and dropped too; the rest of a frame that
+lost bytes is then parsed as line noise, so a host that sees ``BUSY`` waits for its outstanding
+replies and sends the lost requests again.
 """
 
 import enum
@@ -61,15 +68,16 @@ from spec.regmap import COUNTER_BASE, COUNTERS, N_REGS
 __all__ = ["Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD", "PROTOCOL_VERSION", "N_REGS",
            "IDENT_FIELDS", "CONFIG_FIELDS", "CRC_POLY", "CRC_INIT", "REQUEST_OVERHEAD",
            "REPLY_OVERHEAD", "crc16", "elem_bytes", "out_bytes", "ident_bytes", "parse_ident",
-           "check_link_params", "encode_request", "encode_reply", "write_reg_payload",
-           "read_regs_payload", "row_bytes", "load_kv_payload", "query_payload", "decode_out",
-           "decode_rows", "Reply", "ReplyParser", "decode_reply", "ProtocolError", "cmd_name"]
+           "check_link_params", "default_queue_bytes", "encode_request", "encode_reply",
+           "write_reg_payload", "read_regs_payload", "row_bytes", "load_kv_payload",
+           "query_payload", "decode_out", "decode_rows", "Reply", "ReplyParser", "decode_reply",
+           "ProtocolError", "cmd_name"]
 
 
 SOF_REQUEST = 0xA5
 SOF_REPLY = 0x5A
 NO_CMD = 0xFF
-PROTOCOL_VERSION = 3                      # 2: counter_width in IDENT; 3: skid_buffers
+PROTOCOL_VERSION = 4                      # 2: counter_width; 3: skid_buffers; 4: queue_bytes, BUSY
 #: Bytes of a request / reply frame around its payload.
 REQUEST_OVERHEAD = 6
 REPLY_OVERHEAD = 7
@@ -97,6 +105,7 @@ class Status(enum.IntEnum):
     TRUNCATED = 5
     OVERSIZED = 6
     LINE_ERROR = 7
+    BUSY = 8
 
 
 #: SofaConfig fields in the IDENT reply, in order, 4 bytes each (a bool as 0 or 1).
@@ -107,6 +116,7 @@ CONFIG_FIELDS = ("d", "data_width", "block_size", "max_seq_len", "sort_width", "
 IDENT_FIELDS = (("magic", 4), ("version", 1),
                 *((name, 4) for name in CONFIG_FIELDS),
                 ("max_payload", 4), ("clk_hz", 4), ("divisor", 4), ("timeout_cycles", 4),
+                ("queue_bytes", 4),
                 ("n_regs", 1), ("counter_base", 1), ("n_counters", 1))
 _MAGIC = b"SOFA"
 
@@ -131,12 +141,19 @@ def out_bytes(cfg):
     return -(-cfg.derived.out_width // 8)
 
 
-def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles):
+def default_queue_bytes(max_payload):
+    """The request queue of a link: the power of two that holds one largest request frame."""
+    return 1 << (max_payload + REQUEST_OVERHEAD - 1).bit_length()
+
+
+def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles, queue_bytes=None):
     """The IDENT reply payload (bytes) of a link built with these parameters."""
+    if queue_bytes is None:
+        queue_bytes = default_queue_bytes(max_payload)
     values = {"magic": int.from_bytes(_MAGIC, "little"), "version": PROTOCOL_VERSION,
               **{name: int(getattr(cfg, name)) for name in CONFIG_FIELDS},
               "max_payload": max_payload, "clk_hz": int(clk_hz), "divisor": divisor,
-              "timeout_cycles": timeout_cycles, "n_regs": N_REGS,
+              "timeout_cycles": timeout_cycles, "queue_bytes": queue_bytes, "n_regs": N_REGS,
               "counter_base": COUNTER_BASE,
               "n_counters": len(COUNTERS) if cfg.counter_width else 0}
     out = bytearray()
@@ -165,10 +182,13 @@ def parse_ident(payload):
     return out
 
 
-def check_link_params(cfg, *, max_payload, timeout_cycles):
+def check_link_params(cfg, *, max_payload, timeout_cycles, queue_bytes=None):
     """The link parameters a :class:`hw.hostlink.HostLink` for ``cfg`` can be built with; a
     :class:`ConfigError` names the one that does not fit."""
-    for name, value in (("max_payload", max_payload), ("timeout_cycles", timeout_cycles)):
+    if queue_bytes is None:
+        queue_bytes = default_queue_bytes(max_payload) if isinstance(max_payload, int) else 0
+    for name, value in (("max_payload", max_payload), ("timeout_cycles", timeout_cycles),
+                        ("queue_bytes", queue_bytes)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an integer, not {value!r}")
     eb, ob = elem_bytes(cfg), out_bytes(cfg)
@@ -183,6 +203,8 @@ def check_link_params(cfg, *, max_payload, timeout_cycles):
                           f"length field holds")
     if timeout_cycles < 1:
         raise ConfigError(f"timeout_cycles = {timeout_cycles} must be at least 1")
+    if queue_bytes < 16 or queue_bytes & (queue_bytes - 1):
+        raise ConfigError(f"queue_bytes = {queue_bytes} must be a power of two, at least 16")
     if cfg.max_seq_len > 1 << 16:
         raise ConfigError(f"max_seq_len = {cfg.max_seq_len}: LOAD_KV carries a 16-bit "
                           f"start row")

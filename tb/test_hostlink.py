@@ -15,13 +15,15 @@ from gen.host import CoreRejected, LinkError, SimulatedBoard, SofaHost
 from hw.board import SofaLinkCore
 from spec.config import ConfigError, RunParams, preset
 from hw.hostlink import HostLink
-from spec.protocol import (N_REGS, NO_CMD, Cmd, ProtocolError, ReplyParser, Status, crc16,
-                           decode_out, decode_reply, elem_bytes, encode_reply, encode_request,
-                           ident_bytes, load_kv_payload, out_bytes, parse_ident, query_payload,
+from spec.protocol import (N_REGS, Cmd, ProtocolError, ReplyParser, Status, crc16, decode_out,
+                           decode_reply, encode_reply, encode_request, ident_bytes,
+                           load_kv_payload, out_bytes, parse_ident, query_payload,
                            read_regs_payload, write_reg_payload)
 from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters
 from sim.golden import sofa_attention
 from tb.streams import TRAFFIC
+from tb.support.hostlink import Step, kv_requests, malformed_script, param_requests
+from tb.support.stimulus import peaked_case
 
 CFG = preset("tiny")
 MAX_PAYLOAD = 256
@@ -37,18 +39,6 @@ def link_dut(cfg=CFG):
 
 
 # -- a scripted host on the byte streams -----------------------------------------------------------
-
-class Step:
-    """One request (or junk) on the link: bytes to send, then wait for ``replies`` replies.
-
-    ``pause`` idle cycles follow the bytes (longer than the timeout: a truncated frame);
-    ``line_error_at`` pulses ``rx_error`` with that byte.
-    """
-
-    def __init__(self, data, *, replies=1, pause=0, line_error_at=None):
-        self.data, self.replies, self.pause, self.line_error_at = \
-            bytes(data), replies, pause, line_error_at
-
 
 def run_script(steps, *, traffic=None, seed=0, timeout=400_000, cfg=CFG):
     """Run ``steps`` on the RTL; returns (replies per step, raw reply bytes per step,
@@ -125,31 +115,6 @@ def run_script(steps, *, traffic=None, seed=0, timeout=400_000, cfg=CFG):
 
 # -- data ---------------------------------------------------------------------------------------
 
-def case(seed, T=3, S=CFG.max_seq_len):
-    rng = np.random.default_rng(seed)
-    Q = rng.integers(-128, 128, size=(T, CFG.d))
-    K = rng.integers(-128, 128, size=(S, CFG.d))
-    V = rng.integers(-128, 128, size=(S, CFG.d))
-    for i in range(T):
-        for j in rng.choice(S, size=2, replace=False):
-            K[j] = np.clip(Q[i] + rng.integers(-8, 9, size=CFG.d), -128, 127)
-    return Q, K, V
-
-
-def kv_requests(K, V, *, cfg=CFG, max_payload=MAX_PAYLOAD, start=0):
-    per = (max_payload - 2) // (2 * cfg.d * elem_bytes(cfg))
-    return [encode_request(Cmd.LOAD_KV, load_kv_payload(cfg, start + a, K[a:a + per],
-                                                         V[a:a + per]))
-            for a in range(0, len(K), per)]
-
-
-def param_requests(params):
-    return [encode_request(Cmd.WRITE_REG, write_reg_payload(reg, value))
-            for reg, value in ((Reg.SEQ_LEN, params.seq_len), (Reg.TOP_K, params.top_k),
-                               (Reg.RADIUS, params.radius), (Reg.SCALE, params.scale_log2e),
-                               (Reg.DENSE, int(params.dense)), (Reg.STATUS, 0b11))]
-
-
 def params_for(S, *, dense=False, top_k=None, radius=None):
     return RunParams(seq_len=S, top_k=top_k or CFG.k_max,
                      radius=CFG.derived.radius_inf if radius is None else radius,
@@ -176,10 +141,10 @@ def test_transaction(mode, traffic):
     """IDENT, K/V over several frames, registers, queries, counters — O and counters equal the
     golden model's, with idle cycles between request bytes and backpressure on reply bytes."""
     S = CFG.max_seq_len if mode == "sparse" else 2 * CFG.block_size + 3
-    Q, K, V = case(7, S=S)
+    Q, K, V = peaked_case(CFG, 7, S=S)
     params = params_for(S, dense=mode == "dense", top_k=1 if mode == "sparse" else None,
                         radius=3000 if mode == "sparse" else None)
-    kv = kv_requests(K, V)
+    kv = kv_requests(K, V, cfg=CFG, max_payload=MAX_PAYLOAD)
     steps = [Step(encode_request(Cmd.IDENT)), *map(Step, kv), *map(Step, param_requests(params)),
              Step(encode_request(Cmd.QUERY, query_payload(CFG, Q))),
              Step(encode_request(Cmd.READ_REGS, read_regs_payload(COUNTER_BASE, len(counter_names())))),
@@ -210,80 +175,12 @@ def test_transaction(mode, traffic):
     assert regs[Reg.STATUS] == 0
 
 
-def malformed_script(cfg, K, V, params, *, max_payload, pause, line_error=True):
-    """(steps, expected (cmd, status) per step): a good setup (K/V, registers), then bad
-    frames, each carrying data that would change ``O`` or a register if it were applied.
-
-    ``pause`` idle cycles follow a truncated frame (more than the link's timeout);
-    ``line_error`` adds a frame with a line-error pulse (byte-stream tests only).
-    """
-    K2, V2 = np.clip(-K[::-1], -128, 127), V[::-1] // 2 - 1      # different rows
-    steps, want = [], []
-
-    def add(step, cmd, status):
-        steps.append(step)
-        want.append(None if step.replies == 0 else (cmd, status))
-
-    for r in kv_requests(K, V, cfg=cfg, max_payload=max_payload) + param_requests(params):
-        add(Step(r), r[1], Status.OK)
-    good_kv = kv_requests(K2[:12], V2[:12], cfg=cfg, max_payload=max_payload)[0]
-    bad_crc = bytearray(good_kv)
-    bad_crc[-1] ^= 0x01
-    add(Step(bad_crc), Cmd.LOAD_KV, Status.BAD_CRC)
-    flipped = bytearray(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.SEQ_LEN, 5)))
-    flipped[6] ^= 0x10                                  # a payload bit, CRC not updated
-    add(Step(flipped), Cmd.WRITE_REG, Status.BAD_CRC)
-    add(Step(encode_request(0x42, b"\x00\x01")), 0x42, Status.UNKNOWN_CMD)
-    add(Step(encode_request(Cmd.WRITE_REG, b"\x00\x05\x00\x00")), Cmd.WRITE_REG,
-        Status.BAD_LENGTH)
-    add(Step(encode_request(Cmd.LOAD_KV, load_kv_payload(cfg, 0, K2[:3], V2[:3])[:-1])),
-        Cmd.LOAD_KV, Status.BAD_LENGTH)
-    add(Step(encode_request(Cmd.QUERY)), Cmd.QUERY, Status.BAD_LENGTH)
-    add(Step(encode_request(Cmd.IDENT, b"\x00")), Cmd.IDENT, Status.BAD_LENGTH)
-    add(Step(encode_request(Cmd.WRITE_REG, write_reg_payload(N_REGS, 1))), Cmd.WRITE_REG,
-        Status.BAD_ARG)
-    add(Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, 0))), Cmd.READ_REGS,
-        Status.BAD_ARG)
-    add(Step(encode_request(Cmd.READ_REGS, read_regs_payload(N_REGS - 3, 4))), Cmd.READ_REGS,
-        Status.BAD_ARG)
-    # the last row and one past max_seq_len: neither may be written
-    past = encode_request(Cmd.LOAD_KV, load_kv_payload(cfg, cfg.max_seq_len - 1, K2[:2], V2[:2]))
-    assert len(past) - 6 <= max_payload, "max_payload must hold two K/V rows for this script"
-    add(Step(past), Cmd.LOAD_KV, Status.BAD_ARG)
-    # truncated: half a frame, then silence past the timeout
-    add(Step(good_kv[:len(good_kv) // 2], pause=pause), Cmd.LOAD_KV, Status.TRUNCATED)
-    add(Step(good_kv[:1], pause=pause), NO_CMD, Status.TRUNCATED)
-    add(Step(good_kv[:3], pause=pause), Cmd.LOAD_KV, Status.TRUNCATED)
-    # oversized: the whole frame (full of start bytes) is swallowed, then one reply
-    n = max_payload + 1
-    junk = bytes([0xA5]) * n
-    body = bytes([Cmd.LOAD_KV]) + n.to_bytes(2, "little") + junk
-    add(Step(bytes([0xA5]) + body + crc16(body).to_bytes(2, "big")), Cmd.LOAD_KV,
-        Status.OVERSIZED)
-    # oversized length, then the line goes quiet
-    add(Step(bytes([0xA5, Cmd.QUERY, 0xFF, 0xFF]) + bytes(10), pause=pause), Cmd.QUERY,
-        Status.OVERSIZED)
-    if line_error:
-        add(Step(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.SEQ_LEN, 7)),
-                 line_error_at=3), Cmd.WRITE_REG, Status.LINE_ERROR)
-    # junk outside a frame: ignored, no reply
-    add(Step(bytes([0x00, 0x5A, 0xFF, 0x13]), replies=0), None, None)
-    # a write the core itself rejects (top_k = 0): applied as a frame, refused by the core
-    add(Step(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.TOP_K, 0))), Cmd.WRITE_REG,
-        Status.OK)
-    add(Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, Reg.ERROR_ADDR + 1))),
-        Cmd.READ_REGS, Status.OK)
-    add(Step(encode_request(Cmd.WRITE_REG, write_reg_payload(Reg.STATUS, 2))), Cmd.WRITE_REG,
-        Status.OK)
-    return steps, want
-
-
 @pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
 def test_malformed_frames(traffic):
     """Every error reply; after all of them the registers and K/V are untouched and a good
     query still matches the golden model."""
     S = CFG.max_seq_len
-    Q, K, V = case(11, S=S)
+    Q, K, V = peaked_case(CFG, 11, S=S)
     params = params_for(S)
     steps, want = malformed_script(CFG, K, V, params, max_payload=MAX_PAYLOAD, pause=2 * TIMEOUT)
     steps.append(Step(encode_request(Cmd.QUERY, query_payload(CFG, Q))))
@@ -314,9 +211,10 @@ def test_two_query_lanes():
     rows both complete and match the golden model."""
     cfg = CFG.replace(name="tiny2", q_lanes=2)
     S = 2 * cfg.block_size + 3
-    Q, K, V = case(17, T=4, S=S)
+    Q, K, V = peaked_case(CFG, 17, T=4, S=S)
     params = params_for(S, top_k=1)
-    steps = [*map(Step, kv_requests(K, V, cfg=cfg)), *map(Step, param_requests(params)),
+    steps = [*map(Step, kv_requests(K, V, cfg=cfg, max_payload=MAX_PAYLOAD)),
+             *map(Step, param_requests(params)),
              Step(encode_request(Cmd.QUERY, query_payload(cfg, Q[:3]))),
              Step(encode_request(Cmd.QUERY, query_payload(cfg, Q[3:])))]
     replies, _, _ = run_script(steps, cfg=cfg, traffic=TRAFFIC[3], seed=2)
@@ -340,7 +238,7 @@ def test_board_model_matches_rtl():
     """:class:`SimulatedBoard` answers the malformed-frame script byte for byte like the RTL
     (the line error cannot happen in the model and is left out)."""
     S = 2 * CFG.block_size + 1
-    Q, K, V = case(13, T=2, S=S)
+    Q, K, V = peaked_case(CFG, 13, T=2, S=S)
     params = params_for(S, top_k=1)
     steps, _ = malformed_script(CFG, K, V, params, max_payload=MAX_PAYLOAD, pause=2 * TIMEOUT,
                                 line_error=False)
@@ -441,7 +339,8 @@ def test_codec():
     vals = np.arange(-cfg.d, cfg.d, 2).reshape(1, cfg.d) * 1000
     payload = b"".join(int(v).to_bytes(3, "little", signed=True) for v in vals.ravel())
     assert np.array_equal(decode_out(cfg, payload, 1), vals)
-    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 92
+    # protocol version 4: 96 bytes (queue_bytes added)
+    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 96
     info = parse_ident(ident_bytes(cfg.replace(counter_width=0), max_payload=1024, clk_hz=1,
                                    divisor=4, timeout_cycles=9))
     assert info["counter_width"] == 0 and info["n_counters"] == 0
