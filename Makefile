@@ -72,7 +72,7 @@ $(VENV)/.stamp: pyproject.toml
 venv: $(VENV)/.stamp
 
 verilog: $(VENV)/.stamp
-	$(PY) -m gen verilog $(DESIGN_ARGS) --out $(OUT)
+	$(BIN)/sofa verilog $(DESIGN_ARGS) --out $(OUT)
 
 test: $(VENV)/.stamp
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -87,11 +87,11 @@ bench: $(VENV)/.stamp
 	$(PY) -m gen.bench --out build/bench $(BENCH_ARGS)
 
 eval: $(VENV)/.stamp
-	$(PY) -m sim.accuracy --out build/eval $(EVAL_ARGS)
+	$(BIN)/sofa eval --out build/eval $(EVAL_ARGS)
 
 .PHONY: dse
 dse: $(VENV)/.stamp
-	$(PY) -m sim.dse --out build/dse $(DSE_ARGS)
+	$(BIN)/sofa dse --out build/dse $(DSE_ARGS)
 
 # Board bitstream (amaranth-boards + YoWASP; nothing is programmed without --program).
 bitstream: $(VENV)/.stamp

@@ -181,11 +181,13 @@ _LOCAL = {"verilog": (_add_verilog, _run_verilog), "regs": (_add_regs, _run_regs
 # -- dispatch ------------------------------------------------------------------------------------
 
 def _job(command):
-    """``(add_arguments, run, failures)`` of a subcommand."""
+    """``(add_arguments, run, failures, interrupted)`` of a subcommand: ``failures`` are the
+    exceptions that mean the job failed (exit 1), ``interrupted`` a hint for Ctrl-C."""
     if command in _LOCAL:
-        return (*_LOCAL[command], ())
+        return (*_LOCAL[command], (), None)
     module = importlib.import_module(COMMANDS[command][0])
-    return module.add_arguments, module.run, getattr(module, "FAILURES", ())
+    return (module.add_arguments, module.run, getattr(module, "FAILURES", ()),
+            getattr(module, "INTERRUPTED", None))
 
 
 def build_parser(command=None):
@@ -213,7 +215,7 @@ def main(argv=None):
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(command)
     args = parser.parse_args(argv)
-    _, run, failures = _job(args.command)
+    _, run, failures, interrupted = _job(args.command)
     try:
         return run(args)
     except ConfigError as e:
@@ -223,5 +225,6 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print(f"error: interrupted{'; ' + interrupted if interrupted else ''}",
+              file=sys.stderr)
         return 130

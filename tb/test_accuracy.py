@@ -154,7 +154,7 @@ def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     texts = dict(list(load_texts().items())[:A.QUICK["n_texts"]])
     kw = {k: v for k, v in A.QUICK.items() if k != "n_texts"}
-    res = A.run(texts, out=out, log=lambda *a: None, **kw)
+    res = A.run_study(texts, out=out, log=lambda *a: None, **kw)
     return res, out
 
 

@@ -1,9 +1,9 @@
-"""Design-space exploration (sim/dse.py): the per-tile work and cycle model against the golden
-model and sim/perf.py, a quick search end to end (outputs, the plan accepted by the golden
-model, reproducibility with a fixed seed), two worker processes sharing one SQLite study,
-resuming a study, and one-line errors for bad arguments.
+"""Design-space exploration (the sim/dse package): the per-tile work and cycle model against
+the golden model and sim/perf.py, a quick search end to end (outputs, the plan accepted by the
+golden model, reproducibility with a fixed seed), two worker processes sharing one SQLite
+study, resuming a study, and one-line errors for bad arguments.
 
-The quick search (``python -m sim.dse --quick``) runs on two texts cut to 48 tokens with a
+The quick search (``sofa dse --quick``) runs on two texts cut to 48 tokens with a
 compute budget of 50 %, so it tests the machinery, not the result."""
 
 import json
@@ -72,7 +72,7 @@ def test_tile_work_matches_golden_and_perf(bc, k, radius):
             res = G.sofa_attention(Q, K, V, cfg, params, keep_steps=True)
             work = perf.tile_work(cfg, Q, K, V, params, res)
             if dense:
-                sel = np.broadcast_to(dse._dense_order(S, bc), (T, len(work[0]), bc))
+                sel = np.broadcast_to(dse.dense_order(S, bc), (T, len(work[0]), bc))
             else:
                 sel = np.full((T, len(work[0]), k), -1)
                 for i, row in enumerate(res.selection):
@@ -145,11 +145,11 @@ def test_search_space_and_warm_start():
                                  "L1_bc": 64, "L1_keep": 16, "L1_R": 5}, 2, 3)
     assert plan[0] == dse.LayerSetting(32, (dse.HeadSetting(4, math.inf),) * 3)
     assert plan[1].heads[2] == dse.HeadSetting(32, 3.0)
-    warm = dse._warm_start(0.75, 2, 3, False, 32, [200])
+    warm = dse.warm_start(0.75, 2, 3, False, 32, [200])
     assert [w["L0_bc"] for w in warm] == [16, 32, 64]
     for w in warm:                                       # inside the budget without clipping
         bc = w["L0_bc"]
-        assert 0.9 - dse._kept_full([200], bc, dse.top_k_for(bc, w["L0_keep"])) >= 0.75
+        assert 0.9 - dse.kept_full([200], bc, dse.top_k_for(bc, w["L0_keep"])) >= 0.75
 
 
 def test_frontier_interpolation():
@@ -236,7 +236,7 @@ def test_quick_search_is_reproducible(quick_run, tmp_path):
 
 def test_two_workers_share_one_sqlite_study(tmp_path):
     storage = _storage(tmp_path / "shared.db")
-    cmd = [sys.executable, "-m", "sim.dse", *QUICK, "--worker", "--trials", "8",
+    cmd = [sys.executable, "-m", "gen", "dse", *QUICK, "--worker", "--trials", "8",
            "--storage", storage, "--study-name", "shared", "--out", str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen(cmd + extra, cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -1,0 +1,229 @@
+"""The DSE's command line: its options, their checks, and the entry points.
+
+:func:`add_arguments` adds every option to an argparse parser (the ``sofa dse`` subcommand,
+or the stand-alone parser of :func:`main`); :func:`run` runs the DSE from the parsed
+arguments and returns the exit status. Bad input (an option value out of range, a storage URL
+that does not parse, a study made with other settings, no texts) raises
+:class:`spec.config.ConfigError` with one line naming the option, the value and what is
+allowed, before any work is done. :func:`main` turns it into ``error: <message>`` on stderr
+and exit status 2 (and Ctrl-C into status 130 with :data:`INTERRUPTED`: the study in the
+storage resumes).
+"""
+
+import argparse
+import math
+from pathlib import Path
+
+from spec.config import RANGES, ConfigError
+from sim.dse.cost import prediction_share
+from sim.dse.pipeline import log_line, run_dse
+from sim.dse.space import BLOCK_SIZES, pct
+from sim.minilm import TEXT_DIR, ModelMissing, load_texts
+
+
+__all__ = ["FULL", "QUICK", "EXIT_BAD_INPUT", "FAILURES", "add_arguments", "build_parser",
+           "settings_from_args", "run", "main", "INTERRUPTED"]
+
+EXIT_BAD_INPUT = 2
+#: Failures of the job rather than of its input, for the ``sofa`` dispatcher (exit status 1):
+#: the MiniLM weights package is not installed.
+FAILURES = (ModelMissing,)
+
+#: What ``sofa`` adds to its "interrupted" line.
+INTERRUPTED = "rerun the same command to resume the study"
+
+#: Defaults of a full run and of ``--quick`` (test-sized: two texts cut to 48 tokens).
+FULL = dict(budget=0.75, trials=200, radius_trials=30, search_texts=3, n_texts=None,
+            max_tokens=None, calib_iters=7, finalists=8)
+QUICK = dict(budget=0.5, trials=8, radius_trials=2, search_texts=1, n_texts=2,
+             max_tokens=48, calib_iters=2, finalists=2)
+
+
+def add_arguments(p):
+    """Add the DSE's options to the argparse parser ``p``."""
+    p.add_argument("--trials", type=int, metavar="N",
+                   help=f"complete trials the study should hold (default: {FULL['trials']}; "
+                        f"with --quick: {QUICK['trials']})")
+    p.add_argument("--budget", metavar="X",
+                   help=f"minimum attention compute saved: a fraction (0.75) or a percentage "
+                        f"(75%%) (default: {FULL['budget']}; with --quick: {QUICK['budget']}, "
+                        f"since on its 48-token texts the first sorter batch of 12 keys alone "
+                        f"is a quarter of a row)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna storage URL; a shared database lets workers on many machines "
+                        "share the study (default: sqlite:///OUT/study.db)")
+    p.add_argument("--study-name", metavar="NAME",
+                   help="study name (default: sofa-dse; sofa-dse-quick with --quick; "
+                        "-per-head appended with --per-head)")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="local processes evaluating trials, 1 … 32; N trials are asked and "
+                        "told together, so a run is reproducible for a given N (default: 2)")
+    p.add_argument("--worker", action="store_true",
+                   help="only work on the study's trials (no baselines, no report) and exit "
+                        "when it holds --trials complete trials (default: off)")
+    p.add_argument("--worker-trials", type=int, metavar="N",
+                   help="with --worker: stop after N trials of this process (default: no "
+                        "limit)")
+    p.add_argument("--per-head", action="store_true",
+                   help="top_k and R per head; Bc stays per layer: it fixes the hardware "
+                        "(default: off, one top_k and R per layer)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"test-sized: {QUICK['n_texts']} texts cut to {QUICK['max_tokens']} "
+                        f"tokens, {QUICK['trials']} trials, a small fixed grid (default: off)")
+    p.add_argument("--out", type=Path, default=Path("build/dse"), metavar="DIR",
+                   help="output directory (default: build/dse)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="weight of L_sort (default: 0.01)")
+    p.add_argument("--beta", type=float, default=0.01, help="weight of L_exp (default: 0.01)")
+    p.add_argument("--gamma", type=float, default=0.01,
+                   help="weight of L_cycle (default: 0.01)")
+    p.add_argument("--radius-trials", type=int, metavar="N",
+                   help=f"trials of the per-layer radius-only study, 0 skips it (default: "
+                        f"{FULL['radius_trials']}; with --quick: {QUICK['radius_trials']})")
+    p.add_argument("--skip-radius", action="store_true",
+                   help="skip the radius-only comparison (adaptive selection) (default: off)")
+    p.add_argument("--radius-bc", type=int, default=32, metavar="BC",
+                   help=f"block size of the radius-only comparison, one of "
+                        f"{', '.join(map(str, BLOCK_SIZES))} (default: 32)")
+    p.add_argument("--search-texts", type=int, metavar="N",
+                   help=f"texts the search runs on, the first N; the report uses all "
+                        f"(default: {FULL['search_texts']}; with --quick: "
+                        f"{QUICK['search_texts']})")
+    p.add_argument("--texts", type=Path, default=None, metavar="DIR",
+                   help="directory of *.txt texts (default: data/texts)")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the study (and its radius study) and start over (default: off)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (default: off, bars on stderr)")
+    return p
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line ``error:`` format and exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser():
+    """The stand-alone parser of :func:`main` (``python -m sim.dse``)."""
+    p = _Parser(prog="python -m sim.dse", description=(
+        "Design-space exploration of SOFA on all-MiniLM-L6-v2: per-layer Bc, top_k and "
+        "sphere radius under a compute budget, with Optuna (TPE). Writes plan.json, "
+        "core_bc*.json, summary.md, pareto.png and results.json."),
+        epilog="Examples:\n"
+               "  python -m sim.dse                       # make dse\n"
+               "  python -m sim.dse --budget 80% --trials 400 --fresh\n"
+               "  python -m sim.dse --worker --storage postgresql://host/db   # on each "
+               "machine\n"
+               "  python -m sim.dse --storage postgresql://host/db            # then report\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_arguments(p)
+
+
+def _parse_budget(text):
+    t = str(text).strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise ConfigError(f"--budget {text!r} is not a number (use 0.75 or 75%)") from None
+    if not t.endswith("%") and v > 1:
+        v /= 100
+    if not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"--budget {text}: the compute saved must be above 0 (use a "
+                          f"fraction such as 0.75 or a percentage such as 75%)")
+    return v
+
+
+def _check_storage(url):
+    """Parse the URL and load its dialect (no connection yet)."""
+    if "://" not in url:
+        raise ConfigError(f"--storage {url!r} is not a database URL (e.g. "
+                          f"sqlite:///build/dse/study.db or postgresql://user@host/db)")
+    try:
+        from sqlalchemy.engine import make_url
+        make_url(url).get_dialect()
+    except Exception as e:                                   # noqa: BLE001 (one-line error)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--storage {url!r}: {msg}") from None
+
+
+def settings_from_args(args, n_texts):
+    """Resolve and check the arguments against ``n_texts`` available texts; returns the
+    settings dict :func:`sim.dse.pipeline.run_dse` runs on. Raises
+    :class:`spec.config.ConfigError` on the first bad one."""
+    base = QUICK if args.quick else FULL
+    s = {}
+    s["budget"] = _parse_budget(base["budget"] if args.budget is None else args.budget)
+    share = prediction_share(1)
+    if s["budget"] >= 1 - share:
+        raise ConfigError(f"--budget {args.budget} cannot be met: DLZS prediction alone costs "
+                          f"{pct(share)} of dense attention (the budget must be below "
+                          f"{pct(1 - share)})")
+    s["trials"] = base["trials"] if args.trials is None else args.trials
+    if s["trials"] < 1:
+        raise ConfigError(f"--trials {s['trials']} must be at least 1")
+    s["radius_trials"] = base["radius_trials"] if args.radius_trials is None \
+        else args.radius_trials
+    if s["radius_trials"] < 0:
+        raise ConfigError(f"--radius-trials {s['radius_trials']} must be 0 or more")
+    if not 1 <= args.workers <= 32:
+        raise ConfigError(f"--workers {args.workers} must be 1 … 32")
+    if args.worker_trials is not None:
+        if not args.worker:
+            raise ConfigError(f"--worker-trials needs --worker (got --worker-trials "
+                              f"{args.worker_trials} without it)")
+        if args.worker_trials < 1:
+            raise ConfigError(f"--worker-trials {args.worker_trials} must be at least 1")
+    if args.worker and args.fresh:
+        raise ConfigError("--fresh cannot be used with --worker (it would delete a shared "
+                          "study)")
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed} must be 0 or more")
+    for name in ("alpha", "beta", "gamma"):
+        v = getattr(args, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise ConfigError(f"--{name} {v} must be a finite number ≥ 0")
+    if args.radius_bc not in BLOCK_SIZES:
+        raise ConfigError(f"--radius-bc {args.radius_bc} must be one of "
+                          f"{', '.join(map(str, BLOCK_SIZES))}")
+    if args.radius_bc > RANGES["k_max"][1]:
+        raise ConfigError(f"--radius-bc {args.radius_bc}: top_k = Bc needs k_max = "
+                          f"{args.radius_bc}, above the {RANGES['k_max'][1]} a core supports")
+    n_all = n_texts if base["n_texts"] is None else min(n_texts, base["n_texts"])
+    s["search_n"] = base["search_texts"] if args.search_texts is None else args.search_texts
+    if not 1 <= s["search_n"] <= n_all:
+        raise ConfigError(f"--search-texts {s['search_n']} must be 1 … {n_all} (the texts "
+                          f"used)")
+    s["n_texts"] = n_all
+    if args.study_name is not None and not args.study_name.strip():
+        raise ConfigError(f"--study-name {args.study_name!r} must not be empty")
+    s["study"] = args.study_name or ("sofa-dse" + ("-quick" if args.quick else "")
+                                     + ("-per-head" if args.per_head else ""))
+    s["storage"] = args.storage or f"sqlite:///{Path(args.out).resolve() / 'study.db'}"
+    _check_storage(s["storage"])
+    s["weights"] = {"alpha": args.alpha, "beta": args.beta, "gamma": args.gamma}
+    s.update(per_head=args.per_head, seed=args.seed, workers=args.workers,
+             quick=args.quick, max_tokens=base["max_tokens"], calib_iters=base["calib_iters"],
+             finalists=base["finalists"], radius_bc=args.radius_bc)
+    # What the run does, beyond the search's definition.
+    s.update(worker=args.worker, worker_trials=args.worker_trials, fresh=args.fresh,
+             skip_radius=args.skip_radius, progress=not args.no_progress, out=Path(args.out))
+    return s
+
+
+def run(args, log=log_line):
+    """Run the DSE from parsed arguments (:func:`add_arguments`); returns the exit status.
+
+    Every argument is checked before any work (:class:`spec.config.ConfigError`); a missing
+    MiniLM weights package is :class:`sim.minilm.ModelMissing` (in :data:`FAILURES`)."""
+    texts = load_texts(args.texts or TEXT_DIR)
+    s = settings_from_args(args, len(texts))
+    return run_dse(s, texts, log=log)
+
+
+def main(argv=None):
+    """``sofa dse`` alone (for tests): the same parser, checks and exit statuses."""
+    from gen.cli import main as sofa
+    return sofa(["dse", *(argv or [])])

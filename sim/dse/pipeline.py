@@ -1,0 +1,222 @@
+"""A whole DSE run from checked settings: the search, the baselines, the choice, the report.
+
+:func:`run_dse` takes the settings of :func:`sim.dse.cli.settings_from_args` and the texts,
+and then
+
+1. builds the evaluator (MiniLM, the texts, their dense embeddings) and the process pool;
+2. opens or resumes the main study (warm-started with the uniform configurations just inside
+   the budget) and runs it until it holds the requested trials (:func:`sim.dse.study.search`);
+   a ``--worker`` stops here;
+3. evaluates the fixed-ratio baselines and chooses the best trial that meets the budget on
+   all texts (registers and exact cycles);
+4. the radius-only comparison (adaptive selection): with ``Bc = --radius-bc`` and
+   ``top_k = Bc`` one radius is calibrated to the compute of the fixed top-k point at that
+   ``Bc`` and a second study tunes R per layer under the same compute;
+5. writes the outputs (:func:`sim.dse.report.write_outputs`).
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier_at, run_fixed
+from sim.dse.evaluate import Evaluator, Runner, entry
+from sim.dse.report import write_outputs
+from sim.dse.space import pct, suggest_main, suggest_radius, warm_start
+from sim.dse.study import (best_trials, choose, counts, delete_study, open_storage, open_study,
+                           quiet_optuna, search, trial_rows, worker_id)
+
+
+__all__ = ["run_dse", "log_line"]
+
+
+def log_line(msg):
+    """The default log: one line on stdout, flushed (progress bars go to stderr)."""
+    print(msg, flush=True)
+
+
+@dataclass
+class _Run:
+    """What every step of a run needs: the settings, the evaluator, the process pool and the
+    split of the texts into search and held-out texts."""
+    s: dict
+    ev: Evaluator
+    runner: Runner
+    names: list
+    search_idx: list
+    held_idx: list
+    all_idx: list
+    t0: float
+    log: object
+
+    @property
+    def progress(self):
+        return self.s["progress"]
+
+    @property
+    def weights(self):
+        w = self.s["weights"]
+        return w["alpha"], w["beta"], w["gamma"]
+
+
+def run_dse(s, texts, log=log_line):
+    """Run the DSE with the settings ``s`` (:func:`sim.dse.cli.settings_from_args`) on
+    ``texts`` (``{name: text}``, the first ``s["n_texts"]`` are used); returns the exit
+    status."""
+    t0 = time.time()
+    texts = dict(list(texts.items())[:s["n_texts"]])
+    names = list(texts)
+    search_idx = list(range(s["search_n"]))
+    ev = Evaluator(texts, max_tokens=s["max_tokens"], screen=search_idx)
+    jobs = 1 if s["worker"] else s["workers"]
+    runner = Runner(ev, jobs)                  # forks before any thread or connection exists
+    r = _Run(s, ev, runner, names, search_idx, list(range(s["search_n"], len(names))),
+             list(range(len(names))), t0, log)
+    try:
+        code = _main_study(r)
+    except BaseException:
+        runner.close(terminate=True)
+        raise
+    runner.close()
+    return code
+
+
+def _main_study(r):
+    import optuna
+    quiet_optuna()
+    s, ev, runner, log = r.s, r.ev, r.runner, r.log
+    names, search_idx = r.names, r.search_idx
+    budget = s["budget"]
+    nl, nh, d = ev.n_layers, ev.n_heads, ev.d
+    signature = {"kind": "main", "space": 1, "texts": names,
+                 "search_texts": [names[i] for i in search_idx], "max_tokens": s["max_tokens"],
+                 "budget": budget, "weights": s["weights"], "per_head": s["per_head"]}
+    storage = open_storage(s["storage"])
+    n_startup = max(2, min(20, s["trials"] // 5))
+    study, created = open_study(storage, s["study"], signature, s["seed"], n_startup,
+                                fresh=s["fresh"],
+                                warm=warm_start(budget, nl, nh, s["per_head"], d,
+                                                [len(ev.ids[i]) for i in search_idx]))
+    rstudy_name = f"{s['study']}-radius"
+    if s["fresh"]:
+        delete_study(storage, rstudy_name)
+    done, _ = counts(study)
+    log(f"study {s['study']!r}: {done} complete trials of {s['trials']} "
+        f"({'new' if created else 'resumed'}); search on {len(search_idx)} of {len(names)} "
+        f"texts, {runner.jobs} process(es); budget {pct(budget)} saved")
+
+    def suggest(trial):
+        return suggest_main(trial, nl, nh, s["per_head"])
+
+    t1 = time.time()
+    mine = search(study, runner, suggest, search_idx, s["trials"], r.weights, budget,
+                  own_limit=s["worker_trials"] if s["worker"] else None,
+                  wait=not s["worker"], progress=r.progress)
+    t_search = time.time() - t1
+    done, _ = counts(study)
+    if s["worker"]:
+        log(f"worker {worker_id()}: {mine} trials; the study holds {done} complete trials "
+            f"({time.time() - r.t0:.0f} s)")
+        return 0
+    ctx = {"n_layers": nl, "n_heads": nh, "optuna": optuna.__version__,
+           "tokens": [int(len(i)) for i in ev.ids], "wall": {"search": t_search}}
+    feasible = best_trials(study, budget)
+    ctx["n_complete"], ctx["n_feasible"] = done, len(feasible)
+    ctx["trials"] = trial_rows(study)
+    ctx["n_screened"] = sum(bool((t["metrics"] or {}).get("screened")) for t in ctx["trials"])
+    log(f"search: {done} complete trials, {len(feasible)} within the budget, "
+        f"{ctx['n_screened']} screened out ({t_search:.0f} s)")
+    _baselines_and_choice(r, study, ctx)
+    t1 = time.time()
+    ctx["radius"] = None if s["skip_radius"] else _radius_study(r, storage, ctx["fixed"],
+                                                                rstudy_name)
+    ctx["wall"]["radius"] = time.time() - t1
+    ctx["wall"]["total"] = time.time() - r.t0
+    ctx["settings"] = {
+        "budget": budget, "weights": s["weights"], "seed": s["seed"], "trials": s["trials"],
+        "radius_trials": s["radius_trials"], "per_head": s["per_head"],
+        "workers": s["workers"], "study": s["study"], "texts": names,
+        "search_texts": [names[i] for i in search_idx], "max_tokens": s["max_tokens"],
+        "quick": s["quick"]}
+    ctx["plan_settings"] = {k: ctx["settings"][k] for k in
+                            ("budget", "weights", "seed", "trials", "per_head", "study",
+                             "texts", "search_texts", "max_tokens")}
+    ch = ctx["chosen"]
+    ctx["plan_settings"]["trial"] = None if ch is None else ch["trial"]
+    files = write_outputs(ctx, Path(s["out"]), ev)
+    log(f"wrote {', '.join(str(f) for f in files)} ({ctx['wall']['total']:.0f} s)")
+    return 0
+
+
+def _baselines_and_choice(r, study, ctx):
+    """The fixed-ratio points, the best of them within the budget (again with registers and
+    exact cycles) and the chosen trial, into ``ctx``."""
+    s, ev, runner, log = r.s, r.ev, r.runner, r.log
+    budget = s["budget"]
+    t1 = time.time()
+    ctx["fixed"] = run_fixed(runner, ev, fixed_grid(s["quick"]), r.search_idx, r.held_idx,
+                             r.progress)
+    fb = best_fixed(ctx["fixed"], budget)
+    if fb is not None:                         # again, with registers and exact cycles
+        res = runner.evaluate([fb["plan"]], r.all_idx, exact=True)[0]
+        fb = entry(fb["name"], fb["plan"], res, r.search_idx, r.held_idx,
+                   block_size=fb["block_size"], top_k=fb["top_k"])
+    ctx["fixed_best"] = fb
+    ctx["wall"]["fixed"] = time.time() - t1
+
+    t1 = time.time()
+    ch = choose(runner, study, budget, r.all_idx, r.search_idx, r.held_idx, s["finalists"],
+                ev.n_layers, ev.n_heads)
+    ctx["chosen"] = ch
+    if ch is not None:
+        ctx["fixed_interp"] = frontier_at(ctx["fixed"], ch["all"]["saved"])
+        log(f"best: trial {ch['trial']}, saved {pct(ch['all']['saved'])}, cosine "
+            f"{ch['all']['cos_mean']:.4f} (all texts)")
+    if fb is not None:
+        log(f"best fixed ratio within the budget: Bc={fb['block_size']} top_k={fb['top_k']}, "
+            f"saved {pct(fb['all']['saved'])}, cosine {fb['all']['cos_mean']:.4f}")
+    ctx["wall"]["final"] = time.time() - t1
+
+
+def _radius_study(r, storage, fixed, name):
+    """Sphere clipping alone at ``Bc = --radius-bc``: the fixed top-k reference, one
+    calibrated R, and R per layer from a second study."""
+    s, ev, runner, log = r.s, r.ev, r.runner, r.log
+    names, search_idx = r.names, r.search_idx
+    bc = s["radius_bc"]
+    refs = [e for e in fixed if e["block_size"] == bc and e["all"]["saved"] >= s["budget"]]
+    if not refs:
+        log(f"radius-only: no fixed top-k point at Bc={bc} meets the budget; skipped")
+        return None
+    ref = max(refs, key=lambda e: e["all"]["kept"])
+    target = ref["all"]["saved"]
+    out = {"bc": bc, "ref": ref, "study": name, "n_complete": 0}
+    uni = calibrate_radius(runner, ev, bc, target, r.all_idx, search_idx, r.held_idx,
+                           s["calib_iters"], r.progress)
+    out["uniform"] = uni
+    if uni is None:
+        return out
+    log(f"radius-only: one R = {uni['radius_nat']:.3g} saves {pct(uni['all']['saved'])}, "
+        f"cosine {uni['all']['cos_mean']:.4f}; fixed top_k = {ref['top_k']}: "
+        f"{ref['all']['cos_mean']:.4f}")
+    if s["radius_trials"] == 0:
+        return out
+    nl, nh = ev.n_layers, ev.n_heads
+    signature = {"kind": "radius", "space": 1, "texts": names,
+                 "search_texts": [names[i] for i in search_idx], "max_tokens": s["max_tokens"],
+                 "target": round(target, 9), "weights": s["weights"], "bc": bc}
+    warm = [{f"L{l}_R": uni["radius_nat"] for l in range(nl)}]
+    study, _ = open_study(storage, name, signature, s["seed"],
+                          max(2, min(10, s["radius_trials"] // 4)), warm=warm)
+    search(study, runner, lambda t: suggest_radius(t, nl, nh, bc), search_idx,
+           s["radius_trials"], r.weights, target, progress=r.progress,
+           desc="radius-only search")
+    out["n_complete"] = counts(study)[0]
+    out["trials"] = trial_rows(study)
+    pl = choose(runner, study, target, r.all_idx, search_idx, r.held_idx, s["finalists"], nl,
+                nh, radius_bc=bc)
+    out["per_layer"] = pl
+    if pl is not None:
+        log(f"radius-only: R per layer saves {pct(pl['all']['saved'])}, cosine "
+            f"{pl['all']['cos_mean']:.4f}")
+    return out

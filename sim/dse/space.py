@@ -1,0 +1,139 @@
+"""The DSE's search space: per-layer (or per-head) settings, trial parameters and warm starts.
+
+Per layer: ``Bc ∈ {16, 32, 64}`` (compile time: it fixes the hardware), keep ``n/32`` of a
+tile for ``n = 2 … 16`` (6.25 … 50 %, ``top_k = round(keep·Bc)``, :func:`top_k_for`) and a
+sphere radius ``R ∈ {∞, 8, 6, 5, 4, 3, 2}`` in natural-log logit units; with ``per_head``,
+``top_k`` and ``R`` per head. The radius-only space has ``top_k = Bc`` and ``R`` per layer,
+log-uniform in :data:`RADIUS_RANGE`.
+
+A trial's Optuna parameters are ``L{l}_bc``, ``L{l}_keep`` and ``L{l}_R`` (an index into
+:data:`RADII_NAT`), per head ``L{l}H{h}_keep`` and ``L{l}H{h}_R``, or in the radius-only space
+``L{l}_R`` in logit units; :func:`plan_from_params` turns them into a plan, a tuple of one
+:class:`LayerSetting` per layer.
+"""
+
+import math
+from dataclasses import dataclass
+
+from sim.dse.cost import kept_full, prediction_share
+
+
+__all__ = ["BLOCK_SIZES", "KEEP_DEN", "KEEP_STEPS", "RADII_NAT", "RADIUS_RANGE", "HeadSetting",
+           "LayerSetting", "top_k_for", "uniform_plan", "plan_from_params", "suggest_main",
+           "suggest_radius", "warm_start", "parse_radius", "radius_text", "pct"]
+
+BLOCK_SIZES = (16, 32, 64)
+#: keep = n / KEEP_DEN of a tile, n in KEEP_STEPS (6.25 … 50 %).
+KEEP_DEN = 32
+KEEP_STEPS = tuple(range(2, 17))
+#: Radius choices in natural-log logit units; index 0 (∞) disables clipping.
+RADII_NAT = (math.inf, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0)
+#: The radius-only study searches R per layer in this range (log scale).
+RADIUS_RANGE = (0.2, 5.0)
+
+
+@dataclass(frozen=True)
+class HeadSetting:
+    """Run-time choice of one head: keys kept per tile and sphere radius (logit units)."""
+    top_k: int
+    radius_nat: float = math.inf
+
+
+@dataclass(frozen=True)
+class LayerSetting:
+    """One layer: its block size (compile time) and each head's :class:`HeadSetting`."""
+    block_size: int
+    heads: tuple
+
+    @property
+    def k_max(self):
+        return max(h.top_k for h in self.heads)
+
+
+def top_k_for(block_size, n):
+    """``top_k`` for keeping ``n/32`` of a ``block_size``-key tile (round half up, ≥ 1)."""
+    return max(1, min(block_size, (2 * n * block_size + KEEP_DEN) // (2 * KEEP_DEN)))
+
+
+def uniform_plan(n_layers, n_heads, block_size, top_k, radius_nat=math.inf):
+    """The same setting in every layer and head (a fixed-ratio point)."""
+    layer = LayerSetting(block_size, (HeadSetting(top_k, radius_nat),) * n_heads)
+    return (layer,) * n_layers
+
+
+def plan_from_params(params, n_layers, n_heads, radius_bc=None):
+    """The plan of a trial's parameters: the main space (``L{l}_bc``, ``L{l}_keep``,
+    ``L{l}_R`` or per head ``L{l}H{h}_keep``/``L{l}H{h}_R``) or, with ``radius_bc``, the
+    radius-only space (``L{l}_R`` in logit units, ``top_k = Bc``)."""
+    layers = []
+    for l in range(n_layers):
+        if radius_bc is not None:
+            hs = HeadSetting(radius_bc, float(params[f"L{l}_R"]))
+            layers.append(LayerSetting(radius_bc, (hs,) * n_heads))
+            continue
+        bc = int(params[f"L{l}_bc"])
+        if f"L{l}_keep" in params:
+            hs = HeadSetting(top_k_for(bc, params[f"L{l}_keep"]), RADII_NAT[params[f"L{l}_R"]])
+            heads = (hs,) * n_heads
+        else:
+            heads = tuple(HeadSetting(top_k_for(bc, params[f"L{l}H{h}_keep"]),
+                                      RADII_NAT[params[f"L{l}H{h}_R"]]) for h in range(n_heads))
+        layers.append(LayerSetting(bc, heads))
+    return tuple(layers)
+
+
+def _tags(n_heads, per_head):
+    """Parameter-name infixes: one per head (``H0`` …) or one for the layer (``""``)."""
+    return [f"H{h}" for h in range(n_heads)] if per_head else [""]
+
+
+def suggest_main(trial, n_layers, n_heads, per_head):
+    """Ask an Optuna ``trial`` for a point of the main space; returns its plan."""
+    for l in range(n_layers):
+        trial.suggest_categorical(f"L{l}_bc", BLOCK_SIZES)
+        for tag in _tags(n_heads, per_head):
+            trial.suggest_int(f"L{l}{tag}_keep", KEEP_STEPS[0], KEEP_STEPS[-1])
+            trial.suggest_int(f"L{l}{tag}_R", 0, len(RADII_NAT) - 1)
+    return plan_from_params(trial.params, n_layers, n_heads)
+
+
+def suggest_radius(trial, n_layers, n_heads, bc):
+    """Ask an Optuna ``trial`` for a point of the radius-only space at ``Bc = bc``."""
+    for l in range(n_layers):
+        trial.suggest_float(f"L{l}_R", *RADIUS_RANGE, log=True)
+    return plan_from_params(trial.params, n_layers, n_heads, radius_bc=bc)
+
+
+def warm_start(budget, n_layers, n_heads, per_head, d, seq_lens):
+    """Uniform starting points: for each Bc the largest keep that meets the budget on the
+    search texts (sequence lengths ``seq_lens``) without clipping (R = ∞), as trial
+    parameters of the main space."""
+    out = []
+    for bc in BLOCK_SIZES:
+        ok = [n for n in KEEP_STEPS
+              if 1 - prediction_share(d) - kept_full(seq_lens, bc, top_k_for(bc, n)) >= budget]
+        if not ok:
+            continue
+        p = {}
+        for l in range(n_layers):
+            p[f"L{l}_bc"] = bc
+            for tag in _tags(n_heads, per_head):
+                p[f"L{l}{tag}_keep"] = max(ok)
+                p[f"L{l}{tag}_R"] = 0
+        out.append(p)
+    return out
+
+
+def parse_radius(x):
+    """A radius as stored in JSON (a number, or ``"inf"``/None for no clipping)."""
+    return math.inf if x in (None, "inf") else float(x)
+
+
+def radius_text(r):
+    """A radius for people: ``∞`` or three significant digits."""
+    return "∞" if math.isinf(r) else f"{r:.3g}"
+
+
+def pct(x, nd=1):
+    """A fraction as a percentage (``0.75`` → ``75.0 %``)."""
+    return f"{100 * x:.{nd}f} %"
