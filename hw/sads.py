@@ -141,7 +141,7 @@ class SADS(wiring.Component):
         enters the sorter; skipped batches only make it faster). It is 1 under the condition
         above (the batch and launch registers hide the last batch's wait), e.g. for the
         tiny, default and ecp5 presets; otherwise the average found by :meth:`schedule`:
-        1.375 for the ice40 preset (batches of 4 keys against a 7-cycle round trip),
+        1.625 for the ice40 preset (batches of 2 keys against a 4-cycle round trip),
         2.6 for block_size 5, sort_width 5, k_max 3 (batches of 2 keys).
     queue_depth : int
         Tile results the output queue holds (its head is being emitted):
