@@ -17,7 +17,8 @@ from gen.artifacts import write_if_changed
 from spec.regmap import WORD_BITS, register_map
 
 
-__all__ = ["RDL_NAME", "rdl_text", "compile_rdl", "write_register_files", "register_files"]
+__all__ = ["RDL_NAME", "rdl_text", "compile_rdl", "write_register_files", "register_files",
+           "markdown_tables"]
 
 
 #: Base name of the files and the SystemRDL address map.
@@ -123,3 +124,24 @@ def write_register_files(cfg, out_dir):
             f.unlink()
         tmp.rmdir()
     return [rdl, header, doc]
+
+
+def markdown_tables(cfg):
+    """The register and counter tables of ``cfg`` as Markdown (docs/registers.md shows the
+    default preset's, and a test keeps them equal)."""
+    def hexa(n):
+        return f"{n:#x}" if n > 9 else str(n)
+
+    rows = ["| word | byte | name | access | bits | reset | legal values | description |",
+            "|---:|---:|---|---|---:|---:|---|---|"]
+    counters = ["| word | byte | name | kind | description |", "|---:|---:|---|---|---|"]
+    for e in register_map(cfg):
+        if e["kind"] == "register":
+            legal = f"{e['legal'][0]} … {e['legal'][1]}" if e["legal"] else "–"
+            rows.append(f"| {e['address']} | {hexa(4 * e['address'])} | {e['name'].upper()} | "
+                        f"{e['access']} | {e['value_width']} | {hexa(e['reset'])} | {legal} | "
+                        f"{e['description']} |")
+        else:
+            counters.append(f"| {e['address']} | {hexa(4 * e['address'])} | "
+                            f"{e['name'].upper()} | {e['kind']} | {e['description']} |")
+    return "\n".join(rows) + "\n", "\n".join(counters) + "\n"

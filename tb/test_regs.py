@@ -85,3 +85,13 @@ def test_bad_rdl_is_reported(tmp_path):
     path.write_text(rdl_text(preset("tiny")).replace("value[6:0]", "value[40:0]", 1))
     with pytest.raises(ValueError, match="SystemRDL does not compile"):
         compile_rdl(path)
+
+
+def test_docs_show_the_default_map():
+    """docs/registers.md's tables are those of spec.regmap for the default preset."""
+    from pathlib import Path
+    from gen.regs import markdown_tables
+    text = (Path(__file__).resolve().parent.parent / "docs" / "registers.md").read_text()
+    regs, counters = markdown_tables(preset("default"))
+    assert f"<!-- registers:begin -->\n{regs}<!-- registers:end -->" in text
+    assert f"<!-- counters:begin -->\n{counters}<!-- counters:end -->" in text
