@@ -21,7 +21,7 @@ from pathlib import Path
 
 __all__ = ["ConfigError", "MAX_FILE_BYTES", "MAX_JSON_DEPTH", "read_text", "parse_json",
            "load_json", "check_int", "check_float", "check_bool", "check_name", "check_choice",
-           "int_arg", "float_arg", "name_arg"]
+           "int_arg", "float_arg", "name_arg", "choice_arg"]
 
 
 class ConfigError(ValueError):
@@ -116,7 +116,7 @@ def parse_json(text, *, source, max_depth=MAX_JSON_DEPTH):
             from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{source}: not valid JSON: {e.msg} at line {e.lineno} "
-                         f"column {e.colno}") from None
+                          f"column {e.colno}") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested deeper than {max_depth} levels") from None
     except ValueError:                               # an integer beyond int_max_str_digits
@@ -133,23 +133,29 @@ def load_json(path, *, what, max_bytes=MAX_FILE_BYTES):
                       source=f"{what} {path}")
 
 
+def _named(name, value):
+    """``name = value`` in a message, or the value alone where the name is said elsewhere
+    (argparse prefixes ``argument --NAME:``)."""
+    return _show(value) if name is None else f"{name} = {_show(value)}"
+
+
 def check_int(name, value, lo=None, hi=None):
     """``value`` as an int within ``lo … hi`` (either may be None); bools are not ints."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, not {_show(value)}")
+        raise ConfigError(f"{name or 'the value'} must be an integer, not {_show(value)}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"{name} = {_show(value)} is out of range; allowed "
-                         f"{'-∞' if lo is None else lo} … {'∞' if hi is None else hi}")
+        raise ConfigError(f"{_named(name, value)} is out of range; allowed "
+                          f"{'-∞' if lo is None else lo} … {'∞' if hi is None else hi}")
     return value
 
 
 def check_float(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
     """``value`` as a finite float within the bounds (open where asked)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number, not {_show(value)}")
+        raise ConfigError(f"{name or 'the value'} must be a number, not {_show(value)}")
     value = float(value)
     if not math.isfinite(value):
-        raise ConfigError(f"{name} = {value} is not a finite number")
+        raise ConfigError(f"{_named(name, value)} is not a finite number")
     below = lo is not None and (value <= lo if lo_open else value < lo)
     above = hi is not None and (value >= hi if hi_open else value > hi)
     if below or above:
@@ -157,7 +163,7 @@ def check_float(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
         right = "∞" if hi is None else f"{hi:g}"
         brackets = ("(" if lo_open or lo is None else "[") + f"{left}, {right}" + \
             (")" if hi_open or hi is None else "]")
-        raise ConfigError(f"{name} = {value:g} is out of range; allowed {brackets}")
+        raise ConfigError(f"{_named(name, value)} is out of range; allowed {brackets}")
     return value
 
 
@@ -171,15 +177,15 @@ def check_name(name, value):
     """A name that is safe as a file or directory name: letters, digits, ``_.+-``, 1 … 64
     characters, not starting with a dot or a dash."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ConfigError(f"{name} = {_show(value)} is not a valid name; use 1 … 64 letters, "
-                         f"digits, '_', '.', '+' or '-', not starting with '.', '+' or '-'")
+        raise ConfigError(f"{_named(name, value)} is not a valid name; use 1 … 64 letters, "
+                          f"digits, '_', '.', '+' or '-', not starting with '.', '+' or '-'")
     return value
 
 
 def check_choice(name, value, choices):
     if value not in choices:
-        raise ConfigError(f"{name} = {_show(value)} is unknown; choose one of "
-                         f"{', '.join(map(str, choices))}")
+        raise ConfigError(f"{_named(name, value)} is unknown; choose one of "
+                          f"{', '.join(map(str, choices))}")
     return value
 
 
@@ -201,7 +207,7 @@ def int_arg(lo=None, hi=None):
             value = int(text, 10)
         except ValueError:
             raise ConfigError(f"{_show(text)} is not a decimal integer") from None
-        return check_int("the value", value, lo, hi)
+        return check_int(None, value, lo, hi)
     return _arg(integer)
 
 
@@ -212,10 +218,17 @@ def float_arg(lo=None, hi=None, *, lo_open=False, hi_open=False):
             value = float(text)
         except ValueError:
             raise ConfigError(f"{_show(text)} is not a number") from None
-        return check_float("the value", value, lo, hi, lo_open=lo_open, hi_open=hi_open)
+        return check_float(None, value, lo, hi, lo_open=lo_open, hi_open=hi_open)
     return _arg(number)
 
 
 def name_arg(text):
     """An argparse type: :func:`check_name`."""
-    return _arg(lambda t: check_name("the name", t))(text)
+    return _arg(lambda t: check_name(None, t))(text)
+
+
+def choice_arg(choices):
+    """An argparse type: one of ``choices`` (the message lists them)."""
+    def choice(text):
+        return check_choice(None, text, choices)
+    return _arg(choice)
