@@ -1,60 +1,74 @@
-"""``make bench`` / ``python -m gen.bench``: the core's speed-up over dense mode, measured on the RTL.
+"""``sofa bench``: the core's speed-up over dense mode, measured on the RTL.
 
-Runs ``sofa_top`` on Verilator (``tb/cocotb/top/cocotb_bench.py``) in dense mode and in sparse
-mode at top_k = 50, 25 and 12.5 % of the tile, same config and data (structured: a few dominant
-keys per query), every output checked against the golden model. Writes
-``build/bench/bench.json`` and ``build/bench/bench.md``: cycles, speed-up over dense, PE
-utilisation, K/V rows read against the lower bound, the prediction's share of the cycles, and
-the cycle model's projection to longer sequences.
+Runs ``sofa_top`` on Verilator (the testbench :mod:`gen.rtlsim.bench_tb`) in dense mode and in
+sparse mode at top_k = 50, 25 and 12.5 % of the tile, same config and data (structured: a few
+dominant keys per query, :func:`sim.workloads.structured`), every output checked against the
+golden model. Writes ``<out>/bench.json`` and ``<out>/bench.md``: cycles, speed-up over dense,
+PE utilisation, K/V rows read against the lower bound, the prediction's share of the cycles,
+and the cycle model's projection to longer sequences.
 
 The default config is the ``default`` preset with ``k_max = 8`` (50 % of a 16-key tile needs
 top_k = 8); ``--preset``/``--config`` choose another.
+
+The command line (``sofa bench``) gets its options from :func:`add_arguments` and runs
+:func:`run`; bad input raises :class:`spec.config.ConfigError`, a failed RTL check
+:class:`gen.rtlsim.runner.SimulationError` (one of :data:`FAILURES`).
 """
 
-import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
+from gen.rtlsim.runner import SimulationError, run_cocotb
+from spec.config import PRESETS, ConfigError, RunParams, load_config, preset
 
+
+__all__ = ["add_arguments", "run", "bench_config", "top_ks", "metrics", "projections",
+           "markdown", "RATIOS", "PROJECT_SEQ", "FAILURES"]
+
+
+#: Sparse runs keep these shares of a tile's keys (top_k = ratio × block_size).
 RATIOS = (0.5, 0.25, 0.125)
+#: Sequence lengths of the cycle model's projection.
 PROJECT_SEQ = (4096, 16384)
+#: What a failed run raises (the command line's exit status 1).
+FAILURES = (SimulationError,)
 
 
 def bench_config(args):
-    from spec.config import load_config, preset
+    """The config of ``--preset``/``--config``; without either, ``default`` with k_max = 8."""
     if args.preset is None and args.config is None:
         return preset("default").replace(name="bench", k_max=8)
     return load_config(preset_name=args.preset, path=args.config)
 
 
 def top_ks(cfg, ratios):
-    from spec.config import ConfigError
+    """top_k of each ratio of ``block_size`` (at least 1); raises ConfigError above k_max."""
     ks = []
     for r in ratios:
         k = max(1, round(cfg.block_size * r))
         if k > cfg.k_max:
-            raise ConfigError(f"top_k ratio {r:g} of block_size = {cfg.block_size} needs "
-                              f"top_k = {k} > k_max = {cfg.k_max}; raise k_max")
+            raise ConfigError(f"k_max = {cfg.k_max} is too small for the bench: top_k ratio "
+                              f"{r:g} of block_size = {cfg.block_size} needs top_k = {k}; "
+                              f"allowed: k_max >= {k}")
         ks.append(k)
     return ks
 
 
-def metrics(cfg, run, dense):
-    """Derived figures of one run (dict of counters) against the dense run."""
+def metrics(cfg, record, dense):
+    """Derived figures of one run (dict of counters, as the testbench wrote it) against the
+    dense run."""
     der = cfg.derived
-    c = run["counters"]
-    S, T = run["seq_len"], run["rows"]
+    c = record["counters"]
+    S, T = record["seq_len"], record["rows"]
     cycles = c["busy_cycles"]
     useful = 2 * cfg.d * c["keys"]                       # Q·K and P·V multiplies
     sel_cycles = c["keys"] * der.mac_cycles              # SU-FA time if nothing else cost
-    pred_cycles = 0 if run["dense"] else S * T * der.dlzs_cycles
+    pred_cycles = 0 if record["dense"] else S * T * der.dlzs_cycles
     ideal_cycles = max(sel_cycles, pred_cycles)
     out = {
-        "mode": "dense" if run["dense"] else f"top_k={run['top_k']}",
-        "keep": run["top_k"] / cfg.block_size if not run["dense"] else 1.0,
+        "mode": "dense" if record["dense"] else f"top_k={record['top_k']}",
+        "keep": record["top_k"] / cfg.block_size if not record["dense"] else 1.0,
         "cycles": cycles,
         "cycles_per_query": cycles / T,
         "speedup": dense["counters"]["busy_cycles"] / cycles,
@@ -71,7 +85,7 @@ def metrics(cfg, run, dense):
     # The literature's ideal: dense MACs over sparse MACs plus the prediction's operations in
     # INT8-MAC equivalents (a DLZS shift-add = 0.2, sim.predictors.COST_WEIGHTS).
     from sim.predictors import COST_WEIGHTS
-    pred_ops = 0 if run["dense"] else COST_WEIGHTS["shift_add"] * cfg.d * S * T
+    pred_ops = 0 if record["dense"] else COST_WEIGHTS["shift_add"] * cfg.d * S * T
     out["ideal_ops_speedup"] = (2 * cfg.d * S * T) / (useful + pred_ops)
     out["of_ideal"] = out["speedup"] / out["ideal_speedup"]
     out["of_ideal_ops"] = out["speedup"] / out["ideal_ops_speedup"]
@@ -81,19 +95,14 @@ def metrics(cfg, run, dense):
 def projections(cfg, ks, seed=1, rows=2):
     """The cycle model at longer S, on structured data from the golden model."""
     import numpy as np
-    from spec.config import RunParams
     from sim.golden import sofa_attention
     from sim.perf import core_cycles
+    from sim.workloads import structured
     out = []
     for S in PROJECT_SEQ:
         big = cfg.replace(max_seq_len=max(S, cfg.max_seq_len))
         rng = np.random.default_rng(seed)
-        Q = rng.integers(-128, 128, size=(rows, big.d))
-        K = rng.integers(-64, 64, size=(S, big.d))
-        V = rng.integers(-128, 128, size=(S, big.d))
-        for i in range(rows):
-            for j in rng.choice(S, size=S // 64, replace=False):
-                K[j] = np.clip(Q[i] // 2 + rng.integers(-6, 7, size=big.d), -128, 127)
+        Q, K, V = structured(big, rng, rows, S, dominant=S // 64)
         c = RunParams.scale_from_float(big, 1e-3)
         dense = None
         for k in [None] + ks:
@@ -149,46 +158,61 @@ def markdown(cfg, rows, proj, wall):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    root = str(Path(__file__).resolve().parent.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from spec.config import ConfigError
-    parser = argparse.ArgumentParser(prog="sofa-bench", description=__doc__.split("\n")[0])
+def add_arguments(parser):
+    """The options of ``sofa bench``."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--preset", metavar="NAME")
-    group.add_argument("--config", metavar="FILE", type=Path)
-    parser.add_argument("--seq", type=int, help="sequence length (default: max_seq_len)")
-    parser.add_argument("--rows", type=int, default=4, help="queries per run (default 4)")
-    parser.add_argument("--out", type=Path, default=Path("build/bench"))
-    parser.add_argument("--no-projection", dest="projection", action="store_false")
-    args = parser.parse_args(argv)
+    group.add_argument("--preset", metavar="NAME",
+                       help=f"a named configuration: {', '.join(PRESETS)} (default: the "
+                            f"default preset with k_max = 8, named bench)")
+    group.add_argument("--config", metavar="FILE", type=Path,
+                       help="a JSON file of SofaConfig parameters (default: none)")
+    parser.add_argument("--seq", metavar="S", type=int,
+                        help="sequence length, 1 … max_seq_len (default: max_seq_len)")
+    parser.add_argument("--rows", metavar="T", type=int, default=4,
+                        help="queries per run (default: 4)")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=Path("build/bench"),
+                        help="output directory (default: build/bench)")
+    parser.add_argument("--no-projection", dest="projection", action="store_false",
+                        help="skip the cycle model's projection to S = "
+                             f"{' and '.join(map(str, PROJECT_SEQ))} (default: projected)")
+
+
+def run(args):
+    """Run the bench on ``args`` (from :func:`add_arguments`); returns the exit status 0.
+
+    Raises
+    ------
+    ConfigError
+        Bad input: config, ``--seq``, ``--rows``, a k_max too small for :data:`RATIOS`, an
+        ``--out`` that cannot be created.
+    SimulationError
+        The Verilator build failed or the RTL disagreed with the golden model.
+    """
+    cfg = bench_config(args)
+    ks = top_ks(cfg, RATIOS)
+    seq = cfg.max_seq_len if args.seq is None else args.seq
+    if not 1 <= seq <= cfg.max_seq_len:
+        raise ConfigError(f"--seq {seq}: the sequence length must be 1 … max_seq_len = "
+                          f"{cfg.max_seq_len}")
+    if args.rows < 1:
+        raise ConfigError(f"--rows {args.rows}: the number of queries must be at least 1")
     try:
-        cfg = bench_config(args)
-        ks = top_ks(cfg, RATIOS)
-        seq = args.seq or cfg.max_seq_len
-        if not 1 <= seq <= cfg.max_seq_len:
-            raise ConfigError(f"--seq {seq} must be 1 … max_seq_len = {cfg.max_seq_len}")
-        if args.rows < 1:
-            raise ConfigError(f"--rows {args.rows} must be at least 1")
-    except (ConfigError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {args.out}: cannot create the directory: "
+                          f"{e.strerror or e}") from None
 
     from hw.top import sofa_top
-    from tb.cocotb_runner import run_cocotb
-    args.out.mkdir(parents=True, exist_ok=True)
     raw_path = (args.out / "runs.json").resolve()
     start = time.monotonic()
-    run_cocotb("sofa_top", sofa_top, cfg, "tb/cocotb/top/cocotb_bench.py", name=f"bench-{cfg.name}",
-               extra_env={"SOFA_BENCH_OUT": str(raw_path), "SOFA_BENCH_SEQ": str(seq),
-                          "SOFA_BENCH_ROWS": str(args.rows),
+    run_cocotb("sofa_top", sofa_top, cfg, "gen.rtlsim.bench_tb", name=f"bench-{cfg.name}",
+               extra_env={"SOFA_BENCH_OUT": raw_path, "SOFA_BENCH_SEQ": seq,
+                          "SOFA_BENCH_ROWS": args.rows,
                           "SOFA_BENCH_TOPK": ",".join(map(str, ks))})
     raw = json.loads(raw_path.read_text())
     dense = raw["runs"][0]
-    rows = [metrics(cfg, run, dense) | {"seq_len": seq, "queries": args.rows}
-            for run in raw["runs"]]
+    rows = [metrics(cfg, one, dense) | {"seq_len": seq, "queries": args.rows}
+            for one in raw["runs"]]
     proj = projections(cfg, ks) if args.projection else []
     wall = time.monotonic() - start
     report = {"config": cfg.to_dict(), "seq_len": seq, "queries": args.rows, "runs": rows,
@@ -199,7 +223,3 @@ def main(argv=None):
     print(md)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
-"""Self-test of :func:`tb.cocotb_runner.run_cocotb` on a throwaway 2-stage stream register.
+"""Self-test of :func:`gen.rtlsim.runner.run_cocotb` on a throwaway 2-stage stream register.
 
 Checks that the sidecar reaches the cocotb module, that a passing module passes, that a failing
-cocotb test is reported by name as an AssertionError, and that an unchanged design is not
-rebuilt.
+cocotb test is reported by name as a SimulationError (an AssertionError), that an unchanged
+design is not rebuilt, and that a module the simulator could not import is refused up front.
 """
 
 import json
@@ -12,8 +12,11 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from gen.rtlsim.runner import SimulationError, build_dir_for, run_cocotb
 from spec.config import preset
-from tb.cocotb_runner import build_dir_for, run_cocotb
+
+#: The cocotb side, by its dotted name (the simulator imports it from sys.path).
+SELFTEST = "tb.cocotb.selftest.cocotb_selftest"
 
 
 class StreamReg2(wiring.Component):
@@ -50,7 +53,7 @@ class StreamReg2(wiring.Component):
 
 def test_run_cocotb_passes_and_reuses_build():
     cfg = preset("tiny")
-    results = run_cocotb("selftest", StreamReg2, cfg, "cocotb_selftest", testcase="test_passthrough",
+    results = run_cocotb("selftest", StreamReg2, cfg, SELFTEST, testcase="test_passthrough",
                          seed=7)
     assert results.exists()
     build = build_dir_for("selftest", cfg.name)
@@ -58,12 +61,21 @@ def test_run_cocotb_passes_and_reuses_build():
     assert meta["latency"] == 2 and meta["ii"] == 1 and meta["config"]["name"] == "tiny"
     assert [p["name"] for p in meta["ports"]][:2] == ["clk", "rst"]
     stamp_mtime = (build / "build.stamp").stat().st_mtime_ns
-    run_cocotb("selftest", StreamReg2, cfg, "cocotb_selftest", testcase="test_passthrough")
+    run_cocotb("selftest", StreamReg2, cfg, SELFTEST, testcase="test_passthrough")
     assert (build / "build.stamp").stat().st_mtime_ns == stamp_mtime   # not rebuilt
 
 
 def test_run_cocotb_reports_failures_by_name():
     cfg = preset("tiny")
-    with pytest.raises(AssertionError, match="test_deliberate_failure"):
-        run_cocotb("selftest", StreamReg2, cfg, "cocotb_selftest",
+    with pytest.raises(SimulationError, match="test_deliberate_failure"):
+        run_cocotb("selftest", StreamReg2, cfg, SELFTEST,
                    extra_env={"SELFTEST_FAIL": "1"})
+
+
+@pytest.mark.parametrize("module", ["tb/cocotb/selftest/cocotb_selftest.py",
+                                    "tb.cocotb.selftest.no_such_module", "cocotb_selftest"])
+def test_run_cocotb_refuses_unimportable_modules(module):
+    """Paths and names the simulator could not import fail before anything is built."""
+    with pytest.raises(ModuleNotFoundError, match="is not importable"):
+        run_cocotb("selftest", StreamReg2, preset("tiny"), module, name="never-built")
+    assert not build_dir_for("selftest", "never-built").exists()

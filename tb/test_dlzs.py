@@ -14,17 +14,7 @@ from spec.config import preset
 from hw.dlzs import DLZS
 from sim.golden import dlzs_scores
 from tb.streams import TRAFFIC, run_streams
-
-CONFIGS = {
-    "tiny": preset("tiny"),
-    # Non-power-of-two lanes (tree with an odd level) and three chunks per key.
-    "odd": preset("tiny").replace(name="odd", d=12, dlzs_lanes=3, max_seq_len=40, block_size=5,
-                                  sort_width=5, k_max=3, mac_lanes=4),
-    "narrow": preset("tiny").replace(name="narrow", d=6, data_width=5, dlzs_lanes=6, mac_lanes=3),
-    # Eight chunks per key (the ice40 preset before it shrank to fit the UP5K).
-    "chunks8": preset("ice40").replace(name="chunks8", d=32, block_size=16, sort_width=8,
-                                       k_max=4, mac_lanes=2, dlzs_lanes=4),
-}
+from tb.support.configs import DLZS_CONFIGS as CONFIGS
 
 
 def random_rows(rng, T, S, cfg, extreme=False):

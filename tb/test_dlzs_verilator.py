@@ -6,11 +6,11 @@ import pytest
 
 from hw.dlzs import DLZS
 from spec.config import preset
-from tb.cocotb_runner import run_cocotb
-from tb.test_dlzs import CONFIGS
+from gen.rtlsim.runner import run_cocotb
+from tb.support.configs import DLZS_CONFIGS as CONFIGS
 
 
 @pytest.mark.parametrize("name", ["tiny", "odd", "chunks8", "default"])
 def test_dlzs_verilator(name):
     cfg = CONFIGS[name] if name in CONFIGS else preset(name)
-    run_cocotb("dlzs", DLZS, cfg, "cocotb_dlzs", name=name)
+    run_cocotb("dlzs", DLZS, cfg, "tb.cocotb.dlzs.cocotb_dlzs", name=name)

@@ -7,7 +7,7 @@ import pytest
 
 from hw.board import SofaBoardTop
 from spec.config import preset
-from tb.cocotb_runner import run_cocotb
+from gen.rtlsim.runner import run_cocotb
 
 #: Bit time of the simulated UART in clock cycles (small: the test runs fast).
 DIVISOR = 8
@@ -24,5 +24,5 @@ def board_top(cfg):
 
 @pytest.mark.parametrize("name", ["tiny", pytest.param("ice40", marks=pytest.mark.slow)])
 def test_hostlink_verilator(name):
-    run_cocotb("sofa_board", board_top, preset(name), "tb/cocotb/hostlink/cocotb_hostlink.py",
+    run_cocotb("sofa_board", board_top, preset(name), "tb.cocotb.hostlink.cocotb_hostlink",
                name=name, extra_env={"SOFA_UART_DIVISOR": DIVISOR})

@@ -18,13 +18,11 @@ from amaranth.sim import Simulator
 from spec.config import preset
 from hw.sads import COUNTERS, SADS
 from spec.timing import sads_timing
-from sim.golden import sads_row
 from tb.streams import TRAFFIC
+from tb.support.configs import SADS_CONFIGS as CONFIGS
+from tb.support.sads import edge_rows, expected, random_rows
 
-TINY, DEFAULT = preset("tiny"), preset("default")
-ODD = TINY.replace(name="odd", d=6, block_size=5, sort_width=5, k_max=3, max_seq_len=40,
-                   dlzs_lanes=3, mac_lanes=2)
-CONFIGS = {"tiny": TINY, "default": DEFAULT, "odd": ODD}
+TINY, DEFAULT = CONFIGS["tiny"], CONFIGS["default"]
 
 _DUTS = {}
 
@@ -34,28 +32,6 @@ def dut_for(cfg):
     if cfg.name not in _DUTS:
         _DUTS[cfg.name] = SADS(cfg)
     return _DUTS[cfg.name]
-
-
-def expected(cfg, rows):
-    """Expected :py:`sel` beats and counter totals for ``rows`` = [(ahat, top_k, radius)]."""
-    beats = []
-    totals = dict.fromkeys(COUNTERS, 0)
-    for ahat, top_k, radius in rows:
-        tiles = sads_row(ahat, cfg, top_k=top_k, radius=radius)
-        for t, sel in enumerate(tiles):
-            row_last = int(t == len(tiles) - 1)
-            if not sel.indices:
-                beats.append(dict(value=0, index=0, empty=1, first=1, last=1, row_last=row_last))
-            n = len(sel.indices)
-            for r, (j, v) in enumerate(zip(sel.indices, sel.values)):
-                beats.append(dict(value=v, index=j, empty=0, first=int(r == 0),
-                                  last=int(r == n - 1), row_last=row_last))
-            totals["blocked_radius"] += sel.blocked_radius
-            totals["blocked_full"] += sel.blocked_full
-            totals["entered"] += sel.entered
-            totals["sort_steps"] += sel.steps
-            totals["tiles"] += 1
-    return beats, totals
 
 
 def run_sads(cfg, rows, traffic=None, seed=0, timeout=100_000):
@@ -128,21 +104,6 @@ def check(cfg, rows, traffic=None, seed=0):
     return totals
 
 
-def random_rows(rng, cfg, count, *, spread=None, lengths=None):
-    der = cfg.derived
-    lim = 1 << (der.ahat_width - 1)
-    spread = spread or lim
-    rows = []
-    for n in range(count):
-        S = lengths[n] if lengths is not None else int(rng.integers(1, 3 * cfg.block_size + 1))
-        S = min(S, cfg.max_seq_len)
-        ahat = rng.integers(max(-lim, -spread), min(lim, spread), size=S)
-        top_k = int(rng.integers(1, cfg.k_max + 1))
-        radius = int(rng.choice([0, 1, spread // 8, spread // 2, der.radius_inf]))
-        rows.append((ahat, top_k, radius))
-    return rows
-
-
 # -- random traffic, config matrix ---------------------------------------------------------
 
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
@@ -156,39 +117,6 @@ def test_random(name, traffic):
 
 
 # -- edge cases ------------------------------------------------------------------------------
-
-def edge_rows(cfg):
-    der = cfg.derived
-    B, K, inf = cfg.block_size, cfg.k_max, der.radius_inf
-    lim = 1 << (der.ahat_width - 1)
-    n = min(cfg.max_seq_len, 3 * B + 1)      # ragged: not a multiple of block_size
-    inc = np.arange(n) * 3 - n
-    b = der.batch
-    # Ties at the k-th value: a batch whose k-th best equals later keys, across batches.
-    tie = np.array([(5 if (j % B) < b else 5) if j % 3 else 9 for j in range(n)])
-    tie_k = np.zeros(n, dtype=np.int64)
-    tie_k[:K] = 7
-    tie_k[K - 1] = 4
-    tie_k[K:] = 4                             # later keys equal to the k-th survivor: blocked
-    return [
-        (np.full(n, 17), K, inf),                         # all equal, no clipping
-        (np.full(n, -3), 1, 0),                           # all equal, R = 0
-        (inc, K, inf),                                    # strictly increasing
-        (inc, 1, 0),                                      # increasing, R = 0: nothing blocked
-        (inc[::-1].copy(), K, 0),                         # strictly decreasing, R = 0
-        (inc[::-1].copy(), 1, 2),                         # decreasing, small R
-        (tie, K, inf),
-        (tie_k, K, inf),
-        (tie_k, 1, 0),
-        (np.array([lim - 1, -lim, lim - 1, -lim] * B)[:n], K, 0),   # extremes, R = 0
-        (np.array([-lim] * n), K, 0),
-        (np.array([5]), 1, 0),                            # single-key rows
-        (np.array([-lim]), K, inf),
-        (np.array([lim - 1]), K, 3),
-        (np.arange(B)[::-1].copy(), K, 1),                # exactly one tile
-        (np.arange(B + 1), K, 0),                         # a one-key last tile
-    ]
-
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_edges(name):

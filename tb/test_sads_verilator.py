@@ -5,10 +5,10 @@ default and an odd config (block_size 5, sort_width 5, k_max 3: batches of 2, a 
 import pytest
 
 from hw.sads import SADS
-from tb.cocotb_runner import run_cocotb
-from tb.test_sads import CONFIGS
+from gen.rtlsim.runner import run_cocotb
+from tb.support.configs import SADS_CONFIGS as CONFIGS
 
 
 @pytest.mark.parametrize("name", ["tiny", "default", "odd"])
 def test_sads_verilator(name):
-    run_cocotb("sads", SADS, CONFIGS[name], "cocotb_sads", name=name)
+    run_cocotb("sads", SADS, CONFIGS[name], "tb.cocotb.sads.cocotb_sads", name=name)

@@ -16,17 +16,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from spec.config import RunParams, preset
 from hw.sufa import COUNTERS, SUFA
-from sim.golden import divide_row, exact_scores, sufa_row, tile_ranges
-from sim.reference import error_bound, error_metrics, scale_of
+from sim.golden import exact_scores, tile_ranges
 from tb.streams import TRAFFIC
+from tb.support.configs import SUFA_CONFIGS as CONFIGS
+from tb.support.sufa import (Row, expected, float_error, int8, kv_beats, random_selection,
+                             scale, sorted_selection)
 
-TINY, DEFAULT = preset("tiny"), preset("default")
-WIDE = TINY.replace(name="wide", mac_lanes=8)
-ODD = TINY.replace(name="odd", d=6, block_size=5, sort_width=5, k_max=3, max_seq_len=40,
-                   dlzs_lanes=3, mac_lanes=2, skid_buffers=False)
-CONFIGS = {"tiny": TINY, "wide": WIDE, "odd": ODD, "default": DEFAULT}
+TINY, DEFAULT, ODD = CONFIGS["tiny"], CONFIGS["default"], CONFIGS["odd"]
 
 _DUTS = {}
 
@@ -40,42 +37,6 @@ def dut_for(cfg):
 def seed_of(*parts):
     """A reproducible seed (``hash`` of a string changes between processes)."""
     return zlib.crc32(repr(parts).encode())
-
-
-class Row:
-    """One query row: ``q``, the visiting order as a list of tiles (index lists), ``c``."""
-
-    def __init__(self, q, tiles, c):
-        self.q, self.tiles, self.c = np.asarray(q), [list(t) for t in tiles], int(c)
-
-
-def kv_beats(row, K, V):
-    beats = []
-    for t, sel in enumerate(row.tiles):
-        row_last = int(t == len(row.tiles) - 1)
-        if not sel:
-            beats.append(dict(index=0, k=[0] * K.shape[1], v=[0] * K.shape[1], empty=1,
-                              first=1, last=1, row_last=row_last))
-        for r, j in enumerate(sel):
-            beats.append(dict(index=j, k=[int(x) for x in K[j]], v=[int(x) for x in V[j]],
-                              empty=0, first=int(r == 0), last=int(r == len(sel) - 1),
-                              row_last=row_last))
-    return beats
-
-
-def expected(cfg, rows, K, V):
-    """Expected output beats and counter totals."""
-    outs, totals = [], dict.fromkeys(COUNTERS, 0)
-    for row in rows:
-        tr = sufa_row(row.q, K, V, row.tiles, row.c, cfg)
-        out = divide_row(tr, cfg)
-        outs += [dict(value=int(v), first=int(i == 0), last=int(i == cfg.d - 1))
-                 for i, v in enumerate(out)]
-        totals["keys"] += tr.keys
-        totals["misses"] += tr.misses
-        totals["rescales"] += tr.rescales
-        totals["rows"] += 1
-    return outs, totals
 
 
 def run_sufa(cfg, rows, K, V, traffic=None, seed=0, timeout=200_000, trace=None):
@@ -160,52 +121,7 @@ def check(cfg, rows, K, V, traffic=None, seed=0):
     return counters, totals
 
 
-def float_error(cfg, rows, K, V, got):
-    """Error of the output beats ``got`` against float64 attention over the same keys: the
-    :func:`sim.reference.error_metrics` of all rows, and whether every element is within
-    :func:`sim.reference.error_bound` (rows with no key are skipped)."""
-    out = np.array([g["value"] for g in got], dtype=np.float64).reshape(len(rows), cfg.d)
-    out /= 1 << cfg.out_frac
-    refs, ok = [], True
-    for n, row in enumerate(rows):
-        keys = sorted(j for t in row.tiles for j in t)
-        if not keys:
-            assert not out[n].any()
-            continue
-        mask = np.zeros((1, len(K)), dtype=bool)
-        mask[0, keys] = True
-        scores = exact_scores(np.asarray(row.q)[None, :], K)
-        tr = sufa_row(row.q, K, V, row.tiles, row.c, cfg)
-        ref, bound = error_bound(cfg, scores, V, scale_of(cfg, row.c), mask, [tr.rescales])
-        ok &= bool(np.all(np.abs(out[n] - ref[0]) <= bound[0]))
-        refs.append((out[n], ref[0]))
-    metrics = error_metrics(np.array([o for o, _ in refs]), np.array([r for _, r in refs]))
-    return metrics, ok
-
-
 # -- stimulus --------------------------------------------------------------------------------
-
-def int8(rng, shape, lo=-128, hi=127):
-    return rng.integers(lo, hi + 1, size=shape)
-
-
-def scale(cfg, c):
-    return RunParams.scale_from_float(cfg, c)
-
-
-def random_selection(rng, cfg, S, *, empty_prob=0.15):
-    """Per tile a random subset of at most k_max keys, in random order."""
-    tiles = []
-    for a, b in tile_ranges(S, cfg.block_size):
-        n = 0 if rng.random() < empty_prob else int(rng.integers(1, min(cfg.k_max, b - a) + 1))
-        tiles.append([int(j) for j in rng.permutation(np.arange(a, b))[:n]])
-    return tiles
-
-
-def sorted_selection(tiles, scores, *, ascending):
-    sign = 1 if ascending else -1
-    return [sorted(t, key=lambda j: (sign * scores[j], j)) for t in tiles]
-
 
 def random_case(cfg, seed, rows=3, S=None):
     rng = np.random.default_rng(seed)

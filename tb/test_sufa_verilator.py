@@ -5,10 +5,10 @@ lanes, tiles of 5) and default (four chunks of 16 lanes, d = 64)."""
 import pytest
 
 from hw.sufa import SUFA
-from tb.cocotb_runner import run_cocotb
-from tb.test_sufa import CONFIGS
+from gen.rtlsim.runner import run_cocotb
+from tb.support.configs import SUFA_CONFIGS as CONFIGS
 
 
 @pytest.mark.parametrize("name", ["tiny", "wide", "odd", "default"])
 def test_sufa_verilator(name):
-    run_cocotb("sufa", SUFA, CONFIGS[name], "cocotb_sufa", name=name)
+    run_cocotb("sufa", SUFA, CONFIGS[name], "tb.cocotb.sufa.cocotb_sufa", name=name)

@@ -17,6 +17,7 @@ from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters, par
 from sim.golden import sofa_attention
 from sim.perf import core_cycles
 from tb.streams import TRAFFIC
+from tb.support.stimulus import peaked_case
 
 TINY = preset("tiny")
 ODD = TINY.replace(name="odd", d=6, block_size=5, sort_width=5, k_max=3, max_seq_len=40,
@@ -125,26 +126,13 @@ def check(cfg, Q, K, V, params, traffic=None, seed=0, iterative=False):
     return res, regs
 
 
-def case(cfg, seed, T=3, S=None):
-    rng = np.random.default_rng(seed)
-    S = S or cfg.max_seq_len
-    Q = rng.integers(-128, 128, size=(T, cfg.d))
-    K = rng.integers(-128, 128, size=(S, cfg.d))
-    V = rng.integers(-128, 128, size=(S, cfg.d))
-    # a few dominant keys per query, so the selection matters
-    for i in range(T):
-        for j in rng.choice(S, size=2, replace=False):
-            K[j] = np.clip(Q[i] + rng.integers(-8, 9, size=cfg.d), -128, 127)
-    return Q, K, V
-
-
 @pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
 def test_core(name, mode, traffic):
     cfg = CONFIGS[name]
     S = cfg.block_size * 3 + 2                  # a short last tile
-    Q, K, V = case(cfg, 5, S=S)
+    Q, K, V = peaked_case(cfg, 5, S=S)
     params = RunParams(seq_len=S, top_k=cfg.k_max - 1 if cfg.k_max > 1 else 1,
                        radius=cfg.derived.radius_inf,
                        scale_log2e=RunParams.scale_from_float(cfg, 2e-3),
@@ -157,7 +145,7 @@ def test_counter_width(width):
     """Narrow counters wrap (the golden totals modulo 2^8); with none, they read 0."""
     cfg = CONFIGS["tiny"].replace(counter_width=width, name=f"tiny-cw{width}")
     S = cfg.max_seq_len
-    Q, K, V = case(cfg, 6, T=5, S=S)
+    Q, K, V = peaked_case(cfg, 6, T=5, S=S)
     params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
                        scale_log2e=RunParams.scale_from_float(cfg, 2e-3))
     res, regs = check(cfg, Q, K, V, params)
@@ -170,7 +158,7 @@ def test_counter_width(width):
 def test_core_radius_and_cycle_model():
     """Sphere clipping on; the cycle model predicts the run within 5 %."""
     cfg = TINY
-    Q, K, V = case(cfg, 9, T=4, S=cfg.max_seq_len)
+    Q, K, V = peaked_case(cfg, 9, T=4, S=cfg.max_seq_len)
     for dense in (False, True):
         params = RunParams(seq_len=cfg.max_seq_len, top_k=cfg.k_max, radius=2000,
                            scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=dense)
@@ -187,7 +175,7 @@ def test_iterative_divider_cycle_model(S):
     """The iterative divider of the board builds (``out_width + 2`` cycles an element): exact
     output, and the cycle model within 5 %, also where the divide is the bottleneck (S = 16)."""
     cfg = TINY
-    Q, K, V = case(cfg, 11, T=4, S=S)
+    Q, K, V = peaked_case(cfg, 11, T=4, S=S)
     for dense in (False, True):
         params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
                            scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=dense)
@@ -370,7 +358,7 @@ def test_query_lanes(name, mode, traffic):
     outputs stay in query order."""
     cfg = LANES[name]
     S = 2 * cfg.block_size + 3
-    Q, K, V = case(cfg, 8, T=5, S=S)
+    Q, K, V = peaked_case(cfg, 8, T=5, S=S)
     params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
                        scale_log2e=RunParams.scale_from_float(cfg, 2e-3),
                        dense=mode == "dense")
@@ -380,7 +368,7 @@ def test_query_lanes(name, mode, traffic):
 def test_query_lanes_cycle_model():
     """The cycle model with two lanes at S = max_seq_len (within 5 %)."""
     cfg = LANES["tiny2"]
-    Q, K, V = case(cfg, 4, T=4, S=cfg.max_seq_len)
+    Q, K, V = peaked_case(cfg, 4, T=4, S=cfg.max_seq_len)
     for dense in (False, True):
         params = RunParams(seq_len=cfg.max_seq_len, top_k=cfg.k_max,
                            radius=cfg.derived.radius_inf,

@@ -7,7 +7,7 @@ import pytest
 
 from spec.config import preset
 from hw.top import sofa_top
-from tb.cocotb_runner import run_cocotb
+from gen.rtlsim.runner import run_cocotb
 
 
 @pytest.mark.parametrize("name,seq", [("tiny", None), ("tiny2", None), ("ice40", None),
@@ -17,5 +17,5 @@ from tb.cocotb_runner import run_cocotb
 def test_top_verilator(name, seq):
     env = {} if seq is None else {"SOFA_TOP_SEQ": str(seq)}
     cfg = preset("tiny").replace(name="tiny2", q_lanes=2) if name == "tiny2" else preset(name)
-    run_cocotb("sofa_top", sofa_top, cfg, "tb/cocotb/top/cocotb_top.py",
+    run_cocotb("sofa_top", sofa_top, cfg, "tb.cocotb.top.cocotb_top",
                name=name, extra_env=env)

@@ -11,7 +11,7 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from hw.dlzs import ahat_layout, row_layout
 from sim.golden import dlzs_scores
-from tb.cocotb.streams import STRESS, TRAFFIC, Checker, StreamSink, StreamSource, load_sidecar
+from gen.rtlsim.streams import STRESS, TRAFFIC, Checker, StreamSink, StreamSource, load_sidecar
 
 CFG, SIDECAR = load_sidecar()
 SEED = int(os.environ.get("SOFA_SEED", "1"))

@@ -27,8 +27,9 @@ from spec.protocol import (Cmd, ReplyParser, Status, decode_out, elem_bytes, enc
                            write_reg_payload)
 from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters
 from sim.golden import sofa_attention
-from tb.cocotb.streams import load_sidecar
-from tb.test_hostlink import Step, malformed_script
+from sim.workloads import structured
+from gen.rtlsim.streams import load_sidecar
+from tb.support.hostlink import Step, malformed_script
 
 CFG, SIDECAR = load_sidecar()
 DIVISOR = int(os.environ["SOFA_UART_DIVISOR"])
@@ -135,16 +136,6 @@ def words(payload):
     return [int.from_bytes(payload[i:i + 4], "little") for i in range(0, len(payload), 4)]
 
 
-def data_for(rng, T, S):
-    Q = rng.integers(-128, 128, size=(T, CFG.d))
-    K = rng.integers(-64, 64, size=(S, CFG.d))
-    V = rng.integers(-128, 128, size=(S, CFG.d))
-    for i in range(T):
-        for j in rng.choice(S, size=min(3, S), replace=False):
-            K[j] = np.clip(Q[i] // 2 + rng.integers(-6, 7, size=CFG.d), -128, 127)
-    return Q, K, V
-
-
 async def load(host, K, V):
     per = (INFO["max_payload"] - 2) // (2 * CFG.d * elem_bytes(CFG))
     for a in range(0, len(K), per):
@@ -185,7 +176,7 @@ async def test_transaction(dut, gap):
     host = await start(dut, gap=gap, seed=SEED)
     rng = np.random.default_rng(SEED)
     S = CFG.max_seq_len
-    Q, K, V = data_for(rng, 2, S)
+    Q, K, V = structured(CFG, rng, 2, S)
     await load(host, K, V)
     for params in (params_for(S, top_k=1), params_for(S, dense=True)):
         await set_params(host, params)
@@ -207,7 +198,7 @@ async def test_malformed_frames(dut):
     host = await start(dut, gap=0.2, seed=SEED + 1)
     rng = np.random.default_rng(SEED + 1)
     S = CFG.max_seq_len
-    Q, K, V = data_for(rng, 2, S)
+    Q, K, V = structured(CFG, rng, 2, S)
     params = params_for(S)
     pause = 3 * INFO["timeout_cycles"]
     steps, want = malformed_script(CFG, K, V, params, max_payload=INFO["max_payload"],
@@ -236,7 +227,7 @@ async def test_mutation_is_detected(dut):
     host = await start(dut, seed=SEED + 2)
     rng = np.random.default_rng(SEED + 2)
     S = min(CFG.max_seq_len, 2 * CFG.block_size)
-    Q, K, V = data_for(rng, 1, S)
+    Q, K, V = structured(CFG, rng, 1, S)
     params = params_for(S)
     await load(host, K, V)
     await set_params(host, params)

@@ -13,9 +13,9 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from hw.dlzs import ahat_layout
 from hw.sads import COUNTERS, sel_layout
-from tb.cocotb.streams import (STRESS, TRAFFIC, Checker, Packer, StreamSink, StreamSource,
-                               load_sidecar)
-from tb.test_sads import edge_rows, expected, random_rows
+from gen.rtlsim.streams import (STRESS, TRAFFIC, Checker, Packer, StreamSink, StreamSource,
+                                load_sidecar)
+from tb.support.sads import edge_rows, expected, random_rows
 
 CFG, SIDECAR = load_sidecar()
 DER = CFG.derived

@@ -13,10 +13,10 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from hw.sufa import COUNTERS, kv_layout, out_layout, q_layout
 from sim.golden import exact_scores, tile_ranges
-from tb.cocotb.streams import (STRESS, TRAFFIC, Checker, StreamSink, StreamSource,
-                               load_sidecar)
-from tb.test_sufa import (Row, expected, float_error, int8, kv_beats, random_selection,
-                          scale, sorted_selection)
+from gen.rtlsim.streams import (STRESS, TRAFFIC, Checker, StreamSink, StreamSource,
+                                load_sidecar)
+from tb.support.sufa import (Row, expected, float_error, int8, kv_beats, random_selection,
+                             scale, sorted_selection)
 
 CFG, SIDECAR = load_sidecar()
 DER = CFG.derived

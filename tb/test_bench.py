@@ -1,0 +1,71 @@
+"""``sofa bench`` (:mod:`gen.bench`) without the simulator: every option documents its default,
+and bad input is one :class:`ConfigError` naming the parameter, the value and what is allowed,
+raised before anything is built. The run itself is ``make bench``."""
+
+import argparse
+
+import pytest
+
+from gen import bench
+from spec.config import ConfigError
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser, parser.parse_args(list(argv))
+
+
+class Recorder:
+    """Stands in for a parser and records each option's keywords."""
+
+    def __init__(self):
+        self.options = {}
+
+    def add_argument(self, *names, **kwargs):
+        self.options[names[0]] = kwargs
+
+    def add_mutually_exclusive_group(self, **kwargs):
+        return self
+
+
+def test_every_option_states_its_default():
+    recorder = Recorder()
+    bench.add_arguments(recorder)
+    assert set(recorder.options) == {"--preset", "--config", "--seq", "--rows", "--out",
+                                     "--no-projection"}
+    for name, kwargs in recorder.options.items():
+        assert "(default: " in kwargs["help"], name
+    _, args = parse()
+    assert args.rows == 4 and args.seq is None and args.projection
+    assert str(args.out) == "build/bench"
+
+
+def test_default_config():
+    _, args = parse()
+    cfg = bench.bench_config(args)
+    assert cfg.name == "bench" and cfg.k_max == 8
+    assert bench.top_ks(cfg, bench.RATIOS) == [8, 4, 2]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--seq", "0"], "--seq 0: the sequence length must be 1 … max_seq_len = 1024"),
+    (["--seq", "2000"], "--seq 2000: the sequence length must be 1 … max_seq_len = 1024"),
+    (["--rows", "0"], "--rows 0: the number of queries must be at least 1"),
+    (["--preset", "tiny"], "k_max = 2 is too small for the bench: top_k ratio 0.5 of "
+                           "block_size = 8 needs top_k = 4; allowed: k_max >= 4"),
+    (["--preset", "nope"], "unknown preset 'nope'"),
+])
+def test_bad_input(tmp_path, argv, message):
+    _, args = parse(*argv, "--out", str(tmp_path / "out"))
+    with pytest.raises(ConfigError) as e:
+        bench.run(args)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_out(tmp_path):
+    (tmp_path / "file").write_text("")
+    _, args = parse("--seq", "16", "--out", str(tmp_path / "file" / "sub"))
+    with pytest.raises(ConfigError, match="--out .*cannot create the directory"):
+        bench.run(args)
