@@ -84,7 +84,7 @@ synth-report: $(VENV)/.stamp
 	$(PY) -m gen synth-report $(DESIGN_ARGS) --out $(OUT) $(SYNTH_ARGS)
 
 bench: $(VENV)/.stamp
-	$(PY) -m gen.bench --out build/bench $(BENCH_ARGS)
+	$(BIN)/sofa bench --out build/bench $(BENCH_ARGS)
 
 eval: $(VENV)/.stamp
 	$(BIN)/sofa eval --out build/eval $(EVAL_ARGS)

@@ -1,46 +1,46 @@
-"""Host side of the board link (protocol in :mod:`hw.hostlink`): a library and ``python -m gen.host``.
+"""Host side of the board link (protocol in :mod:`spec.protocol`): a library and ``sofa host``.
 
-Layers, each usable on its own:
+Parts, each usable on its own (the codec itself is :mod:`spec.protocol`):
 
-* **codec** (no I/O): :func:`encode_request`, the payload builders (:func:`write_reg_payload`,
-  :func:`read_regs_payload`, :func:`load_kv_payload`, :func:`query_payload`),
-  :class:`ReplyParser` (incremental, hunts for the start byte, checks the CRC) and
-  :func:`decode_out`. The cocotb and Amaranth-simulator tests use exactly these.
 * **transports**: :class:`SerialTransport` (pyserial) and :class:`SimulatedBoard`, a Python
-  model of a board that answers like the RTL (same checks in the same order, the core's register
-  rules, ``O`` from :func:`sim.golden.sofa_attention`), for tests and demos without hardware.
+  model of a board that answers like the RTL (same checks in the same order, the register
+  rules of :mod:`spec.regmap`, ``O`` from :func:`sim.golden.sofa_attention`), for tests and
+  demos without hardware.
 * :class:`SofaHost`: IDENT, registers, counters, K/V loading and queries split into frames that
   fit the board's ``max_payload``; an error reply raises :class:`LinkError`, a register write the
   core rejected raises :class:`CoreRejected`.
 
-Command line::
+Command line (``.venv/bin/sofa host``)::
 
-    python -m gen.host --port /dev/ttyUSB1 ident
-    python -m gen.host --port /dev/ttyUSB1 selftest --seq 256 --rows 4
-    python -m gen.host --sim tiny selftest           # the simulated board, no hardware
-    python -m gen.host --port /dev/ttyUSB1 counters
-    python -m gen.host --port /dev/ttyUSB1 read-reg 0 5
-    python -m gen.host --port /dev/ttyUSB1 write-reg 1 2
+    sofa host --port /dev/ttyUSB1 ident
+    sofa host --port /dev/ttyUSB1 selftest --seq 256 --rows 4
+    sofa host --sim tiny selftest           # the simulated board, no hardware
+    sofa host --port /dev/ttyUSB1 counters
+    sofa host --port /dev/ttyUSB1 read-reg 0 5
+    sofa host --port /dev/ttyUSB1 write-reg 1 2
+
+Bad arguments (a register address outside the map, a value that does not fit 32 bits, a
+sequence longer than the board's, nan or zero where a positive number is needed) exit with
+status 2 and one line; a board that answers with an error or not at all exits with 1.
 """
 
-import argparse
-import sys
 import time
 
 import numpy as np
 
-from spec.config import ConfigError, RunParams, SofaConfig
+from spec.config import ConfigError, RunParams, SofaConfig, preset
 from spec.protocol import (CONFIG_FIELDS, N_REGS, NO_CMD, SOF_REQUEST, Cmd, ProtocolError,
                            ReplyParser, Status, cmd_name, crc16, decode_out, decode_rows,
                            elem_bytes, encode_reply, encode_request, ident_bytes,
                            load_kv_payload, out_bytes, parse_ident, query_payload,
                            read_regs_payload, write_reg_payload)
-from spec.regmap import (COUNTER_BASE, COUNTERS, REGISTERS, WORD_BITS, Reg, counter_names,
+from spec.regmap import (COUNTER_BASE, COUNTERS, WORD_BITS, Reg, counter_names, registers,
                          expected_counters, parameter_writes, register)
+from spec.validate import check_float, check_int, choice_arg, float_arg, int_arg
 
 
 __all__ = ["LinkError", "CoreRejected", "ProtocolError", "SerialTransport", "SimulatedBoard",
-           "SofaHost", "config_from_ident", "main"]
+           "SofaHost", "config_from_ident"]
 
 
 class LinkError(RuntimeError):
@@ -89,8 +89,11 @@ class SerialTransport:
             import serial
         except ImportError:
             raise ProtocolError("pyserial is not installed (pip install pyserial)") from None
-        self._port = serial.Serial(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
-                                   timeout=0.05)
+        try:
+            self._port = serial.Serial(port, baudrate=baud, bytesize=8, parity="N",
+                                       stopbits=1, timeout=0.05)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise ConfigError(f"--port {port}: cannot open it: {e}") from None
 
     def write(self, data):
         self._port.write(data)
@@ -136,7 +139,7 @@ class SimulatedBoard:
                                   queue_bytes=queue_bytes)
         self.K = np.zeros((cfg.max_seq_len, cfg.d), dtype=np.int64)
         self.V = np.zeros((cfg.max_seq_len, cfg.d), dtype=np.int64)
-        self.regs = {r.address: r.reset(cfg) for r in REGISTERS if r.access == "rw"}
+        self.regs = {r.address: r.reset(cfg) for r in registers(cfg) if r.access == "rw"}
         self.error, self.error_addr = 0, 0
         self.counters = dict.fromkeys(counter_names(), 0)
         self._rx = bytearray()
@@ -241,7 +244,7 @@ class SimulatedBoard:
                                                     for x in out.ravel()))
 
     def _write(self, addr, value):
-        reg = next((r for r in REGISTERS if r.address == addr), None)
+        reg = next((r for r in registers(self.cfg) if r.address == addr), None)
         if reg is not None and reg.access == "rw":
             if reg.high and reg.value_width(self.cfg) > WORD_BITS:
                 value |= self.regs[register(reg.high).address] << WORD_BITS
@@ -307,8 +310,8 @@ class SofaHost:
 
     def __init__(self, transport, *, timeout=2.0, baud=115200):
         self.transport = transport
-        self.timeout = timeout
-        self.baud = baud
+        self.timeout = check_float("timeout", timeout, 0, 3600, lo_open=True)
+        self.baud = check_int("baud", baud, 1)
         self._parser = ReplyParser()
         self.info = None
         self.cfg = None
@@ -414,26 +417,17 @@ class SofaHost:
 
 # -- command line -------------------------------------------------------------------------------------
 
-def _structured(cfg, rng, T, S):
-    Q = rng.integers(-128, 128, size=(T, cfg.d))
-    K = rng.integers(-64, 64, size=(S, cfg.d))
-    V = rng.integers(-128, 128, size=(S, cfg.d))
-    lo, hi = -(1 << (cfg.data_width - 1)), (1 << (cfg.data_width - 1)) - 1
-    for i in range(T):
-        for j in rng.choice(S, size=min(3, S), replace=False):
-            K[j] = Q[i] // 2 + rng.integers(-6, 7, size=cfg.d)
-    return tuple(np.clip(a, lo, hi) for a in (Q, K, V))
-
-
 def _selftest(host, args):
     from sim.golden import sofa_attention
+    from sim.workloads import structured
     info = host.ident()
     cfg = host.cfg
-    S = min(args.seq, cfg.max_seq_len)
+    S = min(256, cfg.max_seq_len) if args.seq is None else args.seq
+    check_int("--seq", S, 1, cfg.max_seq_len)            # the board's limit, never capped
+    top_k = cfg.k_max if args.top_k is None else check_int("--top-k", args.top_k, 1, cfg.k_max)
     rng = np.random.default_rng(args.seed)
-    Q, K, V = _structured(cfg, rng, args.rows, S)
-    params = RunParams(seq_len=S, top_k=args.top_k or cfg.k_max,
-                       radius=cfg.derived.radius_inf,
+    Q, K, V = structured(cfg, rng, args.rows, S)
+    params = RunParams(seq_len=S, top_k=top_k, radius=cfg.derived.radius_inf,
                        scale_log2e=RunParams.scale_from_float(cfg, args.scale), dense=args.dense)
     t0 = time.monotonic()
     host.load_kv(K, V)
@@ -457,61 +451,71 @@ def _selftest(host, args):
     return 0 if bad == 0 else 1
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m gen.host",
-                                     description="Talk to a SOFA board over its serial link.")
+def add_arguments(parser):
+    """``sofa host``'s options and its commands."""
+    from spec.config import PRESETS
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--port", help="serial device, e.g. /dev/ttyUSB1")
-    where.add_argument("--sim", metavar="PRESET",
-                       help="a simulated board (golden model) with this preset, no hardware")
-    parser.add_argument("--baud", type=int, default=115200, help="line rate (default 115200)")
-    parser.add_argument("--timeout", type=float, default=2.0, help="reply timeout in s")
-    sub = parser.add_subparsers(dest="command", required=True)
+    where.add_argument("--port", help="serial device, e.g. /dev/ttyUSB1 (default: none)")
+    where.add_argument("--sim", metavar="PRESET", type=choice_arg(PRESETS),
+                       help=f"a simulated board (golden model) with this preset, no hardware: "
+                            f"{', '.join(PRESETS)} (default: none)")
+    parser.add_argument("--baud", type=int_arg(300, 12_000_000), default=115200,
+                        help="line rate, 300 … 12000000 (default: 115200)")
+    parser.add_argument("--timeout", type=float_arg(0, 3600, lo_open=True), default=2.0,
+                        help="seconds to wait for a reply, above 0 and at most 3600 "
+                             "(default: 2.0)")
+    sub = parser.add_subparsers(dest="host_command", metavar="COMMAND", required=True,
+                                parser_class=type(parser))
     sub.add_parser("ident", help="print the board's configuration")
     sub.add_parser("counters", help="print the performance counters")
     rr = sub.add_parser("read-reg", help="read registers")
-    rr.add_argument("addr", type=int)
-    rr.add_argument("count", type=int, nargs="?", default=1)
+    rr.add_argument("addr", type=int_arg(0, N_REGS - 1),
+                    help=f"first register, 0 … {N_REGS - 1}")
+    rr.add_argument("count", type=int_arg(1, N_REGS), nargs="?", default=1,
+                    help="registers to read (default: 1)")
     wr = sub.add_parser("write-reg", help="write a register")
-    wr.add_argument("addr", type=int)
-    wr.add_argument("value", type=int)
+    wr.add_argument("addr", type=int_arg(0, N_REGS - 1), help=f"register, 0 … {N_REGS - 1}")
+    wr.add_argument("value", type=int_arg(0, (1 << 32) - 1), help="value, 0 … 2^32-1")
     st = sub.add_parser("selftest", help="random attention on the board vs the golden model")
-    st.add_argument("--seq", type=int, default=256, help="S (capped at max_seq_len)")
-    st.add_argument("--rows", type=int, default=4, help="queries")
-    st.add_argument("--top-k", type=int, default=None, help="default: k_max")
-    st.add_argument("--dense", action="store_true")
-    st.add_argument("--scale", type=float, default=1e-3, help="c = s_q·s_k·log2(e)/sqrt(d)")
-    st.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
+    st.add_argument("--seq", type=int_arg(1), default=None,
+                    help="S, 1 … the board's max_seq_len (default: 256, or max_seq_len if "
+                         "smaller)")
+    st.add_argument("--rows", type=int_arg(1, 65535), default=4,
+                    help="queries, 1 … 65535 (default: 4)")
+    st.add_argument("--top-k", type=int_arg(1), default=None,
+                    help="keys kept per tile, 1 … the board's k_max (default: k_max)")
+    st.add_argument("--dense", action="store_true", help="dense mode (default: sparse)")
+    st.add_argument("--scale", type=float_arg(0, lo_open=True), default=1e-3,
+                    help="c = s_q·s_k·log2(e)/sqrt(d), above 0 (default: 0.001)")
+    st.add_argument("--seed", type=int_arg(0), default=1, help="data seed (default: 1)")
 
+
+#: Failures of the board or the line rather than of the input (``sofa`` exits 1).
+FAILURES = (LinkError, CoreRejected, ProtocolError)
+
+
+def run(args):
+    """``sofa host``: one command against a board or a simulated one."""
+    if args.sim:
+        transport = SimulatedBoard(preset(args.sim))
+    else:
+        transport = SerialTransport(args.port, args.baud)
+    host = SofaHost(transport, timeout=args.timeout, baud=args.baud)
     try:
-        if args.sim:
-            from spec.config import preset
-            transport = SimulatedBoard(preset(args.sim))
+        if args.host_command == "ident":
+            for k, v in host.ident().items():
+                print(f"{k:>16} {v}")
+        elif args.host_command == "counters":
+            for k, v in host.counters().items():
+                print(f"{k:>18} {v}")
+        elif args.host_command == "read-reg":
+            check_int("count", args.count, 1, N_REGS - args.addr)
+            for n, v in enumerate(host.read_regs(args.addr, args.count)):
+                print(f"{args.addr + n:3d} {v}")
+        elif args.host_command == "write-reg":
+            print(f"status {host.write_reg(args.addr, args.value):#x}")
         else:
-            transport = SerialTransport(args.port, args.baud)
-        host = SofaHost(transport, timeout=args.timeout, baud=args.baud)
-        try:
-            if args.command == "ident":
-                for k, v in host.ident().items():
-                    print(f"{k:>16} {v}")
-            elif args.command == "counters":
-                for k, v in host.counters().items():
-                    print(f"{k:>18} {v}")
-            elif args.command == "read-reg":
-                for n, v in enumerate(host.read_regs(args.addr, args.count)):
-                    print(f"{args.addr + n:3d} {v}")
-            elif args.command == "write-reg":
-                print(f"status {host.write_reg(args.addr, args.value):#x}")
-            else:
-                return _selftest(host, args)
-        finally:
-            host.close()
-    except (LinkError, CoreRejected, ProtocolError, ConfigError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+            return _selftest(host, args)
+    finally:
+        host.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -44,7 +44,7 @@ from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, Ex
 __all__ = ["RATIOS", "BLOCK_SIZES", "RADII", "HEADLINE_RATIO", "QUICK", "Dataset",
            "build_dataset", "masked_float", "sparse_hook", "evaluate_heads",
            "embedding_cosines", "calibrate", "run", "key_table", "ratio_table",
-           "report_markdown", "main"]
+           "report_markdown"]
 
 RATIOS = (0.5, 0.25, 0.125, 0.0625)
 BLOCK_SIZES = (16, 32, 64)
@@ -643,9 +643,3 @@ def run(args):
 
 #: Failures of a run that are not bad input (``sofa`` exits 1 with one line).
 FAILURES = (ModelMissing,)
-
-
-def main(argv=None):
-    """The ``sofa eval`` command alone (for tests)."""
-    from gen.cli import main as sofa
-    return sofa(["eval", *(argv or [])])

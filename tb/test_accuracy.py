@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from gen.cli import main as sofa
 from spec.config import ConfigError, RunParams
 from sim import accuracy as A
 from sim import golden as G
@@ -216,5 +217,5 @@ def test_calibrate_reports_an_unreachable_target():
 
 
 def test_cli_rejects_a_missing_text_dir(tmp_path, capsys):
-    assert A.main(["--texts", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert sofa(["eval", "--texts", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "no *.txt texts" in capsys.readouterr().err

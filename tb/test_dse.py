@@ -17,7 +17,13 @@ import numpy as np
 import pytest
 
 from spec.config import RunParams, load_config
+from gen.cli import main as sofa
 from sim import dse
+
+
+def sofa_dse(argv):
+    """``sofa dse ARGV``."""
+    return sofa(["dse", *argv])
 from sim import golden as G
 from sim import perf
 from sim.fastgolden import sofa_heads
@@ -28,7 +34,7 @@ QUICK = ["--quick", "--no-progress"]
 
 
 def run(capsys, *argv):
-    code = dse.main(list(argv))
+    code = sofa_dse(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -166,7 +172,7 @@ def test_frontier_interpolation():
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dse")
-    assert dse.main([*QUICK, "--fresh", "--workers", "2", "--out", str(out)]) == 0
+    assert sofa_dse([*QUICK, "--fresh", "--workers", "2", "--out", str(out)]) == 0
     return out
 
 
@@ -224,7 +230,7 @@ def _texts():
 
 
 def test_quick_search_is_reproducible(quick_run, tmp_path):
-    assert dse.main([*QUICK, "--fresh", "--workers", "2", "--out", str(tmp_path),
+    assert sofa_dse([*QUICK, "--fresh", "--workers", "2", "--out", str(tmp_path),
                      "--skip-radius"]) == 0
     assert (tmp_path / "plan.json").read_text() == (quick_run / "plan.json").read_text()
     a, b = (json.loads((d / "results.json").read_text())["trials"] for d in (quick_run, tmp_path))
@@ -255,7 +261,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert by_worker[next(w for w in by_worker if w.endswith(f":{pid_a}"))] <= 5
     # A coordinator then reports from the finished study without running trials.
     out = tmp_path / "report"
-    assert dse.main([*QUICK, "--trials", "8", "--storage", storage, "--study-name", "shared",
+    assert sofa_dse([*QUICK, "--trials", "8", "--storage", storage, "--study-name", "shared",
                      "--workers", "1", "--skip-radius", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert sorted(t["number"] for t in results["trials"]) == sorted(t.number for t in trials)

@@ -1,6 +1,6 @@
 """Design-space exploration: per-layer tile size, top-k and sphere radius for a real model.
 
-``python -m sim.dse`` (``make dse``) searches, for all-MiniLM-L6-v2 on the shipped texts
+``sofa dse`` (``make dse``) searches, for all-MiniLM-L6-v2 on the shipped texts
 (``data/texts``), a block size ``Bc``, a ``top_k`` and a sphere radius ``R`` per layer (with
 ``--per-head``: ``top_k`` and ``R`` per head, ``Bc`` per layer) that minimise
 
@@ -74,11 +74,11 @@ Modules, from the bottom up:
 * :mod:`~sim.dse.plan`: ``plan.json`` and the core files, :func:`load_plan`;
 * :mod:`~sim.dse.report`: ``summary.md``, ``pareto.png``, ``results.json``;
 * :mod:`~sim.dse.pipeline`: a whole run from checked settings;
-* :mod:`~sim.dse.cli`: the options (:func:`add_arguments`), :func:`run` and :func:`main`.
+* :mod:`~sim.dse.cli`: the options (:func:`add_arguments`) and :func:`run` (``sofa dse``).
 """
 
 from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier_at, run_fixed
-from sim.dse.cli import FULL, QUICK, add_arguments, build_parser, main, run, settings_from_args
+from sim.dse.cli import FULL, QUICK, add_arguments, run, settings_from_args
 from sim.dse.cost import (SORT_BATCH, SORT_REF_PER_KEY, comparators, cycles_closed_form,
                           dense_order, exact_cycles, kept_full, layer_config, prediction_share,
                           tile_rescales, tile_sizes)
@@ -110,6 +110,5 @@ __all__ = [
     "MODEL_NAME", "PLAN_FORMAT", "cores", "plan_json", "write_plan", "load_plan",
     "summary_markdown", "write_plot", "write_outputs",
     # running it
-    "FULL", "QUICK", "add_arguments", "build_parser", "settings_from_args", "run", "run_dse",
-    "main",
+    "FULL", "QUICK", "add_arguments", "settings_from_args", "run", "run_dse",
 ]

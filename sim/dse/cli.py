@@ -1,16 +1,13 @@
-"""The DSE's command line: its options, their checks, and the entry points.
+"""``sofa dse``: the DSE's options, their checks, and running it from them.
 
-:func:`add_arguments` adds every option to an argparse parser (the ``sofa dse`` subcommand,
-or the stand-alone parser of :func:`main`); :func:`run` runs the DSE from the parsed
-arguments and returns the exit status. Bad input (an option value out of range, a storage URL
-that does not parse, a study made with other settings, no texts) raises
+:func:`add_arguments` adds every option to the ``sofa dse`` parser; :func:`run` runs the DSE
+from the parsed arguments and returns the exit status. Bad input (an option value out of range,
+a storage URL that does not parse, a study made with other settings, no texts) raises
 :class:`spec.config.ConfigError` with one line naming the option, the value and what is
-allowed, before any work is done. :func:`main` turns it into ``error: <message>`` on stderr
-and exit status 2 (and Ctrl-C into status 130 with :data:`INTERRUPTED`: the study in the
-storage resumes).
+allowed, before any work is done; ``sofa`` prints it as ``error: <message>`` with exit status 2
+(and Ctrl-C as status 130 with :data:`INTERRUPTED`: the study in the storage resumes).
 """
 
-import argparse
 import math
 from pathlib import Path
 
@@ -21,10 +18,9 @@ from sim.dse.space import BLOCK_SIZES, pct
 from sim.minilm import TEXT_DIR, ModelMissing, load_texts
 
 
-__all__ = ["FULL", "QUICK", "EXIT_BAD_INPUT", "FAILURES", "add_arguments", "build_parser",
-           "settings_from_args", "run", "main", "INTERRUPTED"]
+__all__ = ["FULL", "QUICK", "FAILURES", "add_arguments", "settings_from_args", "run",
+           "INTERRUPTED"]
 
-EXIT_BAD_INPUT = 2
 #: Failures of the job rather than of its input, for the ``sofa`` dispatcher (exit status 1):
 #: the MiniLM weights package is not installed.
 FAILURES = (ModelMissing,)
@@ -97,29 +93,6 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (default: off, bars on stderr)")
     return p
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the project's one-line ``error:`` format and exit status 2."""
-
-    def error(self, message):
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
-
-
-def build_parser():
-    """The stand-alone parser of :func:`main` (``python -m sim.dse``)."""
-    p = _Parser(prog="python -m sim.dse", description=(
-        "Design-space exploration of SOFA on all-MiniLM-L6-v2: per-layer Bc, top_k and "
-        "sphere radius under a compute budget, with Optuna (TPE). Writes plan.json, "
-        "core_bc*.json, summary.md, pareto.png and results.json."),
-        epilog="Examples:\n"
-               "  python -m sim.dse                       # make dse\n"
-               "  python -m sim.dse --budget 80% --trials 400 --fresh\n"
-               "  python -m sim.dse --worker --storage postgresql://host/db   # on each "
-               "machine\n"
-               "  python -m sim.dse --storage postgresql://host/db            # then report\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_arguments(p)
 
 
 def _parse_budget(text):
@@ -221,9 +194,3 @@ def run(args, log=log_line):
     texts = load_texts(args.texts or TEXT_DIR)
     s = settings_from_args(args, len(texts))
     return run_dse(s, texts, log=log)
-
-
-def main(argv=None):
-    """``sofa dse`` alone (for tests): the same parser, checks and exit statuses."""
-    from gen.cli import main as sofa
-    return sofa(["dse", *(argv or [])])
