@@ -81,7 +81,7 @@ test-all: $(VENV)/.stamp
 	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
 
 synth-report: $(VENV)/.stamp
-	$(PY) -m gen synth-report $(DESIGN_ARGS) --out $(OUT) $(SYNTH_ARGS)
+	$(BIN)/sofa synth-report $(DESIGN_ARGS) --out $(OUT) $(SYNTH_ARGS)
 
 bench: $(VENV)/.stamp
 	$(BIN)/sofa bench --out build/bench $(BENCH_ARGS)
@@ -95,11 +95,11 @@ dse: $(VENV)/.stamp
 
 # Board bitstream (amaranth-boards + YoWASP; nothing is programmed without --program).
 bitstream: $(VENV)/.stamp
-	$(PY) -m gen.boards $(BOARD) $(BOARD_ARGS)
+	$(BIN)/sofa bitstream $(BOARD) $(BOARD_ARGS)
 
 # Resources, post-route Fmax and queries/s per preset and device (plain Yosys/nextpnr flow).
 report: $(VENV)/.stamp
-	$(PY) -m gen.report --out build/report $(REPORT_ARGS)
+	$(BIN)/sofa report --out build/report $(REPORT_ARGS)
 
 clean:
 	rm -rf build sim_build results.xml .pytest_cache .hypothesis

