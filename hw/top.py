@@ -9,7 +9,8 @@ from hw.dlzs import DLZS, row_layout
 from hw.sads import SADS, sel_layout
 from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
-from spec.regmap import (COUNTER_BASE, N_REGS, REGISTERS, Reg, counter_names, register,
+from spec.config import ConfigError
+from spec.regmap import (COUNTER_BASE, N_REGS, Reg, counter_names, register, registers,
                          register_map)
 from spec.timing import core_latency
 
@@ -101,6 +102,9 @@ class SofaCore(wiring.Component):
     """
 
     def __init__(self, cfg, *, iterative_divider=False):
+        if cfg.memory != "onchip":
+            raise ConfigError(f"memory = {cfg.memory!r}: SofaCore holds K/V on chip "
+                              f"(memory = 'onchip')")
         self._cfg = cfg
         self._iterative = iterative_divider
         # Built here so their latency/ii are known before elaboration.
@@ -202,7 +206,7 @@ class SofaCore(wiring.Component):
 
         # -- registers: the parameters of spec.regmap, range-checked, written while idle ------
         params = {r.name: Signal(r.value_width(cfg), init=r.reset(cfg), name=r.name)
-                  for r in REGISTERS if r.access == "rw"}
+                  for r in registers(cfg) if r.access == "rw"}
         seq_len, top_k, radius = params["seq_len"], params["top_k"], params["radius"]
         scale, dense = params["scale"], params["dense"]
         error = Signal()
@@ -223,7 +227,7 @@ class SofaCore(wiring.Component):
         wd = self.reg_wdata
         with m.If(self.reg_we):
             with m.Switch(self.reg_addr):
-                for r in REGISTERS:
+                for r in registers(cfg):
                     if r.access != "rw":
                         continue
                     lo, hi = r.legal(cfg)
@@ -446,7 +450,7 @@ class SofaCore(wiring.Component):
         r_addr = Signal.like(self.reg_addr)
         m.d.sync += r_addr.eq(self.reg_addr)
         with m.Switch(r_addr):
-            for r in REGISTERS:
+            for r in registers(cfg):
                 if r.access == "rw":
                     with m.Case(r.address):
                         m.d.comb += self.reg_rdata.eq(params[r.name])

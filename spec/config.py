@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from spec.validate import (ConfigError, check_bool, check_int, check_name, parse_json,
-                           read_text)
+from spec.validate import (ConfigError, check_bool, check_choice, check_int, check_name,
+                           parse_json, read_text)
 
 
-__all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "RANGES", "preset",
+__all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "RANGES", "MEMORIES",
+           "preset",
            "load_config", "GOLDEN_INT_BITS"]
 
 
@@ -138,7 +139,16 @@ RANGES = {
     "c_frac":       (1, 40),
     "out_frac":     (0, 24),
     "counter_width": (0, 32),
+    "axi_data_width": (32, 1024),
+    "axi_addr_width": (16, 64),
+    "axi_id_width": (2, 16),
+    "axi_max_burst": (1, 256),
+    "axi_max_reads": (1, 64),
+    "k_tiles": (2, 16),
 }
+
+#: Where K and V live: the whole sequence in on-chip buffers, or in memory behind AXI4.
+MEMORIES = ("onchip", "axi")
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,24 @@ class SofaConfig:
         Fmax). ``False`` builds plain stage registers instead, whose ``ready`` is
         combinational: half the flip-flops, the same latency and throughput; for small
         FPGAs at low clock rates.
+    memory : str
+        ``"onchip"``: K and V of the whole sequence in on-chip buffers, loaded over
+        ``kv_load`` (``max_seq_len`` rows). ``"axi"``: Q, K and V are read from memory and O is
+        written back over an AXI4 master, a job descriptor in AXI4-Lite registers; on chip
+        only tiles (``max_seq_len`` then only sizes counters and widths).
+    axi_data_width : int
+        AXI4 data bus in bits, a power of two, 64 … 512 (``memory = "axi"``).
+    axi_addr_width : int
+        AXI4 address bits, 32 … 64.
+    axi_id_width : int
+        AXI4 ID bits, 2 … 16 (the core uses IDs 0 … 3).
+    axi_max_burst : int
+        Longest INCR burst in beats, 1 … 256 (bursts never cross a 4 KB boundary either).
+    axi_max_reads : int
+        Read bursts in flight at once, 1 … 64.
+    k_tiles : int
+        Tiles of K rows the prediction may hold on chip ahead of attention, 2 … 16
+        (``memory = "axi"``; each tile is ``block_size`` rows).
     """
     d: int = 64
     data_width: int = 8
@@ -206,6 +234,13 @@ class SofaConfig:
     out_frac: int = 8
     counter_width: int = 32
     skid_buffers: bool = True
+    memory: str = "onchip"
+    axi_data_width: int = 64
+    axi_addr_width: int = 32
+    axi_id_width: int = 4
+    axi_max_burst: int = 16
+    axi_max_reads: int = 4
+    k_tiles: int = 4
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -300,6 +335,7 @@ def _validate(cfg):
     for name, (lo, hi) in RANGES.items():
         check_int(name, getattr(cfg, name), lo, hi)
     check_bool("skid_buffers", cfg.skid_buffers)
+    check_choice("memory", cfg.memory, MEMORIES)
     check_name("name", cfg.name)
 
     def need(ok, message):
@@ -329,6 +365,15 @@ def _validate(cfg):
     need(cfg.max_seq_len <= s_bound,
          f"max_seq_len = {cfg.max_seq_len} exceeds 2^(w_frac + data_width - 1) = {s_bound}; "
          f"raise w_frac")
+    if cfg.memory == "axi":
+        bus = cfg.axi_data_width
+        need(bus & (bus - 1) == 0 and 64 <= bus <= 512,
+             f"axi_data_width = {bus} must be a power of two, 64 … 512")
+        need(cfg.axi_addr_width >= 32,
+             f"axi_addr_width = {cfg.axi_addr_width} must be 32 … 64")
+        need(cfg.derived.out_width <= 32,
+             f"out_width = {cfg.derived.out_width} (from data_width and out_frac) must fit "
+             f"the 32-bit O elements in memory; lower out_frac")
     der = cfg.derived
     widest = max(("o_width", der.o_width + cfg.w_frac + 1),        # o · r before the shift
                  ("out_width", der.o_width + cfg.out_frac + 1),    # o · 2^out_frac before /l

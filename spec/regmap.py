@@ -30,16 +30,31 @@ estimates ``busy_cycles``).
 import enum
 from dataclasses import dataclass
 
+from spec.job import MAX_HEADS, MAX_QUERIES, TENSORS
+
 
 __all__ = ["Register", "Counter", "REGISTERS", "COUNTERS", "COUNTER_BASE", "N_REGS", "Reg",
            "WORD_BITS", "registers", "register", "counter_names", "exact_counters",
-           "parameter_writes",
+           "parameter_writes", "register_writes", "job_writes", "counters",
+           "address_words",
            "expected_counters", "query_groups", "register_map", "parameter_value",
            "reset_values"]
 
 
 #: Bits of a register word.
 WORD_BITS = 32
+
+
+def _bits(value):
+    return max(1, value.bit_length())
+
+
+def _max_queries():
+    return MAX_QUERIES
+
+
+def _max_heads():
+    return MAX_HEADS
 
 
 def _error_addr_width(cfg):
@@ -73,6 +88,8 @@ class Register:
         ``cfg -> (lo, hi)``: the values a write may set (``"rw"`` only).
     high : str or None
         The ``_HI`` register that stages this parameter's bits above the low word.
+    present : callable or None
+        ``cfg -> bool``: whether a core built from ``cfg`` has it (None: every core).
     """
     name: str
     address: int
@@ -82,21 +99,67 @@ class Register:
     reset: object
     legal: object = None
     high: object = None
+    present: object = None
+
+    def exists(self, cfg):
+        return self.present is None or self.present(cfg)
 
     def width(self, cfg):
         """Bits of this register's word (at most :data:`WORD_BITS`)."""
         return min(WORD_BITS, self.value_width(cfg))
 
 
-def _rw(name, address, description, width, reset, legal, high=None):
-    return Register(name, address, "rw", description, width, reset, legal, high)
+def _rw(name, address, description, width, reset, legal, high=None, present=None):
+    return Register(name, address, "rw", description, width, reset, legal, high, present)
+
+
+def _axi(cfg):
+    return cfg.memory == "axi"
+
+
+def _seq_len_legal(cfg):
+    """On chip, S is checked when written; the memory-attached core checks it when a job
+    starts (JOB_ERROR SEQ_LEN), so that a descriptor with S = 0 fails as a job."""
+    if _axi(cfg):
+        return (0, (1 << cfg.derived.seq_len_width) - 1)
+    return (1, cfg.max_seq_len)
+
+
+def _job_words():
+    """The job descriptor's addresses and strides: per tensor BASE, BASE_HI, STRIDE and
+    HEAD_STRIDE, from word 65 on (Q_START at 64)."""
+    regs = []
+    for i, t in enumerate(TENSORS):
+        a = 65 + 4 * i
+        T = t.upper()
+        regs += [
+            _rw(f"{t}_base", a, f"Byte address of {T}'s first row (head 0), low word; a write "
+                f"applies {T}_BASE_HI with it. A multiple of the bus width in bytes.",
+                lambda cfg: cfg.axi_addr_width, lambda cfg: 0,
+                lambda cfg: (0, (1 << cfg.axi_addr_width) - 1), high=f"{t}_base_hi",
+                present=_axi),
+            _rw(f"{t}_base_hi", a + 1, f"{T}_BASE's bits above 32, applied by the next write "
+                f"of {T}_BASE (0 with a 32-bit address bus).",
+                lambda cfg: max(1, cfg.axi_addr_width - WORD_BITS), lambda cfg: 0,
+                lambda cfg: (0, (1 << max(0, cfg.axi_addr_width - WORD_BITS)) - 1),
+                present=_axi),
+            _rw(f"{t}_stride", a + 2, f"Bytes from one {T} row to the next: at least a row, a "
+                f"multiple of the bus width.",
+                lambda cfg: WORD_BITS, lambda cfg: 0, lambda cfg: (0, (1 << WORD_BITS) - 1),
+                present=_axi),
+            _rw(f"{t}_head_stride", a + 3, f"Bytes from one head's {T} to the next, a multiple "
+                f"of the bus width.",
+                lambda cfg: WORD_BITS, lambda cfg: 0, lambda cfg: (0, (1 << WORD_BITS) - 1),
+                present=_axi),
+        ]
+    return tuple(regs)
 
 
 #: The registers below the counters, in address order.
 REGISTERS = (
-    _rw("seq_len", 0, "S, keys in the sequence.",
-        lambda cfg: cfg.derived.seq_len_width, lambda cfg: cfg.max_seq_len,
-        lambda cfg: (1, cfg.max_seq_len)),
+    _rw("seq_len", 0, "S, keys in the sequence (1 … max_seq_len; the memory-attached core "
+        "checks it when a job starts).",
+        lambda cfg: cfg.derived.seq_len_width, lambda cfg: cfg.max_seq_len, _seq_len_legal),
     _rw("top_k", 1, "Keys kept per tile (sparse mode).",
         lambda cfg: cfg.derived.topk_width, lambda cfg: cfg.k_max, lambda cfg: (1, cfg.k_max)),
     _rw("radius", 2, "Sphere radius R in Â units, low word; radius_inf (all ones) disables "
@@ -109,8 +172,8 @@ REGISTERS = (
     _rw("dense", 4, "1: dense mode (every key, natural order, no prediction).",
         lambda cfg: 1, lambda cfg: 0, lambda cfg: (0, 1)),
     Register("status", 5, "status",
-             "Read: bit 0 busy (a query is in flight), bit 1 error (a write was rejected). "
-             "Write: bit 0 clears the counters, bit 1 clears the error flag.",
+             "Read: bit 0 busy (a query or a job is in flight), bit 1 error (a write was "
+             "rejected). Write: bit 0 clears the counters, bit 1 clears the error flag.",
              lambda cfg: 2, lambda cfg: 0),
     Register("error_addr", 6, "ro",
              "The register address or K/V row index of the last rejected write.",
@@ -120,6 +183,34 @@ REGISTERS = (
         lambda cfg: max(1, cfg.derived.radius_width - WORD_BITS),
         lambda cfg: cfg.derived.radius_inf >> WORD_BITS,
         lambda cfg: (0, cfg.derived.radius_inf >> WORD_BITS)),
+    # -- the job of the memory-attached core (memory = "axi"; see spec.job) ----------------
+    Register("control", 8, "control",
+             "Write 1 to bit 0: start a job with the registers as they are (refused while "
+             "busy). Reads 0.", lambda cfg: 1, lambda cfg: 0, present=_axi),
+    Register("job_status", 9, "job_status",
+             "Read: bit 0 done (a job ended or was refused since the last start), bit 1 "
+             "running. Write 1 to bit 0: clear done (and the interrupt).",
+             lambda cfg: 2, lambda cfg: 0, present=_axi),
+    Register("job_error", 10, "ro", "Why the last job did not start or stopped "
+             "(spec.job.JobError; 0: it completed).",
+             lambda cfg: 4, lambda cfg: 0, present=_axi),
+    _rw("irq_enable", 11, "1: the irq output follows done.",
+        lambda cfg: 1, lambda cfg: 0, lambda cfg: (0, 1), present=_axi),
+    _rw("rass", 12, "1: reuse-aware V fetch, each V row a lane block needs read once per "
+        "tile (0: every lane reads its own).",
+        lambda cfg: 1, lambda cfg: 1, lambda cfg: (0, 1), present=_axi),
+    _rw("causal", 13, "1: query t sees only the keys j <= Q_START + t.",
+        lambda cfg: 1, lambda cfg: 0, lambda cfg: (0, 1), present=_axi),
+    _rw("queries", 14, "Queries per head (checked when a job starts: at least 1).",
+        lambda cfg: _bits(_max_queries()), lambda cfg: 1, lambda cfg: (0, _max_queries()),
+        present=_axi),
+    _rw("heads", 15, "Heads (checked when a job starts: at least 1).",
+        lambda cfg: _bits(_max_heads()), lambda cfg: 1, lambda cfg: (0, _max_heads()),
+        present=_axi),
+    _rw("q_start", 64, "Position of the first query in the sequence (causal jobs).",
+        lambda cfg: WORD_BITS, lambda cfg: 0, lambda cfg: (0, (1 << WORD_BITS) - 1),
+        present=_axi),
+    *_job_words(),
 )
 
 
@@ -139,6 +230,10 @@ class Counter:
     address: int
     kind: str
     description: str
+    present: object = None
+
+    def exists(self, cfg):
+        return self.present is None or self.present(cfg)
 
 
 #: First counter address.
@@ -175,21 +270,50 @@ _COUNTER_TABLE = (
     ("macs", "exact", "Multiplies issued: mac_lanes · (qk_cycles + pv_cycles)."),
 )
 
+#: The memory-attached core's counters of its AXI4 master, after the core's.
+_AXI_COUNTER_TABLE = (
+    ("bytes_q", "exact", "Bytes read of Q (whole bus words)."),
+    ("bytes_k", "exact", "Bytes read of K: every key a lane block sees, once (prediction "
+                         "and, from the tile buffer, attention)."),
+    ("bytes_v", "exact", "Bytes read of V (with RASS each row a block selects, once)."),
+    ("bytes_o", "exact", "Bytes written of O."),
+    ("ar_stall", "timing", "Cycles ARVALID waits for ARREADY."),
+    ("r_wait", "timing", "Cycles a read is in flight and no R beat arrives."),
+    ("aw_stall", "timing", "Cycles AWVALID waits for AWREADY."),
+    ("w_stall", "timing", "Cycles WVALID waits for WREADY."),
+    ("b_wait", "timing", "Cycles a write awaits its B response."),
+)
+
 #: The counters, in address order from :data:`COUNTER_BASE`.
 COUNTERS = tuple(Counter(name, COUNTER_BASE + i, kind, desc)
-                 for i, (name, kind, desc) in enumerate(_COUNTER_TABLE))
+                 for i, (name, kind, desc) in enumerate(_COUNTER_TABLE)) + \
+    tuple(Counter(name, COUNTER_BASE + len(_COUNTER_TABLE) + i, kind, desc,
+                  lambda cfg: cfg.memory == "axi")
+          for i, (name, kind, desc) in enumerate(_AXI_COUNTER_TABLE))
 
-#: Addresses the register port decodes: the registers, a gap, then the counters.
-N_REGS = COUNTER_BASE + len(COUNTERS)
+#: Addresses the register port of the on-chip core decodes (and the host link addresses):
+#: the registers, a gap, then its counters.
+N_REGS = COUNTER_BASE + len(_COUNTER_TABLE)
 
 #: Register addresses by upper-case name (``Reg.SEQ_LEN``); counters are not in it.
 Reg = enum.IntEnum("Reg", {r.name.upper(): r.address for r in REGISTERS})
 Reg.__doc__ = "Register addresses of ``sofa_top``'s register port (:data:`REGISTERS`)."
 
 
-def registers():
-    """The registers (:data:`REGISTERS`), in address order."""
-    return REGISTERS
+def registers(cfg):
+    """The registers a core built from ``cfg`` has, in address order."""
+    return tuple(r for r in REGISTERS if r.exists(cfg))
+
+
+def counters(cfg):
+    """The counters a core built from ``cfg`` has (none are built at ``counter_width = 0``,
+    but their addresses read 0), in address order."""
+    return tuple(c for c in COUNTERS if c.exists(cfg))
+
+
+def address_words(cfg):
+    """Words of the register space of a core built from ``cfg`` (its highest address + 1)."""
+    return 1 + max(x.address for x in registers(cfg) + counters(cfg))
 
 
 def register(name):
@@ -201,19 +325,24 @@ def register(name):
                    f"{', '.join(r.name for r in REGISTERS)}")
 
 
-def counter_names():
-    """Counter names in address order."""
-    return tuple(c.name for c in COUNTERS)
+def counter_names(cfg=None):
+    """Counter names in address order (of the on-chip core without ``cfg``)."""
+    return tuple(c.name for c in (COUNTERS[:len(_COUNTER_TABLE)] if cfg is None
+                                  else counters(cfg)))
 
 
-def exact_counters():
+def exact_counters(cfg=None):
     """Names of the counters :func:`expected_counters` predicts."""
-    return tuple(c.name for c in COUNTERS if c.kind == "exact")
+    return tuple(n for n in counter_names(cfg) if _counter(n).kind == "exact")
+
+
+def _counter(name):
+    return next(c for c in COUNTERS if c.name == name)
 
 
 def reset_values(cfg):
     """``{register name: value after reset}``."""
-    return {r.name: r.reset(cfg) for r in REGISTERS}
+    return {r.name: r.reset(cfg) for r in registers(cfg)}
 
 
 def parameter_value(cfg, name, value):
@@ -226,22 +355,37 @@ def parameter_value(cfg, name, value):
     return value
 
 
-def parameter_writes(cfg, params):
-    """The register writes that set a :class:`~spec.config.RunParams`, in order:
-    ``[(address, word), ...]``, a ``_HI`` stage before its low word where the value is wider
-    than the port."""
-    values = {"seq_len": params.seq_len, "top_k": params.top_k, "radius": params.radius,
-              "scale": params.scale_log2e, "dense": int(params.dense)}
-    staged = {r.high for r in REGISTERS if r.high}
+def register_writes(cfg, values):
+    """The writes that set ``{register name: value}``, in address order: ``[(address,
+    word), ...]``, a ``_HI`` stage before its low word where the value is wider than the
+    port."""
     out = []
-    for r in REGISTERS:
-        if r.access != "rw" or r.name in staged:
+    for r in registers(cfg):
+        if r.name not in values:
             continue
         value = values[r.name]
         if r.high and r.value_width(cfg) > WORD_BITS:
             out.append((register(r.high).address, value >> WORD_BITS))
         out.append((r.address, value & ((1 << WORD_BITS) - 1)))
     return out
+
+
+def parameter_writes(cfg, params):
+    """The register writes that set a :class:`~spec.config.RunParams`."""
+    return register_writes(cfg, {"seq_len": params.seq_len, "top_k": params.top_k,
+                                 "radius": params.radius, "scale": params.scale_log2e,
+                                 "dense": int(params.dense)})
+
+
+def job_writes(cfg, job, *, rass=True, irq=False):
+    """The register writes that set a :class:`~spec.job.JobDescriptor` (S included)."""
+    values = {"seq_len": job.seq_len, "queries": job.queries, "heads": job.heads,
+              "causal": int(job.causal), "q_start": job.q_start, "rass": int(rass),
+              "irq_enable": int(irq)}
+    for t in TENSORS:
+        for part in ("base", "stride", "head_stride"):
+            values[f"{t}_{part}"] = getattr(job, f"{t}_{part}")
+    return register_writes(cfg, values)
 
 
 def register_map(cfg):
@@ -253,13 +397,13 @@ def register_map(cfg):
     has none: they read 0).
     """
     out = []
-    for r in REGISTERS:
+    for r in registers(cfg):
         out.append({"name": r.name, "address": r.address, "access": r.access,
                     "width": r.width(cfg), "value_width": r.value_width(cfg),
                     "reset": r.reset(cfg) & ((1 << r.width(cfg)) - 1),
                     "legal": list(r.legal(cfg)) if r.legal else None, "kind": "register",
                     "description": r.description})
-    for c in COUNTERS:
+    for c in counters(cfg):
         out.append({"name": f"counter_{c.name}", "address": c.address, "access": "ro",
                         "width": cfg.counter_width, "value_width": cfg.counter_width,
                         "reset": 0, "legal": None, "kind": c.kind,
@@ -275,7 +419,8 @@ def query_groups(T, q_lanes):
     return [min(q_lanes, T - g) for g in range(0, T, q_lanes)]
 
 
-def expected_counters(cfg, params, stats, *, calls, wrap=True):
+def expected_counters(cfg, params, stats, *, calls, lengths=None, traffic=None, rass=True,
+                      wrap=True):
     """The exact counters after queries, from their shape and the golden model's events.
 
     Parameters
@@ -289,8 +434,16 @@ def expected_counters(cfg, params, stats, *, calls, wrap=True):
         ``entered``, ``sort_steps``.
     calls : list of int
         Queries per call, in order: a call is a run of queries whose last one carries ``last``
-        (a host-link QUERY frame, one ``SofaCore`` call). Its queries form groups of up to
-        ``q_lanes`` that share each K row read for prediction.
+        (a host-link QUERY frame, one ``SofaCore`` call; a block of a job of the
+        memory-attached core). Its queries form groups of up to ``q_lanes`` that share each K
+        row read for prediction.
+    lengths : list of int, optional
+        Keys each query sees, in the same order (causal jobs); ``params.seq_len`` for all by
+        default.
+    traffic : dict, optional
+        The memory-attached core's bytes per stream (:func:`sim.jobs.traffic`).
+    rass : bool
+        The RASS register of the memory-attached core.
     wrap : bool
         Wrap the values to ``counter_width`` bits as the registers read them (0 without
         counters); ``False`` gives the plain event counts.
@@ -298,17 +451,23 @@ def expected_counters(cfg, params, stats, *, calls, wrap=True):
     Returns
     -------
     dict
-        ``{name: value}`` of every ``exact`` counter.
+        ``{name: value}`` of every ``exact`` counter the core has.
     """
-    S, M = params.seq_len, cfg.derived.mac_cycles
+    S, M, B = params.seq_len, cfg.derived.mac_cycles, cfg.block_size
     T = sum(calls)
-    groups = sum(len(query_groups(n, cfg.q_lanes)) for n in calls)
-    tiles = -(-S // cfg.block_size)
+    lengths = [S] * T if lengths is None else list(lengths)
+    if len(lengths) != T:
+        raise ValueError(f"expected_counters: {len(lengths)} lengths for {T} queries")
+    spans, first = 0, 0
+    for n in calls:
+        for size in query_groups(n, cfg.q_lanes):
+            spans += max(lengths[first:first + size])
+            first += size
     sparse = not params.dense
     out = {
         "qk_cycles": stats["keys"] * M,
         "pv_cycles": (stats["keys"] + stats["rescales"]) * M,
-        "k_rows_predict": groups * S if sparse else 0,
+        "k_rows_predict": spans if sparse else 0,
         "kv_rows_fetch": stats["keys"],
         "keys": stats["keys"],
         "misses": stats["misses"],
@@ -318,10 +477,16 @@ def expected_counters(cfg, params, stats, *, calls, wrap=True):
         "blocked_full": stats["blocked_full"],
         "entered": stats["entered"],
         "sort_steps": stats["sort_steps"],
-        "tiles": T * tiles if sparse else 0,
+        "tiles": sum(-(-L // B) for L in lengths) if sparse else 0,
     }
     out["macs"] = cfg.mac_lanes * (out["qk_cycles"] + out["pv_cycles"])
-    assert set(out) == set(exact_counters())
+    if cfg.memory == "axi":
+        if traffic is None:
+            raise ValueError("expected_counters: the memory-attached core needs traffic")
+        out |= {"bytes_q": traffic["q"], "bytes_k": traffic["k"],
+                "bytes_v": traffic["v"] if rass else traffic["v_no_rass"],
+                "bytes_o": traffic["o"]}
+    assert set(out) == set(exact_counters(cfg))
     if wrap:
         mask = (1 << cfg.counter_width) - 1
         out = {name: value & mask for name, value in out.items()}

@@ -34,6 +34,7 @@ LAYERS = {
     "sim.reference": (1, "models"),
     "sim.perf": (1, "models"),
     "sim.workloads": (1, "models"),
+    "sim.jobs": (1, "models"),
     "sim.minilm": (2, "studies"),
     "sim.predictors": (2, "studies"),
     "sim.accuracy": (2, "studies"),

@@ -1,0 +1,164 @@
+"""The job of the memory-attached core (``memory = "axi"``): descriptor, memory layout, checks.
+
+A job is multi-head attention over tensors in memory. For every head ``h < heads`` and query
+``t < queries``, ``O[h, t] = attention(Q[h, t], K[h, :S], V[h, :S])`` with the run-time
+parameters of the core's registers (``top_k``, radius, scale, dense). Row ``r`` of a tensor
+``X`` of head ``h`` starts at ``X_base + h·X_head_stride + r·X_stride`` (bytes):
+
+* Q, K and V rows hold ``d`` elements of ``elem_bytes = ceil(data_width / 8)`` bytes each,
+  little-endian two's complement (the low ``data_width`` bits are used);
+* O rows hold ``d`` elements of 4 bytes: the output ``O`` (``out_frac`` fraction bits)
+  sign-extended to 32 bits, little-endian.
+
+**Causal jobs** (``causal = 1``): query ``t`` sits at position ``q_start + t`` and sees the
+keys ``j <= q_start + t``, so its sequence is ``min(S, q_start + t + 1)`` keys long; tiles
+wholly past that are neither predicted nor attended. (Prefill of a whole sequence is
+``queries = S``, ``q_start = 0``.)
+
+**Checks at start.** Every base address and row stride must be a multiple of the bus width
+in bytes (rows start on a bus word), a row stride at least one row, every address a job touches
+must lie below ``2^axi_addr_width`` (no range wraps), and ``S``, ``queries`` and ``heads``
+must be in range. A failed check sets :class:`JobError`'s code; the job does not start and
+nothing is written. A read (``R``) or write response (``B``) of ``SLVERR``/``DECERR`` stops a
+running job with the code naming the stream; no ``O`` row is written after it.
+
+The golden semantics of a job are per query exactly those of :func:`sim.golden.sofa_attention`
+over the query's own keys (:func:`query_lengths`).
+"""
+
+import enum
+from dataclasses import dataclass, fields
+
+from spec.validate import ConfigError
+
+
+__all__ = ["JobError", "JobDescriptor", "TENSORS", "elem_bytes", "row_bytes", "out_row_bytes",
+           "bus_bytes", "row_beats", "query_lengths", "check_job", "OUT_ELEM_BYTES",
+           "MAX_QUERIES", "MAX_HEADS"]
+
+
+#: Bytes of one O element in memory.
+OUT_ELEM_BYTES = 4
+#: Largest ``queries`` and ``heads`` of one job (the widths of their registers).
+MAX_QUERIES = (1 << 24) - 1
+MAX_HEADS = (1 << 16) - 1
+#: The tensors of a job, in the order of their registers.
+TENSORS = ("q", "k", "v", "o")
+
+
+class JobError(enum.IntEnum):
+    """``JOB_ERROR`` codes: why the last job did not start, or stopped."""
+    NONE = 0
+    SEQ_LEN = 1        # S = 0 or S > max_seq_len
+    QUERIES = 2        # queries = 0
+    HEADS = 3          # heads = 0
+    ALIGN = 4          # a base address or row stride is not a multiple of the bus width
+    STRIDE = 5         # a row stride is shorter than a row
+    RANGE = 6          # an address range wraps past 2^axi_addr_width
+    READ_Q = 7         # SLVERR/DECERR on a read of Q (R channel)
+    READ_K = 8         # ... of K
+    READ_V = 9         # ... of V
+    WRITE_O = 10       # SLVERR/DECERR on a write of O (B channel)
+
+
+def elem_bytes(cfg):
+    """Bytes of one Q/K/V element in memory: ``ceil(data_width / 8)``."""
+    return -(-cfg.data_width // 8)
+
+
+def row_bytes(cfg):
+    """Bytes of one Q, K or V row."""
+    return cfg.d * elem_bytes(cfg)
+
+
+def out_row_bytes(cfg):
+    """Bytes of one O row."""
+    return cfg.d * OUT_ELEM_BYTES
+
+
+def bus_bytes(cfg):
+    return cfg.axi_data_width // 8
+
+
+def row_beats(cfg, out=False):
+    """Bus beats of one row (the row's last beat may be partly used)."""
+    n = out_row_bytes(cfg) if out else row_bytes(cfg)
+    return -(-n // bus_bytes(cfg))
+
+
+@dataclass(frozen=True)
+class JobDescriptor:
+    """What the registers of a job say (addresses and strides in bytes)."""
+    seq_len: int
+    queries: int
+    heads: int = 1
+    causal: bool = False
+    q_start: int = 0
+    q_base: int = 0
+    q_stride: int = 0
+    q_head_stride: int = 0
+    k_base: int = 0
+    k_stride: int = 0
+    k_head_stride: int = 0
+    v_base: int = 0
+    v_stride: int = 0
+    v_head_stride: int = 0
+    o_base: int = 0
+    o_stride: int = 0
+    o_head_stride: int = 0
+
+    def replace(self, **changes):
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return JobDescriptor(**values)
+
+    def rows(self, tensor):
+        """Rows of ``tensor`` a head has (``queries`` for Q and O, ``S`` for K and V)."""
+        return self.queries if tensor in ("q", "o") else self.seq_len
+
+    def address(self, tensor, head, row):
+        return (getattr(self, f"{tensor}_base") + head * getattr(self, f"{tensor}_head_stride")
+                + row * getattr(self, f"{tensor}_stride"))
+
+
+def query_lengths(job, cfg=None):
+    """Keys each query of a head sees: ``S``, or ``min(S, q_start + t + 1)`` when causal."""
+    S = job.seq_len
+    if not job.causal:
+        return [S] * job.queries
+    return [min(S, job.q_start + t + 1) for t in range(job.queries)]
+
+
+def check_job(cfg, job):
+    """The :class:`JobError` of a descriptor (``NONE`` when it may start), in the order the
+    hardware checks: S, queries, heads, alignment, strides, ranges."""
+    if not 1 <= job.seq_len <= cfg.max_seq_len:
+        return JobError.SEQ_LEN
+    if job.queries < 1:
+        return JobError.QUERIES
+    if job.heads < 1:
+        return JobError.HEADS
+    bus = bus_bytes(cfg)
+    for t in TENSORS:
+        for part in ("base", "stride", "head_stride"):
+            if getattr(job, f"{t}_{part}") % bus:
+                return JobError.ALIGN
+    for t in TENSORS:
+        need = out_row_bytes(cfg) if t == "o" else row_bytes(cfg)
+        if getattr(job, f"{t}_stride") < need:
+            return JobError.STRIDE
+    top = 1 << cfg.axi_addr_width
+    for t in TENSORS:
+        size = out_row_bytes(cfg) if t == "o" else row_bytes(cfg)
+        last = job.address(t, job.heads - 1, job.rows(t) - 1) + size
+        if last > top:
+            return JobError.RANGE
+    return JobError.NONE
+
+
+def validate_job(cfg, job):
+    """:func:`check_job` as an exception, for host code preparing a job."""
+    err = check_job(cfg, job)
+    if err != JobError.NONE:
+        raise ConfigError(f"job descriptor: {err.name} ({err.value}); see spec.job")
+    return job
