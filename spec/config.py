@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from spec.regmap import register
 from spec.validate import (ConfigError, check_bool, check_choice, check_int, check_name,
                            parse_json, read_text)
 
@@ -409,11 +410,10 @@ class RunParams:
     dense: bool = False
 
     def validate(self, cfg):
-        der = cfg.derived
-        for name, lo, hi in (("seq_len", 1, cfg.max_seq_len),
-                             ("top_k", 1, cfg.k_max),
-                             ("radius", 0, der.radius_inf),
-                             ("scale_log2e", 0, (1 << cfg.c_bits) - 1)):
+        """Each value within what its register takes (:mod:`spec.regmap`); S at least 1."""
+        for name, reg in (("seq_len", None), ("top_k", "top_k"), ("radius", "radius"),
+                          ("scale_log2e", "scale")):
+            lo, hi = (1, cfg.max_seq_len) if reg is None else register(reg).legal(cfg)
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be an integer, not {value!r}")
