@@ -5,7 +5,37 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 
-__all__ = ["CounterBank"]
+__all__ = ["CounterBank", "unit_increments", "SUFA_COUNTERS", "SADS_COUNTERS"]
+
+
+#: Counters that SU-FA and SADS keep themselves (wrapping, a few bits wide).
+SUFA_COUNTERS = ("qk_cycles", "pv_cycles", "keys", "misses", "rescales", "rows")
+SADS_COUNTERS = ("blocked_radius", "blocked_full", "entered", "sort_steps", "tiles")
+
+
+def unit_increments(m, cfg, sufa, sads, *, restart=None):
+    """The per-cycle increments of the units' own counters, summed over the lanes, for a
+    :class:`CounterBank`: ``({name: increment}, {name: largest increment})``.
+
+    A unit's counter only needs to be wide enough to be followed cycle by cycle: the
+    increment is the difference to the previous cycle, modulo its width. ``restart`` (a
+    signal) is the reset of the units: the counters drop to 0, which must not count.
+    """
+    L, incs, top = cfg.q_lanes, {}, {}
+    for units, names, most in ((sufa, SUFA_COUNTERS, 1),
+                               (sads, SADS_COUNTERS, cfg.derived.batch)):
+        for name in names:
+            steps = []
+            for i, u in enumerate(units):
+                now = getattr(u, name)
+                prev = Signal.like(now, name=f"prev_{name}{i}")
+                m.d.sync += prev.eq(now if restart is None else Mux(restart, 0, now))
+                steps.append((now - prev)[:len(now)])
+            incs[name] = sum(steps)
+            top[name] = L * most
+    incs["macs"] = (incs["qk_cycles"] + incs["pv_cycles"]) * cfg.mac_lanes
+    top["macs"] = 2 * L * cfg.mac_lanes
+    return incs, top
 
 
 class CounterBank(wiring.Component):

@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.counters import CounterBank
+from hw.counters import CounterBank, unit_increments
 from hw.dlzs import DLZS, row_layout
 from hw.sads import SADS, sel_layout
 from hw.skid import SkidBuffer
@@ -158,25 +158,10 @@ class SofaCore(wiring.Component):
     def _counters(self, m, events, clear):
         """The :class:`hw.counters.CounterBank` of :mod:`spec.regmap`'s counters: the core's
         events, and the units' counters turned into per-cycle increments."""
-        cfg, L = self._cfg, self._cfg.q_lanes
-        batch = cfg.derived.batch
-        top = {name: 1 for name in events} | {"kv_rows_fetch": L}
-        incs = dict(events)
-        for units, names, most in ((self._sufa, ("qk_cycles", "pv_cycles", "keys", "misses",
-                                                 "rescales", "rows"), 1),
-                                   (self._sads, ("blocked_radius", "blocked_full", "entered",
-                                                 "sort_steps", "tiles"), batch)):
-            for name in names:
-                steps = []
-                for i, u in enumerate(units):
-                    now = getattr(u, name)
-                    prev = Signal.like(now, name=f"prev_{name}{i}")
-                    m.d.sync += prev.eq(now)
-                    steps.append((now - prev)[:len(now)])
-                incs[name] = sum(steps)
-                top[name] = L * most
-        incs["macs"] = (incs["qk_cycles"] + incs["pv_cycles"]) * cfg.mac_lanes
-        top["macs"] = 2 * L * cfg.mac_lanes
+        cfg = self._cfg
+        unit_incs, unit_top = unit_increments(m, cfg, self._sufa, self._sads)
+        top = {name: 1 for name in events} | {"kv_rows_fetch": cfg.q_lanes} | unit_top
+        incs = dict(events) | unit_incs
         names = counter_names()
         m.submodules.counters = bank = CounterBank({n: top[n] for n in names},
                                                    width=cfg.counter_width)
