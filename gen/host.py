@@ -152,7 +152,7 @@ class SimulatedBoard:
         self._parse(final=False)
 
     def read(self, n, timeout):
-        if not self._tx and self._rx:
+        if self._rx:
             self._parse(final=True)          # the host waits: the inter-byte timeout expires
         out = bytes(self._tx[:n])
         del self._tx[:n]
@@ -383,8 +383,8 @@ class SofaHost:
         if self._need_cfg().counter_width == 0:
             raise ProtocolError("this board has no performance counters (built with "
                                 "counter_width = 0)")
-        vals = self.read_regs(COUNTER_BASE, len(COUNTERS))
-        return dict(zip(counter_names(), vals))
+        names = counter_names(self.cfg)
+        return dict(zip(names, self.read_regs(COUNTER_BASE, len(names))))
 
     def load_kv(self, K, V, start=0):
         """Load K/V rows from row ``start``, in as many frames as ``max_payload`` needs."""

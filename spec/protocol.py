@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spec.config import ConfigError
-from spec.regmap import COUNTER_BASE, COUNTERS, N_REGS
+from spec.regmap import COUNTER_BASE, N_REGS, counter_names
 
 
 __all__ = ["Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD", "PROTOCOL_VERSION", "N_REGS",
@@ -155,7 +155,7 @@ def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles, queue_byte
               "max_payload": max_payload, "clk_hz": int(clk_hz), "divisor": divisor,
               "timeout_cycles": timeout_cycles, "queue_bytes": queue_bytes, "n_regs": N_REGS,
               "counter_base": COUNTER_BASE,
-              "n_counters": len(COUNTERS) if cfg.counter_width else 0}
+              "n_counters": len(counter_names(cfg)) if cfg.counter_width else 0}
     out = bytearray()
     for name, size in IDENT_FIELDS:
         value = values[name]

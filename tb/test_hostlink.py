@@ -145,7 +145,7 @@ def test_transaction(mode, traffic):
     params = params_for(S, dense=mode == "dense", top_k=1 if mode == "sparse" else None,
                         radius=3000 if mode == "sparse" else None)
     kv = kv_requests(K, V, cfg=CFG, max_payload=MAX_PAYLOAD)
-    steps = [Step(encode_request(Cmd.IDENT)), *map(Step, kv), *map(Step, param_requests(params)),
+    steps = [Step(encode_request(Cmd.IDENT)), *map(Step, kv), *map(Step, param_requests(CFG, params)),
              Step(encode_request(Cmd.QUERY, query_payload(CFG, Q))),
              Step(encode_request(Cmd.READ_REGS, read_regs_payload(COUNTER_BASE, len(counter_names())))),
              Step(encode_request(Cmd.READ_REGS, read_regs_payload(0, COUNTER_BASE)))]
@@ -214,7 +214,7 @@ def test_two_query_lanes():
     Q, K, V = peaked_case(CFG, 17, T=4, S=S)
     params = params_for(S, top_k=1)
     steps = [*map(Step, kv_requests(K, V, cfg=cfg, max_payload=MAX_PAYLOAD)),
-             *map(Step, param_requests(params)),
+             *map(Step, param_requests(CFG, params)),
              Step(encode_request(Cmd.QUERY, query_payload(cfg, Q[:3]))),
              Step(encode_request(Cmd.QUERY, query_payload(cfg, Q[3:])))]
     replies, _, _ = run_script(steps, cfg=cfg, traffic=TRAFFIC[3], seed=2)

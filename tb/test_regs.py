@@ -95,3 +95,14 @@ def test_docs_show_the_default_map():
     regs, counters = markdown_tables(preset("default"))
     assert f"<!-- registers:begin -->\n{regs}<!-- registers:end -->" in text
     assert f"<!-- counters:begin -->\n{counters}<!-- counters:end -->" in text
+
+
+def test_ident_counts_the_link_counters():
+    """IDENT's counter block is the on-chip core's (the memory core's extra counters are not
+    on the link)."""
+    from spec.protocol import N_REGS, ident_bytes, parse_ident
+    from spec.regmap import COUNTER_BASE
+    info = parse_ident(ident_bytes(preset("tiny"), max_payload=256, clk_hz=1, divisor=8,
+                                   timeout_cycles=9))
+    assert info["n_counters"] == N_REGS - COUNTER_BASE == 20
+    assert info["counter_base"] == COUNTER_BASE and info["n_regs"] == N_REGS

@@ -6,7 +6,7 @@ import numpy as np
 
 from spec.protocol import (N_REGS, NO_CMD, Cmd, Status, crc16, elem_bytes, encode_request,
                            load_kv_payload, read_regs_payload, write_reg_payload)
-from spec.regmap import Reg
+from spec.regmap import Reg, parameter_writes
 
 
 __all__ = ["Step", "kv_requests", "param_requests", "malformed_script"]
@@ -32,12 +32,11 @@ def kv_requests(K, V, *, cfg, max_payload, start=0):
             for a in range(0, len(K), per)]
 
 
-def param_requests(params):
-    """WRITE_REG requests of the five run-time registers, then a counter and error clear."""
+def param_requests(cfg, params):
+    """WRITE_REG requests of the run-time registers (spec.regmap.parameter_writes), then a
+    counter and error clear."""
     return [encode_request(Cmd.WRITE_REG, write_reg_payload(reg, value))
-            for reg, value in ((Reg.SEQ_LEN, params.seq_len), (Reg.TOP_K, params.top_k),
-                               (Reg.RADIUS, params.radius), (Reg.SCALE, params.scale_log2e),
-                               (Reg.DENSE, int(params.dense)), (Reg.STATUS, 0b11))]
+            for reg, value in parameter_writes(cfg, params) + [(Reg.STATUS, 0b11)]]
 
 
 def malformed_script(cfg, K, V, params, *, max_payload, pause, line_error=True):
@@ -54,7 +53,7 @@ def malformed_script(cfg, K, V, params, *, max_payload, pause, line_error=True):
         steps.append(step)
         want.append(None if step.replies == 0 else (cmd, status))
 
-    for r in kv_requests(K, V, cfg=cfg, max_payload=max_payload) + param_requests(params):
+    for r in kv_requests(K, V, cfg=cfg, max_payload=max_payload) + param_requests(cfg, params):
         add(Step(r), r[1], Status.OK)
     good_kv = kv_requests(K2[:12], V2[:12], cfg=cfg, max_payload=max_payload)[0]
     bad_crc = bytearray(good_kv)
