@@ -450,5 +450,9 @@ class SofaCore(wiring.Component):
 
 
 def sofa_top(cfg):
-    """The top-level component for ``cfg``: :class:`SofaCore`."""
+    """The top-level component for ``cfg``: :class:`SofaCore` (K/V on chip), or
+    :class:`hw.axicore.SofaAxiCore` for ``memory = "axi"``."""
+    if cfg.memory == "axi":
+        from hw.axicore import SofaAxiCore
+        return SofaAxiCore(cfg)
     return SofaCore(cfg)

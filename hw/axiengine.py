@@ -1,0 +1,583 @@
+"""AxiEngine: the datapath of the memory-attached core (``memory = "axi"``).
+
+It runs one job (:mod:`spec.job`) from its descriptor, head by head and, within a head, block
+by block (``q_lanes`` consecutive queries a block):
+
+1. **Q**: the block's query rows are read (one command a row) into the lanes: DLZS's query
+   (sparse mode) and a two-row FIFO to SU-FA.
+2. **K**: the keys the block sees (``span``, the longest of its queries' lengths) are read once,
+   tile by tile, into a ring of ``k_tiles`` tiles on chip (a tile is read only when its slot is
+   free) and, in sparse mode, broadcast to every lane's DLZS (a lane stops at its own length).
+3. **Selection and V**: each lane's SADS selects per tile; :class:`hw.rass.RassScheduler`
+   collects the lanes' selections and orders the V reads (RASS); V rows land in a ring of
+   :data:`V_TILES` tiles. In dense mode every key is taken and V is read a tile at a time.
+4. **Attention**: per lane a feeder takes the lane's keys in SADS order (dense: natural order),
+   waits for each V row, and hands K (from the K ring) and V to the lane's SU-FA.
+5. **O**: the lanes' rows leave in query order, are packed into bus words (32-bit elements) and
+   written, one command a row.
+
+A tile's slots are freed when every lane of the block is past it. The next block starts when
+every lane of the current one has taken its last key and every tile is freed (SU-FA, the
+divide and the writes of its rows overlap with the next block). Contiguous rows (a stride of
+exactly one packed row) are read in one command a tile, otherwise one command a row.
+
+The engine knows nothing of registers: :class:`hw.axicore.SofaAxiCore` gives it the
+descriptor (stable while a job runs) and a start pulse, watches ``done`` and the faults, and
+resets it after a fault.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.axi import AxiReader, AxiWriter, axi4_read_members, axi4_write_members
+from hw.dlzs import DLZS, row_layout
+from hw.rass import RassScheduler
+from hw.rows import RowAssembler, RowPacker, unpack_row
+from hw.sads import SADS, sel_layout
+from hw.skid import SkidBuffer
+from hw.sufa import SUFA, out_layout
+from spec.job import TENSORS, bus_bytes, elem_bytes, row_beats
+
+
+__all__ = ["AxiEngine", "descriptor_layout", "V_TILES"]
+
+
+#: Tiles of V rows on chip (one being fetched while the lanes attend to the other).
+V_TILES = 2
+TILE_BITS = 16                               # global tile numbers (compared as differences)
+
+
+def descriptor_layout(cfg):
+    """The job as the engine sees it: the values of :mod:`spec.regmap`'s job registers."""
+    aw, der = cfg.axi_addr_width, cfg.derived
+    fields = {"seq_len": der.seq_len_width, "queries": 24, "heads": 16, "causal": 1,
+              "q_start": 32, "rass": 1, "dense": 1, "top_k": der.topk_width,
+              "radius": der.radius_width, "scale": cfg.c_bits}
+    for t in TENSORS:
+        fields |= {f"{t}_base": aw, f"{t}_stride": 32, f"{t}_head_stride": 32}
+    return data.StructLayout(fields)
+
+
+def event_layout(cfg):
+    """What the engine counts each cycle (per-cycle increments of the core's counters)."""
+    BB = bus_bytes(cfg)
+    return data.StructLayout({
+        "predict": 1, "k_rows_predict": 1, "kv_rows_fetch": range(cfg.q_lanes + 1),
+        "starved": 1, "sufa_stall": 1, "out_stall": 1,
+        "bytes_q": range(BB + 1), "bytes_k": range(BB + 1), "bytes_v": range(BB + 1),
+        "bytes_o": range(BB + 1),
+        "ar_stall": 1, "r_wait": 1, "aw_stall": 1, "w_stall": 1, "b_wait": 1,
+    })
+
+
+class AxiEngine(wiring.Component):
+    """One job at a time over an AXI4 master (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : SofaConfig
+        ``memory = "axi"``.
+
+    Attributes
+    ----------
+    m_axi_* :
+        The AXI4 master (:func:`hw.axi.axi4_read_members`, :func:`hw.axi.axi4_write_members`):
+        ARID 0 for Q, 1 for K, 2 for V; AWID 3.
+    job : In(descriptor_layout(cfg))
+        Stable from :py:`start` until :py:`done`.
+    start : In(1)
+        Begin the job (a pulse).
+    done : Out(1)
+        Every O row written and acknowledged (high until the next start).
+    read_fault : Out(3)
+        Per read stream (Q, K, V): an R beat came with SLVERR or DECERR.
+    write_fault : Out(1)
+        A B response was SLVERR or DECERR.
+    stop : In(1)
+        After a fault: no new reads or writes; reads in flight drain, bursts issued complete.
+    idle : Out(1)
+        Nothing in flight on the bus.
+    events : Out(event_layout(cfg))
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        L = cfg.q_lanes
+        self._rw = row_beats(cfg)
+        self._ow = row_beats(cfg, out=True)
+        self._dlzs = [DLZS(cfg) for _ in range(L)]
+        self._sads = [SADS(cfg, counter_width=cfg.derived.batch.bit_length()) for _ in range(L)]
+        self._sufa = [SUFA(cfg, counter_width=2) for _ in range(L)]
+        self._vtag = data.StructLayout({"slot": range(V_TILES), "pos": range(cfg.block_size)})
+        bus = dict(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
+                   id_width=cfg.axi_id_width, max_burst=cfg.axi_max_burst)
+        depth = max(2 * cfg.axi_max_burst, 2 * self._rw)
+        self._reader = AxiReader(**bus, max_reads=cfg.axi_max_reads,
+                                 clients=[(0, 2 * self._rw, 0), (1, depth, 0),
+                                          (2, depth, self._vtag.size)])
+        self._writer = AxiWriter(**bus, awid=3, max_writes=cfg.axi_max_reads)
+        widths = dict(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
+                      id_width=cfg.axi_id_width)
+        self._axi = {**axi4_read_members("m_axi", **widths),
+                     **axi4_write_members("m_axi", **widths)}
+        super().__init__({
+            **self._axi,
+            "job": In(descriptor_layout(cfg)),
+            "start": In(1),
+            "done": Out(1),
+            "read_fault": Out(3),
+            "write_fault": Out(1),
+            "stop": In(1),
+            "idle": Out(1),
+            "events": Out(event_layout(cfg)),
+        })
+
+    @property
+    def cfg(self):
+        return self._cfg
+
+    @property
+    def sads(self):
+        return tuple(self._sads)
+
+    @property
+    def sufa(self):
+        return tuple(self._sufa)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, der = self._cfg, self._cfg.derived
+        L, B, KT, VT = cfg.q_lanes, cfg.block_size, cfg.k_tiles, V_TILES
+        RW, OW, EB = self._rw, self._ow, elem_bytes(cfg)
+        BUS, BB = cfg.axi_data_width, bus_bytes(cfg)
+        AW = cfg.axi_addr_width
+        job, lanes = self.job, range(L)
+        rd, wr = self._reader, self._writer
+        m.submodules.reader, m.submodules.writer = rd, wr
+        for name, member in self._axi.items():
+            inner = rd if name in rd.signature.members else wr
+            if member.flow == Out:
+                m.d.comb += getattr(self, name).eq(getattr(inner, name))
+            else:
+                m.d.comb += getattr(inner, name).eq(getattr(self, name))
+        m.d.comb += [self.read_fault.eq(rd.fault), self.write_fault.eq(wr.fault),
+                     rd.flush.eq(self.stop), wr.halt.eq(self.stop),
+                     self.idle.eq(rd.idle & wr.idle)]
+        dlzs, sads, sufa = self._dlzs, self._sads, self._sufa
+        for i in lanes:
+            m.submodules[f"dlzs{i}"], m.submodules[f"sads{i}"] = dlzs[i], sads[i]
+            m.submodules[f"sufa{i}"] = sufa[i]
+            m.d.comb += [sads[i].top_k.eq(job.top_k), sads[i].radius.eq(job.radius),
+                         sufa[i].scale_log2e.eq(job.scale)]
+        dense = job.dense
+        packed = RW * BB                             # bytes of a packed Q/K/V row
+        ev = self.events
+
+        def wrap_inc(sig, n):
+            return Mux(sig == n - 1, 0, sig + 1)
+
+        def rows_from(client, asm, tag=False):
+            """A read client's beats into a row assembler (the error flag is the reader's
+            fault, which the core acts on)."""
+            src = rd.data[client]
+            m.d.comb += [asm.i.valid.eq(src.valid), src.ready.eq(asm.i.ready),
+                         asm.i.payload.data.eq(src.payload.data),
+                         asm.i.payload.last.eq(src.payload.last)]
+            if tag:
+                m.d.comb += asm.i.payload.tag.eq(src.payload.tag)
+
+        # -- job sequencing: heads, then blocks of up to q_lanes queries -------------------------
+        head = Signal(16)
+        b0 = Signal(24)                              # the block's first query
+        n_b = Signal(range(L + 1))
+        lens = [Signal(der.seq_len_width, name=f"len{i}") for i in lanes]
+        span = Signal(der.seq_len_width)
+        in_block = Signal(L)
+        base = {t: Signal(AW, name=f"{t}_head") for t in TENSORS}     # the head's rows
+        running = Signal()
+        block_go = Signal()
+        block_busy = Signal()
+        finished = Signal(L)                         # lanes past their last key
+        rows_total, rows_done = Signal(40), Signal(40)
+        k_issued = Signal(TILE_BITS)                 # tiles of K asked for (global)
+        released = Signal(TILE_BITS)                 # tiles whose slots are free again
+        q_left = Signal(range(L + 1))
+        rass_busy = Signal()
+        m.d.comb += self.done.eq(running & ~block_busy & (rows_done == rows_total) & wr.idle)
+
+        left = job.queries - b0
+        size = Mux(left < L, left, L)
+        mask = Cat(*(left > i for i in lanes))       # lanes of the next block
+        last_pos = job.q_start + b0 + size
+        span_c = Mux(job.causal & (last_pos < job.seq_len), last_pos, job.seq_len)
+        with m.FSM(name="seq"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [running.eq(1), head.eq(0), b0.eq(0), rows_done.eq(0),
+                                 rows_total.eq(job.queries * job.heads),
+                                 *[base[t].eq(job[f"{t}_base"]) for t in TENSORS]]
+                    m.next = "BLOCK"
+            with m.State("BLOCK"):
+                m.d.comb += block_go.eq(1)
+                m.d.sync += [n_b.eq(size), q_left.eq(size), block_busy.eq(1), span.eq(span_c),
+                             in_block.eq(mask)]
+                for i in lanes:
+                    pos = job.q_start + b0 + i + 1
+                    m.d.sync += lens[i].eq(Mux(job.causal & (pos < job.seq_len), pos,
+                                               job.seq_len))
+                m.next = "RUN"
+            with m.State("RUN"):
+                all_in = (q_left == 0) & (finished == (1 << L) - 1) & ~rass_busy & \
+                    (released == k_issued)
+                with m.If(all_in):
+                    m.d.sync += block_busy.eq(0)
+                    with m.If(b0 + n_b >= job.queries):
+                        m.d.sync += [b0.eq(0), head.eq(head + 1),
+                                     *[base[t].eq(base[t] + job[f"{t}_head_stride"])
+                                       for t in TENSORS]]
+                        with m.If(head + 1 == job.heads):
+                            m.next = "DRAIN"
+                        with m.Else():
+                            m.next = "BLOCK"
+                    with m.Else():
+                        m.d.sync += b0.eq(b0 + n_b)
+                        m.next = "BLOCK"
+            with m.State("DRAIN"):
+                with m.If(self.done):
+                    m.d.sync += running.eq(0)
+                    m.next = "IDLE"
+
+        # -- Q: the block's rows into the lanes ---------------------------------------------------
+        q_addr = Signal(AW)
+        q_cmd = rd.cmd[0]
+        with m.If(block_go):
+            m.d.sync += q_addr.eq(Mux(b0 == 0, base["q"], q_addr))
+        m.d.comb += [q_cmd.valid.eq(block_busy & (q_left != 0)),
+                     q_cmd.payload.addr.eq(q_addr), q_cmd.payload.beats.eq(RW)]
+        with m.If(q_cmd.valid & q_cmd.ready):
+            m.d.sync += [q_left.eq(q_left - 1), q_addr.eq(q_addr + job.q_stride)]
+        m.submodules.q_rows = q_rows = RowAssembler(RW, BUS)
+        rows_from(0, q_rows)
+        q_lane = Signal(range(L))
+        q_row = Signal(row_layout(cfg))
+        m.d.comb += q_row.as_value().eq(unpack_row(q_rows.o.payload.row, cfg, EB))
+        q_fifos, lane_ok = [], Signal()
+        for i in lanes:
+            m.submodules[f"q_fifo{i}"] = f = fifo.SyncFIFOBuffered(width=q_row.shape().size,
+                                                                   depth=2)
+            q_fifos.append(f)
+            mine = q_lane == i
+            m.d.comb += [
+                dlzs[i].q.valid.eq(q_rows.o.valid & mine & ~dense & lane_ok),
+                dlzs[i].q.payload.data.eq(q_row),
+                f.w_en.eq(q_rows.o.valid & mine & lane_ok),
+                f.w_data.eq(q_row.as_value()),
+                sufa[i].q.valid.eq(f.r_rdy), sufa[i].q.payload.data.eq(f.r_data),
+                f.r_en.eq(sufa[i].q.ready),
+            ]
+            with m.If(mine):
+                m.d.comb += lane_ok.eq(f.w_rdy & (dense | dlzs[i].q.ready))
+        m.d.comb += q_rows.o.ready.eq(lane_ok)
+        with m.If(block_go):
+            m.d.sync += q_lane.eq(0)
+        with m.Elif(q_rows.o.valid & q_rows.o.ready):
+            m.d.sync += q_lane.eq(q_lane + 1)
+
+        # -- K: the block's keys, tile by tile, into the ring (and to DLZS) -----------------------
+        k_left = Signal(der.seq_len_width)           # K rows still to ask for
+        k_addr = Signal(AW)
+        k_sub = Signal(range(B + 1))                 # rows of the tile still to ask for
+        contiguous_k = job.k_stride == packed
+        k_cmd = rd.cmd[1]
+        tile_rows = Mux(k_left < B, k_left, B)
+        room = (k_issued - released)[:TILE_BITS] < KT
+        with m.If(block_go):
+            m.d.sync += [k_left.eq(span_c), k_addr.eq(base["k"]), k_sub.eq(0)]
+        with m.If(k_sub == 0):                       # a new tile
+            m.d.comb += [k_cmd.valid.eq((k_left != 0) & room & block_busy),
+                         k_cmd.payload.beats.eq(Mux(contiguous_k, tile_rows * RW, RW))]
+            with m.If(k_cmd.valid & k_cmd.ready):
+                m.d.sync += [k_issued.eq(k_issued + 1),
+                             k_sub.eq(Mux(contiguous_k, 0, tile_rows - 1)),
+                             k_left.eq(k_left - Mux(contiguous_k, tile_rows, 1)),
+                             k_addr.eq(k_addr + Mux(contiguous_k, tile_rows * packed,
+                                                    job.k_stride))]
+        with m.Else():                               # the tile's further rows, one a command
+            m.d.comb += [k_cmd.valid.eq(1), k_cmd.payload.beats.eq(RW)]
+            with m.If(k_cmd.ready):
+                m.d.sync += [k_sub.eq(k_sub - 1), k_left.eq(k_left - 1),
+                             k_addr.eq(k_addr + job.k_stride)]
+        m.d.comb += k_cmd.payload.addr.eq(k_addr)
+
+        m.submodules.k_rows = k_rows = RowAssembler(RW, BUS)
+        rows_from(1, k_rows)
+        m.submodules.k_ring = k_ring = memory.Memory(shape=RW * BUS, depth=KT * B, init=[])
+        k_wr = k_ring.write_port()
+        k_wslot = Signal(range(KT))
+        k_wpos = Signal(range(B))
+        k_row = Signal(der.seq_len_width)            # the block's row being written
+        k_filled = Signal(TILE_BITS)                 # tiles complete in the ring (global)
+        kb_valid = Signal(L)                         # lane i has yet to take the row below
+        kb_last = Signal(L)
+        kb_row = Signal(row_layout(cfg))
+        kb_adv = Signal()
+        m.d.comb += kb_adv.eq(Cat(*(~kb_valid[i] | dlzs[i].k.ready for i in lanes)).all())
+        k_take = k_rows.o.valid & k_rows.o.ready
+        m.d.comb += [k_rows.o.ready.eq(dense | kb_adv),
+                     k_wr.addr.eq(k_wslot * B + k_wpos), k_wr.data.eq(k_rows.o.payload.row),
+                     k_wr.en.eq(k_take)]
+        for i in lanes:
+            m.d.comb += [dlzs[i].k.valid.eq(kb_valid[i]), dlzs[i].k.payload.data.eq(kb_row),
+                         dlzs[i].k.payload.last.eq(kb_last[i])]
+        with m.If(kb_adv):
+            m.d.sync += kb_valid.eq(0)
+        with m.Else():
+            for i in lanes:
+                with m.If(dlzs[i].k.ready):
+                    m.d.sync += kb_valid[i].eq(0)
+        with m.If(block_go):
+            m.d.sync += k_row.eq(0)
+        with m.Elif(k_take):
+            tile_end = (k_wpos == B - 1) | (k_row == span - 1)
+            m.d.sync += [k_row.eq(k_row + 1), k_wpos.eq(Mux(tile_end, 0, k_wpos + 1)),
+                         kb_row.as_value().eq(unpack_row(k_rows.o.payload.row, cfg, EB))]
+            with m.If(tile_end):
+                m.d.sync += [k_wslot.eq(wrap_inc(k_wslot, KT)), k_filled.eq(k_filled + 1)]
+            with m.If(~dense):
+                m.d.sync += [kb_valid.eq(Cat(*(in_block[i] & (k_row < lens[i]) for i in lanes))),
+                             kb_last.eq(Cat(*(k_row == lens[i] - 1 for i in lanes)))]
+
+        # -- V: which rows (RASS), fetched into the V ring ----------------------------------------
+        m.submodules.rass = rass = RassScheduler(cfg)
+        for i in lanes:
+            wiring.connect(m, sads[i].sel, rass.sel[i])
+        for i in lanes:
+            # a skid buffer cuts SADS's ready chain into the K broadcast, as in SofaCore
+            m.submodules[f"ahat_skid{i}"] = skid = SkidBuffer(dlzs[i].ahat.payload.shape(),
+                                                              skid=cfg.skid_buffers)
+            wiring.connect(m, dlzs[i].ahat, skid.i)
+            wiring.connect(m, skid.o, sads[i].ahat)
+        m.d.comb += [rass.start.eq(block_go & ~dense),
+                     rass.lanes.eq(mask),
+                     rass.rass.eq(job.rass), rass_busy.eq(rass.busy)]
+        v_tile = Signal(TILE_BITS)                   # tile being fetched (global)
+        v_slot = Signal(range(VT))
+        v_addr = Signal(AW)                          # the tile's first row
+        v_key0 = Signal(der.seq_len_width)           # the tile's first key
+        v_row_addr = Signal(AW)                      # dense, one command a row: the next row
+        v_rows_left = Signal(der.seq_len_width)      # dense: rows still to fetch
+        v_room = (v_tile - released)[:TILE_BITS] < VT
+        tile_step = Signal(AW)                       # B rows of V in bytes
+        m.d.sync += tile_step.eq(job.v_stride * B)
+        v_cmd = rd.cmd[2]
+        vtag = data.View(self._vtag, v_cmd.payload.tag)
+        stage = Signal(data.StructLayout({"addr": AW, "pos": range(B), "marker": 1}))
+        stage_valid = Signal()
+        with m.If(block_go):
+            m.d.sync += [v_addr.eq(base["v"]), v_row_addr.eq(base["v"]), v_key0.eq(0),
+                         v_rows_left.eq(span_c)]
+        # sparse: the RASS order, through an address stage (pos·stride is a multiply); a
+        # marker ends the tile, and nothing enters behind it in that cycle (the tile's
+        # address and first key move on)
+        sent = v_cmd.valid & v_cmd.ready
+        m.d.comb += rass.fetch.ready.eq(~dense & (~stage_valid | (sent & ~stage.marker)))
+        with m.If(rass.fetch.valid & rass.fetch.ready):
+            pos = (rass.fetch.payload.index - v_key0)[:len(stage.pos)]
+            m.d.sync += [stage_valid.eq(1), stage.marker.eq(rass.fetch.payload.marker),
+                         stage.pos.eq(pos), stage.addr.eq(v_addr + pos * job.v_stride)]
+        with m.Elif(stage_valid & (sent | stage.marker) & ~dense):
+            m.d.sync += stage_valid.eq(0)
+        with m.If(~dense):
+            m.d.comb += [v_cmd.valid.eq(stage_valid & ~stage.marker & v_room),
+                         v_cmd.payload.addr.eq(stage.addr), v_cmd.payload.beats.eq(RW),
+                         vtag.slot.eq(v_slot), vtag.pos.eq(stage.pos)]
+            with m.If(stage_valid & stage.marker):
+                m.d.sync += [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT)),
+                             v_addr.eq(v_addr + tile_step), v_key0.eq(v_key0 + B)]
+        # dense: a tile at a time (one command, or one a row)
+        v_sub = Signal(range(B + 1))
+        rows = Mux(v_rows_left < B, v_rows_left, B)
+        contiguous_v = job.v_stride == packed
+        next_tile = [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT)),
+                     v_rows_left.eq(v_rows_left - rows)]
+        with m.If(dense):
+            m.d.comb += [v_cmd.payload.addr.eq(v_row_addr), vtag.slot.eq(v_slot),
+                         vtag.pos.eq(v_sub)]
+            with m.If(v_sub == 0):
+                m.d.comb += [v_cmd.valid.eq(block_busy & (v_rows_left != 0) & v_room &
+                                            (v_tile != k_filled)),
+                             v_cmd.payload.beats.eq(Mux(contiguous_v, rows * RW, RW))]
+                with m.If(sent):
+                    with m.If(contiguous_v):
+                        m.d.sync += [*next_tile, v_row_addr.eq(v_row_addr + rows * packed)]
+                    with m.Else():
+                        m.d.sync += v_row_addr.eq(v_row_addr + job.v_stride)
+                        with m.If(rows == 1):
+                            m.d.sync += next_tile
+                        with m.Else():
+                            m.d.sync += v_sub.eq(1)
+            with m.Else():
+                m.d.comb += [v_cmd.valid.eq(1), v_cmd.payload.beats.eq(RW)]
+                with m.If(sent):
+                    m.d.sync += v_row_addr.eq(v_row_addr + job.v_stride)
+                    with m.If(v_sub == rows - 1):
+                        m.d.sync += [v_sub.eq(0), *next_tile]
+                    with m.Else():
+                        m.d.sync += v_sub.eq(v_sub + 1)
+
+        m.submodules.v_rows = v_rows = RowAssembler(RW, BUS, self._vtag, max_rows=B)
+        rows_from(2, v_rows, tag=True)
+        m.submodules.v_ring = v_ring = memory.Memory(shape=RW * BUS, depth=VT * B, init=[])
+        v_wr = v_ring.write_port()
+        v_valid = Signal(VT * B)
+        vt = data.View(self._vtag, v_rows.o.payload.tag)
+        v_at = vt.slot * B + vt.pos + v_rows.o.payload.seq
+        m.d.comb += [v_rows.o.ready.eq(1), v_wr.addr.eq(v_at),
+                     v_wr.data.eq(v_rows.o.payload.row), v_wr.en.eq(v_rows.o.valid)]
+
+        # -- per lane: the keys in order, with K and V, to SU-FA ----------------------------------
+        lane_tile = [Signal(TILE_BITS, name=f"lane_tile{i}") for i in lanes]
+        lane_key0 = [Signal(der.seq_len_width, name=f"lane_key0_{i}") for i in lanes]
+        lane_ks = [Signal(range(KT), name=f"lane_kslot{i}") for i in lanes]
+        lane_vs = [Signal(range(VT), name=f"lane_vslot{i}") for i in lanes]
+        f_valid = Signal(L)
+        fetched = []
+        clear_slot = Signal(VT)
+        for i in lanes:
+            src = self._lane_source(m, cfg, i, dense, block_go, lens[i], in_block[i], rass)
+            beat = src.payload
+            pos = (beat.index - lane_key0[i])[:len(Signal(range(B)))]
+            ready_row = beat.empty | (v_valid.bit_select(lane_vs[i] * B + pos, 1) &
+                                      (~dense | (k_filled != lane_tile[i])))
+            k_rd, v_rd = k_ring.read_port(), v_ring.read_port()
+            meta = Signal(sel_layout(cfg), name=f"f_meta{i}")
+            kv = sufa[i].kv
+            adv = ~f_valid[i] | kv.ready
+            take = src.valid & ready_row & adv
+            m.d.comb += [
+                src.ready.eq(ready_row & adv),
+                k_rd.en.eq(adv), v_rd.en.eq(adv),
+                k_rd.addr.eq(lane_ks[i] * B + pos), v_rd.addr.eq(lane_vs[i] * B + pos),
+                kv.valid.eq(f_valid[i]), kv.payload.index.eq(meta.index),
+                kv.payload.k.eq(unpack_row(k_rd.data, cfg, EB)),
+                kv.payload.v.eq(unpack_row(v_rd.data, cfg, EB)),
+                kv.payload.empty.eq(meta.empty), kv.payload.first.eq(meta.first),
+                kv.payload.last.eq(meta.last), kv.payload.row_last.eq(meta.row_last),
+            ]
+            with m.If(adv):
+                m.d.sync += [f_valid[i].eq(take), meta.eq(beat)]
+            fetched.append(take & ~beat.empty)
+            with m.If(block_go):
+                m.d.sync += [lane_tile[i].eq(k_issued), lane_key0[i].eq(0),
+                             lane_ks[i].eq(k_wslot), lane_vs[i].eq(v_slot),
+                             finished[i].eq(~rass.lanes[i])]
+            with m.Elif(take & beat.last):
+                m.d.sync += [lane_tile[i].eq(lane_tile[i] + 1), lane_key0[i].eq(lane_key0[i] + B),
+                             lane_ks[i].eq(wrap_inc(lane_ks[i], KT)),
+                             lane_vs[i].eq(wrap_inc(lane_vs[i], VT))]
+                with m.If(beat.row_last):
+                    m.d.sync += finished[i].eq(1)
+        # a tile is free once every lane is past it (or done with its row)
+        past = Cat(*(finished[i] | ((lane_tile[i] - released)[:TILE_BITS] != 0) for i in lanes))
+        release = (released != k_filled) & (released != v_tile) & past.all()
+        rel_slot = Signal(range(VT))
+        with m.If(release):
+            m.d.sync += [released.eq(released + 1), rel_slot.eq(wrap_inc(rel_slot, VT))]
+            m.d.comb += clear_slot.eq(1 << rel_slot)
+        for s in range(VT):
+            for p in range(B):
+                bit = s * B + p
+                with m.If(v_rows.o.valid & (v_at == bit)):
+                    m.d.sync += v_valid[bit].eq(1)
+                with m.Elif(clear_slot[s]):
+                    m.d.sync += v_valid[bit].eq(0)
+
+        # -- O: the lanes' rows in query order, packed and written --------------------------------
+        m.submodules.sizes = sizes = fifo.SyncFIFOBuffered(width=(L).bit_length(), depth=4)
+        m.d.comb += [sizes.w_en.eq(block_go), sizes.w_data.eq(size)]
+        m.submodules.o_skid = o_skid = SkidBuffer(out_layout(cfg), skid=cfg.skid_buffers)
+        op = Signal(range(L))
+        with m.Switch(op):
+            for i in lanes:
+                with m.Case(i):
+                    m.d.comb += [o_skid.i.valid.eq(sufa[i].o.valid & sizes.r_rdy),
+                                 o_skid.i.payload.eq(sufa[i].o.payload),
+                                 sufa[i].o.ready.eq(o_skid.i.ready & sizes.r_rdy)]
+        with m.If(o_skid.i.valid & o_skid.i.ready & o_skid.i.payload.last):
+            with m.If(op == sizes.r_data - 1):
+                m.d.sync += op.eq(0)
+                m.d.comb += sizes.r_en.eq(1)
+            with m.Else():
+                m.d.sync += op.eq(op + 1)
+        m.submodules.pack = pack = RowPacker(der.out_width, cfg.d, BUS)
+        o_addr = Signal(AW)
+        o_head = Signal(AW)
+        o_in_head = Signal(24)
+        cmd_pending = Signal()
+        first_ok = ~o_skid.o.payload.first | ~cmd_pending
+        m.d.comb += [pack.i.valid.eq(o_skid.o.valid & first_ok),
+                     pack.i.payload.eq(o_skid.o.payload),
+                     o_skid.o.ready.eq(pack.i.ready & first_ok),
+                     wr.cmd.valid.eq(cmd_pending), wr.cmd.payload.beats.eq(OW)]
+        with m.If(self.start):
+            m.d.sync += [o_addr.eq(job.o_base), o_head.eq(job.o_base), o_in_head.eq(0)]
+        with m.Elif(pack.i.valid & pack.i.ready & o_skid.o.payload.first):
+            m.d.sync += [cmd_pending.eq(1), wr.cmd.payload.addr.eq(o_addr)]
+            with m.If(o_in_head == job.queries - 1):
+                m.d.sync += [o_in_head.eq(0), o_head.eq(o_head + job.o_head_stride),
+                             o_addr.eq(o_head + job.o_head_stride)]
+            with m.Else():
+                m.d.sync += [o_in_head.eq(o_in_head + 1), o_addr.eq(o_addr + job.o_stride)]
+        with m.If(wr.cmd.valid & wr.cmd.ready):
+            m.d.sync += cmd_pending.eq(0)
+        m.d.comb += [wr.data.valid.eq(pack.o.valid), wr.data.payload.data.eq(pack.o.payload.data),
+                     wr.data.payload.strb.eq(pack.o.payload.strb), pack.o.ready.eq(wr.data.ready)]
+        with m.If(pack.o.valid & pack.o.ready & pack.o.payload.last):
+            m.d.sync += rows_done.eq(rows_done + 1)
+
+        # -- events ---------------------------------------------------------------------------
+        beat = [rd.data[c].valid & rd.data[c].ready for c in range(3)]
+        m.d.comb += [
+            ev.predict.eq(kb_valid.any()),
+            ev.k_rows_predict.eq(k_take & ~dense & Cat(*(in_block[i] & (k_row < lens[i])
+                                                        for i in lanes)).any()),
+            ev.kv_rows_fetch.eq(sum(fetched)),
+            ev.starved.eq(block_busy & ~f_valid.any()),
+            ev.sufa_stall.eq(Cat(*(f_valid[i] & ~sufa[i].kv.ready for i in lanes)).any()),
+            ev.out_stall.eq(wr.data.valid & ~wr.data.ready),
+            ev.bytes_q.eq(Mux(beat[0], BB, 0)), ev.bytes_k.eq(Mux(beat[1], BB, 0)),
+            ev.bytes_v.eq(Mux(beat[2], BB, 0)),
+            ev.bytes_o.eq(Mux(self.m_axi_wvalid & self.m_axi_wready, BB, 0)),
+            ev.ar_stall.eq(self.m_axi_arvalid & ~self.m_axi_arready),
+            ev.r_wait.eq(~rd.idle & ~self.m_axi_rvalid),
+            ev.aw_stall.eq(self.m_axi_awvalid & ~self.m_axi_awready),
+            ev.w_stall.eq(self.m_axi_wvalid & ~self.m_axi_wready),
+            ev.b_wait.eq(~wr.idle & ~self.m_axi_bvalid),
+        ]
+        return m
+
+    def _lane_source(self, m, cfg, i, dense, block_go, length, in_block, rass):
+        """Lane ``i``'s keys: its RASS feed (sparse) or every key in natural order (dense)."""
+        B = cfg.block_size
+        src = stream.Signature(sel_layout(cfg)).create(path=(f"src{i}",))
+        key = Signal(cfg.derived.seq_len_width, name=f"dg_key{i}")
+        pos = Signal(range(B), name=f"dg_pos{i}")
+        dg_on = Signal(name=f"dg_on{i}")
+        feed = rass.feed[i]
+        row_last = key == length - 1
+        with m.If(dense):
+            m.d.comb += [src.valid.eq(dg_on), src.payload.index.eq(key),
+                         src.payload.first.eq(pos == 0),
+                         src.payload.last.eq((pos == B - 1) | row_last),
+                         src.payload.row_last.eq(row_last)]
+        with m.Else():
+            m.d.comb += [src.valid.eq(feed.valid), src.payload.eq(feed.payload),
+                         feed.ready.eq(src.ready)]
+        with m.If(block_go):
+            m.d.sync += [key.eq(0), pos.eq(0), dg_on.eq(dense & rass.lanes[i])]
+        with m.Elif(dense & src.valid & src.ready):
+            m.d.sync += [key.eq(key + 1), pos.eq(Mux(pos == B - 1, 0, pos + 1))]
+            with m.If(row_last):
+                m.d.sync += dg_on.eq(0)
+        return src
