@@ -52,6 +52,14 @@ def _register(entry):
                       f"{desc} Legal: {lo} … {hi}; a write outside it, or while busy, is "
                       f"ignored and sets the error flag.",
                       f" sofa_min = {lo}; sofa_max = {min(hi, (1 << width) - 1)};")
+    elif entry["access"] == "control":
+        body = _field("start", 1, 0, "w", "r", 0, "Write 1: start a job (refused while busy).",
+                      " singlepulse;")
+    elif entry["access"] == "job_status":
+        body = (_field("done", 1, 0, "rw", "rw", 0,
+                       "A job ended or was refused since the last start. Write 1: clear it "
+                       "(and the interrupt).", " woclr; hwset;")
+                + _field("running", 1, 1, "r", "w", 0, "A job is being checked or run."))
     elif entry["access"] == "status":
         body = (_field("busy", 1, 0, "rw", "rw", 0,
                        "Read: a query is in flight. Write 1: clear the counters.", " we;")

@@ -451,6 +451,11 @@ PRESETS = {
     # ECP5 LFE5U-85F: the default head with a quarter of the lanes.
     "ecp5": SofaConfig(name="ecp5", d=64, block_size=16, max_seq_len=512, sort_width=16,
                        k_max=4, mac_lanes=8, dlzs_lanes=16),
+    # The memory-attached core: the ecp5 compute with two query lanes, K/V in memory behind
+    # a 128-bit AXI4 bus (a K row in four beats, the pace of 16 DLZS lanes), any S to 64k.
+    "axi": SofaConfig(name="axi", d=64, block_size=16, max_seq_len=65536, sort_width=16,
+                      k_max=4, q_lanes=2, mac_lanes=8, dlzs_lanes=16, memory="axi",
+                      axi_data_width=128, axi_max_burst=16, axi_max_reads=8),
 }
 
 

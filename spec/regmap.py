@@ -393,7 +393,7 @@ def register_map(cfg):
 
     Returns a list of dicts with ``name``, ``address``, ``access``, ``width``, ``reset``,
     ``legal`` (``[lo, hi]`` or None), ``kind`` (``"register"``, or the counter's kind) and
-    ``description``. Counters are listed with ``width = counter_width`` (0 when the core
+    ``description``, in address order. Counters are listed with ``width = counter_width`` (0 when the core
     has none: they read 0).
     """
     out = []
@@ -408,7 +408,7 @@ def register_map(cfg):
                         "width": cfg.counter_width, "value_width": cfg.counter_width,
                         "reset": 0, "legal": None, "kind": c.kind,
                         "description": c.description})
-    return out
+    return sorted(out, key=lambda e: e["address"])
 
 
 def query_groups(T, q_lanes):
