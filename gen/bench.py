@@ -184,6 +184,9 @@ def run(args):
         The Verilator build failed or the RTL disagreed with the golden model.
     """
     cfg = bench_config(args)
+    if cfg.counter_width == 0:
+        raise ConfigError(f"counter_width = 0 ({cfg.name}): the bench reads the core's "
+                          f"counters; use a config with counter_width 8 … 32")
     ks = top_ks(cfg, RATIOS)
     seq = cfg.max_seq_len if args.seq is None else args.seq
     if not 1 <= seq <= cfg.max_seq_len:

@@ -69,3 +69,15 @@ def test_unwritable_out(tmp_path):
     _, args = parse("--seq", "16", "--out", str(tmp_path / "file" / "sub"))
     with pytest.raises(ConfigError, match="--out .*cannot create the directory"):
         bench.run(args)
+
+
+def test_no_counters_is_refused_before_the_run(tmp_path, capsys):
+    """A core without counters cannot be measured: one line, exit 2, nothing built or written."""
+    from gen.cli import main
+    path = tmp_path / "cw0.json"
+    path.write_text('{"preset": "tiny", "counter_width": 0, "k_max": 4, "sort_width": 8}')
+    out = tmp_path / "out"
+    assert main(["bench", "--config", str(path), "--seq", "16", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: counter_width = 0") and err.count("\n") == 1
+    assert not out.exists()
