@@ -38,13 +38,12 @@ from hw.sads import SADS, sel_layout
 from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
 from spec.job import TENSORS, bus_bytes, elem_bytes, row_beats
+from spec.timing import V_TILES
 
 
 __all__ = ["AxiEngine", "descriptor_layout", "V_TILES"]
 
 
-#: Tiles of V rows on chip (one being fetched while the lanes attend to the other).
-V_TILES = 2
 TILE_BITS = 16                               # global tile numbers (compared as differences)
 
 

@@ -16,9 +16,12 @@ from spec.sortnet import top_k_network
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
            "SadsTiming", "sads_timing", "sufa_latency", "core_latency", "EXP2_LATENCY",
-           "SKID_LATENCY"]
+           "SKID_LATENCY", "V_TILES"]
 
 
+#: Tiles of V rows the memory-attached core holds on chip (one fetched while the lanes attend
+#: to the other).
+V_TILES = 2
 #: Quotient bits an iterative divider resolves per cycle.
 ITERATIVE_DIVIDER_STEPS = 2
 #: :class:`hw.exp2.Exp2`: the table's read register and the output register.

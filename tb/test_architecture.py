@@ -35,6 +35,7 @@ LAYERS = {
     "sim.perf": (1, "models"),
     "sim.workloads": (1, "models"),
     "sim.jobs": (1, "models"),
+    "sim.axiperf": (1, "models"),
     "sim.minilm": (2, "studies"),
     "sim.predictors": (2, "studies"),
     "sim.accuracy": (2, "studies"),

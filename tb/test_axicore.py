@@ -6,135 +6,14 @@ without RASS, strides longer than a row, S not a multiple of the tile, the descr
 and faults on every stream. The cocotb tests (tb/test_axicore_verilator.py) repeat the
 important ones with cocotbext-axi's AxiRam on Verilator."""
 
-import random
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
-from gen.rtlsim.axi import CHANNELS, AxiProtocolChecker, AxiSlaveModel
-from hw.axicore import SofaAxiCore
-from sim.jobs import golden_job, layout_job, memory_image, read_outputs, traffic
-from sim.workloads import structured
-from spec.config import RunParams, preset
-from spec.job import JobDescriptor, JobError, check_job
-from spec.regmap import (COUNTER_BASE, Reg, counter_names, expected_counters, job_writes,
-                         parameter_writes)
-
-AXI_TINY = preset("tiny").replace(name="axi-tiny", memory="axi", q_lanes=2, max_seq_len=256,
-                                  axi_data_width=64, axi_max_burst=8, axi_max_reads=4)
-AXI_ODD = preset("tiny").replace(name="axi-odd", memory="axi", q_lanes=3, d=6, block_size=5,
-                                 sort_width=5, k_max=3, dlzs_lanes=3, mac_lanes=2,
-                                 max_seq_len=128, axi_data_width=64, axi_max_burst=4,
-                                 axi_max_reads=2, k_tiles=2, skid_buffers=False)
-CONFIGS = {"axi-tiny": AXI_TINY, "axi-odd": AXI_ODD}
-MEM = 1 << 16
-_DUTS = {}
-
-
-def dut_for(cfg):
-    if cfg.name not in _DUTS:
-        _DUTS[cfg.name] = SofaAxiCore(cfg)
-    return _DUTS[cfg.name]
-
-
-def run_job(cfg, writes, *, image=(), seed=0, idle=0.0, latency=0, errors=(), reads=(),
-            timeout=400_000):
-    """Write the registers, start, wait for done; returns (memory model, register reads)."""
-    dut = dut_for(cfg)
-    model = AxiSlaveModel(data_width=cfg.axi_data_width, size=MEM, seed=seed, idle=idle,
-                          latency=latency, errors=errors)
-    for addr, data in image:
-        model.mem[addr:addr + len(data)] = data
-    checker = AxiProtocolChecker(data_width=cfg.axi_data_width, ids=range(4), incr_only=True)
-    master = [n for ch in CHANNELS.values() for n in (ch[0], ch[1], *ch[2])]
-    state = {"done": False}
-    got = {}
-
-    async def slave(ctx):
-        while True:
-            out = model.outputs()
-            for k, v in out.items():
-                ctx.set(getattr(dut, f"m_axi_{k}"), v)
-            values = await ctx.tick().sample(*(getattr(dut, f"m_axi_{n}") for n in master))
-            sig = dict(zip(master, (int(v) for v in values[2:])))
-            checker.step(sig)
-            model.clock(sig)
-
-    async def lite_write(ctx, addr, value):
-        ctx.set(dut.s_axil_awaddr, 4 * addr)
-        ctx.set(dut.s_axil_wdata, value)
-        ctx.set(dut.s_axil_wstrb, 0xF)
-        ctx.set(dut.s_axil_awvalid, 1)
-        ctx.set(dut.s_axil_wvalid, 1)
-        ctx.set(dut.s_axil_bready, 1)
-        aw = w = False
-        while not (aw and w):
-            _, _, awr, wr = await ctx.tick().sample(dut.s_axil_awready, dut.s_axil_wready)
-            aw, w = aw or awr, w or wr
-            if aw:
-                ctx.set(dut.s_axil_awvalid, 0)
-            if w:
-                ctx.set(dut.s_axil_wvalid, 0)
-        _, _, bvalid = await ctx.tick().sample(dut.s_axil_bvalid)
-        while not bvalid:
-            _, _, bvalid = await ctx.tick().sample(dut.s_axil_bvalid)
-
-    async def lite_read(ctx, addr):
-        ctx.set(dut.s_axil_araddr, 4 * addr)
-        ctx.set(dut.s_axil_arvalid, 1)
-        ctx.set(dut.s_axil_rready, 1)
-        _, _, ready = await ctx.tick().sample(dut.s_axil_arready)
-        while not ready:
-            _, _, ready = await ctx.tick().sample(dut.s_axil_arready)
-        ctx.set(dut.s_axil_arvalid, 0)
-        _, _, valid, value = await ctx.tick().sample(dut.s_axil_rvalid, dut.s_axil_rdata)
-        while not valid:
-            _, _, valid, value = await ctx.tick().sample(dut.s_axil_rvalid, dut.s_axil_rdata)
-        return int(value)
-
-    async def host(ctx):
-        for addr, value in writes:
-            await lite_write(ctx, addr, value)
-        await lite_write(ctx, Reg.STATUS, 0b11)
-        await lite_write(ctx, Reg.CONTROL, 1)
-        while not (await lite_read(ctx, Reg.JOB_STATUS)) & 1:
-            for _ in range(20):
-                await ctx.tick()
-        got["irq"] = ctx.get(dut.irq)
-        got["job_error"] = await lite_read(ctx, Reg.JOB_ERROR)
-        got["status"] = await lite_read(ctx, Reg.STATUS)
-        for a in reads:
-            got[a] = await lite_read(ctx, a)
-        for n, name in enumerate(counter_names(cfg)):
-            got[name] = await lite_read(ctx, COUNTER_BASE + n)
-        state["done"] = True
-
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-            if state["done"]:
-                return
-        raise AssertionError(f"timeout after {timeout} cycles")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(slave, background=True)
-    sim.add_testbench(host, background=True)
-    sim.add_testbench(watchdog)
-    sim.run()
-    assert model.quiet and not any(checker.outstanding.values()), "the bus is busy after done"
-    return model, got
-
-
-def job_case(cfg, rng, *, H=2, T=3, S=20, causal=False, q_start=0, gap=0, base=256):
-    parts = [structured(cfg, rng, T, S) for _ in range(H)]
-    Q, K, V = (np.stack([p[i] for p in parts]) for i in range(3))
-    job = layout_job(cfg, JobDescriptor(seq_len=S, queries=T, heads=H, causal=causal,
-                                        q_start=q_start), base=base, gap=gap)
-    assert check_job(cfg, job) == JobError.NONE
-    return job, Q, K, V
-
+from sim.jobs import golden_job, memory_image, read_outputs, traffic
+from spec.config import RunParams
+from spec.job import JobError
+from spec.regmap import expected_counters, job_writes, parameter_writes
+from tb.support.axicore import AXI_TINY, CONFIGS, job_case, run_job
 
 def check_job_run(cfg, job, Q, K, V, *, dense=False, top_k=None, rass=True, seed=0, idle=0.0,
                   latency=0):

@@ -243,6 +243,8 @@ class AxiSlaveModel:
         a dict gives it per channel (``"ar"``, ``"r"``, ``"aw"``, ``"w"``, ``"b"``; 0 if absent).
     latency : int
         Largest random latency of a burst, in cycles.
+    min_latency : int
+        Smallest one (``min_latency = latency``: a fixed latency, for timing comparisons).
     interleave : bool
     errors : list of (start, stop, resp)
         Byte ranges ``[start, stop)`` answered with ``resp`` (2 SLVERR, 3 DECERR).
@@ -253,11 +255,12 @@ class AxiSlaveModel:
     """
 
     def __init__(self, *, data_width, size=1 << 16, seed=0, idle=0.0, latency=0,
-                 interleave=True, errors=(), faults=()):
+                 min_latency=0, interleave=True, errors=(), faults=()):
         self.bytes = data_width // 8
         self.mem = bytearray(size)
         self.rng = random.Random(seed)
         self.idle, self.latency, self.interleave = idle, latency, interleave
+        self.min_latency = min(min_latency, latency)
         self.errors, self.faults = list(errors), set(faults)
         self.now = 0
         self.interleaved = 0               # R beats of another ID inside an unfinished burst
@@ -281,7 +284,8 @@ class AxiSlaveModel:
         return int.from_bytes(self.mem[a:a + self.bytes], "little")
 
     def _due(self):
-        return self.now + (self.rng.randint(0, self.latency) if self.latency else 0)
+        return self.now + (self.rng.randint(self.min_latency, self.latency)
+                           if self.latency else 0)
 
     def _busy(self, ch):
         p = self.idle.get(ch, 0.0) if isinstance(self.idle, dict) else self.idle

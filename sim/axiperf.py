@@ -1,0 +1,201 @@
+"""Cycle model of the memory-attached core (:class:`hw.axicore.SofaAxiCore`) with a memory of
+given bandwidth and latency, so that long sequences (4k, 16k, 64k) and other memories can be
+projected without simulating them. Checked against the RTL in ``tb/test_axiperf.py`` (within
+5 %).
+
+The model follows the engine (:mod:`hw.axiengine`) block by block and tile by tile:
+
+* **the read bus** is one server: a read of ``n`` beats issued at ``t`` delivers its data from
+  ``max(t + AR + latency, bus free)`` on, one beat every ``bus_bytes / bytes_per_cycle``
+  cycles (one a cycle at most); Q, K and V reads queue on it in the order they are issued;
+* **K**: a tile's read is issued as soon as its slot in the ring of ``k_tiles`` is free; its
+  rows enter DLZS (sparse mode) at the pace ``max(dlzs_cycles, SADS ii)``;
+* **selection**: a tile's selection is there ``lag`` cycles after its last key entered DLZS;
+  the RASS scheduler takes the tiles one after the other (collection, a scan of ``q_lanes ·
+  q_lanes · k_max`` steps with RASS, ``q_lanes · k_max`` without, a marker) and issues a V read
+  per row it emits, once the tile's V slot (of two) is free;
+* **attention**: a lane spends ``mac_cycles`` per selected key and per rescale on a tile (one
+  cycle for an empty tile), after its previous tile and not before the tile's V rows have
+  arrived; a tile's slots are freed when every lane is past it;
+* dense mode streams K and reads V a tile at a time behind it, every key to every lane;
+* a block starts when the previous one is done; the last rows' divide and write end the job.
+
+The constants are the pipeline depths of the units and of the AXI reader and writer.
+"""
+
+from dataclasses import dataclass
+
+from sim.golden import sofa_attention
+from sim.jobs import blocks, rass_order
+from sim.perf import tile_work
+from spec.job import bus_bytes, row_beats
+from spec.timing import V_TILES, divider_timing, dlzs_latency, sads_timing, sufa_latency
+
+
+__all__ = ["axi_core_cycles", "AxiBreakdown", "AR_TIME", "R_TIME"]
+
+
+#: Cycles from a read command to ARVALID (reader: splitter, AR register) plus the slave's
+#: acceptance, and from an R beat to the row in its ring (R register, FIFO, assembler).
+AR_TIME = 5
+R_TIME = 4
+#: Cycles from a V row in its ring to its key entering SU-FA (valid bit, feeder stage).
+FEED_TIME = 2
+#: Register checks at start, and the block hand-over (BLOCK state, the lanes' reset).
+START_TIME = 10
+BLOCK_GAP = 3
+
+
+@dataclass
+class AxiBreakdown:
+    """Where a job's cycles go."""
+    total: int
+    blocks: int
+    read_beats: int       # beats over the read bus
+    bus_busy: float       # cycles the read bus carries data
+    sufa: int             # cycles of SU-FA work (keys and rescales)
+
+
+class _Bus:
+    """The read channel: beat slots of ``beat_time`` cycles, each carrying one beat. A read
+    takes the first free slots from ``issue + AR + latency`` on, so reads issued early are
+    not held up by reads the model happens to place later (the reader interleaves its
+    clients' bursts)."""
+
+    def __init__(self, beat_time, latency):
+        self.beat_time, self.latency = beat_time, latency
+        self._next = {}                    # slot -> a later slot that may be free
+        self.beats = 0
+        self.busy = 0.0
+
+    def _free(self, slot):
+        path = []
+        while slot in self._next:
+            path.append(slot)
+            slot = self._next[slot]
+        for p in path:                     # path compression
+            self._next[p] = slot
+        return slot
+
+    def read(self, t, beats):
+        """Issue at ``t``: ``(first beat, last beat)`` arrival times."""
+        slot = -(-int((t + AR_TIME + self.latency) * 1000) // int(self.beat_time * 1000))
+        first = None
+        for _ in range(beats):
+            slot = self._free(slot)
+            self._next[slot] = slot + 1
+            first = slot if first is None else first
+        self.beats += beats
+        self.busy += beats * self.beat_time
+        return (first + 1) * self.beat_time + R_TIME, (slot + 1) * self.beat_time + R_TIME
+
+
+def axi_core_cycles(cfg, params, job, result, tensors, *, bytes_per_cycle=None, latency=0,
+                    rass=True, breakdown=False):
+    """Predicted busy cycles of a job (start to done).
+
+    Parameters
+    ----------
+    cfg, params, job :
+        As for :func:`sim.jobs.golden_job`.
+    result : sim.jobs.JobResult
+        The golden job (its selections and lengths).
+    tensors : tuple
+        ``(Q, K, V)`` of the job, ``[heads, rows, d]`` (to recount rescales per tile).
+    bytes_per_cycle : float, optional
+        The memory's bandwidth; the bus width by default (one beat a cycle).
+    latency : int
+        The memory's read latency in cycles (AR accepted to first R beat).
+    rass : bool
+        The RASS register.
+    """
+    der = cfg.derived
+    M = der.mac_cycles
+    BB = bus_bytes(cfg)
+    bpc = BB if bytes_per_cycle is None else min(bytes_per_cycle, BB)
+    bus = _Bus(BB / bpc, latency)
+    RW, OW = row_beats(cfg), row_beats(cfg, out=True)
+    sads = sads_timing(cfg)
+    key_time = max(der.dlzs_cycles, sads.ii)
+    lag = dlzs_latency(cfg) + sads.tile_latency + 2   # K broadcast, DLZS, skid, SADS
+    sufa_lat = sufa_latency(cfg)
+    _, div_ii = divider_timing(der.out_width, iterative=False)
+    tail = sufa_lat + cfg.d * div_ii + 2 + OW + 2 + latency + 2   # divide, pack, write, B
+    Q, K, V = tensors
+    t = START_TIME
+    sufa_work = 0
+    n_blocks = 0
+    for h in range(job.heads):
+        # per query: its own tiles (keys, selected, rescales), as the golden rows ran
+        works = []
+        for i, L_t in enumerate(result.lengths):
+            p = params.__class__(L_t, params.top_k, params.radius, params.scale_log2e,
+                                 params.dense)
+            res = sofa_attention(Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], cfg, p)
+            works.append(tile_work(cfg, Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], p, res)[0])
+        for first, n in blocks(cfg, job):
+            n_blocks += 1
+            t = _block(cfg, params, bus, t, [works[first + i] for i in range(n)],
+                       [result.selections[h][first + i] if result.selections else None
+                        for i in range(n)], key_time, lag, rass, RW, M)
+            sufa_work += sum(sum((s + r) * M for _, s, r in w) for w in works[first:first + n])
+            t += BLOCK_GAP
+    total = round(t - BLOCK_GAP + tail)
+    if breakdown:
+        return AxiBreakdown(total=total, blocks=n_blocks, read_beats=bus.beats,
+                            bus_busy=bus.busy, sufa=sufa_work)
+    return total
+
+
+def _block(cfg, params, bus, t0, works, sels, key_time, lag, rass, RW, M):
+    """One block from ``t0``; returns when its lanes are done (every tile freed)."""
+    L, KT, VT = cfg.q_lanes, cfg.k_tiles, V_TILES
+    n = len(works)
+    tiles = max(len(w) for w in works)
+    _, q_ready = bus.read(t0, n * RW)
+    q_ready += 1
+    release = []                                     # when tile k's slots are free
+    k_done = []                                      # tile k's rows all in the ring
+    lane_end = [t0] * n
+    pred = q_ready                                   # when DLZS may take the next key
+    rass_free = t0
+    for k in range(tiles):
+        marker = t0                                  # the tile's fetches are all issued
+        rows = max(w[k][0] for w in works if k < len(w))
+        issue = t0 + 1 if k < KT else release[k - KT]
+        first, last = bus.read(issue, rows * RW)
+        k_done.append(last + 1)
+        if params.dense:
+            v_issue = max(k_done[k], t0 if k < VT else release[k - VT])
+            v_first, v_ready = bus.read(v_issue, rows * RW)
+        else:
+            arrive = [first + (j + 1) * RW * bus.beat_time - bus.beat_time for j in range(rows)]
+            for a in arrive:
+                pred = max(pred, a) + key_time
+            selected = pred + lag
+            lists = [sels[i][k] for i in range(n) if k < len(sels[i])]
+            scan = L * L * cfg.k_max if rass else L * cfg.k_max
+            start = max(rass_free, selected)
+            emit = start + cfg.k_max + 2
+            if k >= VT:
+                emit = max(emit, release[k - VT])
+            v_first = v_ready = emit
+            order = rass_order(lists, rass)
+            for n_read, _ in enumerate(order):
+                # each emitted row holds the scan a cycle (the address stage)
+                first_beat, v_last = bus.read(emit + n_read, RW)
+                v_first = first_beat if n_read == 0 else v_first
+                v_ready = max(v_ready, v_last)
+            rass_free = marker = emit + scan + len(order) + 1
+        done = []
+        for i in range(n):
+            if k >= len(works[i]):
+                continue
+            _, sel, resc = works[i][k]
+            cost = (sel + resc) * M if sel else 1
+            # keys go to SU-FA as their V rows arrive (ring, valid bit, feeder stage)
+            lane_end[i] = max(max(lane_end[i], v_first + FEED_TIME) + cost,
+                              v_ready + FEED_TIME + M)
+            done.append(lane_end[i])
+        release.append(max(max(done), marker) + 1)
+    return max(release[-1], max(lane_end) + 1)

@@ -1,0 +1,33 @@
+"""The cycle model of the memory-attached core (sim/axiperf.py) against the RTL (Amaranth
+simulator, AXI memory model with a fixed latency): within 5 % on the test config and on the axi
+preset, sparse and dense, at the memory latencies the tests use."""
+
+import numpy as np
+import pytest
+
+from sim.axiperf import axi_core_cycles
+from sim.jobs import golden_job, memory_image
+from spec.config import RunParams, preset
+from spec.regmap import job_writes, parameter_writes
+from tb.support.axicore import AXI_TINY, job_case, run_job
+
+AXI = preset("axi").replace(name="axi-4k", max_seq_len=4096)
+CASES = [(AXI_TINY, 200, dense, lat) for dense in (False, True) for lat in (0, 10)] + \
+        [(AXI, 100, dense, 10) for dense in (False, True)]
+
+
+@pytest.mark.parametrize("cfg,S,dense,latency", CASES,
+                         ids=[f"{c.name}-S{s}-{'dense' if d else 'sparse'}-lat{lat}"
+                              for c, s, d, lat in CASES])
+def test_model_matches_the_rtl(cfg, S, dense, latency):
+    rng = np.random.default_rng(1)
+    job, Q, K, V = job_case(cfg, rng, H=1, T=2 * cfg.q_lanes, S=S, base=4096)
+    params = RunParams(seq_len=S, top_k=1, radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=dense)
+    writes = parameter_writes(cfg, params) + job_writes(cfg, job)
+    _, got = run_job(cfg, writes, image=memory_image(cfg, job, Q, K, V).items(),
+                     latency=latency, fixed=True, timeout=2_000_000)
+    res = golden_job(cfg, params, job, Q, K, V)
+    model = axi_core_cycles(cfg, params, job, res, (Q, K, V), latency=latency)
+    rtl = got["busy_cycles"]
+    assert abs(model - rtl) <= 0.05 * rtl, (model, rtl)
