@@ -19,9 +19,11 @@ import json
 import time
 from pathlib import Path
 
+from gen import axibench
 from gen.design import add_design_arguments, load_cfg
 from gen.rtlsim.runner import SimulationError, run_cocotb
 from spec.config import ConfigError, RunParams, preset
+from spec.validate import int_arg
 
 
 __all__ = ["add_arguments", "run", "bench_config", "top_ks", "metrics", "projections",
@@ -157,6 +159,26 @@ def markdown(cfg, rows, proj, wall):
     return "\n".join(lines) + "\n"
 
 
+def memory_bench(args, log=print):
+    """The memory-attached core's rows (:mod:`gen.axibench`): ``(rows dict, markdown)``."""
+    from hw.top import sofa_top
+    cfg = axibench.bench_config()
+    raw = (args.out / "axi_runs.json").resolve()
+    jobs = axibench.rtl_jobs(cfg, args.memory_seq)
+    need = max(j["seq"] for j in jobs) * 8 * cfg.d + (1 << 20)
+    run_cocotb("sofa_top", sofa_top, cfg, "gen.rtlsim.axibench_tb", name=f"bench-{cfg.name}",
+               extra_env={"SOFA_AXIBENCH_JOBS": json.dumps(jobs), "SOFA_AXIBENCH_OUT": raw,
+                          "SOFA_AXIBENCH_MEM": 1 << need.bit_length()})
+    rtl = axibench.rtl_rows(cfg, json.loads(raw.read_text())["jobs"])
+    log("memory core: RTL done")
+    model = axibench.model_rows(cfg, args.model_seq, log=log)
+    lanes = axibench.lane_rows(cfg)
+    minilm = axibench.minilm_rows(cfg, log=log) if args.minilm else []
+    axibench.write(args.out, cfg, rtl, model, lanes, minilm)
+    rows = {"config": cfg.to_dict(), "rows": rtl + model + minilm, "lanes": lanes}
+    return rows, axibench.markdown(cfg, rtl, model, lanes, minilm)
+
+
 def add_arguments(parser):
     """The options of ``sofa bench``."""
     add_design_arguments(parser, out=False, preset_default="the default preset with "
@@ -170,6 +192,24 @@ def add_arguments(parser):
     parser.add_argument("--no-projection", dest="projection", action="store_false",
                         help="skip the cycle model's projection to S = "
                              f"{' and '.join(map(str, PROJECT_SEQ))} (default: projected)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip the memory-attached core's rows (default: run them)")
+    parser.add_argument("--memory-seq", metavar="S,...", type=_seq_list,
+                        default=list(axibench.RTL_SEQ),
+                        help="S of the memory core's RTL runs (default: "
+                             f"{','.join(map(str, axibench.RTL_SEQ))})")
+    parser.add_argument("--model-seq", metavar="S,...", type=_seq_list,
+                        default=list(axibench.MODEL_SEQ),
+                        help="S of its cycle-model rows (default: "
+                             f"{','.join(map(str, axibench.MODEL_SEQ))})")
+    parser.add_argument("--no-minilm", dest="minilm", action="store_false",
+                        help="skip the MiniLM traffic rows (default: run them)")
+
+
+def _seq_list(text):
+    """A comma-separated list of sequence lengths 1 … 65536."""
+    parts = text.split(",")
+    return [int_arg(1, 65536)(p.strip()) for p in parts]
 
 
 def run(args):
@@ -215,8 +255,12 @@ def run(args):
     wall = time.monotonic() - start
     report = {"config": cfg.to_dict(), "seq_len": seq, "queries": args.rows, "runs": rows,
               "projection": proj, "wall_seconds": round(wall, 1)}
-    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     md = markdown(cfg, rows, proj, wall)
+    if args.memory:
+        report["memory"], memory_md = memory_bench(args)
+        md += "\n" + memory_md
+        report["wall_seconds"] = round(time.monotonic() - start, 1)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "bench.md").write_text(md)
     print(md)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")

@@ -23,16 +23,16 @@ The model follows the engine (:mod:`hw.axiengine`) block by block and tile by ti
 The constants are the pipeline depths of the units and of the AXI reader and writer.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sim.golden import sofa_attention
 from sim.jobs import blocks, rass_order
 from sim.perf import tile_work
-from spec.job import bus_bytes, row_beats
+from spec.job import bus_bytes, query_lengths, row_beats
 from spec.timing import V_TILES, divider_timing, dlzs_latency, sads_timing, sufa_latency
 
 
-__all__ = ["axi_core_cycles", "AxiBreakdown", "AR_TIME", "R_TIME"]
+__all__ = ["axi_core_cycles", "job_works", "AxiBreakdown", "AR_TIME", "R_TIME"]
 
 
 #: Cycles from a read command to ARVALID (reader: splitter, AR register) plus the slave's
@@ -90,8 +90,24 @@ class _Bus:
         return (first + 1) * self.beat_time + R_TIME, (slot + 1) * self.beat_time + R_TIME
 
 
-def axi_core_cycles(cfg, params, job, result, tensors, *, bytes_per_cycle=None, latency=0,
-                    rass=True, breakdown=False):
+def job_works(cfg, params, job, tensors):
+    """Per head, per query: its tiles' ``(keys, selected, rescales)`` (:func:`sim.perf.tile_work`
+    over the query's own keys). It does not depend on the memory, so a projection over several
+    bandwidths computes it once."""
+    Q, K, V = tensors
+    out = []
+    for h in range(job.heads):
+        per = []
+        for i, L_t in enumerate(query_lengths(job)):
+            p = replace(params, seq_len=L_t)
+            res = sofa_attention(Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], cfg, p)
+            per.append(tile_work(cfg, Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], p, res)[0])
+        out.append(per)
+    return out
+
+
+def axi_core_cycles(cfg, params, job, result, tensors=None, *, bytes_per_cycle=None, latency=0,
+                    rass=True, breakdown=False, works=None):
     """Predicted busy cycles of a job (start to done).
 
     Parameters
@@ -101,7 +117,8 @@ def axi_core_cycles(cfg, params, job, result, tensors, *, bytes_per_cycle=None, 
     result : sim.jobs.JobResult
         The golden job (its selections and lengths).
     tensors : tuple
-        ``(Q, K, V)`` of the job, ``[heads, rows, d]`` (to recount rescales per tile).
+        ``(Q, K, V)`` of the job, ``[heads, rows, d]`` (to recount rescales per tile), unless
+        ``works`` (:func:`job_works`) is given.
     bytes_per_cycle : float, optional
         The memory's bandwidth; the bus width by default (one beat a cycle).
     latency : int
@@ -121,18 +138,12 @@ def axi_core_cycles(cfg, params, job, result, tensors, *, bytes_per_cycle=None, 
     sufa_lat = sufa_latency(cfg)
     _, div_ii = divider_timing(der.out_width, iterative=False)
     tail = sufa_lat + cfg.d * div_ii + 2 + OW + 2 + latency + 2   # divide, pack, write, B
-    Q, K, V = tensors
+    works_all = job_works(cfg, params, job, tensors) if works is None else works
     t = START_TIME
     sufa_work = 0
     n_blocks = 0
     for h in range(job.heads):
-        # per query: its own tiles (keys, selected, rescales), as the golden rows ran
-        works = []
-        for i, L_t in enumerate(result.lengths):
-            p = params.__class__(L_t, params.top_k, params.radius, params.scale_log2e,
-                                 params.dense)
-            res = sofa_attention(Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], cfg, p)
-            works.append(tile_work(cfg, Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], p, res)[0])
+        works = works_all[h]
         for first, n in blocks(cfg, job):
             n_blocks += 1
             t = _block(cfg, params, bus, t, [works[first + i] for i in range(n)],

@@ -33,7 +33,8 @@ def test_every_option_states_its_default():
     recorder = Recorder()
     bench.add_arguments(recorder)
     assert set(recorder.options) == {"--preset", "--config", "--seq", "--rows", "--out",
-                                     "--no-projection"}
+                                     "--no-projection", "--no-memory", "--memory-seq",
+                                     "--model-seq", "--no-minilm"}
     for name, kwargs in recorder.options.items():
         assert "(default: " in kwargs["help"], name
     _, args = parse()
@@ -81,3 +82,30 @@ def test_no_counters_is_refused_before_the_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: counter_width = 0") and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "a", "1024,", "70000", "-3"])
+def test_bad_memory_seq(capsys, value):
+    """--memory-seq and --model-seq take lengths 1 … 65536, each checked."""
+    from gen.cli import main
+    for option in ("--memory-seq", "--model-seq"):
+        with pytest.raises(SystemExit) as e:
+            main(["bench", option, value])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: argument {option}:") and err.count("\n") == 1
+
+
+def test_memory_rows_have_the_fields():
+    """The memory core's rows carry every field the benchmark promises (the RTL's counters
+    turned into rows; the model's rows at a short S)."""
+    from gen import axibench
+    cfg = axibench.bench_config()
+    rows = axibench.model_rows(cfg, seqs=[64], bandwidths=[8], log=lambda *a: None)
+    fields = {"memory", "seq_len", "keep", "q_lanes", "bytes_per_cycle", "cycles_per_query",
+              "speedup", "dram_bytes", "dram_bytes_no_rass", "dram_bytes_dense",
+              "dram_lower_bound", "source", "data"}
+    assert all(fields <= set(r) for r in rows) and len(rows) == 5
+    dense = next(r for r in rows if r["keep"] == 1.0)
+    assert dense["speedup"] == 1.0 and all(r["dram_bytes"] <= dense["dram_bytes_dense"]
+                                           for r in rows)
