@@ -15,6 +15,9 @@ The sidecar is ``cfg.sidecar()`` (``config`` and ``derived``) plus:
     unpack the payload without re-deriving it).
 ``latency``, ``ii`` (and ``tile_latency``, ``comparators``, ``depth`` where a unit has them)
     When the component defines them.
+``memory_bits``
+    Bits of every memory in the design (register files, FIFOs, tile buffers, tables) and
+    their total: what the design keeps on chip as memory (:func:`memory_bits`).
 ``generator``
     Versions of the generator and of the tools that produced the Verilog.
 """
@@ -24,12 +27,12 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-from amaranth.hdl import Shape
+from amaranth.hdl import Fragment, MemoryInstance, Shape
 from amaranth.lib import data, wiring
 
 
 __all__ = ["elaborate", "port_list", "layout_json", "sidecar", "write_if_changed",
-           "generator_versions"]
+           "generator_versions", "memory_bits"]
 
 
 def _version(dist):
@@ -95,6 +98,25 @@ def port_list(component, verilog_text=None, module=None):
     return ports
 
 
+def memory_bits(component):
+    """``{"total": bits, "memories": [{"path", "depth", "width"}, ...]}`` of the memories in
+    the elaborated ``component`` (each ``depth × width`` bits, as a block or LUT RAM holds it)."""
+    found = []
+
+    def walk(fragment, path):
+        for sub, name, _ in fragment.subfragments:
+            where = f"{path}.{name}" if path else str(name)
+            if isinstance(sub, MemoryInstance):
+                # Amaranth 0.5 has no public accessor for an instance's MemoryData.
+                found.append({"path": where, "depth": sub._data.depth,
+                              "width": Shape.cast(sub._data.shape).width})
+            else:
+                walk(sub, where)
+
+    walk(Fragment.get(component, None), "")
+    return {"total": sum(m["depth"] * m["width"] for m in found), "memories": found}
+
+
 def sidecar(cfg, component, *, top, verilog_text=None):
     """The sidecar dictionary for ``component`` generated from ``cfg`` as module ``top``."""
     result = {"top": top}
@@ -106,6 +128,7 @@ def sidecar(cfg, component, *, top, verilog_text=None):
         value = getattr(component, attr, None)
         if value is not None:
             result[attr] = value
+    result["memory_bits"] = memory_bits(component)
     result["generator"] = generator_versions()
     return result
 

@@ -64,3 +64,17 @@ def test_rass_reads_fewer():
     _, on, tr = check_job_run(cfg, job, Q, K, V, rass=True)
     _, off, _ = check_job_run(cfg, job, Q, K, V, rass=False)
     assert on["bytes_v"] == tr["v"] <= off["bytes_v"] == tr["v_no_rass"]
+
+
+def test_onchip_memory_does_not_grow_with_S():
+    """The memory core keeps tiles, not sequences: from max_seq_len 1k to 64k its memory
+    grows only by the wider key indices in its FIFOs (the on-chip core's grows with S)."""
+    from gen.artifacts import memory_bits
+    from hw.top import sofa_top
+    from spec.config import preset
+    axi = [memory_bits(sofa_top(preset("axi").replace(max_seq_len=s)))["total"]
+           for s in (1024, 65536)]
+    onchip = [memory_bits(sofa_top(preset("tiny").replace(max_seq_len=s)))["total"]
+              for s in (64, 256)]
+    assert axi[0] <= axi[1] < 1.01 * axi[0] and axi[1] < 100_000
+    assert onchip[1] - onchip[0] == 2 * (256 - 64) * 8 * 8          # K and V rows
