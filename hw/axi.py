@@ -298,7 +298,7 @@ class AxiReader(wiring.Component):
     while flushing (:py:`cmd_i` ready), issues no new AR (an AR already presented stays until
     accepted, as AXI requires; the one behind it is dropped), empties the data FIFOs,
     withholds :py:`data_i` and discards arriving beats until every burst in flight has
-    returned; then :py:`idle` rises (with :py:`flush` low).
+    returned; then :py:`idle` rises (also while :py:`flush` is still held).
 
     Full bandwidth takes ``buffer_beats`` of two bursts plus the memory's read latency in
     beats, and ``max_reads`` covering that latency.
@@ -518,7 +518,8 @@ class AxiReader(wiring.Component):
             m.d.sync += flushing.eq(1)
         with m.Elif(drained):
             m.d.sync += flushing.eq(0)
-        m.d.comb += self.idle.eq(drained & ~flushing & ~Cat(*busies).any())
+        # Not gated by `flushing`: a flush held until idle (as the core holds it) must see it.
+        m.d.comb += self.idle.eq(drained & ~Cat(*busies).any())
         return m
 
 

@@ -477,10 +477,20 @@ class AxiEngine(wiring.Component):
                              lane_vs[i].eq(wrap_inc(lane_vs[i], VT))]
                 with m.If(beat.row_last):
                     m.d.sync += finished[i].eq(1)
-        # a tile is free once every lane is past it (or done with its row)
+        # V rows requested into each slot and not yet arrived. Without RASS a row two lanes
+        # select is fetched twice, and the lanes may be past the tile before the second copy
+        # lands: the slot must not be reused until it has.
+        v_pend = [Signal(range(max(L * cfg.k_max, B) + 1), name=f"v_pend{s}") for s in range(VT)]
+        req_rows = Mux(dense & (v_sub == 0) & contiguous_v, rows, 1)
+        for s in range(VT):
+            inc = Mux(sent & (v_slot == s), req_rows, 0)
+            dec = v_rows.o.valid & (vt.slot == s)
+            m.d.sync += v_pend[s].eq(v_pend[s] + inc - dec)
+        # a tile is free once every lane is past it (or done with its row) and its V is in
         past = Cat(*(finished[i] | ((lane_tile[i] - released)[:TILE_BITS] != 0) for i in lanes))
-        release = (released != k_filled) & (released != v_tile) & past.all()
         rel_slot = Signal(range(VT))
+        landed = Cat(*(v_pend[s] == 0 for s in range(VT))).bit_select(rel_slot, 1)
+        release = (released != k_filled) & (released != v_tile) & past.all() & landed
         with m.If(release):
             m.d.sync += [released.eq(released + 1), rel_slot.eq(wrap_inc(rel_slot, VT))]
             m.d.comb += clear_slot.eq(1 << rel_slot)

@@ -9,7 +9,7 @@ important ones with cocotbext-axi's AxiRam on Verilator."""
 import numpy as np
 import pytest
 
-from sim.jobs import golden_job, memory_image, read_outputs, traffic
+from sim.jobs import fetch_schedule, golden_job, memory_image, read_outputs, traffic
 from spec.config import RunParams
 from spec.job import JobError
 from spec.regmap import expected_counters, job_writes, parameter_writes
@@ -78,3 +78,25 @@ def test_onchip_memory_does_not_grow_with_S():
               for s in (64, 256)]
     assert axi[0] <= axi[1] < 1.01 * axi[0] and axi[1] < 100_000
     assert onchip[1] - onchip[0] == 2 * (256 - 64) * 8 * 8          # K and V rows
+
+
+@pytest.mark.parametrize("stream,code", [("q", JobError.READ_Q), ("k", JobError.READ_K),
+                                         ("v", JobError.READ_V), ("o", JobError.WRITE_O)])
+def test_fault(stream, code):
+    """SLVERR on one row of a stream: the job ends with done and JOB_ERROR naming the stream
+    (the engine stops, drains and resets; the Verilator tests also check the bus and the next
+    job)."""
+    cfg = AXI_TINY
+    rng = np.random.default_rng(5)
+    job, Q, K, V = job_case(cfg, rng, H=1, T=3, S=2 * cfg.block_size + 1)
+    params = RunParams(seq_len=job.seq_len, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=False)
+    row = job.seq_len // 2 if stream in "kv" else 1
+    if stream == "v":
+        res = golden_job(cfg, params, job, Q, K, V)
+        row = fetch_schedule(cfg, job, res)[0][1]
+    a = job.address(stream, 0, row)
+    writes = parameter_writes(cfg, params) + job_writes(cfg, job, irq=True)
+    _, got = run_job(cfg, writes, image=memory_image(cfg, job, Q, K, V).items(), seed=1,
+                     idle=0.1, latency=3, errors=[(a, a + 8, 2)], timeout=20_000)
+    assert got["job_error"] == code and got["irq"] == 1
