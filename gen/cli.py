@@ -13,8 +13,10 @@ Every job is a subcommand; the make targets call them::
     sofa host          (--port DEV | --sim PRESET) {ident,counters,read-reg,write-reg,selftest}
 
 ``sofa COMMAND --help`` shows a command's options with their defaults. A job lives in its own
-module, which provides ``add_arguments(parser)`` and ``run(args) -> int``; this module only
-dispatches, so a command imports nothing but its own module.
+module, which provides ``add_arguments(parser)``, ``check(args)`` (every input checked before
+any work: nothing is built, run or written by it) and ``run(args) -> int`` (which starts with
+``check``); this module only dispatches, so a command imports nothing but its own module.
+:func:`validate` parses and checks a command line without running it (the tests fuzz it).
 
 Exit status: 0 on success; 2 for bad input (unknown preset or device, unreadable or malformed
 file, invalid parameter or option value), with one line ``error: <message>`` on stderr naming
@@ -26,6 +28,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,9 +36,11 @@ from pathlib import Path
 from gen.design import (TOP_NAME, add_design_arguments, default_out_dir, load_cfg,
                         unit_factory)
 from spec.config import ConfigError
+from spec.validate import check_out_dir, make_out_dir, one_line
 
 
-__all__ = ["main", "build_parser", "write_verilog", "COMMANDS", "EXIT_BAD_INPUT", "EXIT_FAILED"]
+__all__ = ["main", "build_parser", "command_parser", "validate", "write_verilog", "COMMANDS",
+           "EXIT_BAD_INPUT", "EXIT_FAILED"]
 
 
 EXIT_BAD_INPUT = 2
@@ -59,6 +64,8 @@ class Parser(argparse.ArgumentParser):
     """argparse with the one-line ``error:`` format and exit status 2."""
 
     def error(self, message):
+        # argparse quotes the whole value it refused: shorten a 5,000-digit one.
+        message = re.sub(r"\S{81,}", lambda m: f"{m[0][:40]}…{m[0][-8:]}", one_line(message))
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -83,25 +90,22 @@ def write_verilog(cfg, out_dir, *, component_factory=None, name=TOP_NAME):
     return v_path, j_path
 
 
-def _writable(out_dir):
-    try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out_dir}: cannot create the directory: "
-                          f"{e.strerror or e}") from None
-
-
 def _add_verilog(parser):
     add_design_arguments(parser, unit=True)
 
 
+def _check_verilog(args):
+    """``(cfg, out_dir, component factory, module name)`` of ``sofa verilog``'s arguments."""
+    factory, name = unit_factory(args.unit)
+    cfg = load_cfg(args)
+    return cfg, check_out_dir("--out", default_out_dir(args, cfg)), factory, name
+
+
 def _run_verilog(args):
     from gen.regs import write_register_files
-    cfg = load_cfg(args)
-    out_dir = default_out_dir(args, cfg)
-    _writable(out_dir)
+    cfg, out_dir, factory, name = _check_verilog(args)
+    make_out_dir("--out", out_dir)
     start = time.monotonic()
-    factory, name = unit_factory(args.unit)
     paths = list(write_verilog(cfg, out_dir, component_factory=factory, name=name))
     if args.unit == "top":
         paths += write_register_files(cfg, out_dir)
@@ -114,28 +118,54 @@ def _add_regs(parser):
     add_design_arguments(parser)
 
 
+def _check_regs(args):
+    cfg = load_cfg(args)
+    return cfg, check_out_dir("--out", default_out_dir(args, cfg))
+
+
 def _run_regs(args):
     from gen.regs import write_register_files
-    cfg = load_cfg(args)
-    out_dir = default_out_dir(args, cfg)
-    _writable(out_dir)
+    cfg, out_dir = _check_regs(args)
+    make_out_dir("--out", out_dir)
     paths = write_register_files(cfg, out_dir)
     print(f"wrote {', '.join(str(p) for p in paths)} ({cfg.name})")
     return 0
 
 
-_LOCAL = {"verilog": (_add_verilog, _run_verilog), "regs": (_add_regs, _run_regs)}
+_LOCAL = {"verilog": (_add_verilog, _check_verilog, _run_verilog),
+          "regs": (_add_regs, _check_regs, _run_regs)}
+
+
+def _check_bench(args):
+    """``sofa bench``'s checks, which :func:`gen.bench.run` makes before it builds anything
+    (that module has no ``check`` of its own yet); for :func:`validate`."""
+    from gen.bench import RATIOS, bench_config, top_ks
+    from spec.validate import check_int
+    cfg = bench_config(args)
+    if cfg.counter_width == 0:
+        raise ConfigError(f"counter_width = 0 ({cfg.name}): the bench reads the core's "
+                          f"counters; use a config with counter_width 8 … 32")
+    top_ks(cfg, RATIOS)
+    if args.seq is not None:
+        check_int("--seq", args.seq, 1, cfg.max_seq_len)
+    check_int("--rows", args.rows, 1)
+    return cfg, check_out_dir("--out", args.out)
+
+
+#: Checks of commands whose module has no ``check`` (see :func:`_job`).
+_CHECKS = {"bench": _check_bench}
 
 
 # -- dispatch ------------------------------------------------------------------------------------
 
 def _job(command):
-    """``(add_arguments, run, failures, interrupted)`` of a subcommand: ``failures`` are the
-    exceptions that mean the job failed (exit 1), ``interrupted`` a hint for Ctrl-C."""
+    """``(add_arguments, check, run, failures, interrupted)`` of a subcommand: ``failures``
+    are the exceptions that mean the job failed (exit 1), ``interrupted`` a hint for Ctrl-C."""
     if command in _LOCAL:
         return (*_LOCAL[command], (), None)
     module = importlib.import_module(COMMANDS[command][0])
-    return (module.add_arguments, module.run, getattr(module, "FAILURES", ()),
+    check = getattr(module, "check", None) or _CHECKS[command]
+    return (module.add_arguments, check, module.run, getattr(module, "FAILURES", ()),
             getattr(module, "INTERRUPTED", None))
 
 
@@ -158,20 +188,41 @@ def build_parser(command=None):
     return parser
 
 
-def main(argv=None):
+def command_parser(command):
+    """A parser of ``command``'s own options alone (``sofa COMMAND``'s), e.g. to list them."""
+    parser = Parser(prog=f"sofa {command}", formatter_class=Formatter)
+    _job(command)[0](parser)
+    return parser
+
+
+def _parse(argv):
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")     # reproducible Verilog
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if a in COMMANDS), None)
-    parser = build_parser(command)
-    args = parser.parse_args(argv)
-    _, run, failures, interrupted = _job(args.command)
+    return build_parser(command).parse_args(argv)
+
+
+def validate(argv):
+    """Parse ``argv`` and check every input of its command without running it; returns the
+    parsed arguments. Bad input raises :class:`ConfigError` or exits with status 2 (argparse);
+    nothing is written."""
+    args = _parse(argv)
+    _job(args.command)[1](args)
+    return args
+
+
+def main(argv=None):
+    args = _parse(argv)
+    _, check, run, failures, interrupted = _job(args.command)
     try:
+        if args.command in _CHECKS:          # a module's own run() starts with its check()
+            check(args)
         return run(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except failures as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"error: interrupted{'; ' + interrupted if interrupted else ''}",

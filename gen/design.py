@@ -5,6 +5,7 @@ select."""
 from pathlib import Path
 
 from spec.config import PRESETS, ConfigError, load_config
+from spec.validate import path_arg
 
 
 __all__ = ["TOP_NAME", "UNITS", "add_design_arguments", "load_cfg", "default_out_dir",
@@ -25,11 +26,11 @@ def add_design_arguments(parser, *, unit=False, out=True, preset_default="defaul
     group.add_argument("--preset", metavar="NAME",
                        help=f"a named configuration: {', '.join(PRESETS)} "
                             f"(default: {preset_default})")
-    group.add_argument("--config", metavar="FILE", type=Path,
+    group.add_argument("--config", metavar="FILE", type=path_arg,
                        help="a JSON file of SofaConfig parameters (a sidecar JSON also works; "
                             "\"preset\": NAME starts from a preset) (default: none)")
     if out:
-        parser.add_argument("--out", metavar="DIR", type=Path,
+        parser.add_argument("--out", metavar="DIR", type=path_arg,
                             help="output directory (default: build/<preset> or "
                                  "build/<config stem>, with -<unit> appended for a unit)")
     if unit:
@@ -43,7 +44,7 @@ def load_cfg(args, default=None):
     given and the job has its own, else the ``default`` preset. Raises ConfigError."""
     if default is not None and args.preset is None and args.config is None:
         return default
-    return load_config(preset_name=args.preset, path=args.config)
+    return load_config(preset_name=args.preset, path=args.config, what="--config")
 
 
 def default_out_dir(args, cfg):

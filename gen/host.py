@@ -131,6 +131,10 @@ class SimulatedBoard:
 
     def __init__(self, cfg, *, max_payload=1024, clk_hz=12_000_000, divisor=104,
                  timeout_cycles=600_000, queue_bytes=None):
+        if cfg.memory != "onchip":
+            raise ConfigError(f"config {cfg.name!r} has memory = {cfg.memory!r}: a board "
+                              f"carries the on-chip core (memory = 'onchip'), the "
+                              f"memory-attached one has no host link")
         self.cfg = cfg
         self.max_payload = max_payload
         # It answers each request as it arrives, so its queue (in IDENT) never fills.
@@ -417,18 +421,32 @@ class SofaHost:
 
 # -- command line -------------------------------------------------------------------------------------
 
+def _selftest_params(cfg, args):
+    """``(S, top_k, scale_log2e)`` of ``selftest``'s options for a board built from ``cfg``:
+    each checked against the board's limits, never capped."""
+    S = min(256, cfg.max_seq_len) if args.seq is None else args.seq
+    check_int("--seq", S, 1, cfg.max_seq_len)
+    top_k = cfg.k_max if args.top_k is None else check_int("--top-k", args.top_k, 1, cfg.k_max)
+    try:
+        scale = RunParams.scale_from_float(cfg, args.scale)
+    except ConfigError as e:
+        raise ConfigError(f"--scale {args.scale!r}: {e}") from None
+    if scale == 0:
+        raise ConfigError(f"--scale {args.scale!r} rounds to 0 with c_frac = {cfg.c_frac}; "
+                          f"the smallest is {1 / (1 << cfg.c_frac):g}")
+    return S, top_k, scale
+
+
 def _selftest(host, args):
     from sim.golden import sofa_attention
     from sim.workloads import structured
     info = host.ident()
     cfg = host.cfg
-    S = min(256, cfg.max_seq_len) if args.seq is None else args.seq
-    check_int("--seq", S, 1, cfg.max_seq_len)            # the board's limit, never capped
-    top_k = cfg.k_max if args.top_k is None else check_int("--top-k", args.top_k, 1, cfg.k_max)
+    S, top_k, scale = _selftest_params(cfg, args)
     rng = np.random.default_rng(args.seed)
     Q, K, V = structured(cfg, rng, args.rows, S)
     params = RunParams(seq_len=S, top_k=top_k, radius=cfg.derived.radius_inf,
-                       scale_log2e=RunParams.scale_from_float(cfg, args.scale), dense=args.dense)
+                       scale_log2e=scale, dense=args.dense)
     t0 = time.monotonic()
     host.load_kv(K, V)
     t1 = time.monotonic()
@@ -454,11 +472,13 @@ def _selftest(host, args):
 def add_arguments(parser):
     """``sofa host``'s options and its commands."""
     from spec.config import PRESETS
+    # Boards carry the on-chip core; the memory-attached one has no host link.
+    boards = [n for n, c in PRESETS.items() if c.memory == "onchip"]
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial device, e.g. /dev/ttyUSB1 (default: none)")
-    where.add_argument("--sim", metavar="PRESET", type=choice_arg(PRESETS),
+    where.add_argument("--sim", metavar="PRESET", type=choice_arg(boards),
                        help=f"a simulated board (golden model) with this preset, no hardware: "
-                            f"{', '.join(PRESETS)} (default: none)")
+                            f"{', '.join(boards)} (default: none)")
     parser.add_argument("--baud", type=int_arg(300, 12_000_000), default=115200,
                         help="line rate, 300 … 12000000 (default: 115200)")
     parser.add_argument("--timeout", type=float_arg(0, 3600, lo_open=True), default=2.0,
@@ -494,8 +514,19 @@ def add_arguments(parser):
 FAILURES = (LinkError, CoreRejected, ProtocolError)
 
 
+def check(args):
+    """The checks of ``sofa host``'s options that need no board: the register range of
+    ``read-reg``, and with ``--sim`` the ``selftest`` options against the simulated board's
+    preset (a real board's limits are known once it answers IDENT). Opens nothing."""
+    if args.host_command == "read-reg":
+        check_int("count", args.count, 1, N_REGS - args.addr)
+    if args.sim and args.host_command == "selftest":
+        _selftest_params(preset(args.sim), args)
+
+
 def run(args):
     """``sofa host``: one command against a board or a simulated one."""
+    check(args)
     if args.sim:
         transport = SimulatedBoard(preset(args.sim))
     else:
@@ -509,7 +540,6 @@ def run(args):
             for k, v in host.counters().items():
                 print(f"{k:>18} {v}")
         elif args.host_command == "read-reg":
-            check_int("count", args.count, 1, N_REGS - args.addr)
             for n, v in enumerate(host.read_regs(args.addr, args.count)):
                 print(f"{args.addr + n:3d} {v}")
         elif args.host_command == "write-reg":

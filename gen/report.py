@@ -17,7 +17,8 @@ the ECP5 parts in CABGA381). Per run, in ``<out>/<preset>-<device>/``:
 
 The toolchain (tools, scripts, arguments, reports, devices) is :mod:`gen.toolchain`.
 
-Throughput: cycles per query at ``S = --seq`` (256; capped at ``max_seq_len``) from the cycle
+Throughput: cycles per query at ``S = --seq`` (by default 256, or ``max_seq_len`` where that is
+smaller; a ``--seq`` given must fit every preset run) from the cycle
 model :func:`sim.perf.core_cycles` (checked against the RTL within 5 % by the core's tests) on
 structured data (a few dominant keys per query, as in ``make bench``), eight queries a call, in
 sparse mode at ``top_k = k_max`` and in dense mode, with the board top's iterative divider
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 
 from spec.config import ConfigError, preset
+from spec.validate import check_int, check_out_dir, int_arg, make_out_dir, path_arg
 from gen.toolchain import (BOARD_SYNTH, DEVICES, ROOT, DoesNotFit, SynthError,
                            add_seed_argument, board_nextpnr_args, fit_problems, get_device,
                            place_and_route, post_route_fmax, resources, run_yosys, stat_cells,
@@ -41,7 +43,7 @@ from gen.toolchain import (BOARD_SYNTH, DEVICES, ROOT, DoesNotFit, SynthError,
 
 
 __all__ = ["run_report", "run_one", "throughput", "render_markdown", "DEFAULT_RUNS",
-           "PIN_FILES", "add_arguments", "run", "FAILURES"]
+           "PIN_FILES", "DEFAULT_SEQ", "add_arguments", "check", "run", "FAILURES"]
 
 TOP = "sofa_board"
 #: (preset, device) pairs of ``sofa report``.
@@ -51,6 +53,8 @@ DEFAULT_RUNS = (("ice40", "ice40-up5k"), ("ecp5", "ecp5-85f"), ("tiny", "ice40-u
 PIN_FILES = {"ice40": ("sofa_board_icebreaker.pcf", 12.0), "ecp5": ("sofa_board_ulx3s.lpf", 50.0)}
 #: Errors of this job that the command line reports with exit status 1.
 FAILURES = (SynthError,)
+#: Sequence length of the throughput columns without ``--seq`` (``max_seq_len`` if smaller).
+DEFAULT_SEQ = 256
 
 
 def _log(message):
@@ -101,7 +105,7 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     ``place=False`` stops after Yosys and the fit check."""
     from amaranth.back import rtlil
     from gen.artifacts import elaborate, write_if_changed
-    from hw.board import SofaBoardPins, SofaBoardTop
+    from hw.board import SofaBoardPins, SofaBoardTop, link_queue_bytes
     from hw.uart import divisor_for
     cfg = cfg or preset(preset_name)
     device = get_device(device_name)
@@ -110,7 +114,7 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     work.mkdir(parents=True, exist_ok=True)
     clk_hz = target * 1e6
     top = SofaBoardTop(cfg, divisor=divisor_for(clk_hz, baud), timeout_cycles=round(0.05 * clk_hz),
-                       clk_hz=round(clk_hz))
+                       clk_hz=round(clk_hz), queue_bytes=link_queue_bytes(device.family))
     pins_top = SofaBoardPins(top, btn_active_low=device.family == "ice40",
                              led_active_low=device.family == "ice40")
     row = {"preset": preset_name, "device": device_name, "part": device.part,
@@ -223,8 +227,8 @@ def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=No
     list of dict
         The rows; a tool failure is a row with ``fits: false`` and the failure as message.
     """
-    out_dir = Path(out_dir) if out_dir is not None else ROOT / "build" / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_out_dir("--out", Path(out_dir) if out_dir is not None
+                           else ROOT / "build" / "report")
     rows = []
     for preset_name, device_name in runs:
         t0 = time.monotonic()
@@ -249,18 +253,22 @@ def add_arguments(parser):
                         help="the (preset, device) pairs to run; devices: "
                              f"{', '.join(DEVICES)} (default: "
                              + " ".join(f"{p}:{d}" for p, d in DEFAULT_RUNS) + ")")
-    parser.add_argument("--seq", type=int, default=256, metavar="S",
-                        help="sequence length for cycles per query (default: 256)")
-    parser.add_argument("--baud", type=int, default=115200, metavar="B",
-                        help="UART line rate of the board top (default: 115200)")
+    parser.add_argument("--seq", type=int_arg(1), default=None, metavar="S",
+                        help=f"sequence length for cycles per query, 1 … the smallest "
+                             f"max_seq_len of the presets run (default: {DEFAULT_SEQ}, or "
+                             f"max_seq_len where that is smaller)")
+    parser.add_argument("--baud", type=int_arg(300, 12_000_000), default=115200, metavar="B",
+                        help="UART line rate of the board top, 300 … 12000000 (default: "
+                             "115200)")
     add_seed_argument(parser)
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--out", type=path_arg, default=None, metavar="DIR",
                         help="output directory (default: build/report)")
 
 
-def _checked_runs(args):
-    """The ``(preset, device)`` pairs of ``args``, every option checked before the first
-    synthesis (a bad last pair would otherwise fail after an hour of runs)."""
+def check(args):
+    """Every input of ``sofa report`` checked before the first synthesis (a bad last pair
+    would otherwise fail after an hour of runs): ``(runs, seq, out_dir)``, the ``(preset,
+    device)`` pairs. Nothing is written."""
     from hw.uart import divisor_for
     runs = DEFAULT_RUNS
     if args.runs:
@@ -270,25 +278,39 @@ def _checked_runs(args):
             if not sep:
                 raise ConfigError(f"--runs {value!r}: expected PRESET:DEVICE, e.g. "
                                   f"tiny:ice40-up5k")
-            preset(preset_name), get_device(device_name)      # ConfigError naming the known
+            try:
+                cfg = preset(preset_name)
+                get_device(device_name)
+            except ConfigError as e:                 # names the known presets or devices
+                raise ConfigError(f"--runs {value!r}: {e}") from None
+            if cfg.memory != "onchip":
+                raise ConfigError(f"--runs {value!r}: the preset has memory = "
+                                  f"{cfg.memory!r}; the board top holds K/V on chip")
             runs.append((preset_name, device_name))
-    if not args.seq > 0:
-        raise ConfigError(f"--seq {args.seq}: the sequence length must be positive")
+    seq = DEFAULT_SEQ
+    if args.seq is not None:
+        smallest = min(runs, key=lambda r: preset(r[0]).max_seq_len)[0]
+        try:
+            seq = check_int("--seq", args.seq, 1, preset(smallest).max_seq_len)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (max_seq_len of {smallest})") from None
+    check_int("--baud", args.baud, 1)
     for family in {get_device(d).family for _, d in runs}:
         try:
             divisor_for(PIN_FILES[family][1] * 1e6, args.baud)
         except ValueError as e:
             raise ConfigError(f"--baud {args.baud}: {e}") from None
-    return runs
+    out = args.out if args.out is not None else ROOT / "build" / "report"
+    return runs, seq, check_out_dir("--out", out)
 
 
 def run(args):
     """``sofa report``: :func:`run_report` over the pairs of ``--runs``; prints the table and
     the files written. Returns the exit status (0, also when a design does not fit: that is a
-    row of the table); raises :class:`~spec.config.ConfigError` for bad input."""
-    runs = _checked_runs(args)
-    out = args.out if args.out is not None else ROOT / "build" / "report"
-    rows = run_report(runs, out_dir=out, seq=args.seq, baud=args.baud, seed=args.seed)
+    row of the table); raises :class:`~spec.config.ConfigError` for bad input
+    (:func:`check`)."""
+    runs, seq, out = check(args)
+    rows = run_report(runs, out_dir=out, seq=seq, baud=args.baud, seed=args.seed)
     print(render_markdown(rows, baud=args.baud))
     print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
     return 0

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from spec.config import ConfigError
+from spec.validate import check_float, check_out_dir, float_arg
 from gen.artifacts import elaborate, write_if_changed
 from gen.design import add_design_arguments, default_out_dir, load_cfg, unit_factory
 from gen.harness import SynthHarness, harness_stub
@@ -35,11 +35,13 @@ from gen.toolchain import (DEVICES, HARNESS_SYNTH, ROOT, DoesNotFit, SynthError,
                            tool_versions, yosys_script)
 
 
-__all__ = ["default_device", "synth_report", "render_markdown", "add_arguments", "run",
-           "FAILURES"]
+__all__ = ["default_device", "synth_report", "render_markdown", "add_arguments", "check", "run",
+           "FAILURES", "MAX_FREQ_MHZ"]
 
 
 HARNESS_TOP = "sofa_harness"
+#: Highest clock target nextpnr is given (far above what these FPGAs reach).
+MAX_FREQ_MHZ = 1000.0
 #: Errors of this job that the command line reports with exit status 1.
 FAILURES = (SynthError,)
 
@@ -181,9 +183,8 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
         def log(message):
             print(message, file=sys.stderr, flush=True)
     dev = get_device(device or default_device(cfg))
-    freq = dev.default_freq_mhz if freq_mhz is None else float(freq_mhz)
-    if not freq > 0:
-        raise ConfigError(f"frequency target must be positive, not {freq_mhz!r}")
+    freq = dev.default_freq_mhz if freq_mhz is None else \
+        check_float("freq_mhz", freq_mhz, 0, MAX_FREQ_MHZ, lo_open=True)
     if component_factory is None:
         from hw.top import sofa_top as component_factory
     out_dir = Path(out_dir) if out_dir is not None else ROOT / "build" / cfg.name
@@ -268,28 +269,35 @@ def add_arguments(parser):
     parser.add_argument("--device", metavar="DEV",
                         help=f"target device: {', '.join(DEVICES)} (default: ice40-up5k for "
                              f"the ice40 preset, else ecp5-85f)")
-    parser.add_argument("--freq", type=float, metavar="MHZ",
-                        help="clock target for nextpnr in MHz (default: the device's, 100 on "
-                             "ECP5, 24 on iCE40)")
+    parser.add_argument("--freq", type=float_arg(0, MAX_FREQ_MHZ, lo_open=True), metavar="MHZ",
+                        help=f"clock target for nextpnr in MHz, above 0 and at most "
+                             f"{MAX_FREQ_MHZ:g} (default: the device's, 100 on ECP5, 24 on "
+                             f"iCE40)")
     add_seed_argument(parser, 1)
     parser.add_argument("--no-overhead", dest="overhead", action="store_false",
                         help="skip the extra Yosys run that measures the harness overhead "
                              "(default: measure it)")
 
 
-def run(args):
-    """``sofa synth-report``: :func:`synth_report` of the design ``args`` select; prints the
-    summary and the files written. Returns the exit status (0); raises
-    :class:`~spec.config.ConfigError` for bad input and :class:`SynthError` (also
-    :class:`DoesNotFit`, after writing the report) when the flow fails."""
+def check(args):
+    """Every input of ``sofa synth-report`` checked, nothing run: ``(cfg, out_dir, component
+    factory)``; raises :class:`~spec.config.ConfigError`."""
     factory, _ = unit_factory(args.unit)
     if args.device is not None:
         get_device(args.device)
-    if args.freq is not None and not args.freq > 0:
-        raise ConfigError(f"--freq {args.freq:g}: the clock target must be a positive number "
-                          f"of MHz")
+    if args.freq is not None:
+        check_float("--freq", args.freq, 0, MAX_FREQ_MHZ, lo_open=True)
     cfg = load_cfg(args)
-    out_dir = default_out_dir(args, cfg)
+    return cfg, check_out_dir("--out", default_out_dir(args, cfg)), factory
+
+
+def run(args):
+    """``sofa synth-report``: :func:`synth_report` of the design ``args`` select; prints the
+    summary and the files written. Returns the exit status (0); raises
+    :class:`~spec.config.ConfigError` for bad input (:func:`check`, before any work) and
+    :class:`SynthError` (also :class:`DoesNotFit`, after writing the report) when the flow
+    fails."""
+    cfg, out_dir, factory = check(args)
     report = synth_report(cfg, device=args.device, freq_mhz=args.freq, out_dir=out_dir,
                           overhead=args.overhead, seed=args.seed, component_factory=factory)
     res = report["resources"]

@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from spec.config import ConfigError
+from spec.validate import int_arg
 
 
 __all__ = ["ROOT", "CONSTRAINTS", "SynthError", "DoesNotFit", "ToolFailed", "Device", "DEVICES",
@@ -324,13 +325,17 @@ def board_nextpnr_args(family, seed=None):
     return seed, args
 
 
+#: Largest ``--seed`` (nextpnr reads it as a signed 32-bit integer).
+MAX_SEED = (1 << 31) - 1
+
+
 def add_seed_argument(parser, default=None):
     """``--seed N``, the nextpnr placement seed of a command; ``default`` None stands for the
     family's :data:`DEFAULT_SEED` (the board-top flows)."""
     text = default if default is not None else "per family, " + ", ".join(
         f"{family} {seed}" for family, seed in DEFAULT_SEED.items())
-    parser.add_argument("--seed", type=int, default=default, metavar="N",
-                        help=f"nextpnr placement seed (default: {text})")
+    parser.add_argument("--seed", type=int_arg(0, MAX_SEED), default=default, metavar="N",
+                        help=f"nextpnr placement seed, 0 … {MAX_SEED} (default: {text})")
 
 
 #: Phrases of nextpnr errors that mean the design is too large for the device.

@@ -24,7 +24,7 @@ from hw.uart import UARTRx, UARTTx, divisor_for
 
 
 __all__ = ["SofaLinkCore", "SofaBoardTop", "SofaBoardPins", "SofaBoard", "ecp5_pll_params",
-           "DEFAULT_BAUD", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_PAYLOAD"]
+           "DEFAULT_BAUD", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_PAYLOAD", "link_queue_bytes"]
 
 
 DEFAULT_BAUD = 115200
@@ -32,6 +32,13 @@ DEFAULT_BAUD = 115200
 #: gaps of a few milliseconds at most; 50 ms keeps a slow host from being answered TRUNCATED.
 DEFAULT_TIMEOUT_S = 0.05
 DEFAULT_MAX_PAYLOAD = 1024
+
+
+def link_queue_bytes(family):
+    """The host link's request queue on a board of an FPGA ``family``: one byte on iCE40 (the
+    logic of a queue does not fit a UP5K beside the core; a host waits for each reply), the
+    default (one largest frame, :func:`spec.protocol.default_queue_bytes`) elsewhere."""
+    return 1 if family == "ice40" else None
 
 
 class SofaLinkCore(wiring.Component):
@@ -43,7 +50,7 @@ class SofaLinkCore(wiring.Component):
     iterative_divider : bool
         Passed to :class:`SofaCore` (the iterative divider is much smaller; the link is far
         slower than either).
-    max_payload, timeout_cycles, clk_hz, divisor :
+    max_payload, timeout_cycles, queue_bytes, clk_hz, divisor :
         Passed to :class:`HostLink`.
 
     Attributes
@@ -61,11 +68,11 @@ class SofaLinkCore(wiring.Component):
     """
 
     def __init__(self, cfg, *, iterative_divider=True, max_payload=DEFAULT_MAX_PAYLOAD,
-                 timeout_cycles, clk_hz=0, divisor=0):
+                 timeout_cycles, queue_bytes=None, clk_hz=0, divisor=0):
         self._cfg = cfg
         self.core = SofaCore(cfg, iterative_divider=iterative_divider)
         self.link = HostLink(cfg, max_payload=max_payload, timeout_cycles=timeout_cycles,
-                             clk_hz=clk_hz, divisor=divisor)
+                             queue_bytes=queue_bytes, clk_hz=clk_hz, divisor=divisor)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_error": In(1),
@@ -112,7 +119,7 @@ class SofaBoardTop(wiring.Component):
         Inter-byte timeout of the link in cycles.
     clk_hz : int
         The clock, reported by IDENT.
-    iterative_divider, max_payload :
+    iterative_divider, max_payload, queue_bytes :
         See :class:`SofaLinkCore`.
 
     Attributes
@@ -126,13 +133,13 @@ class SofaBoardTop(wiring.Component):
     """
 
     def __init__(self, cfg, *, divisor, timeout_cycles, clk_hz=0, iterative_divider=True,
-                 max_payload=DEFAULT_MAX_PAYLOAD):
+                 max_payload=DEFAULT_MAX_PAYLOAD, queue_bytes=None):
         self._cfg = cfg
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
         self.link_core = SofaLinkCore(cfg, iterative_divider=iterative_divider,
                                       max_payload=max_payload, timeout_cycles=timeout_cycles,
-                                      clk_hz=clk_hz, divisor=divisor)
+                                      queue_bytes=queue_bytes, clk_hz=clk_hz, divisor=divisor)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -260,7 +267,7 @@ class SofaBoard(Elaboratable):
     timeout_s : float
         Inter-byte timeout of the link.
     iterative_divider, max_payload :
-        See :class:`SofaLinkCore`.
+        See :class:`SofaLinkCore`; the request queue follows :func:`link_queue_bytes`.
     """
 
     def __init__(self, cfg, *, baud=DEFAULT_BAUD, clk_hz=None, uart=("uart", 0), leds=True,
@@ -314,7 +321,8 @@ class SofaBoard(Elaboratable):
         self.top = top = SofaBoardTop(
             self.cfg, divisor=divisor, timeout_cycles=max(1, round(self.timeout_s * clk_hz)),
             clk_hz=round(clk_hz), iterative_divider=self.iterative_divider,
-            max_payload=self.max_payload)
+            max_payload=self.max_payload,
+            queue_bytes=link_queue_bytes(getattr(platform, "family", None)))
         m.submodules.top = top
 
         uart = platform.request(*self.uart, dir="-")

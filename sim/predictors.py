@@ -1,16 +1,16 @@
 """Sparse-attention predictors of the literature in one framework, with their prediction cost.
 
 Every predictor takes the int8 Q, K, V of the heads of one layer (:class:`HeadData`, symmetric
-per-head quantisation as in DESIGN.md §1) and returns a :class:`Selection`: the keys each query
+per-head quantisation, docs/numerics.md) and returns a :class:`Selection`: the keys each query
 row attends to, the operations the prediction and the formal computation take, and (SOFA only)
 its own bit-exact output. The study in :mod:`sim.accuracy` scores them all with the same
-metrics. The predictors and their sources (labels as in ``research/papers.md``):
+metrics. The predictors and their sources:
 
 * :class:`SofaDLZS`: SOFA's DLZS prediction, SADS selection and SU-FA, bit-exact through
-  :mod:`sim.fastgolden` (Wang et al., MICRO 2024, papers.md §1).
-* :class:`Energon`: mix-precision multi-round filtering (Zhou et al., IEEE TCAD 2023, §4).
+  :mod:`sim.fastgolden` (Wang et al., MICRO 2024).
+* :class:`Energon`: mix-precision multi-round filtering (Zhou et al., IEEE TCAD 2023).
 * :class:`PadeGuard`: PADE's bit-serial guard filtering with query-only uncertainty bounds
-  (Wang et al., HPCA 2026, §3.2).
+  (Wang et al., HPCA 2026).
 * :class:`SpattenMSB`: a SpAtten-style MSB-quantised predictor with a row top-k (Wang, Zhang
   and Han, HPCA 2021, arXiv 2012.09852).
 * :class:`ExactTopK` and :class:`ExactTileTopK`: the oracles (exact scores; row top-k, and the
@@ -272,13 +272,13 @@ class _Predictor:
 
 
 class SofaDLZS(_Predictor):
-    """SOFA (Wang et al., MICRO 2024; papers.md §1): DLZS → SADS → SU-FA, bit-exact.
+    """SOFA (Wang et al., MICRO 2024): DLZS → SADS → SU-FA, bit-exact.
 
     DLZS predicts ``Â = Σ sign(q)·(k << floor(log2|q|))`` (Q is the log operand, the paper's
     Fig. 7 convention); SADS keeps ``top_k = ratio·Bc`` keys per tile of ``Bc`` keys with
     sphere clipping at radius R against the row's running maximum; SU-FA computes exact
     attention over them in the fixed-point datapath of ``sim/golden.py`` (run through
-    :mod:`sim.fastgolden`). Open choices, as fixed in DESIGN.md and the README: Fig. 7
+    :mod:`sim.fastgolden`). Open choices, as fixed in docs/numerics.md: Fig. 7
     convention, ``run_max`` carried across tiles, blocked keys flagged invalid, exact-mode
     SU-FA (rescale on a miss). This study adds:
 
@@ -378,7 +378,7 @@ class DenseFloat(_Predictor):
 
 class Energon(_Predictor):
     """Energon's mix-precision multi-round filtering (MP-MRF; Zhou et al., IEEE TCAD 42(1)
-    2023, arXiv 2110.09310; papers.md §4).
+    2023, arXiv 2110.09310).
 
     Round ``r`` computes ``Q_r·K_rᵀ`` at low precision for the keys that survived round
     ``r-1`` and keeps those at or above a row threshold built from the row's max, min and mean
@@ -390,7 +390,7 @@ class Energon(_Predictor):
     * rounds ``((4, 2), (4, 4))`` (Q bits, K bits) and the low-bit operands are the MSBs of the
       int8 values (arithmetic right shift, i.e. floor), as if bit-sliced in memory [INFERRED];
     * threshold ``θ = α·max + (1−α)·mean`` for ``α >= 0`` and ``θ = −α·min + (1+α)·mean`` for
-      ``α < 0`` over the round's surviving keys [RECALL, papers.md §4], keep ``score >= θ``
+      ``α < 0`` over the round's surviving keys [as the paper recalls it], keep ``score >= θ``
       (the row maximum always survives);
     * one ``α`` for both rounds, a global hyperparameter; the study calibrates it by bisection
       so the mean kept fraction over the data matches the target ratio.
@@ -441,8 +441,7 @@ class Energon(_Predictor):
 
 
 class PadeGuard(_Predictor):
-    """PADE's bit-serial guard filtering, BUI-GF (Wang et al., HPCA 2026, arXiv 2512.14322;
-    papers.md §3.2).
+    """PADE's bit-serial guard filtering, BUI-GF (Wang et al., HPCA 2026, arXiv 2512.14322).
 
     K is processed one bit plane at a time, MSB (the two's-complement sign plane, weight −128)
     first, against the full 8-bit Q. After ``r`` planes the partial score ``S^r`` is known and
@@ -457,7 +456,7 @@ class PadeGuard(_Predictor):
     Open choices, taken here:
 
     * ``margin = α·radius`` is in natural-log logit units (dequantised, 1/√d scaled) and
-      converted per head [INFERRED, papers.md §3.2]; the paper's operating point is radius 5
+      converted per head [inferred: the paper leaves it open]; the paper's operating point is radius 5
       with α ≈ 0.5–0.6 (:meth:`paper_point`: 0.55·5); the study otherwise calibrates the margin
       so the mean kept fraction matches the target ratio;
     * the threshold is row-global (all keys of the row); ISTA's tile-local thresholds can only

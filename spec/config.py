@@ -120,7 +120,12 @@ class Derived:
 #: Top-level keys of a JSON sidecar (``sofa verilog``'s ``sofa_top.json``), which
 #: :meth:`SofaConfig.from_dict` accepts in place of a parameter object.
 SIDECAR_KEYS = {"top", "config", "derived", "ports", "latency", "ii", "tile_latency",
-                "comparators", "depth", "register_map", "registers", "generator"}
+                "comparators", "depth", "register_map", "registers", "generator",
+                "memory_bits"}
+
+#: JSON's names of the Python types a document parses to, for messages.
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number",
+               float: "a number", bool: "true or false", type(None): "null"}
 
 #: Parameter name -> (lowest, highest) allowed value; the cross-parameter rules are in _validate.
 RANGES = {
@@ -140,8 +145,8 @@ RANGES = {
     "c_frac":       (1, 40),
     "out_frac":     (0, 24),
     "counter_width": (0, 32),
-    "axi_data_width": (32, 1024),
-    "axi_addr_width": (16, 64),
+    "axi_data_width": (64, 512),
+    "axi_addr_width": (32, 64),
     "axi_id_width": (2, 16),
     "axi_max_burst": (1, 256),
     "axi_max_reads": (1, 64),
@@ -305,7 +310,7 @@ class SofaConfig:
         a whole JSON sidecar (``{"config": {...}, "derived": ...}``) is accepted too."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object of parameters, "
-                              f"got {type(data).__name__}")
+                              f"got {_JSON_TYPES.get(type(data), type(data).__name__)}")
         if isinstance(data.get("config"), dict):
             extra = sorted(set(data) - SIDECAR_KEYS)
             if extra:
@@ -467,17 +472,21 @@ def preset(name):
     return PRESETS[name]
 
 
-def load_config(*, preset_name=None, path=None):
+def load_config(*, preset_name=None, path=None, what="config file"):
     """A config from a JSON file (``path``, read with the bounds of :mod:`spec.validate`),
-    else from a preset name (``default`` if neither is given)."""
+    else from a preset name (``default`` if neither is given). ``what`` names where the path
+    came from (``"--config"``) in front of every error about the file."""
     if path is not None:
         path = Path(path)
-        source = f"config file {path}"
-        cfg = SofaConfig.from_json(read_text(path, what="config file"), source=source)
-        if cfg.name == "custom":
-            try:
-                cfg = cfg.replace(name=check_name("the config file's name", path.stem))
-            except ConfigError as e:
-                raise ConfigError(f"{source}: {e}") from None
+        source = f"{what} {path}"
+        try:
+            cfg = SofaConfig.from_json(read_text(path, what=what), source=source)
+            if cfg.name == "custom":
+                cfg = cfg.replace(name=check_name("the file's name (the config's name)",
+                                                  path.stem))
+        except ConfigError as e:
+            message = str(e)
+            raise ConfigError(message if message.startswith(source)
+                              else f"{source}: {message}") from None
         return cfg
     return preset("default" if preset_name is None else preset_name)

@@ -53,7 +53,9 @@ for their replies, as long as the requests it has not yet had a reply to total a
 that do not fit are dropped and the next byte that does fit is answered ``BUSY`` (``cmd`` is
 the frame's command, or ``NO_CMD`` between frames) and dropped too; the rest of a frame that
 lost bytes is then parsed as line noise, so a host that sees ``BUSY`` waits for its outstanding
-replies and sends the lost requests again.
+replies and sends the lost requests again. A link built with ``queue_bytes = 1`` (the iCE40
+boards, where the logic for a queue does not fit) holds one byte: a host waits for each reply
+before it sends the next request, and a request sent early is answered ``BUSY``.
 """
 
 import enum
@@ -203,8 +205,9 @@ def check_link_params(cfg, *, max_payload, timeout_cycles, queue_bytes=None):
                           f"length field holds")
     if timeout_cycles < 1:
         raise ConfigError(f"timeout_cycles = {timeout_cycles} must be at least 1")
-    if queue_bytes < 16 or queue_bytes & (queue_bytes - 1):
-        raise ConfigError(f"queue_bytes = {queue_bytes} must be a power of two, at least 16")
+    if queue_bytes != 1 and (queue_bytes < 16 or queue_bytes & (queue_bytes - 1)):
+        raise ConfigError(f"queue_bytes = {queue_bytes} must be 1 (no queue: a host waits "
+                          f"for each reply) or a power of two, at least 16")
     if cfg.max_seq_len > 1 << 16:
         raise ConfigError(f"max_seq_len = {cfg.max_seq_len}: LOAD_KV carries a 16-bit "
                           f"start row")

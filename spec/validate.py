@@ -14,14 +14,17 @@ message as ``argument --NAME: ...``.
 import argparse
 import json
 import math
+import os
 import re
 import stat
+import sys
 from pathlib import Path
 
 
 __all__ = ["ConfigError", "MAX_FILE_BYTES", "MAX_JSON_DEPTH", "read_text", "parse_json",
            "load_json", "check_int", "check_float", "check_bool", "check_name", "check_choice",
-           "int_arg", "float_arg", "name_arg", "choice_arg"]
+           "check_out_dir", "make_out_dir", "one_line",
+           "int_arg", "float_arg", "name_arg", "choice_arg", "path_arg"]
 
 
 class ConfigError(ValueError):
@@ -142,7 +145,10 @@ def _named(name, value):
 def check_int(name, value, lo=None, hi=None):
     """``value`` as an int within ``lo … hi`` (either may be None); bools are not ints."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name or 'the value'} must be an integer, not {_show(value)}")
+        allowed = "" if lo is None and hi is None else \
+            f" {'-∞' if lo is None else lo} … {'∞' if hi is None else hi}"
+        raise ConfigError(f"{name or 'the value'} must be an integer{allowed}, not "
+                          f"{_show(value)}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(f"{_named(name, value)} is out of range; allowed "
                           f"{'-∞' if lo is None else lo} … {'∞' if hi is None else hi}")
@@ -153,6 +159,8 @@ def check_float(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
     """``value`` as a finite float within the bounds (open where asked)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name or 'the value'} must be a number, not {_show(value)}")
+    if isinstance(value, int) and value.bit_length() > 1000:     # float() would overflow
+        raise ConfigError(f"{_named(name, value)} is out of range")
     value = float(value)
     if not math.isfinite(value):
         raise ConfigError(f"{_named(name, value)} is not a finite number")
@@ -189,6 +197,56 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_out_dir(what, path):
+    """``path`` as a directory a job can write into, checked without creating anything: an
+    existing directory, or a path whose nearest existing ancestor is a writable directory.
+
+    ``what`` names the parameter (``"--out"``). The directory itself is made by
+    :func:`make_out_dir` once every input is checked, so bad input leaves nothing behind.
+    """
+    path = Path(path)
+    try:
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise ConfigError(f"{what} {path}: exists and is not a directory; give a "
+                                  f"directory (it is made if missing)")
+            where = path
+        else:
+            where = next((p for p in path.absolute().parents if p.exists()), None)
+            if where is None or not where.is_dir():
+                raise ConfigError(f"{what} {path}: {where} is not a directory, so the "
+                                  f"directory cannot be made")
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what} {path}: {where} is not writable")
+    except OSError as e:                             # a name too long, a loop of links
+        raise ConfigError(f"{what} {path}: {e.strerror or e}") from None
+    return path
+
+
+def make_out_dir(what, path):
+    """Make the directory ``path`` (and its parents) after :func:`check_out_dir`; an
+    :class:`OSError` (a read-only file system, say) becomes a :class:`ConfigError`."""
+    path = check_out_dir(what, path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: cannot create the directory: "
+                          f"{e.strerror or e}") from None
+    return path
+
+
+def one_line(text):
+    """``text`` as one printable line: line breaks and characters the terminal cannot encode
+    (surrogates from undecodable file names) are shown as escapes."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _arg(check):
     """An argparse type from a check: its ConfigError becomes argparse's one-line error."""
     def convert(text):
@@ -206,6 +264,11 @@ def int_arg(lo=None, hi=None):
         try:
             value = int(text, 10)
         except ValueError:
+            digits = text.strip().lstrip("+-")
+            if len(digits) > 100 and digits.isdigit():       # beyond int_max_str_digits
+                raise ConfigError(f"an integer of {len(digits)} digits is out of range; "
+                                  f"allowed {'-∞' if lo is None else lo} … "
+                                  f"{'∞' if hi is None else hi}") from None
             raise ConfigError(f"{_show(text)} is not a decimal integer") from None
         return check_int(None, value, lo, hi)
     return _arg(integer)
@@ -232,3 +295,11 @@ def choice_arg(choices):
     def choice(text):
         return check_choice(None, text, choices)
     return _arg(choice)
+
+
+def path_arg(text):
+    """An argparse type: a path, not empty (``Path("")`` would silently be the working
+    directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; give a file or directory name")
+    return Path(text)

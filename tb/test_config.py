@@ -26,7 +26,7 @@ def test_json_with_preset_base():
 
 @pytest.mark.parametrize("changes, message", [
     ({"d": 0}, r"^d = 0 is out of range; allowed 1 … 256$"),
-    ({"d": "64"}, r"^d must be an integer, not '64'$"),
+    ({"d": "64"}, r"^d must be an integer 1 … 256, not '64'$"),
     ({"data_width": 1}, r"^data_width = 1 is out of range; allowed 2 … 16$"),
     ({"block_size": 1}, r"^block_size = 1 is out of range"),
     ({"max_seq_len": 1}, r"^max_seq_len = 1 is out of range"),
@@ -34,7 +34,7 @@ def test_json_with_preset_base():
     ({"k_max": 0}, r"^k_max = 0 is out of range"),
     ({"q_lanes": 0}, r"^q_lanes = 0 is out of range"),
     ({"mac_lanes": 0}, r"^mac_lanes = 0 is out of range"),
-    ({"dlzs_lanes": True}, r"^dlzs_lanes must be an integer, not True$"),
+    ({"dlzs_lanes": True}, r"^dlzs_lanes must be an integer 1 … 256, not True$"),
     ({"exp_frac": 17}, r"^exp_frac = 17 is out of range"),
     ({"exp_lut_bits": 0}, r"^exp_lut_bits = 0 is out of range"),
     ({"w_frac": 3}, r"^w_frac = 3 is out of range"),
@@ -75,7 +75,7 @@ def test_config_error_is_value_error():
 @pytest.mark.parametrize("text, message", [
     ("{", r"^cfg.json: not valid JSON: Expecting property name enclosed in double quotes at "
           r"line 1 column 2$"),
-    ("[1]", r"^cfg.json: expected a JSON object of parameters, got list$"),
+    ("[1]", r"^cfg.json: expected a JSON object of parameters, got a list$"),
     ('{"dd": 3}', r"^cfg.json: unknown parameter 'dd'; known parameters are "),
     ('{"preset": "huge"}', r"^unknown preset 'huge'; known presets are tiny, default, ice40, "
                            r"ecp5, axi$"),

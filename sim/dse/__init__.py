@@ -6,7 +6,7 @@
 
     L = (1 − cos) + α·L_sort + β·L_exp + γ·L_cycle      subject to  compute saved ≥ budget
 
-(the SOFA paper's DSE, ``research/papers.md`` §1.5, with the embedding cosine in place of the
+(the SOFA paper's design-space exploration, with the embedding cosine in place of the
 fine-tuned model's cross-entropy), with Optuna's TPE sampler (multivariate, constant liar, the
 budget as a constraint through ``Trial.set_constraint``). Every trial runs the MiniLM forward
 pass (``sim/minilm.py``) with *every* layer's attention replaced by the bit-exact SOFA datapath

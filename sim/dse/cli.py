@@ -12,18 +12,25 @@ import math
 from pathlib import Path
 
 from spec.config import RANGES, ConfigError
+from spec.validate import (check_float, check_int, check_out_dir, float_arg, int_arg,
+                           path_arg)
 from sim.dse.cost import prediction_share
 from sim.dse.pipeline import log_line, run_dse
 from sim.dse.space import BLOCK_SIZES, pct
-from sim.minilm import TEXT_DIR, ModelMissing, load_texts
+from sim.minilm import TEXT_DIR, ModelMissing, check_text_lengths, load_texts
 
 
-__all__ = ["FULL", "QUICK", "FAILURES", "add_arguments", "settings_from_args", "run",
-           "INTERRUPTED"]
+__all__ = ["FULL", "QUICK", "FAILURES", "MAX_TRIALS", "add_arguments", "settings_from_args",
+           "check", "run", "INTERRUPTED"]
 
 #: Failures of the job rather than of its input, for the ``sofa`` dispatcher (exit status 1):
 #: the MiniLM weights package is not installed.
 FAILURES = (ModelMissing,)
+
+#: Most trials a study, a radius study or a worker may be asked for.
+MAX_TRIALS = 100_000
+#: Largest ``--seed`` (Optuna's samplers seed numpy with it).
+MAX_SEED = (1 << 32) - 1
 
 #: What ``sofa`` adds to its "interrupted" line.
 INTERRUPTED = "rerun the same command to resume the study"
@@ -37,7 +44,7 @@ QUICK = dict(budget=0.5, trials=8, radius_trials=2, search_texts=1, n_texts=2,
 
 def add_arguments(p):
     """Add the DSE's options to the argparse parser ``p``."""
-    p.add_argument("--trials", type=int, metavar="N",
+    p.add_argument("--trials", type=int_arg(), metavar="N",
                    help=f"complete trials the study should hold (default: {FULL['trials']}; "
                         f"with --quick: {QUICK['trials']})")
     p.add_argument("--budget", metavar="X",
@@ -45,20 +52,21 @@ def add_arguments(p):
                         f"(75%%) (default: {FULL['budget']}; with --quick: {QUICK['budget']}, "
                         f"since on its 48-token texts the first sorter batch of 12 keys alone "
                         f"is a quarter of a row)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    p.add_argument("--seed", type=int_arg(), default=0,
+                   help=f"sampler seed, 0 … {MAX_SEED} (default: 0)")
     p.add_argument("--storage", metavar="URL",
                    help="Optuna storage URL; a shared database lets workers on many machines "
                         "share the study (default: sqlite:///OUT/study.db)")
     p.add_argument("--study-name", metavar="NAME",
                    help="study name (default: sofa-dse; sofa-dse-quick with --quick; "
                         "-per-head appended with --per-head)")
-    p.add_argument("--workers", type=int, default=2, metavar="N",
+    p.add_argument("--workers", type=int_arg(), default=2, metavar="N",
                    help="local processes evaluating trials, 1 … 32; N trials are asked and "
                         "told together, so a run is reproducible for a given N (default: 2)")
     p.add_argument("--worker", action="store_true",
                    help="only work on the study's trials (no baselines, no report) and exit "
                         "when it holds --trials complete trials (default: off)")
-    p.add_argument("--worker-trials", type=int, metavar="N",
+    p.add_argument("--worker-trials", type=int_arg(), metavar="N",
                    help="with --worker: stop after N trials of this process (default: no "
                         "limit)")
     p.add_argument("--per-head", action="store_true",
@@ -67,26 +75,27 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true",
                    help=f"test-sized: {QUICK['n_texts']} texts cut to {QUICK['max_tokens']} "
                         f"tokens, {QUICK['trials']} trials, a small fixed grid (default: off)")
-    p.add_argument("--out", type=Path, default=Path("build/dse"), metavar="DIR",
+    p.add_argument("--out", type=path_arg, default=Path("build/dse"), metavar="DIR",
                    help="output directory (default: build/dse)")
-    p.add_argument("--alpha", type=float, default=0.01,
+    p.add_argument("--alpha", type=float_arg(0), default=0.01,
                    help="weight of L_sort (default: 0.01)")
-    p.add_argument("--beta", type=float, default=0.01, help="weight of L_exp (default: 0.01)")
-    p.add_argument("--gamma", type=float, default=0.01,
+    p.add_argument("--beta", type=float_arg(0), default=0.01,
+                   help="weight of L_exp (default: 0.01)")
+    p.add_argument("--gamma", type=float_arg(0), default=0.01,
                    help="weight of L_cycle (default: 0.01)")
-    p.add_argument("--radius-trials", type=int, metavar="N",
+    p.add_argument("--radius-trials", type=int_arg(), metavar="N",
                    help=f"trials of the per-layer radius-only study, 0 skips it (default: "
                         f"{FULL['radius_trials']}; with --quick: {QUICK['radius_trials']})")
     p.add_argument("--skip-radius", action="store_true",
                    help="skip the radius-only comparison (adaptive selection) (default: off)")
-    p.add_argument("--radius-bc", type=int, default=32, metavar="BC",
+    p.add_argument("--radius-bc", type=int_arg(), default=32, metavar="BC",
                    help=f"block size of the radius-only comparison, one of "
                         f"{', '.join(map(str, BLOCK_SIZES))} (default: 32)")
-    p.add_argument("--search-texts", type=int, metavar="N",
+    p.add_argument("--search-texts", type=int_arg(), metavar="N",
                    help=f"texts the search runs on, the first N; the report uses all "
                         f"(default: {FULL['search_texts']}; with --quick: "
                         f"{QUICK['search_texts']})")
-    p.add_argument("--texts", type=Path, default=None, metavar="DIR",
+    p.add_argument("--texts", type=path_arg, default=None, metavar="DIR",
                    help="directory of *.txt texts (default: data/texts)")
     p.add_argument("--fresh", action="store_true",
                    help="delete the study (and its radius study) and start over (default: off)")
@@ -134,30 +143,23 @@ def settings_from_args(args, n_texts):
         raise ConfigError(f"--budget {args.budget} cannot be met: DLZS prediction alone costs "
                           f"{pct(share)} of dense attention (the budget must be below "
                           f"{pct(1 - share)})")
-    s["trials"] = base["trials"] if args.trials is None else args.trials
-    if s["trials"] < 1:
-        raise ConfigError(f"--trials {s['trials']} must be at least 1")
-    s["radius_trials"] = base["radius_trials"] if args.radius_trials is None \
-        else args.radius_trials
-    if s["radius_trials"] < 0:
-        raise ConfigError(f"--radius-trials {s['radius_trials']} must be 0 or more")
-    if not 1 <= args.workers <= 32:
-        raise ConfigError(f"--workers {args.workers} must be 1 … 32")
+    s["trials"] = check_int("--trials", base["trials"] if args.trials is None
+                            else args.trials, 1, MAX_TRIALS)
+    s["radius_trials"] = check_int("--radius-trials", base["radius_trials"]
+                                   if args.radius_trials is None else args.radius_trials,
+                                   0, MAX_TRIALS)
+    check_int("--workers", args.workers, 1, 32)
     if args.worker_trials is not None:
         if not args.worker:
             raise ConfigError(f"--worker-trials needs --worker (got --worker-trials "
                               f"{args.worker_trials} without it)")
-        if args.worker_trials < 1:
-            raise ConfigError(f"--worker-trials {args.worker_trials} must be at least 1")
+        check_int("--worker-trials", args.worker_trials, 1, MAX_TRIALS)
     if args.worker and args.fresh:
         raise ConfigError("--fresh cannot be used with --worker (it would delete a shared "
                           "study)")
-    if args.seed < 0:
-        raise ConfigError(f"--seed {args.seed} must be 0 or more")
+    check_int("--seed", args.seed, 0, MAX_SEED)
     for name in ("alpha", "beta", "gamma"):
-        v = getattr(args, name)
-        if not (math.isfinite(v) and v >= 0):
-            raise ConfigError(f"--{name} {v} must be a finite number ≥ 0")
+        check_float(f"--{name}", getattr(args, name), 0)
     if args.radius_bc not in BLOCK_SIZES:
         raise ConfigError(f"--radius-bc {args.radius_bc} must be one of "
                           f"{', '.join(map(str, BLOCK_SIZES))}")
@@ -186,11 +188,29 @@ def settings_from_args(args, n_texts):
     return s
 
 
+def check(args):
+    """Every input of ``sofa dse`` checked before any work: ``(settings, texts)``. The texts
+    are read and their lengths checked with the model's tokenizer; ``--out`` and a SQLite
+    ``--storage`` must be directories that can be written; nothing is created."""
+    texts = load_texts(args.texts or TEXT_DIR)
+    s = settings_from_args(args, len(texts))
+    check_out_dir("--out", s["out"])
+    if s["storage"].startswith("sqlite:///"):
+        db = Path(s["storage"][len("sqlite:///"):])
+        if db.is_dir():
+            raise ConfigError(f"--storage {s['storage']!r}: {db} is a directory, not a "
+                              f"database file")
+        check_out_dir("--storage", db.parent)
+    texts = dict(list(texts.items())[:s["n_texts"]])
+    check_text_lengths(texts)
+    return s, texts
+
+
 def run(args, log=log_line):
     """Run the DSE from parsed arguments (:func:`add_arguments`); returns the exit status.
 
-    Every argument is checked before any work (:class:`spec.config.ConfigError`); a missing
-    MiniLM weights package is :class:`sim.minilm.ModelMissing` (in :data:`FAILURES`)."""
-    texts = load_texts(args.texts or TEXT_DIR)
-    s = settings_from_args(args, len(texts))
+    Every argument is checked before any work (:func:`check`, a
+    :class:`spec.config.ConfigError`); a missing MiniLM weights package is
+    :class:`sim.minilm.ModelMissing` (in :data:`FAILURES`)."""
+    s, texts = check(args)
     return run_dse(s, texts, log=log)

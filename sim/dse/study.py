@@ -190,6 +190,7 @@ def search(study, runner, suggest, text_idx, n_trials, weights, budget, *, own_l
     is running any more (a dead worker's trials are failed by the heartbeat check);
     ``own_limit`` stops after that many trials of this process. Returns the number of trials
     this process completed."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages import fail_stale_trials
     from optuna.storages._heartbeat import get_heartbeat_thread
     from optuna.trial import TrialState
@@ -219,7 +220,12 @@ def search(study, runner, suggest, text_idx, n_trials, weights, budget, *, own_l
                     t.set_user_attr("surplus", True)
                     study.tell(t, state=TrialState.FAIL)
                     break
-                plan = suggest(t)
+                try:
+                    plan = suggest(t)
+                except UpdateFinishedTrialError:
+                    # Another worker popped the same enqueued trial (SQLite has no row locks)
+                    # and finished it: it counts once, as that worker's.
+                    break
                 est = runner.ev.screen_saved(plan, text_idx)
                 if est < budget - SCREEN_MARGIN:
                     t.set_user_attr("metrics", {"saved": est, "screened": True})
