@@ -136,7 +136,8 @@ def sidecar(cfg, component, *, top, verilog_text=None):
 def elaborate(component, *, name):
     """Verilog text of ``component`` as module ``name`` (no source attributes, reproducible)."""
     from amaranth.back import verilog
-    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")   # toolchain.md pitfall 11
+    # a YOSYS on PATH or in the environment would otherwise change the Verilog
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
     return verilog.convert(component, name=name, emit_src=False)
 
 

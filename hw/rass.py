@@ -63,9 +63,10 @@ class RassScheduler(wiring.Component):
     busy : Out(1)
         Lanes of the current block are still active.
     ii : int
-        Cycles a tile takes once its selections are there, at most: the collection
-        (``k_max + 1``), then ``q_lanes · q_lanes · k_max`` scan steps with RASS (``q_lanes ·
-        k_max`` without), and the marker.
+        Cycles a tile takes once its selections are there, at most, when every fetch is taken
+        at once: a cycle to start, the collection (``k_max + 1``), a cycle to count, then
+        ``q_lanes · q_lanes · k_max`` scan steps with RASS (``q_lanes · k_max`` without), and
+        the marker.
     """
 
     def __init__(self, cfg):
@@ -84,7 +85,7 @@ class RassScheduler(wiring.Component):
     @property
     def ii(self):
         L, K = self._cfg.q_lanes, self._cfg.k_max
-        return (K + 1) + L * L * K + 1
+        return 1 + (K + 1) + 1 + L * L * K + 1
 
     def elaborate(self, platform):
         m = Module()

@@ -20,7 +20,9 @@ in bytes (rows start on a bus word), a row stride at least one row, every addres
 must lie below ``2^axi_addr_width`` (no range wraps), and ``S``, ``queries`` and ``heads``
 must be in range. A failed check sets :class:`JobError`'s code; the job does not start and
 nothing is written. A read (``R``) or write response (``B``) of ``SLVERR``/``DECERR`` stops a
-running job with the code naming the stream; no ``O`` row is written after it.
+running job with the code naming the stream: no new burst is started after it (bursts
+already on the bus complete), so no ``O`` row is begun after the fault, and a row longer than
+one burst may be left partly written; software treats ``O`` of a failed job as invalid.
 
 The golden semantics of a job are per query exactly those of :func:`sim.golden.sofa_attention`
 over the query's own keys (:func:`query_lengths`).

@@ -176,7 +176,7 @@ REGISTERS = (
              "rejected). Write: bit 0 clears the counters, bit 1 clears the error flag.",
              lambda cfg: 2, lambda cfg: 0),
     Register("error_addr", 6, "ro",
-             "The register address or K/V row index of the last rejected write.",
+             "The register address of the last rejected write (on chip also a K/V row index).",
              _error_addr_width, lambda cfg: 0),
     _rw("radius_hi", 7, "The radius's bits above the low word, applied by the next write of "
         "RADIUS (0 and nothing else when the radius fits 32 bits).",
@@ -241,7 +241,8 @@ COUNTER_BASE = 16
 
 _COUNTER_TABLE = (
     ("cycles", "timing", "Every cycle."),
-    ("busy_cycles", "timing", "Cycles with at least one query in flight."),
+    ("busy_cycles", "timing", "Cycles with a query (on chip) or a job (memory core) in "
+                           "flight."),
     ("predict_cycles", "timing", "Cycles the K stream into DLZS holds a row (prediction "
                                  "working)."),
     ("qk_cycles", "exact", "Cycles SU-FA's Q·K multipliers work: keys · mac_cycles."),
@@ -251,8 +252,8 @@ _COUNTER_TABLE = (
                                  "selection)."),
     ("sufa_stall_cycles", "timing", "A fetched key waits for SU-FA (SU-FA is the "
                                     "bottleneck)."),
-    ("out_stall_cycles", "timing", "An output element waits for its consumer (backpressure "
-                                   "on O)."),
+    ("out_stall_cycles", "timing", "O waits for its consumer (the o stream on chip, the "
+                                   "write buffer of the memory core)."),
     ("k_rows_predict", "exact", "K rows read for DLZS: S per group of up to q_lanes queries "
                                 "(sparse mode)."),
     ("kv_rows_fetch", "exact", "K+V row pairs read for SU-FA: one per key."),

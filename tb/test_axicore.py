@@ -2,9 +2,10 @@
 model: a Python AXI4 memory (gen.rtlsim.axi.AxiSlaveModel: random latency, interleaved and
 reordered read data, random READY/VALID gaps on every channel) with the protocol checker on
 the port, and a register master on AXI4-Lite. Sparse and dense, causal and multi-head, with and
-without RASS, strides longer than a row, S not a multiple of the tile, the descriptor checks,
-and faults on every stream. The cocotb tests (tb/test_axicore_verilator.py) repeat the
-important ones with cocotbext-axi's AxiRam on Verilator."""
+without RASS, strides longer than a row, S not a multiple of the tile, and faults on every
+stream. The cocotb tests (tb/test_axicore_verilator.py) repeat them with cocotbext-axi's AxiRam
+on Verilator and add the descriptor checks, back-to-back jobs, stress and long sequences;
+tb/test_regwalk_verilator.py walks the registers."""
 
 import numpy as np
 import pytest

@@ -12,13 +12,12 @@ Amaranth simulator), byte for byte:
 """
 
 import json
-import os
 import random
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from gen.host import SimulatedBoard
 from gen.rtlsim.runner import run_cocotb
@@ -28,14 +27,13 @@ from spec.config import PRESETS, RunParams, preset
 from spec.protocol import (N_REGS, Cmd, ReplyParser, crc16, default_queue_bytes, elem_bytes, encode_request,
                            load_kv_payload, query_payload, read_regs_payload, write_reg_payload)
 from spec.regmap import COUNTERS, COUNTER_BASE, Reg, parameter_writes
+from tb.support.fuzz import fuzz_settings
 
 MAX_PAYLOAD = 256
 TIMEOUT = 48
 LINK = dict(max_payload=MAX_PAYLOAD, timeout_cycles=TIMEOUT, clk_hz=1_000_000, divisor=8)
 ONCHIP = {n: c for n, c in PRESETS.items() if c.memory == "onchip"}
 CONFIGS = {**ONCHIP, "tiny2": preset("tiny").replace(name="tiny2", q_lanes=2)}
-#: Examples of the random-sequence test (``make fuzz`` raises it).
-FUZZ_EXAMPLES = int(os.environ.get("SOFA_FUZZ_EXAMPLES", "12"))
 _DUTS = {}
 
 
@@ -236,12 +234,12 @@ def sequences(draw, cfg):
     return data[:WINDOW]
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("name", FUZZ_CFG)
 def test_random_sequences(name):
     cfg = FUZZ_CFG[name]
 
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @fuzz_settings(12, share=0.1)
     @given(data=sequences(cfg))
     def check(data):
         want, replies = board_bytes(cfg, [data])

@@ -512,6 +512,24 @@ async def _cycles(dut, clk, rst, body):
         body(rst is not None and int(rst.value))
 
 
+def _sample(checker, signals):
+    """The port's values for :meth:`AxiProtocolChecker.step`. A payload that is X or Z while
+    its VALID is low is a don't-care (None): Verilator starts every bit at 0, Icarus leaves
+    registers without a reset value X and undriven inputs Z. X or Z on a VALID or READY, or on
+    a payload under VALID, is a protocol error."""
+    values = {k: int(h.value) if h.value.is_resolvable else None for k, h in signals.items()}
+    for valid, ready, payload in CHANNELS.values():
+        if valid not in values:
+            continue
+        unknown = [s for s in (valid, ready) if values.get(s, 0) is None]
+        if values[valid]:
+            unknown += [s for s in payload if s in values and values[s] is None]
+        if unknown:
+            checker._error(f"{', '.join(u.upper() for u in unknown)} X or Z")
+            values.update({u: 0 for u in unknown})
+    return values
+
+
 def attach_checker(dut, checker, *, prefix="m_axi", clk=None, rst=None):
     """Start a monitor task feeding ``checker`` every cycle (reset while ``rst`` is high).
 
@@ -524,7 +542,7 @@ def attach_checker(dut, checker, *, prefix="m_axi", clk=None, rst=None):
         if in_reset:
             checker.reset()
         else:
-            checker.step({k: int(h.value) for k, h in signals.items()})
+            checker.step(_sample(checker, signals))
 
     return cocotb.start_soon(_cycles(dut, dut.clk if clk is None else clk,
                                      dut.rst if rst is None else rst, body))

@@ -13,7 +13,7 @@ from spec.config import preset
 from spec.job import JobDescriptor, JobError, check_job
 from spec.regmap import COUNTER_BASE, Reg, counter_names
 
-__all__ = ["AXI_TINY", "AXI_ODD", "CONFIGS", "dut_for", "run_job", "job_case"]
+__all__ = ["AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
 
 AXI_TINY = preset("tiny").replace(name="axi-tiny", memory="axi", q_lanes=2, max_seq_len=256,
                                   axi_data_width=64, axi_max_burst=8, axi_max_reads=4)
@@ -21,6 +21,10 @@ AXI_ODD = preset("tiny").replace(name="axi-odd", memory="axi", q_lanes=3, d=6, b
                                  sort_width=5, k_max=3, dlzs_lanes=3, mac_lanes=2,
                                  max_seq_len=128, axi_data_width=64, axi_max_burst=4,
                                  axi_max_reads=2, k_tiles=2, skid_buffers=False)
+#: The tiny compute with two lanes and a 64-bit bus, S up to 64k (the Verilator tests).
+AXI_SMALL = preset("tiny").replace(name="axi-small", memory="axi", q_lanes=2,
+                                   max_seq_len=65536, axi_data_width=64, axi_max_burst=8,
+                                   axi_max_reads=4)
 CONFIGS = {"axi-tiny": AXI_TINY, "axi-odd": AXI_ODD}
 MEM = 1 << 16
 _DUTS = {}

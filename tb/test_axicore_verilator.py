@@ -1,0 +1,75 @@
+"""The memory-attached core (``sofa_top`` of a ``memory = "axi"`` config, hw/axicore.py) on
+Verilator (cocotb, ``tb/cocotb/axicore/cocotb_axicore.py``): cocotbext-axi's AxiRam as the memory
+(random read latency, random pauses on all five channels), AxiSlaveModel for DECERR, the
+AxiLiteMaster on the registers, the AXI4 protocol checker on the port in every test; every O
+bit-exact against :func:`sim.jobs.golden_job`, every exact counter against
+:func:`spec.regmap.expected_counters`, the V reads against :func:`sim.jobs.fetch_schedule`.
+
+Configs: ``axi-small`` (the tiny compute, two lanes, a 64-bit bus, S up to 64k), ``axi-odd``
+(tb/support/axicore.py: three lanes, d = 6, tiles of 5, bursts of 4, two reads in flight) and
+the ``axi`` preset itself (d = 64, a 128-bit bus) at small S. One Verilator build per config
+(``build/cocotb/sofa_top/<name>``), shared with tb/test_regwalk_verilator.py.
+"""
+
+import pytest
+
+from gen.rtlsim.runner import run_cocotb
+from hw.top import sofa_top
+from spec.config import preset
+from tb.support.axicore import AXI_ODD, AXI_SMALL
+
+
+CONFIGS = {"axi-small": AXI_SMALL, "axi-odd": AXI_ODD, "axi": preset("axi")}
+MODULE = "tb.cocotb.axicore.cocotb_axicore"
+
+#: cocotb tests by group (one simulator run each).
+JOBS = ["test_sparse_and_dense", "test_causal_multihead_strided", "test_rass",
+        "test_back_to_back"]
+TIMING = ["test_timing_intensities", "test_stress"]
+ERRORS = ["test_descriptor_errors", "test_write_while_busy"]
+FAULTS = [f"test_fault_{kind}_{stream}" for kind in ("slverr", "decerr") for stream in "QKVO"]
+GROUPS = {"jobs": JOBS, "timing": TIMING, "errors": ERRORS, "faults": FAULTS}
+
+
+def run(name, tests, **env):
+    cfg = CONFIGS[name]
+    extra = {k.upper(): v for k, v in env.items()}
+    if name == "axi":
+        extra["SOFA_SMALL"] = 1
+    run_cocotb("sofa_top", sofa_top, cfg, MODULE, name=name, testcase=tests, extra_env=extra)
+
+
+@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("name", ["axi-small", "axi-odd"])
+def test_axicore_verilator(name, group):
+    run(name, GROUPS[group])
+
+
+@pytest.mark.parametrize("group", ["jobs", "faults"])
+def test_axi_preset_verilator(group):
+    """The ``axi`` preset itself, at S of two or three tiles."""
+    run("axi", GROUPS[group])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", ["timing", "errors"])
+def test_axi_preset_verilator_more(group):
+    run("axi", GROUPS[group])
+
+
+def test_axicore_4k():
+    """S = 4096, two queries (one lane block), the small config."""
+    run("axi-small", ["test_long"], sofa_long_s=4096, sofa_long_t=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("S,T", [(16384, 3), (65536, 2)])
+def test_axicore_long(S, T):
+    run("axi-small", ["test_long"], sofa_long_s=S, sofa_long_t=T)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["axi-small", "axi-odd"])
+def test_axicore_long_stress(name):
+    """Ten stress rounds with another seed."""
+    run(name, ["test_stress"], sofa_stress_rounds=10, sofa_seed=7)
