@@ -23,10 +23,10 @@ from gen import axibench
 from gen.design import add_design_arguments, load_cfg
 from gen.rtlsim.runner import SimulationError, run_cocotb
 from spec.config import ConfigError, RunParams, preset
-from spec.validate import int_arg
+from spec.validate import check_int, check_out_dir, int_arg, make_out_dir, path_arg
 
 
-__all__ = ["add_arguments", "run", "bench_config", "top_ks", "metrics", "projections",
+__all__ = ["add_arguments", "check", "run", "bench_config", "top_ks", "metrics", "projections",
            "markdown", "RATIOS", "PROJECT_SEQ", "FAILURES"]
 
 
@@ -183,11 +183,11 @@ def add_arguments(parser):
     """The options of ``sofa bench``."""
     add_design_arguments(parser, out=False, preset_default="the default preset with "
                          "k_max = 8, named bench")
-    parser.add_argument("--seq", metavar="S", type=int,
+    parser.add_argument("--seq", metavar="S", type=int_arg(1),
                         help="sequence length, 1 … max_seq_len (default: max_seq_len)")
-    parser.add_argument("--rows", metavar="T", type=int, default=4,
-                        help="queries per run (default: 4)")
-    parser.add_argument("--out", metavar="DIR", type=Path, default=Path("build/bench"),
+    parser.add_argument("--rows", metavar="T", type=int_arg(1), default=4,
+                        help="queries per run, at least 1 (default: 4)")
+    parser.add_argument("--out", metavar="DIR", type=path_arg, default=Path("build/bench"),
                         help="output directory (default: build/bench)")
     parser.add_argument("--no-projection", dest="projection", action="store_false",
                         help="skip the cycle model's projection to S = "
@@ -212,33 +212,35 @@ def _seq_list(text):
     return [int_arg(1, 65536)(p.strip()) for p in parts]
 
 
+def check(args):
+    """Every input of ``sofa bench`` checked before anything is built or run: ``(cfg, S,
+    top_ks)``. Raises :class:`ConfigError`: the config, one without counters (the bench
+    reads them), a k_max too small for :data:`RATIOS`, ``--seq`` above max_seq_len, ``--rows``,
+    an ``--out`` that cannot be made (nothing is created)."""
+    cfg = bench_config(args)
+    if cfg.counter_width == 0:
+        raise ConfigError(f"counter_width = 0 ({cfg.name}): the bench reads the core's "
+                          f"counters; use a config with counter_width 8 … 32")
+    ks = top_ks(cfg, RATIOS)
+    seq = check_int("--seq", cfg.max_seq_len if args.seq is None else args.seq, 1,
+                    cfg.max_seq_len)
+    check_int("--rows", args.rows, 1)
+    check_out_dir("--out", args.out)
+    return cfg, seq, ks
+
+
 def run(args):
     """Run the bench on ``args`` (from :func:`add_arguments`); returns the exit status 0.
 
     Raises
     ------
     ConfigError
-        Bad input: config, ``--seq``, ``--rows``, a k_max too small for :data:`RATIOS`, an
-        ``--out`` that cannot be created.
+        Bad input (:func:`check`, before any work).
     SimulationError
         The Verilator build failed or the RTL disagreed with the golden model.
     """
-    cfg = bench_config(args)
-    if cfg.counter_width == 0:
-        raise ConfigError(f"counter_width = 0 ({cfg.name}): the bench reads the core's "
-                          f"counters; use a config with counter_width 8 … 32")
-    ks = top_ks(cfg, RATIOS)
-    seq = cfg.max_seq_len if args.seq is None else args.seq
-    if not 1 <= seq <= cfg.max_seq_len:
-        raise ConfigError(f"--seq {seq}: the sequence length must be 1 … max_seq_len = "
-                          f"{cfg.max_seq_len}")
-    if args.rows < 1:
-        raise ConfigError(f"--rows {args.rows}: the number of queries must be at least 1")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {args.out}: cannot create the directory: "
-                          f"{e.strerror or e}") from None
+    cfg, seq, ks = check(args)
+    make_out_dir("--out", args.out)
 
     from hw.top import sofa_top
     raw_path = (args.out / "runs.json").resolve()

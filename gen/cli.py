@@ -136,26 +136,6 @@ _LOCAL = {"verilog": (_add_verilog, _check_verilog, _run_verilog),
           "regs": (_add_regs, _check_regs, _run_regs)}
 
 
-def _check_bench(args):
-    """``sofa bench``'s checks, which :func:`gen.bench.run` makes before it builds anything
-    (that module has no ``check`` of its own yet); for :func:`validate`."""
-    from gen.bench import RATIOS, bench_config, top_ks
-    from spec.validate import check_int
-    cfg = bench_config(args)
-    if cfg.counter_width == 0:
-        raise ConfigError(f"counter_width = 0 ({cfg.name}): the bench reads the core's "
-                          f"counters; use a config with counter_width 8 … 32")
-    top_ks(cfg, RATIOS)
-    if args.seq is not None:
-        check_int("--seq", args.seq, 1, cfg.max_seq_len)
-    check_int("--rows", args.rows, 1)
-    return cfg, check_out_dir("--out", args.out)
-
-
-#: Checks of commands whose module has no ``check`` (see :func:`_job`).
-_CHECKS = {"bench": _check_bench}
-
-
 # -- dispatch ------------------------------------------------------------------------------------
 
 def _job(command):
@@ -164,8 +144,7 @@ def _job(command):
     if command in _LOCAL:
         return (*_LOCAL[command], (), None)
     module = importlib.import_module(COMMANDS[command][0])
-    check = getattr(module, "check", None) or _CHECKS[command]
-    return (module.add_arguments, check, module.run, getattr(module, "FAILURES", ()),
+    return (module.add_arguments, module.check, module.run, getattr(module, "FAILURES", ()),
             getattr(module, "INTERRUPTED", None))
 
 
@@ -215,8 +194,6 @@ def main(argv=None):
     args = _parse(argv)
     _, check, run, failures, interrupted = _job(args.command)
     try:
-        if args.command in _CHECKS:          # a module's own run() starts with its check()
-            check(args)
         return run(args)
     except ConfigError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)

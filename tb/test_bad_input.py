@@ -135,6 +135,7 @@ CASES = [
     ("bench-k-max", ["bench", "--preset", "tiny", "--out", "{out}"], "k_max"),
     ("bench-preset", ["bench", "--preset", "", "--out", "{out}"], "preset"),
     ("bench-config", ["bench", "--config", "{cfg:bigint.json}", "--out", "{out}"], "--config"),
+    ("bench-out-empty", ["bench", "--out", ""], "--out"),
     ("bench-out-file", ["bench", "--out", "{tmp}/afile"], "--out"),
     ("bench-out-under-file", ["bench", "--out", "{tmp}/afile/sub"], "--out"),
     # -- eval -------------------------------------------------------------------------------
