@@ -183,9 +183,9 @@ def add_arguments(parser):
     """The options of ``sofa bench``."""
     add_design_arguments(parser, out=False, preset_default="the default preset with "
                          "k_max = 8, named bench")
-    parser.add_argument("--seq", metavar="S", type=int_arg(1),
+    parser.add_argument("--seq", metavar="S", type=int_arg(),
                         help="sequence length, 1 … max_seq_len (default: max_seq_len)")
-    parser.add_argument("--rows", metavar="T", type=int_arg(1), default=4,
+    parser.add_argument("--rows", metavar="T", type=int_arg(), default=4,
                         help="queries per run, at least 1 (default: 4)")
     parser.add_argument("--out", metavar="DIR", type=path_arg, default=Path("build/bench"),
                         help="output directory (default: build/bench)")

@@ -45,15 +45,11 @@ def test_axicore_verilator(name, group):
     run(name, GROUPS[group])
 
 
-@pytest.mark.parametrize("group", ["jobs", "faults"])
-def test_axi_preset_verilator(group):
-    """The ``axi`` preset itself, at S of two or three tiles."""
-    run("axi", GROUPS[group])
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("group", ["timing", "errors"])
-def test_axi_preset_verilator_more(group):
+@pytest.mark.parametrize("group", GROUPS)
+def test_axi_preset_verilator(group):
+    """The ``axi`` preset itself, at S of two or three tiles (make test-all: its build alone
+    takes two minutes; axi-small and axi-odd cover the same logic in make test)."""
     run("axi", GROUPS[group])
 
 

@@ -10,7 +10,8 @@ from gen.rtlsim.runner import run_cocotb
 from tb.support.configs import DLZS_CONFIGS as CONFIGS
 
 
-@pytest.mark.parametrize("name", ["tiny", "odd", "chunks8", "default"])
+# default in make test-all: the core test builds it whole (test_top_verilator.py)
+@pytest.mark.parametrize("name", ["tiny", "odd", "chunks8", pytest.param("default", marks=pytest.mark.slow)])
 def test_dlzs_verilator(name):
     cfg = CONFIGS[name] if name in CONFIGS else preset(name)
     run_cocotb("dlzs", DLZS, cfg, "tb.cocotb.dlzs.cocotb_dlzs", name=name)

@@ -159,7 +159,8 @@ def verilator_bytes(cfg, frames, *, replies, tmp_path):
 ON_VERILATOR = ("default", "ecp5")
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "ecp5" else n
+                                  for n in CONFIGS])
 def test_board_model_is_the_rtl(name, tmp_path):
     """The same session, sent back to back, gives the same reply bytes from the RTL and the
     simulated board, on every on-chip preset and with two query lanes."""

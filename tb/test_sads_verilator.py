@@ -9,6 +9,7 @@ from gen.rtlsim.runner import run_cocotb
 from tb.support.configs import SADS_CONFIGS as CONFIGS
 
 
-@pytest.mark.parametrize("name", ["tiny", "default", "odd"])
+# default in make test-all: the core test builds it whole (test_top_verilator.py)
+@pytest.mark.parametrize("name", ["tiny", pytest.param("default", marks=pytest.mark.slow), "odd"])
 def test_sads_verilator(name):
     run_cocotb("sads", SADS, CONFIGS[name], "tb.cocotb.sads.cocotb_sads", name=name)

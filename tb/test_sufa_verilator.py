@@ -9,6 +9,7 @@ from gen.rtlsim.runner import run_cocotb
 from tb.support.configs import SUFA_CONFIGS as CONFIGS
 
 
-@pytest.mark.parametrize("name", ["tiny", "wide", "odd", "default"])
+# default in make test-all: the core test builds it whole (test_top_verilator.py)
+@pytest.mark.parametrize("name", ["tiny", "wide", "odd", pytest.param("default", marks=pytest.mark.slow)])
 def test_sufa_verilator(name):
     run_cocotb("sufa", SUFA, CONFIGS[name], "tb.cocotb.sufa.cocotb_sufa", name=name)

@@ -1,7 +1,6 @@
 """The SOFA core (``sofa_top``) on Verilator end to end (cocotb, ``tb/cocotb/top/cocotb_top.py``)
-against the golden model: tiny (one and two query lanes), ice40 and ecp5 presets at
-S = max_seq_len, and the default
-preset at S = 512 (of 1024; ``make test-all`` runs the whole 1024)."""
+against the golden model: tiny (one and two query lanes) and ice40 at S = max_seq_len, and the
+default preset at S = 512; ``make test-all`` adds ecp5 and the default preset's whole 1024."""
 
 import pytest
 
@@ -11,7 +10,7 @@ from gen.rtlsim.runner import run_cocotb
 
 
 @pytest.mark.parametrize("name,seq", [("tiny", None), ("tiny2", None), ("ice40", None),
-                                      ("ecp5", None),
+                                      pytest.param("ecp5", None, marks=pytest.mark.slow),
                                       ("default", 512),
                                       pytest.param("default", 1024, marks=pytest.mark.slow)])
 def test_top_verilator(name, seq):

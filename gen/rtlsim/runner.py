@@ -56,6 +56,8 @@ SIMULATORS = ("verilator", "icarus")
 #: ``make`` and ``python -m pytest``), like every other output of the flows; Icarus builds
 #: go beside them in ``cocotb-icarus``.
 BUILD_ROOT = Path("build") / "cocotb"
+#: (unit, component factory, config) -> (Verilog, sidecar JSON) of this process.
+_ELABORATED = {}
 #: Icarus' time unit and precision (the Verilog has no ``timescale``; the testbenches' clocks
 #: are in ns).
 _ICARUS_TIMESCALE = ("1ns", "1ps")
@@ -247,13 +249,18 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
     build_dir = build_dir_for(unit, variant, build_root=build_root, sim=sim)
     build_dir.mkdir(parents=True, exist_ok=True)
 
-    component = component_factory(cfg)
-    verilog_text = elaborate(component, name=unit)
+    # Elaborating a large core takes seconds; a session runs the same design many times.
+    key = (unit, component_factory, cfg)
+    if key not in _ELABORATED:
+        component = component_factory(cfg)
+        verilog_text = elaborate(component, name=unit)
+        meta = sidecar(cfg, component, top=unit, verilog_text=verilog_text)
+        _ELABORATED[key] = (verilog_text, json.dumps(meta, indent=2) + "\n")
+    verilog_text, meta_text = _ELABORATED[key]
     v_path = build_dir / f"{unit}.v"
     sidecar_path = build_dir / f"{unit}.json"
     write_if_changed(v_path, verilog_text)
-    meta = sidecar(cfg, component, top=unit, verilog_text=verilog_text)
-    write_if_changed(sidecar_path, json.dumps(meta, indent=2) + "\n")
+    write_if_changed(sidecar_path, meta_text)
 
     waves = waves_enabled()
     if sim == "icarus":
