@@ -51,7 +51,7 @@ class HostLink(wiring.Component):
     timeout_cycles : int
         Idle cycles inside a frame after which it is answered with ``TRUNCATED``.
     queue_bytes : int, optional
-        The request queue in bytes (a power of two; default: the smallest that holds one
+        The request queue in bytes (1, or a power of two from 16; default: the smallest that holds one
         largest request frame). Bytes wait there while a request executes; see
         :mod:`spec.protocol` for the rule that keeps it from overflowing and the ``BUSY``
         reply when it does.
