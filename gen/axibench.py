@@ -193,12 +193,14 @@ def roofline(cfg, rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    peak = 2 * cfg.mac_lanes * cfg.q_lanes              # MAC operations a cycle
+    # each lane has mac_lanes multipliers for Q·K and as many for P·V, two operations a MAC
+    peak = 2 * 2 * cfg.mac_lanes * cfg.q_lanes
     fig, ax = plt.subplots(figsize=(7, 5))
     xs = np.logspace(-1, 3, 100)
     for j, bpc in enumerate(BANDWIDTHS):
-        ax.plot(xs, np.minimum(bpc * xs, peak), color=f"C{j}", alpha=0.4,
-                label=f"roof, {bpc} B/cycle")
+        eff = min(bpc, cfg.axi_data_width // 8)     # the port moves at most a bus word
+        ax.plot(xs, np.minimum(eff * xs, peak), color=f"C{j}", alpha=0.4,
+                label=f"roof, {bpc} B/cycle" + (f" (port: {eff})" if eff < bpc else ""))
         pts = [r for r in rows if r["source"] == "model" and r["bytes_per_cycle"] == bpc
                and r["seq_len"] == 16384]
         for r in pts:
