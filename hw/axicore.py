@@ -30,10 +30,11 @@ from hw.axi import axil_slave_members
 from hw.axiengine import AxiEngine
 from hw.axil import AxiLiteRegisters
 from hw.counters import CounterBank, unit_increments
+from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
 from spec.config import ConfigError
 from spec.job import JobError, TENSORS, bus_bytes, row_beats
 from spec.regmap import (COUNTER_BASE, Reg, address_words, counter_names, register,
-                         register_map, registers)
+                         register_map)
 
 
 __all__ = ["SofaAxiCore", "LITE_ADDR_WIDTH"]
@@ -112,8 +113,7 @@ class SofaAxiCore(wiring.Component):
                 m.d.comb += getattr(dst, name).eq(getattr(src, name))
 
         # -- registers --------------------------------------------------------------------------
-        params = {r.name: Signal(r.value_width(cfg), init=r.reset(cfg), name=r.name)
-                  for r in registers(cfg) if r.access == "rw"}
+        params = parameter_signals(cfg)
         error, error_addr = Signal(), Signal(register("error_addr").value_width(cfg))
         done, job_error = Signal(), Signal(4)
         clear = Signal()
@@ -126,17 +126,7 @@ class SofaAxiCore(wiring.Component):
 
         with m.If(lite.reg_we):
             with m.Switch(addr):
-                for r in registers(cfg):
-                    if r.access != "rw":
-                        continue
-                    lo, hi = r.legal(cfg)
-                    value = Cat(wd, params[r.high]) if r.high and \
-                        r.value_width(cfg) > len(wd) else wd
-                    with m.Case(r.address):
-                        with m.If(self.busy | (value < lo) | (value > hi)):
-                            reject(r.address)
-                        with m.Else():
-                            m.d.sync += params[r.name].eq(value)
+                parameter_write_cases(m, cfg, params, wd, self.busy, reject)
                 with m.Case(Reg.STATUS):
                     m.d.comb += clear.eq(wd[0])
                     with m.If(wd[1]):
@@ -256,10 +246,7 @@ class SofaAxiCore(wiring.Component):
         m.d.sync += r_addr.eq(addr)
         rdata = lite.reg_rdata
         with m.Switch(r_addr):
-            for r in registers(cfg):
-                if r.access == "rw":
-                    with m.Case(r.address):
-                        m.d.comb += rdata.eq(params[r.name])
+            parameter_read_cases(m, cfg, params, rdata)
             with m.Case(Reg.STATUS):
                 m.d.comb += rdata.eq(self.busy | (error << 1))
             with m.Case(Reg.ERROR_ADDR):

@@ -6,12 +6,12 @@ from amaranth.lib.wiring import In, Out
 
 from hw.counters import CounterBank, unit_increments
 from hw.dlzs import DLZS, row_layout
+from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
 from hw.sads import SADS, sel_layout
 from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
 from spec.config import ConfigError
-from spec.regmap import (COUNTER_BASE, N_REGS, Reg, counter_names, register, registers,
-                         register_map)
+from spec.regmap import (COUNTER_BASE, N_REGS, Reg, counter_names, register, register_map)
 from spec.timing import core_latency
 
 
@@ -190,8 +190,7 @@ class SofaCore(wiring.Component):
             return Cat(*sigs).all() if sigs else 1
 
         # -- registers: the parameters of spec.regmap, range-checked, written while idle ------
-        params = {r.name: Signal(r.value_width(cfg), init=r.reset(cfg), name=r.name)
-                  for r in registers(cfg) if r.access == "rw"}
+        params = parameter_signals(cfg)
         seq_len, top_k, radius = params["seq_len"], params["top_k"], params["radius"]
         scale, dense = params["scale"], params["dense"]
         error = Signal()
@@ -212,18 +211,7 @@ class SofaCore(wiring.Component):
         wd = self.reg_wdata
         with m.If(self.reg_we):
             with m.Switch(self.reg_addr):
-                for r in registers(cfg):
-                    if r.access != "rw":
-                        continue
-                    lo, hi = r.legal(cfg)
-                    # A parameter wider than the port takes its high bits from its _HI stage.
-                    value = Cat(wd, params[r.high]) if r.high and \
-                        r.value_width(cfg) > len(wd) else wd
-                    with m.Case(r.address):
-                        with m.If(self.busy | (value < lo) | (value > hi)):
-                            reject(r.address)
-                        with m.Else():
-                            m.d.sync += params[r.name].eq(value)
+                parameter_write_cases(m, cfg, params, wd, self.busy, reject)
                 with m.Case(Reg.STATUS):
                     m.d.comb += clear.eq(wd[0])
                     with m.If(wd[1]):
@@ -435,10 +423,7 @@ class SofaCore(wiring.Component):
         r_addr = Signal.like(self.reg_addr)
         m.d.sync += r_addr.eq(self.reg_addr)
         with m.Switch(r_addr):
-            for r in registers(cfg):
-                if r.access == "rw":
-                    with m.Case(r.address):
-                        m.d.comb += self.reg_rdata.eq(params[r.name])
+            parameter_read_cases(m, cfg, params, self.reg_rdata)
             with m.Case(Reg.STATUS):
                 m.d.comb += self.reg_rdata.eq(self.busy | (error << 1))
             with m.Case(Reg.ERROR_ADDR):
