@@ -18,8 +18,9 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
+from gen.rtlsim.core import CoreDriver
 from gen.rtlsim.streams import load_sidecar
 from spec.job import JobError
 from spec.regmap import WORD_BITS, Reg, register, registers
@@ -35,35 +36,19 @@ CHECK_CYCLES = 16
 
 
 class OnChipPort:
-    """``reg_addr``/``reg_wdata``/``reg_we``; ``reg_rdata`` one cycle after the address."""
+    """``reg_*`` through the product's core driver (:class:`gen.rtlsim.core.CoreDriver`)."""
 
     def __init__(self, dut):
-        self.dut = dut
+        self.driver = CoreDriver(dut, CFG)
 
     async def reset(self):
-        dut = self.dut
-        dut.rst.value = 1
-        for name in ("q__valid", "kv_load__valid", "reg_we"):
-            getattr(dut, name).value = 0
-        dut.o__ready.value = 0
-        await ClockCycles(dut.clk, 2)
-        await FallingEdge(dut.clk)
-        dut.rst.value = 0
+        await self.driver.reset()
 
     async def write(self, addr, value):
-        dut = self.dut
-        await FallingEdge(dut.clk)
-        dut.reg_addr.value, dut.reg_wdata.value, dut.reg_we.value = addr, value, 1
-        await FallingEdge(dut.clk)
-        dut.reg_we.value = 0
+        await self.driver.write_reg(addr, value)
 
     async def read(self, addr):
-        dut = self.dut
-        await FallingEdge(dut.clk)
-        dut.reg_addr.value = addr
-        await FallingEdge(dut.clk)
-        await ReadOnly()
-        return int(dut.reg_rdata.value)
+        return await self.driver.read_reg(addr)
 
 
 class AxiLitePort:
