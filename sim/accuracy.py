@@ -36,6 +36,8 @@ from threadpoolctl import threadpool_limits
 
 from sim.minilm import (MiniLM, ModelMissing, TEXT_DIR, check_text_lengths, cosine,
                         load_texts)
+from sim.quickcheck import (QUICK_LIMITS, QuickCheckFailed, audit_sofa, quick_check,
+                            quick_margins)
 from spec.validate import check_out_dir, make_out_dir, path_arg
 from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, ExactTileTopK,
                             ExactTopK, HeadData, PadeGuard, SofaDLZS, SpattenMSB,
@@ -45,7 +47,7 @@ from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, Ex
 __all__ = ["RATIOS", "BLOCK_SIZES", "RADII", "HEADLINE_RATIO", "QUICK", "Dataset",
            "build_dataset", "masked_float", "sparse_hook", "evaluate_heads",
            "embedding_cosines", "calibrate", "check", "run", "key_table", "ratio_table",
-           "report_markdown"]
+           "report_markdown", "quick_sofa"]
 
 RATIOS = (0.5, 0.25, 0.125, 0.0625)
 BLOCK_SIZES = (16, 32, 64)
@@ -126,15 +128,24 @@ class _Acc:
             self._add(self.layer[layer], k, v)
 
 
-def evaluate_heads(pred, data):
-    """Head-level metrics of ``pred`` over every (text, layer) of ``data``."""
+def evaluate_heads(pred, data, audit=False):
+    """Head-level metrics of ``pred`` over every (text, layer) of ``data``; ``audit`` adds
+    :func:`audit_sofa`'s figures (SOFA only) under ``res["audit"]``."""
     n_layers = len(data.layers[0])
     acc = _Acc(n_layers)
     d = data.layers[0][0].shape[3]
+    aud = None
     for per_text in data.layers:
         for layer, hd in enumerate(per_text):
             H, T, S, _ = hd.shape
-            sel = pred.select(hd)
+            if audit:
+                sel, a = audit_sofa(pred, hd)
+                aud = a if aud is None else {
+                    k: (max(aud[k], v) if k in ("l_over", "l_under") else aud[k] + v)
+                    for k, v in a.items()}
+                _Acc._add(acc.info, "audit_heads", H)
+            else:
+                sel = pred.select(hd)
             n = sel.mask.sum(axis=-1)                                   # [H, T]
             hits = (sel.mask & (hd.rank < n[..., None])).sum(axis=-1)
             mass = (hd.probs() * sel.mask).sum(axis=-1)
@@ -142,7 +153,7 @@ def evaluate_heads(pred, data):
             ref = hd.dense_output()
             err = np.linalg.norm((out - ref).reshape(H, -1), axis=1) / \
                 np.maximum(np.linalg.norm(ref.reshape(H, -1), axis=1), 1e-30)
-            acc.add(layer, rows=H * T, pairs=H * T * S, heads=H,
+            acc.add(layer, rows=H * T, pairs=H * T * S, heads=H, kept_keys=n.sum(),
                     kept=(n / S).sum(), recall=(hits / np.maximum(n, 1)).sum(),
                     mass=mass.sum(), err=err.sum(),
                     cost=int8_equivalent(sel.ops),
@@ -157,7 +168,15 @@ def evaluate_heads(pred, data):
                 oracle = pred.tile_oracle(hd)
                 _Acc._add(acc.info, "tile_hits", (sel.mask & oracle).sum())
                 _Acc._add(acc.info, "tile_oracle", oracle.sum())
-    return _reduce(acc, d)
+    res = _reduce(acc, d)
+    if aud is not None:
+        rows = res["rows"]
+        res["audit"] = {"selection_agrees": aud["rows_agree"] / rows
+                        if math.isinf(pred.radius_nat) else None,
+                        "kept_over_rule": acc.tot["kept_keys"] / aud["kept_expected"] - 1.0,
+                        "l_over": aud["l_over"], "l_under": aud["l_under"],
+                        "fp_err": aud["fp_err"] / acc.info.get("audit_heads", 1)}
+    return res
 
 
 def _reduce(acc, d):
@@ -222,8 +241,8 @@ def calibrate(factory, data, target, lo, hi, kept_of=None, iters=24):
 
 # -- the study -----------------------------------------------------------------------------
 
-def _entry(pred, ratio, data, model, embed=True):
-    res = evaluate_heads(pred, data)
+def _entry(pred, ratio, data, model, embed=True, audit=False):
+    res = evaluate_heads(pred, data, audit=audit)
     res.update(name=pred.name, family=pred.family, ratio=ratio, params=pred.params())
     if embed:
         cos = embedding_cosines(model, data, pred)
@@ -233,16 +252,17 @@ def _entry(pred, ratio, data, model, embed=True):
 
 
 def run_study(texts=None, ratios=RATIOS, block_sizes=BLOCK_SIZES, radii=RADII, out=None,
-              model=None, log=print):
+              model=None, log=print, audit=False):
     """The whole study; returns the results dict (and writes the report if ``out``).
+    ``audit`` runs :func:`audit_sofa` on the SOFA rows without clipping (the quick check).
 
     BLAS runs single-threaded: the matrices are small, and on a busy 2-core machine a
     multi-threaded BLAS is several times slower than one thread."""
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run(texts, ratios, block_sizes, radii, out, model, log)
+        return _run(texts, ratios, block_sizes, radii, out, model, log, audit)
 
 
-def _run(texts, ratios, block_sizes, radii, out, model, log):
+def _run(texts, ratios, block_sizes, radii, out, model, log, audit=False):
     t0 = time.time()
     model = model or MiniLM()
     texts = load_texts() if texts is None else texts
@@ -254,7 +274,8 @@ def _run(texts, ratios, block_sizes, radii, out, model, log):
 
     def add(pred, ratio):
         t = time.time()
-        e = _entry(pred, ratio, data, model)
+        e = _entry(pred, ratio, data, model,
+                   audit=audit and isinstance(pred, SofaDLZS) and math.isinf(pred.radius_nat))
         entries.append(e)
         log(f"  {e['name']:<44} ratio {ratio if ratio else '-':<7} kept {e['kept']:.3f} "
             f"recall {e['recall']:.3f} mass {e['mass']:.3f} err {e['out_rel_err']:.4f} "
@@ -609,9 +630,22 @@ def write_plots(results, out):
              f1), ("SOFA: sphere radius R against keys kept, per tile size", f2)]
 
 
-# -- CLI -----------------------------------------------------------------------------------
+# -- the quick check -------------------------------------------------------------------------
 
 QUICK = dict(n_texts=2, ratios=(0.25,), block_sizes=(16,), radii=(math.inf, 3.0))
+
+def quick_sofa(model, data):
+    """The audited SOFA entry of the quick check on ``data`` (the quick texts)."""
+    pred = SofaDLZS(QUICK["block_sizes"][0], QUICK["ratios"][0])
+    res = evaluate_heads(pred, data, audit=True)
+    res.update(name=pred.name, family=pred.family, ratio=QUICK["ratios"][0],
+               params=pred.params())
+    cos = embedding_cosines(model, data, pred)
+    res.update(cos_mean=float(np.mean(cos)), cos_min=float(np.min(cos)), cos_per_text=cos)
+    return res
+
+
+# -- CLI -----------------------------------------------------------------------------------
 
 
 def add_arguments(parser):
@@ -642,9 +676,22 @@ def run(args):
     """``sofa eval``: the study over ``args.texts``, written to ``args.out``."""
     texts = check(args)
     kw = {k: v for k, v in QUICK.items() if k != "n_texts"} if args.quick else {}
-    run_study(texts, out=make_out_dir("--out", args.out), **kw)
+    out = make_out_dir("--out", args.out)
+    res = run_study(texts, out=out, audit=args.quick, **kw)
+    if args.quick:
+        entry = next(e for e in res["entries"] if "audit" in e)
+        broken = quick_check(entry)
+        (out / "quick_check.json").write_text(json.dumps(jsonable({
+            "passed": not broken, "broken": broken,
+            "margins": {k: {"value": v, "limit": lim, "margin": mg}
+                        for k, (v, lim, mg) in quick_margins(entry).items()}}), indent=1))
+        if broken:
+            raise QuickCheckFailed(f"quick check failed ({out / 'quick_check.json'}): "
+                                   + "; ".join(broken))
+        print(f"quick check passed: {len(QUICK_LIMITS)} limits held "
+              f"({out / 'quick_check.json'})")
     return 0
 
 
 #: Failures of a run that are not bad input (``sofa`` exits 1 with one line).
-FAILURES = (ModelMissing,)
+FAILURES = (ModelMissing, QuickCheckFailed)

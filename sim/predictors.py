@@ -330,6 +330,12 @@ class SofaDLZS(_Predictor):
         return cfg, scale, radius
 
     def select(self, hd):
+        return self.run(hd)[0]
+
+    def run(self, hd):
+        """``(Selection, FastResult, cfg, scale_log2e)``: the selection and the bit-exact
+        pipeline's whole result (final ``m``, ``l``, rescales per row), for the audits of the
+        quick check (:func:`sim.accuracy.audit_sofa`)."""
         H, T, S, d = hd.shape
         cfg, scale, radius = self.run_params(hd)
         res = sofa_heads(hd.Q, hd.K, hd.V, cfg, seq_len=S, top_k=self.top_k, radius=radius,
@@ -337,7 +343,7 @@ class SofaDLZS(_Predictor):
         mask = res.mask()
         ops = {"shift_add": H * T * S * d, "int8_mac": 2 * d * int(mask.sum())}
         out = res.out / float(1 << cfg.out_frac)
-        return Selection(mask=mask, ops=ops, out=out, info=res.counters())
+        return Selection(mask=mask, ops=ops, out=out, info=res.counters()), res, cfg, scale
 
     def tile_oracle(self, hd):
         """The exact per-tile top-k this configuration approximates (SADS with a perfect

@@ -12,6 +12,7 @@ import pytest
 from gen.cli import main as sofa
 from spec.config import ConfigError, RunParams
 from sim import accuracy as A
+from sim import quickcheck as QC
 from sim import golden as G
 from sim import predictors as P
 from sim import reference as R
@@ -141,13 +142,11 @@ def test_cost_model():
 
 # -- the quick study on the real model -----------------------------------------------------
 
-#: Thresholds for the quick study (2 texts, 25 % of the keys, Bc = 16, R = ∞). Measured:
-#: recall 0.649, tile recall 0.918, mass 0.731, embedding cosine mean 0.9450 / min 0.9302,
-#: dense datapath cosine 0.99985. The margins (about 0.03 on recall, 0.015 on cosine) absorb
-#: float32 BLAS differences between machines, which can move a few int8 codes; a broken
-#: predictor (e.g. random keys: recall and tile recall ≈ 0.25) fails by far.
-SOFA_MIN = {"recall": 0.62, "tile_recall": 0.89, "mass": 0.70, "cos_mean": 0.93,
-            "cos_min": 0.915}
+#: The quick study's SOFA row (2 texts, 25 % of the keys, Bc = 16, R = ∞) is held to
+#: sim.quickcheck.QUICK_LIMITS (audits and accuracy; tb/test_quickcheck.py shows that injected
+#: faults break them); the mass is held here too. Measured: mass 0.731, dense datapath cosine
+#: 0.99985.
+SOFA_MIN_MASS = 0.70
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +154,7 @@ def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     texts = dict(list(load_texts().items())[:A.QUICK["n_texts"]])
     kw = {k: v for k, v in A.QUICK.items() if k != "n_texts"}
-    res = A.run_study(texts, out=out, log=lambda *a: None, **kw)
+    res = A.run_study(texts, out=out, log=lambda *a: None, audit=True, **kw)
     return res, out
 
 
@@ -168,8 +167,9 @@ def _entry(res, name):
 def test_quick_study_sofa_accuracy(quick):
     res, _ = quick
     sofa = _entry(res, "SOFA Bc=16 R=∞")
-    for key, low in SOFA_MIN.items():
-        assert sofa[key] >= low, f"SOFA {key} = {sofa[key]:.4f} fell below {low}"
+    assert QC.quick_check(sofa) == []
+    assert sofa["mass"] >= SOFA_MIN_MASS
+    assert "audit" not in _entry(res, "SOFA Bc=16 R=3")        # audited without clipping only
     assert 0.25 <= sofa["kept"] < 0.27                  # short last tiles keep a bit more
     assert sofa["saved"] > 0.6
 
