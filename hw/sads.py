@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.dlzs import ahat_layout
 from hw.sortnet import SortNet
+from spec.config import ConfigError
 from spec.timing import sads_timing
 
 
@@ -153,6 +154,10 @@ class SADS(wiring.Component):
     """
 
     def __init__(self, cfg, *, kind="oddeven", layers_per_stage=1, counter_width=32):
+        if cfg.adapt_bins:
+            raise ConfigError(f"adapt_bins = {cfg.adapt_bins}: the adaptive selection budget "
+                              f"is in the golden models only, the RTL does not build it yet; "
+                              f"allowed adapt_bins = 0")
         self._cfg = cfg
         der = cfg.derived
         self._kind = kind

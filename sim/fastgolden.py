@@ -32,11 +32,12 @@ import numpy as np
 
 from spec.config import ConfigError, RunParams
 from sim.golden import check_inputs, exp2_lut, tile_ranges
+from spec.regmap import ADAPT_MASS_FRAC
 
 
 __all__ = ["matmul_exact", "FastResult", "sofa_heads", "sofa_attention_fast", "dlzs_scores_fast",
            "exact_scores_fast", "sads_rows", "pow2_operand", "exp2_fx_vec", "exp_arg_vec",
-           "divide_vec"]
+           "divide_vec", "adaptive_eligible_vec"]
 
 
 _NEG = np.iinfo(np.int64).min
@@ -120,7 +121,7 @@ class FastResult:
         in dense mode).
     sel_ahat : int64 [H, T, n_tiles, kt]
         Their Â (0 where padded or in dense mode).
-    blocked_radius, blocked_full, entered, steps : int64 [H, T, n_tiles]
+    blocked_radius, blocked_full, blocked_mass, entered, steps : int64 [H, T, n_tiles]
         SADS counters per tile (zeros in dense mode).
     m, l : int64 [H, T]; o : int64 [H, T, d]
         Final SU-FA state (``m`` undefined where ``has_m`` is false: no key visited).
@@ -134,6 +135,7 @@ class FastResult:
     sel_ahat: np.ndarray
     blocked_radius: np.ndarray
     blocked_full: np.ndarray
+    blocked_mass: np.ndarray
     entered: np.ndarray
     steps: np.ndarray
     m: np.ndarray
@@ -158,6 +160,7 @@ class FastResult:
                 "rescales": int(self.rescales.sum()),
                 "blocked_radius": int(self.blocked_radius.sum()),
                 "blocked_full": int(self.blocked_full.sum()),
+                "blocked_mass": int(self.blocked_mass.sum()),
                 "entered": int(self.entered.sum()), "sort_steps": int(self.steps.sum())}
 
 
@@ -170,9 +173,29 @@ def _per_head(value, H, name):
     return arr
 
 
-def sads_rows(ahat, cfg, top_k, radius, seq_len):
+def adaptive_eligible_vec(ahat, cfg, mass, sel_scale, shift, lut):
+    """:func:`sim.golden.adaptive_eligible` for every row of ``ahat`` [N, S]; ``mass``,
+    ``sel_scale``, ``shift`` [N]. Returns ``(eligible [N, S] bool, b_star [N])``."""
+    ahat = np.asarray(ahat, np.int64)
+    N, S = ahat.shape
+    nb = cfg.adapt_bins
+    shift = np.asarray(shift, np.int64)[:, None]
+    bins = np.minimum(nb - 1, (ahat.max(axis=1, keepdims=True) - ahat) >> shift)
+    cnt = np.zeros((N, nb), np.int64)
+    np.add.at(cnt, (np.repeat(np.arange(N), S), bins.ravel()), 1)
+    edge = -(np.arange(nb, dtype=np.int64)[None, :] << shift)
+    weight = exp2_fx_vec(exp_arg_vec(edge, np.asarray(sel_scale, np.int64)[:, None], cfg),
+                         cfg, lut)
+    cum = np.cumsum(cnt * weight, axis=1)
+    reach = (cum << ADAPT_MASS_FRAC) >= np.asarray(mass, np.int64)[:, None] * cum[:, -1:]
+    b_star = np.argmax(reach, axis=1)          # the last bin always reaches it
+    return bins <= b_star[:, None], b_star
+
+
+def sads_rows(ahat, cfg, top_k, radius, seq_len, eligible=None):
     """Vectorised :func:`sim.golden.sads_row` over the rows of ``ahat`` [N, S] and over the
-    tiles (batch ``b`` of every tile at once); ``radius`` [N].
+    tiles (batch ``b`` of every tile at once); ``radius`` [N]; ``eligible`` [N, S] (adaptive
+    budget) or None.
 
     Returns ``sel`` [N, n_tiles, top_k] (-1 padded), ``sel_ahat`` and the counters
     [N, n_tiles]. Public for callers that need the selection alone (the DSE's screening runs
@@ -186,12 +209,16 @@ def sads_rows(ahat, cfg, top_k, radius, seq_len):
     A = np.zeros((N, nt * Bc), dtype=np.int64)
     A[:, :seq_len] = ahat
     A = A.reshape(N, nt, Bc)
+    E = np.ones((N, nt * Bc), dtype=bool)
+    if eligible is not None:
+        E[:, :seq_len] = eligible
+    E = E.reshape(N, nt, Bc)
     pmax = np.maximum.accumulate(ahat, axis=1)            # max of Â[:, :j+1]
     clip = (radius != der.radius_inf)[:, None, None]
     ent = np.full((N, nt, Bc), _NEG, dtype=np.int64)      # entered values, _NEG if not
     n_ent = np.zeros((N, nt), dtype=np.int64)
     cnt = {k: np.zeros((N, nt), dtype=np.int64)
-           for k in ("blocked_radius", "blocked_full", "entered", "steps")}
+           for k in ("blocked_radius", "blocked_full", "blocked_mass", "entered", "steps")}
     for b0 in range(0, Bc, der.batch):
         b1 = min(b0 + der.batch, Bc)
         v = A[:, :, b0:b1]
@@ -201,14 +228,16 @@ def sads_rows(ahat, cfg, top_k, radius, seq_len):
         run_max = pmax[:, np.clip(g0 - 1, 0, seq_len - 1)]    # [N, nt]; unused if absent
         rb = (ex & clip & (g0 > 0)[None, :, None]
               & (v < (run_max - radius[:, None])[:, :, None]))
+        mb = ex & ~rb & ~E[:, :, b0:b1]
         has_thr = n_ent >= top_k
         thr = np.partition(ent, Bc - top_k, axis=2)[:, :, Bc - top_k]
-        fb = ex & ~rb & has_thr[:, :, None] & (v <= thr[:, :, None])
-        entering = ex & ~rb & ~fb
+        fb = ex & ~rb & ~mb & has_thr[:, :, None] & (v <= thr[:, :, None])
+        entering = ex & ~rb & ~mb & ~fb
         ent[:, :, b0:b1] = np.where(entering, v, _NEG)
         n_ent += entering.sum(axis=2)
         cnt["blocked_radius"] += rb.sum(axis=2)
         cnt["blocked_full"] += fb.sum(axis=2)
+        cnt["blocked_mass"] += mb.sum(axis=2)
         cnt["entered"] += entering.sum(axis=2)
         cnt["steps"] += entering.any(axis=2)
     # Kept: top_k entered, descending Â, ties to the lower index (a unique composite key).
@@ -223,7 +252,7 @@ def sads_rows(ahat, cfg, top_k, radius, seq_len):
 
 
 def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
-               dense=False):
+               dense=False, adapt_mass=0, adapt_scale=0, adapt_shift=0):
     """The SOFA pipeline of :func:`sim.golden.sofa_attention` for ``H`` heads at once.
 
     Parameters
@@ -241,6 +270,9 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
         The ``c`` register of each head.
     dense : bool
         Dense mode: every key, natural order.
+    adapt_mass, adapt_scale, adapt_shift : int or sequence of int (one per head)
+        The adaptive budget's registers (:class:`spec.config.RunParams`); ``adapt_mass = 0``
+        is the fixed budget.
     """
     Q, K, V = (np.asarray(a, dtype=np.int64) for a in (Q, K, V))
     if Q.ndim != 3 or K.ndim != 3 or V.ndim != 3 or not (Q.shape[0] == K.shape[0] ==
@@ -253,10 +285,14 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
     radius = der.radius_inf if radius is None else radius
     rad = _per_head(radius, H, "radius")
     cs = _per_head(scale_log2e, H, "scale_log2e")
+    am, asc, ash = (_per_head(v, H, n) for v, n in ((adapt_mass, "adapt_mass"),
+                                                     (adapt_scale, "adapt_scale"),
+                                                     (adapt_shift, "adapt_shift")))
     for h in range(H):                       # ranges and shapes, with the golden model's messages
         check_inputs(Q[h], K[h], V[h], cfg,
                      RunParams(seq_len=S, top_k=top_k, radius=int(rad[h]),
-                               scale_log2e=int(cs[h]), dense=dense))
+                               scale_log2e=int(cs[h]), dense=dense, adapt_mass=int(am[h]),
+                               adapt_scale=int(asc[h]), adapt_shift=int(ash[h])))
     N = H * T
     lut = np.asarray(exp2_lut(cfg), dtype=np.int64)
     scores = exact_scores_fast(Q, K, cfg)                       # [H, T, S]
@@ -271,11 +307,18 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
             sel[:, t, :b - a] = np.arange(a, b)
         sel_ahat = np.zeros_like(sel)
         cnt = {k: np.zeros((N, nt), dtype=np.int64)
-               for k in ("blocked_radius", "blocked_full", "entered", "steps")}
+               for k in ("blocked_radius", "blocked_full", "blocked_mass", "entered", "steps")}
     else:
         ahat = dlzs_scores_fast(Q, K, cfg)
         kt = top_k
-        sel, sel_ahat, cnt = sads_rows(ahat.reshape(N, S), cfg, top_k, np.repeat(rad, T), S)
+        eligible = None
+        if (am > 0).any():
+            rows_m = np.repeat(am, T)
+            eligible, _ = adaptive_eligible_vec(ahat.reshape(N, S), cfg, rows_m,
+                                                np.repeat(asc, T), np.repeat(ash, T), lut)
+            eligible |= (rows_m == 0)[:, None]        # heads on the fixed budget
+        sel, sel_ahat, cnt = sads_rows(ahat.reshape(N, S), cfg, top_k, np.repeat(rad, T), S,
+                                       eligible)
 
     # -- SU-FA over all rows ---------------------------------------------------------------
     c = np.repeat(cs, T)
@@ -351,6 +394,7 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
         sel=sel.reshape(H, T, nt, kt), sel_ahat=sel_ahat.reshape(H, T, nt, kt),
         blocked_radius=cnt["blocked_radius"].reshape(H, T, nt),
         blocked_full=cnt["blocked_full"].reshape(H, T, nt),
+        blocked_mass=cnt["blocked_mass"].reshape(H, T, nt),
         entered=cnt["entered"].reshape(H, T, nt), steps=cnt["steps"].reshape(H, T, nt),
         m=m.reshape(shape), has_m=has_m.reshape(shape), l=l.reshape(shape),
         o=o.reshape(H, T, cfg.d), keys=keys.reshape(shape), misses=misses.reshape(shape),
@@ -364,4 +408,5 @@ def sofa_attention_fast(Q, K, V, cfg, params):
     Q, K, V = (np.asarray(a)[None] for a in (Q, K, V))
     return sofa_heads(Q, K, V, cfg, seq_len=params.seq_len, top_k=params.top_k,
                       radius=params.radius, scale_log2e=params.scale_log2e,
-                      dense=params.dense)
+                      dense=params.dense, adapt_mass=params.adapt_mass,
+                      adapt_scale=params.adapt_scale, adapt_shift=params.adapt_shift)

@@ -16,11 +16,12 @@ import numpy as np
 
 from spec.config import ConfigError
 from spec.numerics import div_round_half_away, exp2_fx, exp2_lut, exp_arg
+from spec.regmap import ADAPT_MASS_FRAC
 
 
 __all__ = [
     "lzc", "log_shift", "dlzs_term", "dlzs_scores", "exact_scores",
-    "tile_ranges", "sads_row", "TileSelection",
+    "tile_ranges", "sads_row", "TileSelection", "adaptive_eligible",
     "exp2_lut", "exp2_fx", "exp_arg", "div_round_half_away",
     "sufa_row", "RowTrace", "sofa_attention", "GoldenResult", "check_inputs",
 ]
@@ -102,6 +103,8 @@ class TileSelection:
         Keys blocked by the sphere rule ``Â < run_max - R``.
     blocked_full : int
         Keys blocked because they cannot enter a full survivor list (``Â <= min``).
+    blocked_mass : int
+        Keys blocked as not eligible under the adaptive budget (:func:`adaptive_eligible`).
     entered : int
         Keys that entered the sorter.
     steps : int
@@ -112,11 +115,49 @@ class TileSelection:
     values: list
     blocked_radius: int = 0
     blocked_full: int = 0
+    blocked_mass: int = 0
     entered: int = 0
     steps: int = 0
 
 
-def sads_row(ahat_row, cfg, *, top_k, radius, seq_len=None):
+def adaptive_eligible(ahat_row, cfg, *, mass, sel_scale, shift, lut=None):
+    """The adaptive budget's eligible keys of one row: ``(eligible, b_star)``.
+
+    The first passes over the row's Â (docs/numerics.md, "Adaptive budget"):
+
+    1. ``M = max Â`` over the row;
+    2. each key falls into bin ``b_j = min(adapt_bins − 1, (M − Â_j) >> shift)``; ``cnt[b]``
+       counts the keys of bin ``b``;
+    3. the bin's weight is that of its upper edge through the SU-FA exponent path,
+       ``W[b] = exp2_fx(exp_arg(−(b << shift), sel_scale))`` (``EXP_ARG_FLOOR``,
+       ``LUT_ADDR_TRUNC``, ``EXP_SHIFT_FLOOR``), UQ1.``w_frac``;
+    4. ``b_star`` is the first bin at which the cumulative mass reaches the fraction
+       ``mass / 2^ADAPT_MASS_FRAC`` of the total, exactly:
+       ``(Σ_{b ≤ b_star} cnt[b]·W[b]) << ADAPT_MASS_FRAC ≥ mass · Σ_b cnt[b]·W[b]``;
+    5. key ``j`` is eligible iff ``b_j ≤ b_star``.
+
+    Every quantity is an exact integer; the row's best key is always eligible (``W[0]`` is 1.0).
+    """
+    lut = exp2_lut(cfg) if lut is None else lut
+    a = [int(v) for v in ahat_row]
+    nb = cfg.adapt_bins
+    top = max(a)
+    bins = [min(nb - 1, (top - v) >> shift) for v in a]
+    cnt = [0] * nb
+    for b in bins:
+        cnt[b] += 1
+    weight = [exp2_fx(exp_arg(-(b << shift), sel_scale, cfg), cfg, lut) for b in range(nb)]
+    total = sum(c * w for c, w in zip(cnt, weight))
+    cum, b_star = 0, nb - 1
+    for b in range(nb):
+        cum += cnt[b] * weight[b]
+        if (cum << ADAPT_MASS_FRAC) >= mass * total:
+            b_star = b
+            break
+    return [b <= b_star for b in bins], b_star
+
+
+def sads_row(ahat_row, cfg, *, top_k, radius, seq_len=None, eligible=None):
     """SADS selection for one query row: a :class:`TileSelection` per tile.
 
     Keys arrive in batches of ``sort_width - k_max`` consecutive keys of a tile (the last batch
@@ -125,6 +166,9 @@ def sads_row(ahat_row, cfg, *, top_k, radius, seq_len=None):
     ``R == radius_inf``), or if the tile already holds ``top_k`` survivors and ``Â`` is not
     larger than the ``top_k``-th of them (a later key loses the tie). Both tests use the state
     before the batch. The tile yields the ``top_k`` best survivors.
+
+    ``eligible`` (adaptive budget, :func:`adaptive_eligible`): a key that is not eligible is
+    blocked (``blocked_mass``), tested after the radius and before the full list.
     """
     der = cfg.derived
     ahat_row = np.asarray(ahat_row, dtype=np.int64)
@@ -143,6 +187,8 @@ def sads_row(ahat_row, cfg, *, top_k, radius, seq_len=None):
                 v = int(ahat_row[j])
                 if clip and run_max is not None and v < run_max - radius:
                     sel.blocked_radius += 1
+                elif eligible is not None and not eligible[j]:
+                    sel.blocked_mass += 1
                 elif full_thr is not None and v <= full_thr:
                     sel.blocked_full += 1
                 else:
@@ -258,6 +304,7 @@ class GoldenResult:
             "rescales": sum(r.rescales for r in self.rows),
             "blocked_radius": sum(t.blocked_radius for t in sel),
             "blocked_full": sum(t.blocked_full for t in sel),
+            "blocked_mass": sum(t.blocked_mass for t in sel),
             "entered": sum(t.entered for t in sel),
             "sort_steps": sum(t.steps for t in sel),
         }
@@ -292,7 +339,8 @@ def check_inputs(Q, K, V, cfg, params):
 def sofa_attention(Q, K, V, cfg, params, keep_steps=False):
     """The whole SOFA pipeline for one head; returns a :class:`GoldenResult`.
 
-    Sparse mode: DLZS Â, SADS per tile, SU-FA over the selection in SADS order. Dense mode:
+    Sparse mode: DLZS Â, the adaptive budget's eligible keys if ``params.adaptive``, SADS
+    per tile, SU-FA over the selection in SADS order. Dense mode:
     every key of every tile in natural order through the same SU-FA.
     """
     Q, K, V = check_inputs(Q, K, V, cfg, params)
@@ -305,7 +353,13 @@ def sofa_attention(Q, K, V, cfg, params, keep_steps=False):
         if params.dense:
             order = tiles_nat
         else:
-            sel = sads_row(ahat[i], cfg, top_k=params.top_k, radius=params.radius)
+            eligible = None
+            if params.adaptive:
+                eligible, _ = adaptive_eligible(ahat[i], cfg, mass=params.adapt_mass,
+                                                sel_scale=params.adapt_scale,
+                                                shift=params.adapt_shift, lut=lut)
+            sel = sads_row(ahat[i], cfg, top_k=params.top_k, radius=params.radius,
+                           eligible=eligible)
             selection.append(sel)
             order = [t.indices for t in sel]
         tr = sufa_row(Q[i], K, V, order, params.scale_log2e, cfg, lut, keep_steps)

@@ -14,7 +14,10 @@ metrics. The predictors and their sources:
 * :class:`SpattenMSB`: a SpAtten-style MSB-quantised predictor with a row top-k (Wang, Zhang
   and Han, HPCA 2021, arXiv 2012.09852).
 * :class:`ExactTopK` and :class:`ExactTileTopK`: the oracles (exact scores; row top-k, and the
-  per-tile top-k that SADS would pick with a perfect prediction).
+  per-tile top-k that SADS would pick with a perfect prediction); :class:`ExactTopP`, the
+  exact cumulative-mass oracle (:mod:`sim.adaptive`).
+* :class:`sim.adaptive.SofaAdaptive`: SOFA with the adaptive selection budget
+  (docs/numerics.md), bit-exact.
 
 Each class docstring lists the choices its paper leaves open and what this module takes.
 
@@ -44,7 +47,7 @@ from sim.fastgolden import matmul_exact, sofa_heads
 __all__ = ["HeadData", "Selection", "COST_WEIGHTS", "int8_equivalent", "compute_saved",
            "sofa_config", "radius_register", "head_registers", "SofaDLZS", "Energon", "PadeGuard", "SpattenMSB", "ExactTopK",
            "ExactTileTopK", "DenseFloat", "DenseDatapath", "topk_mask_rows", "keep_count",
-           "int_matmul_t", "prediction_ops",
+           "int_matmul_t", "prediction_ops", "Predictor", "desc_order",
            "msb_truncate", "LOG2E"]
 
 LOG2E = math.log2(math.e)
@@ -58,6 +61,12 @@ COST_WEIGHTS = {
     "mac_4x2": 4 * 2 / 64,        # Energon round 1: INT4 Q x INT2 K
     "mac_4x4": 4 * 4 / 64,        # Energon round 2, SpAtten-style MSB predictor
     "bitplane_mac": 8 * 1 / 64,   # PADE: 8-bit Q x one K bit plane
+    # The adaptive budget (SofaAdaptive): per key, the bin of M - Â (a subtract, a shift, a
+    # clamp, a counter increment) and the eligibility compare in the selecting pass, about
+    # three 22-bit adders against an INT8 MAC's ~80 full adders [INFERRED]; per bin and row,
+    # the count x weight multiply (11 x 16 bits), its exp2 and the running sum.
+    "adapt_key": 0.6,
+    "adapt_bin": 3.0,
 }
 
 
@@ -130,7 +139,7 @@ class HeadData:
     def rank(self):
         """Rank of each key in its row by exact score (0 = best; ties: lower index first)."""
         if self._rank is None:
-            order = _desc_order(self.scores)
+            order = desc_order(self.scores)
             self._rank = _inverse(order)
         return self._rank
 
@@ -160,7 +169,7 @@ def int_matmul_t(A, B):
     return matmul_exact(A, np.swapaxes(B, -1, -2), A.shape[-1] * amax * bmax)
 
 
-def _desc_order(values):
+def desc_order(values):
     """Indices sorting the last axis by descending value, ties to the lower index (a stable
     sort of the negated values)."""
     return np.argsort(-np.asarray(values), axis=-1, kind="stable")
@@ -170,7 +179,7 @@ def topk_mask_rows(values, n):
     """Boolean mask of the ``n[..]`` largest of each row of ``values`` (ties: lower index);
     ``n`` is an int or an array over the leading axes."""
     n = np.broadcast_to(np.asarray(n), values.shape[:-1])
-    return _inverse(_desc_order(values)) < n[..., None]
+    return _inverse(desc_order(values)) < n[..., None]
 
 
 def _inverse(order):
@@ -260,7 +269,9 @@ def head_registers(cfg, hd, radius_nat, heads=None):
     return scale, radius
 
 
-class _Predictor:
+class Predictor:
+    """The base of every predictor: ``select(hd) -> Selection``, ``params()``, ``name``,
+    ``family``."""
     name = "predictor"
     family = "predictor"
 
@@ -271,7 +282,7 @@ class _Predictor:
         return {}
 
 
-class SofaDLZS(_Predictor):
+class SofaDLZS(Predictor):
     """SOFA (Wang et al., MICRO 2024): DLZS → SADS → SU-FA, bit-exact.
 
     DLZS predicts ``Â = Σ sign(q)·(k << floor(log2|q|))`` (Q is the log operand, the paper's
@@ -351,7 +362,7 @@ class SofaDLZS(_Predictor):
         return ExactTileTopK(self.block_size, self.ratio).tile_mask(hd)
 
 
-class DenseDatapath(_Predictor):
+class DenseDatapath(Predictor):
     """Dense mode of the bit-exact SOFA datapath (every key, natural order): the int8 +
     fixed-point baseline every SOFA configuration is measured against on the same hardware."""
     family = "dense"
@@ -371,7 +382,7 @@ class DenseDatapath(_Predictor):
                          out=res.out / float(1 << cfg.out_frac), info=res.counters())
 
 
-class DenseFloat(_Predictor):
+class DenseFloat(Predictor):
     """Dense float64 attention on the int8 inputs: the quantisation-only baseline."""
     family = "dense"
     name = "dense, float64 on int8 inputs"
@@ -382,7 +393,7 @@ class DenseFloat(_Predictor):
                          ops={"int8_mac": 2 * d * H * T * S})
 
 
-class Energon(_Predictor):
+class Energon(Predictor):
     """Energon's mix-precision multi-round filtering (MP-MRF; Zhou et al., IEEE TCAD 42(1)
     2023, arXiv 2110.09310).
 
@@ -446,7 +457,7 @@ class Energon(_Predictor):
         return Selection(mask=alive, ops=ops)
 
 
-class PadeGuard(_Predictor):
+class PadeGuard(Predictor):
     """PADE's bit-serial guard filtering, BUI-GF (Wang et al., HPCA 2026, arXiv 2512.14322).
 
     K is processed one bit plane at a time, MSB (the two's-complement sign plane, weight −128)
@@ -525,7 +536,7 @@ class PadeGuard(_Predictor):
         return Selection(mask=alive, ops=ops, info={"planes_per_key": planes / (H * T * S)})
 
 
-class SpattenMSB(_Predictor):
+class SpattenMSB(Predictor):
     """A SpAtten-style MSB-quantised predictor (Wang, Zhang and Han, HPCA 2021,
     arXiv 2012.09852).
 
@@ -561,7 +572,7 @@ class SpattenMSB(_Predictor):
         return Selection(mask=mask, ops=ops)
 
 
-class ExactTopK(_Predictor):
+class ExactTopK(Predictor):
     """Oracle: the exact top ``max(1, round(ratio·S))`` keys of each row by true score.
     Cost: the dense Q·K (``d`` INT8 MACs per pair) plus P·V over the kept keys."""
     family = "exact"
@@ -582,7 +593,7 @@ class ExactTopK(_Predictor):
                                          "int8_mac": d * int(mask.sum())})
 
 
-class ExactTileTopK(_Predictor):
+class ExactTileTopK(Predictor):
     """Oracle per tile: the exact top ``ratio·Bc`` keys of every tile of ``Bc`` keys (what SADS
     would select with a perfect prediction and no clipping). Cost as :class:`ExactTopK`."""
     family = "exact"
@@ -607,7 +618,7 @@ class ExactTileTopK(_Predictor):
         pad = np.full(s.shape[:-1] + (nt * Bc,), -(1 << 62), dtype=np.int64)
         pad[..., :S] = s
         tiles = pad.reshape(s.shape[:-1] + (nt, Bc))
-        rank = _inverse(_desc_order(tiles))          # padding ranks last in its tile
+        rank = _inverse(desc_order(tiles))          # padding ranks last in its tile
         return (rank < self.top_k).reshape(pad.shape)[..., :S]
 
     def select(self, hd):

@@ -151,6 +151,7 @@ RANGES = {
     "axi_max_burst": (1, 256),
     "axi_max_reads": (1, 64),
     "k_tiles": (2, 16),
+    "adapt_bins": (0, 64),
 }
 
 #: Where K and V live: the whole sequence in on-chip buffers, or in memory behind AXI4.
@@ -222,6 +223,11 @@ class SofaConfig:
     k_tiles : int
         Tiles of K rows the prediction may hold on chip ahead of attention, 2 … 16
         (``memory = "axi"``; each tile is ``block_size`` rows).
+    adapt_bins : int
+        Histogram bins of the adaptive selection budget (docs/numerics.md, "Adaptive
+        budget"), 2 … 64; 0 (the default) builds no adaptive selection, and the
+        ``ADAPT_*`` registers do not exist. The golden models implement it; the RTL does
+        not yet and refuses a config with bins.
     """
     d: int = 64
     data_width: int = 8
@@ -247,6 +253,7 @@ class SofaConfig:
     axi_max_burst: int = 16
     axi_max_reads: int = 4
     k_tiles: int = 4
+    adapt_bins: int = 0
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -359,6 +366,8 @@ def _validate(cfg):
     need(cfg.k_max < cfg.sort_width,
          f"k_max = {cfg.k_max} must be less than sort_width = {cfg.sort_width} "
          f"(the sorter takes sort_width - k_max new keys per step)")
+    need(cfg.adapt_bins != 1,
+         f"adapt_bins = 1 must be 0 (no adaptive selection) or 2 … 64")
     need(cfg.exp_lut_bits <= cfg.exp_frac,
          f"exp_lut_bits = {cfg.exp_lut_bits} must not exceed exp_frac = {cfg.exp_frac} "
          f"(the table is addressed by the top fraction bits)")
@@ -407,17 +416,42 @@ class RunParams:
         c = s_q·s_k·log2(e)/√d as an unsigned fixed-point value with ``c_frac`` fractional bits.
     dense : bool
         Dense mode: every key, natural order, no prediction. The speed-up baseline.
+    adapt_mass : int
+        Adaptive budget: the softmax mass ``p = adapt_mass / 2^ADAPT_MASS_FRAC`` of the
+        predicted row that the eligible keys must hold, ``0 … 256``; 0 (the default) is the
+        fixed budget. Needs ``adapt_bins > 0``.
+    adapt_scale : int
+        ``c_sel``, log2 units per Â unit of the selection's softmax (``c`` over a temperature),
+        unsigned with ``c_frac`` fraction bits like ``scale_log2e``.
+    adapt_shift : int
+        Histogram bin width ``2^adapt_shift`` in Â units.
     """
     seq_len: int
     top_k: int
     radius: int
     scale_log2e: int
     dense: bool = False
+    adapt_mass: int = 0
+    adapt_scale: int = 0
+    adapt_shift: int = 0
+
+    @property
+    def adaptive(self):
+        """The adaptive budget is on (``adapt_mass > 0``)."""
+        return self.adapt_mass > 0
 
     def validate(self, cfg):
         """Each value within what its register takes (:mod:`spec.regmap`); S at least 1."""
-        for name, reg in (("seq_len", None), ("top_k", "top_k"), ("radius", "radius"),
-                          ("scale_log2e", "scale")):
+        for name in ("adapt_mass", "adapt_scale", "adapt_shift"):
+            value = getattr(self, name)
+            if not cfg.adapt_bins and value != 0:
+                raise ConfigError(f"{name} = {value!r} needs a core with adaptive selection "
+                                  f"(adapt_bins > 0); this config has adapt_bins = 0")
+        regs = (("seq_len", None), ("top_k", "top_k"), ("radius", "radius"),
+                ("scale_log2e", "scale"))
+        if cfg.adapt_bins:
+            regs += tuple((n, n) for n in ("adapt_mass", "adapt_scale", "adapt_shift"))
+        for name, reg in regs:
             lo, hi = (1, cfg.max_seq_len) if reg is None else register(reg).legal(cfg)
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):

@@ -38,7 +38,7 @@ __all__ = ["Register", "Counter", "REGISTERS", "COUNTERS", "COUNTER_BASE", "N_RE
            "parameter_writes", "register_writes", "job_writes", "counters",
            "address_words",
            "expected_counters", "query_groups", "register_map", "parameter_value",
-           "reset_values"]
+           "reset_values", "ADAPT_MASS_FRAC"]
 
 
 #: Bits of a register word.
@@ -115,6 +115,19 @@ def _rw(name, address, description, width, reset, legal, high=None, present=None
 
 def _axi(cfg):
     return cfg.memory == "axi"
+
+
+#: Fraction bits of ADAPT_MASS: p = ADAPT_MASS / 2^ADAPT_MASS_FRAC.
+ADAPT_MASS_FRAC = 8
+
+
+def _adaptive(cfg):
+    return cfg.adapt_bins > 0
+
+
+def _adapt_shift_legal(cfg):
+    """The bin edges ``b << shift`` (b < adapt_bins) stay below 2^diff_width."""
+    return (0, max(0, cfg.derived.diff_width - _bits(cfg.adapt_bins - 1)))
 
 
 def _seq_len_legal(cfg):
@@ -211,6 +224,19 @@ REGISTERS = (
         lambda cfg: WORD_BITS, lambda cfg: 0, lambda cfg: (0, (1 << WORD_BITS) - 1),
         present=_axi),
     *_job_words(),
+    # -- the adaptive selection budget (adapt_bins > 0; docs/numerics.md) -------------------
+    _rw("adapt_mass", 48, "Adaptive budget: softmax mass p = ADAPT_MASS / 2^ADAPT_MASS_FRAC "
+        "(256 = 1.0) the eligible keys of a row hold; 0: the fixed budget (top_k per tile).",
+        lambda cfg: ADAPT_MASS_FRAC + 1, lambda cfg: 0,
+        lambda cfg: (0, 1 << ADAPT_MASS_FRAC), present=_adaptive),
+    _rw("adapt_scale", 49, "c_sel, log2 units per Â unit of the selection softmax (scale "
+        "over a temperature), c_bits bits with c_frac fraction bits.",
+        lambda cfg: cfg.c_bits, _default_scale, lambda cfg: (0, (1 << cfg.c_bits) - 1),
+        present=_adaptive),
+    _rw("adapt_shift", 50, "Histogram bin width 2^ADAPT_SHIFT in Â units; the last bin's "
+        "edge (adapt_bins - 1) << ADAPT_SHIFT fits diff_width bits.",
+        lambda cfg: _bits(cfg.derived.diff_width), lambda cfg: 0, _adapt_shift_legal,
+        present=_adaptive),
 )
 
 

@@ -46,6 +46,7 @@ def assert_same(fast, gold, h=0):
                 assert [int(v) for v in fast.sel_ahat[h, i, t, :len(idx)]] == ts.values
                 assert fast.blocked_radius[h, i, t] == ts.blocked_radius
                 assert fast.blocked_full[h, i, t] == ts.blocked_full
+                assert fast.blocked_mass[h, i, t] == ts.blocked_mass
                 assert fast.entered[h, i, t] == ts.entered
                 assert fast.steps[h, i, t] == ts.steps
     if fast.out.shape[0] == 1:
@@ -166,3 +167,73 @@ def test_bad_inputs_name_the_culprit():
         F.sofa_heads(Q, K, K, cfg, top_k=cfg.k_max + 1, scale_log2e=1)
     with pytest.raises(ConfigError, match="outside the signed 8-bit"):
         F.sofa_heads(Q + 200, K, K, cfg, top_k=2, scale_log2e=1)
+
+
+# -- the adaptive budget (adapt_bins > 0) ------------------------------------------------------
+
+ADAPT_CASES = [
+    # (cfg, T, S, top_k, radius or None, c, adapt_mass, c_sel, adapt_shift)
+    (TINY.replace(adapt_bins=4), 6, 64, 2, None, 4e-3, 128, 2e-3, 6),
+    (ODD.replace(adapt_bins=5), 7, 23, 3, 30, 0.05, 200, 0.01, 3),       # with clipping
+    (MINI.replace(adapt_bins=32), 9, 203, 8, None, 1.5e-3, 128, 1e-3, 8),
+    (MINI.replace(adapt_bins=32), 9, 203, 8, None, 1.5e-3, 256, 1e-3, 8),  # p = 1
+    (MINI.replace(adapt_bins=2), 9, 203, 4, None, 1.5e-3, 1, 4e-3, 0),    # tiny p, one-unit bins
+    (WIDE.replace(adapt_bins=16), 8, 61, 5, None, 0.02, 90, 0.02, 2),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", range(len(ADAPT_CASES)))
+def test_fast_equals_golden_adaptive(case, kind):
+    cfg, T, S, top_k, radius, c, mass, c_sel, shift = ADAPT_CASES[case]
+    rng = np.random.default_rng(500 + 10 * case + KINDS.index(kind))
+    Q, K, V = random_case(rng, cfg, T, S, kind)
+    params = RunParams(seq_len=S, top_k=top_k,
+                       radius=cfg.derived.radius_inf if radius is None else radius,
+                       scale_log2e=RunParams.scale_from_float(cfg, c), adapt_mass=mass,
+                       adapt_scale=RunParams.scale_from_float(cfg, c_sel), adapt_shift=shift)
+    gold = G.sofa_attention(Q, K, V, cfg, params)
+    fast = F.sofa_attention_fast(Q, K, V, cfg, params)
+    assert_same(fast, gold)
+    lut = G.exp2_lut(cfg)
+    for i in range(T):                       # the eligible keys, row by row
+        elig, b_star = G.adaptive_eligible(gold.ahat[i], cfg, mass=mass,
+                                           sel_scale=params.adapt_scale, shift=shift, lut=lut)
+        f_elig, f_star = F.adaptive_eligible_vec(gold.ahat[i:i + 1], cfg, [mass],
+                                                 [params.adapt_scale], [shift],
+                                                 np.asarray(lut))
+        assert f_star[0] == b_star and f_elig[0].tolist() == elig
+        assert elig[int(np.argmax(gold.ahat[i]))]          # the row's best key is eligible
+        visited = gold.rows[i].order
+        assert all(elig[j] for j in visited)
+
+
+def test_adaptive_eligible_by_hand():
+    """Bins of width 4 Â units below M = 20, c_sel = 0.5 log2 per Â unit: edge weights
+    1, 2^-2, 2^-4, 2^-6 (the last bin takes everything below)."""
+    cfg = TINY.replace(adapt_bins=4)
+    one = 1 << cfg.w_frac
+    ahat = [20, 19, 16, 15, 12, 0, -50]      # bins 0, 0, 1, 1, 2, 3, 3
+    c_sel = 1 << (cfg.c_frac - 1)
+    w = [one, one >> 2, one >> 4, one >> 6]
+    total = 2 * w[0] + 2 * w[1] + w[2] + 2 * w[3]
+    for mass, want in ((1, 0), (int(256 * 2 * w[0] / total), 0),
+                       (int(256 * 2 * w[0] / total) + 1, 1), (256, 3)):
+        elig, b_star = G.adaptive_eligible(ahat, cfg, mass=mass, sel_scale=c_sel, shift=2)
+        assert b_star == want, mass
+        assert elig == [b <= want for b in (0, 0, 1, 1, 2, 3, 3)]
+
+
+def test_adaptive_registers_need_bins():
+    cfg = TINY
+    with pytest.raises(ConfigError, match="adapt_mass = 128 needs a core with adaptive "
+                                          "selection"):
+        RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, adapt_mass=128).validate(cfg)
+    cfg = TINY.replace(adapt_bins=4)
+    with pytest.raises(ConfigError, match="adapt_mass = 257 is out of range"):
+        RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, adapt_mass=257).validate(cfg)
+    with pytest.raises(ConfigError, match="adapt_shift = 99 is out of range"):
+        RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, adapt_mass=1,
+                  adapt_shift=99).validate(cfg)
+    with pytest.raises(ConfigError, match="adapt_bins = 1 must be 0"):
+        TINY.replace(adapt_bins=1)

@@ -36,8 +36,8 @@ FAULTS = {
         [("np.where(em, ent, 0) * (Bc + 1) + (Bc - pos)", "np.where(em, ent, 0) * (Bc + 1) + pos")],
         "audit.selection_agrees"),
     "top_k + 1 keys kept": (
-        [("sads_rows(ahat.reshape(N, S), cfg, top_k, np.repeat(rad, T), S)",
-          "sads_rows(ahat.reshape(N, S), cfg, top_k + 1, np.repeat(rad, T), S)"),
+        [("cfg, top_k, np.repeat(rad, T), S",
+          "cfg, top_k + 1, np.repeat(rad, T), S"),
          ("        kt = top_k\n", "        kt = top_k + 1\n")],
         "audit.kept_over_rule"),
 }

@@ -1,0 +1,110 @@
+"""The adaptive selection budget in the accuracy study, and the exact cumulative-mass oracle.
+
+:class:`SofaAdaptive` runs SOFA with the adaptive budget of docs/numerics.md bit-exact through
+:mod:`sim.fastgolden` (the registers ``adapt_mass``, ``adapt_scale``, ``adapt_shift`` per
+head); :class:`ExactTopP` is the oracle of the same rule on exact probabilities. Both return a
+:class:`sim.predictors.Selection` like every predictor of :mod:`sim.predictors`.
+"""
+
+import math
+
+import numpy as np
+
+from spec.config import ConfigError, RunParams
+from spec.regmap import register
+from sim.fastgolden import sofa_heads
+from sim.predictors import LOG2E, Selection, SofaDLZS, Predictor, desc_order, sofa_config
+
+
+__all__ = ["SofaAdaptive", "ExactTopP"]
+
+
+class SofaAdaptive(SofaDLZS):
+    """SOFA with the adaptive budget: DLZS, then the eligible keys of each row (the first
+    passes: row maximum, a histogram of ``M − Â`` in ``bins`` bins, the cumulative-mass bin
+    :func:`sim.golden.adaptive_eligible`), then SADS keeps at most ``cap`` eligible keys per
+    tile of ``Bc``; SU-FA as ever. Bit-exact through :mod:`sim.fastgolden`.
+
+    Registers per head: ``adapt_mass = mass`` (``p = mass/256``); ``adapt_scale`` is
+    ``c_sel = s_q·s_k·log2(e)/(√d·temperature)``, the head's softmax on Â softened by the
+    temperature; ``adapt_shift = ceil(log2(beta / c_sel))``, so a bin spans ``beta`` to
+    ``2·beta`` log2 units of that softmax. ``mass`` may be one value or one per layer
+    (``{layer: mass}``, :meth:`for_layer`).
+
+    Cost: as :class:`SofaDLZS`, plus ``adapt_key`` per query-key pair and ``adapt_bin`` per
+    bin and row (:data:`COST_WEIGHTS`).
+    """
+    family = "SOFA adaptive"
+
+    def __init__(self, block_size, cap, mass, temperature=1.5, bins=32, beta=0.25,
+                 max_seq_len=512, label=None):
+        super().__init__(block_size, cap / block_size, max_seq_len=max_seq_len)
+        if not (isinstance(mass, int) and 1 <= mass <= 256):
+            raise ConfigError(f"mass = {mass!r} must be an integer 1 … 256 (p = mass/256)")
+        if not temperature > 0 or not beta > 0:
+            raise ConfigError(f"temperature = {temperature} and beta = {beta} must be > 0")
+        self.mass, self.temperature, self.bins, self.beta = mass, temperature, bins, beta
+        self.name = label or (f"SOFA adaptive Bc={block_size} cap={cap} "
+                              f"p={mass}/256 T={temperature:g}")
+
+    def params(self):
+        return {"block_size": self.block_size, "top_k": self.top_k, "radius_nat": math.inf,
+                "mass": self.mass, "temperature": self.temperature, "bins": self.bins,
+                "beta": self.beta}
+
+    def config(self, d):
+        if d not in self._cfgs:
+            self._cfgs[d] = sofa_config(d, self.block_size, self.top_k, self.max_seq_len,
+                                        name=f"minilm-bc{self.block_size}-k{self.top_k}"
+                                             f"-a{self.bins}").replace(adapt_bins=self.bins)
+        return self._cfgs[d]
+
+    def adapt_registers(self, cfg, hd):
+        """``(adapt_scale, adapt_shift)`` per head of ``hd``."""
+        hi = register("adapt_shift").legal(cfg)[1]
+        scale, shift = [], []
+        for h in range(hd.shape[0]):
+            c = float(hd.logit_scale[h]) * LOG2E / self.temperature
+            scale.append(RunParams.scale_from_float(cfg, c))
+            shift.append(int(min(hi, max(0, math.ceil(math.log2(self.beta / c))))))
+        return scale, shift
+
+    def run(self, hd):
+        H, T, S, d = hd.shape
+        cfg, scale, radius = self.run_params(hd)
+        a_scale, a_shift = self.adapt_registers(cfg, hd)
+        res = sofa_heads(hd.Q, hd.K, hd.V, cfg, seq_len=S, top_k=self.top_k, radius=radius,
+                         scale_log2e=scale, adapt_mass=self.mass, adapt_scale=a_scale,
+                         adapt_shift=a_shift)
+        mask = res.mask()
+        ops = {"shift_add": H * T * S * d, "adapt_key": H * T * S,
+               "adapt_bin": H * T * self.bins, "int8_mac": 2 * d * int(mask.sum())}
+        out = res.out / float(1 << cfg.out_frac)
+        return Selection(mask=mask, ops=ops, out=out, info=res.counters()), res, cfg, scale
+
+
+class ExactTopP(Predictor):
+    """Oracle: the exact cumulative-mass (top-p) rule. Each row keeps its keys in descending
+    exact softmax probability until their mass reaches ``p`` (at least one key; ties: lower
+    index). Cost as :class:`ExactTopK`."""
+    family = "exact"
+
+    def __init__(self, p):
+        if not 0 < p <= 1:
+            raise ConfigError(f"p = {p} must be in (0, 1]")
+        self.p = float(p)
+        self.name = f"exact top-p (oracle, p={p:.3f})"
+
+    def params(self):
+        return {"p": self.p}
+
+    def select(self, hd):
+        H, T, S, d = hd.shape
+        probs = hd.probs()
+        order = hd.rank
+        sorted_p = np.take_along_axis(probs, desc_order(hd.scores), axis=-1)
+        before = np.cumsum(sorted_p, axis=-1) - sorted_p       # mass of the better keys
+        keep_n = (before < self.p).sum(axis=-1)                # keys until p is reached
+        mask = order < np.maximum(keep_n, 1)[..., None]
+        return Selection(mask=mask, ops={"pred_int8_mac": H * T * S * d,
+                                         "int8_mac": d * int(mask.sum())})
