@@ -1,4 +1,5 @@
-"""AxiLiteRegisters: an AXI4-Lite slave in front of a word-addressed register port."""
+"""AxiLiteRegisters: an AXI4-Lite slave in front of a word-addressed register port;
+AxiLiteBridge: an AXI4-Lite master behind a request/acknowledge register port."""
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
@@ -7,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from hw.axi import RESP_OKAY, RESP_SLVERR, axil_slave_members, check_int
 
 
-__all__ = ["AxiLiteRegisters"]
+__all__ = ["AxiLiteRegisters", "AxiLiteBridge"]
 
 
 class AxiLiteRegisters(wiring.Component):
@@ -129,4 +130,98 @@ class AxiLiteRegisters(wiring.Component):
             m.d.sync += [p("bvalid").eq(0), aw_full.eq(0), w_full.eq(0)]
         with m.If(p("rvalid") & p("rready")):
             m.d.sync += [p("rvalid").eq(0), ar_full.eq(0)]
+        return m
+
+
+class AxiLiteBridge(wiring.Component):
+    """An AXI4-Lite master (32-bit data) for a word-addressed register port with requests held
+    until acknowledged: how a board's host link (:class:`hw.hostlink.HostLink` of a memory
+    board) reaches :class:`hw.axicore.SofaAxiCore`'s registers.
+
+    A write request (``reg_we`` held) becomes one AW and one W (together, WSTRB all ones);
+    ``reg_wdone`` pulses at the B handshake and the request must then drop. A read request
+    (``reg_re`` held) becomes one AR; ``reg_rvalid`` rises with ``reg_rdata`` at the R
+    handshake and stays high while ``reg_re`` does, so a held request is read once; dropping
+    ``reg_re`` clears it. Writes go first when both are asked for. The response codes are not
+    reported: the link checks addresses before it asks, and a core refuses a write with its
+    own error flag.
+
+    Parameters
+    ----------
+    addr_width : int
+        Bits of AWADDR/ARADDR, from ``reg_addr_width + 2`` to 64.
+    reg_addr_width : int
+        Bits of ``reg_addr``, 1 to 30.
+    prefix : str
+        Of the AXI4-Lite members (``m_axil``).
+
+    Attributes
+    ----------
+    m_axil_* :
+        :func:`hw.axi.axil_slave_members` with the master's flows.
+    reg_addr : In(reg_addr_width)
+    reg_wdata : In(32)
+    reg_we, reg_re : In(1)
+    reg_wdone, reg_rvalid : Out(1)
+    reg_rdata : Out(32)
+    """
+
+    def __init__(self, *, addr_width, reg_addr_width, prefix="m_axil"):
+        check_int("AxiLiteBridge", "reg_addr_width", reg_addr_width, 1, 30)
+        check_int("AxiLiteBridge", "addr_width", addr_width, reg_addr_width + 2, 64)
+        self._prefix = prefix
+        super().__init__({
+            **{name: member.flip() for name, member in
+               axil_slave_members(prefix, addr_width=addr_width).items()},
+            "reg_addr": In(reg_addr_width),
+            "reg_wdata": In(32),
+            "reg_we": In(1),
+            "reg_re": In(1),
+            "reg_wdone": Out(1),
+            "reg_rvalid": Out(1),
+            "reg_rdata": Out(32),
+        })
+
+    def _axi(self, suffix):
+        return getattr(self, f"{self._prefix}_{suffix}")
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._axi
+        addr = self.reg_addr << 2
+        m.d.comb += [p("awaddr").eq(addr), p("araddr").eq(addr), p("wdata").eq(self.reg_wdata),
+                     p("wstrb").eq(0b1111), p("awprot").eq(0), p("arprot").eq(0)]
+        aw_done, w_done = Signal(), Signal()
+        with m.If(~self.reg_re):
+            m.d.sync += self.reg_rvalid.eq(0)
+        with m.FSM(name="bridge"):
+            with m.State("IDLE"):
+                with m.If(self.reg_we):
+                    m.d.sync += [aw_done.eq(0), w_done.eq(0)]
+                    m.next = "WRITE"
+                with m.Elif(self.reg_re & ~self.reg_rvalid):
+                    m.next = "READ"
+            with m.State("WRITE"):
+                m.d.comb += [p("awvalid").eq(~aw_done), p("wvalid").eq(~w_done)]
+                with m.If(p("awready")):
+                    m.d.sync += aw_done.eq(1)
+                with m.If(p("wready")):
+                    m.d.sync += w_done.eq(1)
+                with m.If((aw_done | p("awready")) & (w_done | p("wready"))):
+                    m.next = "WRITE_B"
+            with m.State("WRITE_B"):
+                m.d.comb += p("bready").eq(1)
+                with m.If(p("bvalid")):
+                    m.d.comb += self.reg_wdone.eq(1)
+                    m.next = "IDLE"
+            with m.State("READ"):
+                m.d.comb += p("arvalid").eq(1)
+                with m.If(p("arready")):
+                    m.next = "READ_R"
+            with m.State("READ_R"):
+                m.d.comb += p("rready").eq(1)
+                with m.If(p("rvalid")):
+                    m.d.sync += [self.reg_rdata.eq(p("rdata")),
+                                 self.reg_rvalid.eq(self.reg_re)]
+                    m.next = "IDLE"
         return m

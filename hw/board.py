@@ -1,7 +1,10 @@
 """Board tops: the SOFA core behind the UART host link.
 
 * :class:`SofaLinkCore` — :class:`hw.top.SofaCore` and :class:`hw.hostlink.HostLink` on byte
-  streams (what the Amaranth-simulator tests drive; no UART).
+  streams (what the Amaranth-simulator tests drive; no UART). For a memory-attached config
+  (``memory = "axi"``) the core is :class:`hw.axicore.SofaAxiCore` with its AXI4 master on
+  :class:`hw.axiram.AxiBram` (``mem_bytes`` of block RAM) and its AXI4-Lite slave behind
+  :class:`hw.axil.AxiLiteBridge`: a memory board.
 * :class:`SofaBoardTop` — the same behind :class:`hw.uart.UARTRx`/:class:`hw.uart.UARTTx`: pins
   ``rx``, ``tx`` and two status outputs. This is the module the cocotb link test simulates and
   the plain Yosys/nextpnr flow synthesises (``constraints/*``).
@@ -18,13 +21,17 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from spec.config import ConfigError
+from hw.axicore import LITE_ADDR_WIDTH, SofaAxiCore
+from hw.axil import AxiLiteBridge
+from hw.axiram import AxiBram
 from hw.hostlink import HostLink
 from hw.top import SofaCore
 from hw.uart import UARTRx, UARTTx, divisor_for
 
 
 __all__ = ["SofaLinkCore", "SofaBoardTop", "SofaBoardPins", "SofaBoard", "ecp5_pll_params",
-           "DEFAULT_BAUD", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_PAYLOAD", "link_queue_bytes"]
+           "DEFAULT_BAUD", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_PAYLOAD", "DEFAULT_MEM_BYTES",
+           "link_queue_bytes"]
 
 
 DEFAULT_BAUD = 115200
@@ -32,6 +39,9 @@ DEFAULT_BAUD = 115200
 #: gaps of a few milliseconds at most; 50 ms keeps a slow host from being answered TRUNCATED.
 DEFAULT_TIMEOUT_S = 0.05
 DEFAULT_MAX_PAYLOAD = 1024
+#: Block RAM behind a memory board's core: 128 KiB (64 of the ECP5-85F's 208 DP16KD at 128
+#: bits), Q, K, V and O of a d = 64 head up to S = 320.
+DEFAULT_MEM_BYTES = 128 * 1024
 
 
 def link_queue_bytes(family):
@@ -52,6 +62,9 @@ class SofaLinkCore(wiring.Component):
         slower than either).
     max_payload, timeout_cycles, queue_bytes, clk_hz, divisor :
         Passed to :class:`HostLink`.
+    mem_bytes : int
+        The memory of a memory board (``memory = "axi"``; default
+        :data:`DEFAULT_MEM_BYTES`); must be 0 or left out for the on-chip core.
 
     Attributes
     ----------
@@ -68,11 +81,21 @@ class SofaLinkCore(wiring.Component):
     """
 
     def __init__(self, cfg, *, iterative_divider=True, max_payload=DEFAULT_MAX_PAYLOAD,
-                 timeout_cycles, queue_bytes=None, clk_hz=0, divisor=0):
+                 timeout_cycles, queue_bytes=None, clk_hz=0, divisor=0, mem_bytes=None):
         self._cfg = cfg
-        self.core = SofaCore(cfg, iterative_divider=iterative_divider)
+        if mem_bytes is None:
+            mem_bytes = DEFAULT_MEM_BYTES if cfg.memory == "axi" else 0
         self.link = HostLink(cfg, max_payload=max_payload, timeout_cycles=timeout_cycles,
-                             queue_bytes=queue_bytes, clk_hz=clk_hz, divisor=divisor)
+                             queue_bytes=queue_bytes, clk_hz=clk_hz, divisor=divisor,
+                             mem_bytes=mem_bytes)
+        if cfg.memory == "axi":
+            self.core = SofaAxiCore(cfg)
+            self.ram = AxiBram(size=mem_bytes, data_width=cfg.axi_data_width,
+                               addr_width=cfg.axi_addr_width, id_width=cfg.axi_id_width)
+            self.bridge = AxiLiteBridge(addr_width=LITE_ADDR_WIDTH,
+                                        reg_addr_width=len(self.link.reg_addr))
+        else:
+            self.core = SofaCore(cfg, iterative_divider=iterative_divider)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_error": In(1),
@@ -85,24 +108,50 @@ class SofaLinkCore(wiring.Component):
     def cfg(self):
         return self._cfg
 
+    @property
+    def mem_bytes(self):
+        return self.link.mem_bytes
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self.core
         m.submodules.link = link = self.link
-        wiring.connect(m, link.kv_load, core.kv_load)
-        wiring.connect(m, link.q, core.q)
-        wiring.connect(m, core.o, link.o)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
         m.d.comb += [
-            core.reg_addr.eq(link.reg_addr),
-            core.reg_wdata.eq(link.reg_wdata),
-            core.reg_we.eq(link.reg_we),
-            link.reg_rdata.eq(core.reg_rdata),
             link.rx_error.eq(self.rx_error),
             self.busy.eq(core.busy),
             self.error.eq(link.error),
         ]
+        if self._cfg.memory == "axi":
+            m.submodules.ram = ram = self.ram
+            m.submodules.bridge = bridge = self.bridge
+            for name, member in core.signature.members.items():
+                if name.startswith("m_axi_"):
+                    peer = getattr(ram, "s_axi_" + name[len("m_axi_"):])
+                    mine = getattr(core, name)
+                    m.d.comb += (peer.eq(mine) if member.flow == Out else mine.eq(peer))
+                elif name.startswith("s_axil_"):
+                    peer = getattr(bridge, "m_axil_" + name[len("s_axil_"):])
+                    mine = getattr(core, name)
+                    m.d.comb += (mine.eq(peer) if member.flow == In else peer.eq(mine))
+            for name in ("reg_addr", "reg_wdata", "reg_we", "reg_re"):
+                m.d.comb += getattr(bridge, name).eq(getattr(link, name))
+            for name in ("reg_rdata", "reg_rvalid", "reg_wdone"):
+                m.d.comb += getattr(link, name).eq(getattr(bridge, name))
+            m.d.comb += [ram.host_addr.eq(link.mem_addr), ram.host_wdata.eq(link.mem_wdata),
+                         ram.host_we.eq(link.mem_we), ram.host_re.eq(link.mem_re),
+                         link.mem_rdata.eq(ram.host_rdata), link.mem_ack.eq(ram.host_ack)]
+        else:
+            wiring.connect(m, link.kv_load, core.kv_load)
+            wiring.connect(m, link.q, core.q)
+            wiring.connect(m, core.o, link.o)
+            m.d.comb += [
+                core.reg_addr.eq(link.reg_addr),
+                core.reg_wdata.eq(link.reg_wdata),
+                core.reg_we.eq(link.reg_we),
+                link.reg_rdata.eq(core.reg_rdata),
+            ]
         return m
 
 
@@ -119,7 +168,7 @@ class SofaBoardTop(wiring.Component):
         Inter-byte timeout of the link in cycles.
     clk_hz : int
         The clock, reported by IDENT.
-    iterative_divider, max_payload, queue_bytes :
+    iterative_divider, max_payload, queue_bytes, mem_bytes :
         See :class:`SofaLinkCore`.
 
     Attributes
@@ -133,13 +182,14 @@ class SofaBoardTop(wiring.Component):
     """
 
     def __init__(self, cfg, *, divisor, timeout_cycles, clk_hz=0, iterative_divider=True,
-                 max_payload=DEFAULT_MAX_PAYLOAD, queue_bytes=None):
+                 max_payload=DEFAULT_MAX_PAYLOAD, queue_bytes=None, mem_bytes=None):
         self._cfg = cfg
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
         self.link_core = SofaLinkCore(cfg, iterative_divider=iterative_divider,
                                       max_payload=max_payload, timeout_cycles=timeout_cycles,
-                                      queue_bytes=queue_bytes, clk_hz=clk_hz, divisor=divisor)
+                                      queue_bytes=queue_bytes, clk_hz=clk_hz, divisor=divisor,
+                                      mem_bytes=mem_bytes)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -266,13 +316,13 @@ class SofaBoard(Elaboratable):
         Show ``busy`` and ``error`` on ``led`` 0 and 1 if the board has them.
     timeout_s : float
         Inter-byte timeout of the link.
-    iterative_divider, max_payload :
+    iterative_divider, max_payload, mem_bytes :
         See :class:`SofaLinkCore`; the request queue follows :func:`link_queue_bytes`.
     """
 
     def __init__(self, cfg, *, baud=DEFAULT_BAUD, clk_hz=None, uart=("uart", 0), leds=True,
                  timeout_s=DEFAULT_TIMEOUT_S, iterative_divider=True,
-                 max_payload=DEFAULT_MAX_PAYLOAD):
+                 max_payload=DEFAULT_MAX_PAYLOAD, mem_bytes=None):
         self.cfg = cfg
         self.baud = baud
         self.clk_hz = clk_hz
@@ -281,6 +331,7 @@ class SofaBoard(Elaboratable):
         self.timeout_s = timeout_s
         self.iterative_divider = iterative_divider
         self.max_payload = max_payload
+        self.mem_bytes = mem_bytes
         self.top = None                     # the SofaBoardTop, after elaboration
         self.resolved_clk_hz = None         # the core clock, after elaboration
 
@@ -321,7 +372,7 @@ class SofaBoard(Elaboratable):
         self.top = top = SofaBoardTop(
             self.cfg, divisor=divisor, timeout_cycles=max(1, round(self.timeout_s * clk_hz)),
             clk_hz=round(clk_hz), iterative_divider=self.iterative_divider,
-            max_payload=self.max_payload,
+            max_payload=self.max_payload, mem_bytes=self.mem_bytes,
             queue_bytes=link_queue_bytes(getattr(platform, "family", None)))
         m.submodules.top = top
 

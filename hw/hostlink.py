@@ -5,6 +5,11 @@ in the protocol's order and only then drives a :class:`hw.top.SofaCore`'s regist
 ``kv_load`` and ``q`` streams; the reply, with ``O`` serialised as the core produces it, leaves
 as bytes (to :class:`hw.uart.UARTTx`). The frame format, the commands, the status codes and
 the IDENT reply are specified in :mod:`spec.protocol`.
+
+For a memory-attached config (``memory = "axi"``) the link is that of a memory board: no
+``kv_load``, ``q`` and ``o``; WRITE_MEM and READ_MEM drive a byte port of the board's memory
+(:class:`hw.axiram.AxiBram`), and the register port is a request/acknowledge one (in front of
+:class:`hw.axil.AxiLiteBridge`), since the core's registers sit behind AXI4-Lite.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -13,9 +18,9 @@ from amaranth.lib.wiring import In, Out
 
 from hw.sufa import out_layout
 from hw.top import kv_load_layout, query_layout
-from spec.protocol import (CRC_INIT, CRC_POLY, N_REGS, NO_CMD, SOF_REPLY, SOF_REQUEST, Cmd,
-                           Status, check_link_params, default_queue_bytes, elem_bytes,
-                           ident_bytes, out_bytes)
+from spec.protocol import (CRC_INIT, CRC_POLY, NO_CMD, SOF_REPLY, SOF_REQUEST, Cmd, Status,
+                           check_link_params, check_mem_bytes, default_queue_bytes, elem_bytes,
+                           ident_bytes, link_regs, out_bytes)
 from spec.regmap import Reg
 
 
@@ -57,6 +62,9 @@ class HostLink(wiring.Component):
         reply when it does.
     clk_hz, divisor : int
         Reported in the IDENT reply (the clock and the UART bit time); not used otherwise.
+    mem_bytes : int
+        A memory board's memory (:func:`spec.protocol.check_mem_bytes`); 0 for the on-chip
+        core.
 
     Attributes
     ----------
@@ -69,11 +77,16 @@ class HostLink(wiring.Component):
     tx : Out(stream.Signature(8))
         Reply bytes.
     kv_load, q : Out(stream)
-        To the core's :py:`kv_load` and :py:`q`.
+        To the core's :py:`kv_load` and :py:`q` (on-chip core only).
     o : In(stream)
-        From the core's :py:`o`.
+        From the core's :py:`o` (on-chip core only).
     reg_addr, reg_wdata, reg_we : Out
-        To the core's register port; :py:`reg_rdata` from it.
+        To the core's register port; :py:`reg_rdata` from it. On a memory board
+        :py:`reg_we` is held until :py:`reg_wdone`, and :py:`reg_re` asks for the register at
+        :py:`reg_addr`, held until :py:`reg_rvalid` shows :py:`reg_rdata` (and dropped after).
+    mem_addr, mem_wdata, mem_we, mem_re : Out
+        A memory board's byte port, a request held until :py:`mem_ack` (the byte read is
+        :py:`mem_rdata` in that cycle).
     error : Out(1)
         The last reply was an error reply.
     latency : int
@@ -84,27 +97,36 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, cfg, *, max_payload=1024, timeout_cycles, queue_bytes=None, clk_hz=0,
-                 divisor=0):
+                 divisor=0, mem_bytes=0):
         for name, value in (("clk_hz", clk_hz), ("divisor", divisor)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
         check_link_params(cfg, max_payload=max_payload, timeout_cycles=timeout_cycles,
                           queue_bytes=queue_bytes)
+        self._mem_bytes = check_mem_bytes(cfg, mem_bytes)
+        self._memory = cfg.memory == "axi"
+        self._n_regs = link_regs(cfg)
         self._cfg = cfg
         self._max_payload = max_payload
         self._timeout = timeout_cycles
         self._queue = default_queue_bytes(max_payload) if queue_bytes is None else queue_bytes
         self._ident = ident_bytes(cfg, max_payload=max_payload, clk_hz=clk_hz,
                                   divisor=divisor, timeout_cycles=timeout_cycles,
-                                  queue_bytes=self._queue)
+                                  queue_bytes=self._queue, mem_bytes=mem_bytes)
+        if self._memory:
+            port = {"reg_re": Out(1), "reg_rvalid": In(1), "reg_wdone": In(1),
+                    "mem_addr": Out(range(mem_bytes)), "mem_wdata": Out(8), "mem_we": Out(1),
+                    "mem_re": Out(1), "mem_rdata": In(8), "mem_ack": In(1)}
+        else:
+            port = {"kv_load": Out(stream.Signature(kv_load_layout(cfg))),
+                    "q": Out(stream.Signature(query_layout(cfg))),
+                    "o": In(stream.Signature(out_layout(cfg)))}
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_error": In(1),
             "tx": Out(stream.Signature(8)),
-            "kv_load": Out(stream.Signature(kv_load_layout(cfg))),
-            "q": Out(stream.Signature(query_layout(cfg))),
-            "o": In(stream.Signature(out_layout(cfg))),
-            "reg_addr": Out(range(N_REGS)),
+            **port,
+            "reg_addr": Out(range(self._n_regs)),
             "reg_wdata": Out(32),
             "reg_we": Out(1),
             "reg_rdata": In(32),
@@ -128,6 +150,10 @@ class HostLink(wiring.Component):
         return self._queue
 
     @property
+    def mem_bytes(self):
+        return self._mem_bytes
+
+    @property
     def ident(self):
         """The IDENT reply payload (bytes)."""
         return self._ident
@@ -145,6 +171,8 @@ class HostLink(wiring.Component):
         Q_ROW = D * EB                       # bytes of one Q row
         KV_ROW = 2 * Q_ROW                   # bytes of one K/V row pair
         MAX_ROWS = MAXP // Q_ROW
+        MEMORY, N_REGS = self._memory, self._n_regs
+        N_ARGS = 6 if MEMORY else 5            # payload bytes kept as arguments
 
         # -- the payload buffer -------------------------------------------------------------
         m.submodules.buf = buf = memory.Memory(shape=8, depth=MAXP, init=[])
@@ -153,6 +181,7 @@ class HostLink(wiring.Component):
 
         # -- replier (TX side) --------------------------------------------------------------
         SRC_NONE, SRC_IDENT, SRC_REGS, SRC_OUT = range(4)
+        SRC_MEM = SRC_OUT                      # a memory board has no O stream
         rp_start = Signal()
         rp_cmd = Signal(8)
         rp_status = Signal(8)
@@ -166,9 +195,9 @@ class HostLink(wiring.Component):
         length = Signal(16)
         waddr = Signal(range(MAXP))            # payload bytes so far (buffer address)
         left = Signal(17)                      # bytes left in the payload / to discard
-        acnt = Signal(range(6))                # payload bytes so far, saturating at 5
+        acnt = Signal(range(N_ARGS + 1))       # payload bytes so far, saturating at N_ARGS
         crc = Signal(16, init=0xFFFF)
-        args = Signal(40)                      # the first five payload bytes
+        args = Signal(8 * N_ARGS)              # the first payload bytes
         rows = Signal(range(MAX_ROWS + 1))
         col = Signal(range(KV_ROW))
         line_err = Signal()
@@ -180,6 +209,7 @@ class HostLink(wiring.Component):
         rd_ptr = Signal(range(MAXP))
         nbyte = Signal(range(KV_ROW))
         stage = Signal(KV_ROW * 8)
+        mem_ptr = Signal(range(max(2, self._mem_bytes)))
 
         # -- the request queue: bytes wait here while a request executes ----------------------
         # An entry is a byte and two flags: a line error, and bytes dropped on a full queue,
@@ -215,6 +245,9 @@ class HostLink(wiring.Component):
         a_addr, a_count = args[0:8], args[8:16]
         a_value = args[8:40]
         a_start = args[0:16]
+        a_maddr, a_mcount = args[0:32], args[32:48]     # WRITE_MEM / READ_MEM
+        if MEMORY:
+            m.d.comb += [self.mem_addr.eq(mem_ptr), self.mem_wdata.eq(buf_rd.data)]
 
         m.d.comb += [buf_wr.addr.eq(waddr), buf_wr.data.eq(rx_byte)]
 
@@ -230,15 +263,17 @@ class HostLink(wiring.Component):
         m.d.comb += [buf_rd.addr.eq(rd_ptr), buf_rd.en.eq(1)]
 
         # Payloads are wired unconditionally (only valid qualifies them): no gating logic.
-        for j in range(D):
-            m.d.comb += [
-                self.kv_load.payload.k[j].eq(element(0, j)),
-                self.kv_load.payload.v[j].eq(element(Q_ROW * 8, j)),
-                self.q.payload.data[j].eq(element(Q_ROW * 8, j)),
-            ]
-        m.d.comb += [self.kv_load.payload.index.eq(a_start + row), self.reg_wdata.eq(a_value),
-                     # a frame's last query closes a partial group of q_lanes queries
-                     self.q.payload.last.eq(row + 1 == rows)]
+        m.d.comb += self.reg_wdata.eq(a_value)
+        if not MEMORY:
+            for j in range(D):
+                m.d.comb += [
+                    self.kv_load.payload.k[j].eq(element(0, j)),
+                    self.kv_load.payload.v[j].eq(element(Q_ROW * 8, j)),
+                    self.q.payload.data[j].eq(element(Q_ROW * 8, j)),
+                ]
+            m.d.comb += [self.kv_load.payload.index.eq(a_start + row),
+                         # a frame's last query closes a partial group of q_lanes queries
+                         self.q.payload.last.eq(row + 1 == rows)]
 
         def busy_reply():
             """Bytes were dropped before this one: answer BUSY, drop it too."""
@@ -295,10 +330,10 @@ class HostLink(wiring.Component):
             def on_payload():
                 m.d.comb += buf_wr.en.eq(1)
                 with m.Switch(acnt):
-                    for k in range(5):
+                    for k in range(N_ARGS):
                         with m.Case(k):
                             m.d.sync += args[8 * k:8 * k + 8].eq(rx_byte)
-                with m.If(acnt != 5):
+                with m.If(acnt != N_ARGS):
                     m.d.sync += acnt.eq(acnt + 1)
                 with m.If(~is_kv | (acnt >= 2)):           # past LOAD_KV's start row
                     with m.If(col == row_bytes - 1):
@@ -346,12 +381,21 @@ class HostLink(wiring.Component):
                     with m.Case(Cmd.READ_REGS):
                         m.d.comb += [known.eq(1), length_ok.eq(length == 2),
                                      arg_ok.eq((a_count != 0) & (a_addr + a_count <= N_REGS))]
-                    with m.Case(Cmd.LOAD_KV):
-                        m.d.comb += [known.eq(1), length_ok.eq((rows != 0) & (col == 0)),
-                                     arg_ok.eq(a_start + rows <= cfg.max_seq_len)]
-                    with m.Case(Cmd.QUERY):
-                        m.d.comb += [known.eq(1), length_ok.eq((rows != 0) & (col == 0)),
-                                     arg_ok.eq(1)]
+                    if MEMORY:
+                        with m.Case(Cmd.WRITE_MEM):
+                            m.d.comb += [known.eq(1), length_ok.eq(length > 4),
+                                         arg_ok.eq(a_maddr + (length - 4) <= self._mem_bytes)]
+                        with m.Case(Cmd.READ_MEM):
+                            m.d.comb += [known.eq(1), length_ok.eq(length == 6),
+                                         arg_ok.eq((a_mcount != 0) & (a_mcount <= MAXP) &
+                                                   (a_maddr + a_mcount <= self._mem_bytes))]
+                    else:
+                        with m.Case(Cmd.LOAD_KV):
+                            m.d.comb += [known.eq(1), length_ok.eq((rows != 0) & (col == 0)),
+                                         arg_ok.eq(a_start + rows <= cfg.max_seq_len)]
+                        with m.Case(Cmd.QUERY):
+                            m.d.comb += [known.eq(1), length_ok.eq((rows != 0) & (col == 0)),
+                                         arg_ok.eq(1)]
                 m.d.sync += [row.eq(0), rd_ptr.eq(Mux(is_kv, 2, 0)), nbyte.eq(0)]
                 with m.If(line_err):
                     m.d.sync += status.eq(Status.LINE_ERROR)
@@ -383,46 +427,78 @@ class HostLink(wiring.Component):
                             start_reply(Status.OK, n=len(self._ident), src=SRC_IDENT)
                             m.next = "HUNT"
                         with m.Case(Cmd.WRITE_REG):
-                            m.d.comb += self.reg_we.eq(1)
-                            m.next = "WRITE_DONE"
+                            if MEMORY:
+                                m.next = "WRITE_WAIT"
+                            else:
+                                m.d.comb += self.reg_we.eq(1)
+                                m.next = "WRITE_DONE"
                         with m.Case(Cmd.READ_REGS):
                             start_reply(Status.OK, n=a_count * 4, src=SRC_REGS, reg=a_addr)
                             m.next = "HUNT"
-                        with m.Case(Cmd.LOAD_KV):
-                            m.next = "READ_A"
-                        with m.Case(Cmd.QUERY):
-                            start_reply(Status.OK, n=rows * (D * OB), src=SRC_OUT)
-                            m.next = "READ_A"
+                        if MEMORY:
+                            with m.Case(Cmd.WRITE_MEM):
+                                m.d.sync += [mem_ptr.eq(a_maddr), rd_ptr.eq(4),
+                                             left.eq(length - 4)]
+                                m.next = "MEM_A"
+                            with m.Case(Cmd.READ_MEM):
+                                m.d.sync += mem_ptr.eq(a_maddr)
+                                start_reply(Status.OK, n=a_mcount, src=SRC_MEM)
+                                m.next = "HUNT"
+                        else:
+                            with m.Case(Cmd.LOAD_KV):
+                                m.next = "READ_A"
+                            with m.Case(Cmd.QUERY):
+                                start_reply(Status.OK, n=rows * (D * OB), src=SRC_OUT)
+                                m.next = "READ_A"
+
+            if MEMORY:
+                with m.State("WRITE_WAIT"):     # the write goes out over AXI4-Lite
+                    m.d.comb += self.reg_we.eq(1)
+                    with m.If(self.reg_wdone):
+                        m.next = "WRITE_DONE"
+                # WRITE_MEM: a byte a request; the buffer shows rd_ptr's byte a cycle later.
+                with m.State("MEM_A"):
+                    m.next = "MEM_W"
+                with m.State("MEM_W"):
+                    m.d.comb += self.mem_we.eq(1)
+                    with m.If(self.mem_ack):
+                        m.d.sync += [mem_ptr.eq(mem_ptr + 1), rd_ptr.eq(rd_ptr + 1),
+                                     left.eq(left - 1)]
+                        with m.If(left == 1):
+                            m.next = "FINISH"
+                        with m.Else():
+                            m.next = "MEM_A"
 
             with m.State("WRITE_DONE"):
                 start_reply(Status.OK, n=4, src=SRC_REGS, reg=Reg.STATUS)
                 m.next = "HUNT"
 
-            # Row assembly: two cycles a byte (address, then data) into the staging register.
-            with m.State("READ_A"):
-                m.next = "READ_B"
-            with m.State("READ_B"):
-                m.d.sync += [stage.eq(Cat(stage[8:], buf_rd.data)), rd_ptr.eq(rd_ptr + 1),
-                             nbyte.eq(nbyte + 1)]
-                m.next = "READ_A"
-                with m.If(nbyte == row_bytes - 1):
-                    m.d.sync += nbyte.eq(0)
-                    m.next = "SEND"
-            with m.State("SEND"):
-                sent = Signal()
-                with m.If(is_kv):
-                    m.d.comb += [self.kv_load.valid.eq(1),
-                                 sent.eq(self.kv_load.ready)]
-                with m.Else():
-                    m.d.comb += [self.q.valid.eq(1), sent.eq(self.q.ready)]
-                with m.If(sent):
-                    m.d.sync += row.eq(row + 1)
-                    with m.If(row + 1 == rows):
-                        m.next = "FINISH"
+            if not MEMORY:
+                # Row assembly: two cycles a byte (address, then data) into the staging register.
+                with m.State("READ_A"):
+                    m.next = "READ_B"
+                with m.State("READ_B"):
+                    m.d.sync += [stage.eq(Cat(stage[8:], buf_rd.data)), rd_ptr.eq(rd_ptr + 1),
+                                 nbyte.eq(nbyte + 1)]
+                    m.next = "READ_A"
+                    with m.If(nbyte == row_bytes - 1):
+                        m.d.sync += nbyte.eq(0)
+                        m.next = "SEND"
+                with m.State("SEND"):
+                    sent = Signal()
+                    with m.If(is_kv):
+                        m.d.comb += [self.kv_load.valid.eq(1),
+                                     sent.eq(self.kv_load.ready)]
                     with m.Else():
-                        m.next = "READ_A"
+                        m.d.comb += [self.q.valid.eq(1), sent.eq(self.q.ready)]
+                    with m.If(sent):
+                        m.d.sync += row.eq(row + 1)
+                        with m.If(row + 1 == rows):
+                            m.next = "FINISH"
+                        with m.Else():
+                            m.next = "READ_A"
             with m.State("FINISH"):
-                with m.If(is_kv):
+                with m.If(is_kv | (cmd == Cmd.WRITE_MEM)):
                     with m.If(~rp_busy):
                         start_reply(Status.OK)
                         m.next = "HUNT"
@@ -496,8 +572,11 @@ class HostLink(wiring.Component):
                         m.d.comb += [byte.eq(rom_rd.data), advance.eq(free & fresh)]
                     with m.Case(SRC_REGS):
                         with m.If(bsel == 0):
+                            if MEMORY:
+                                m.d.comb += self.reg_re.eq(1)
                             m.d.comb += [byte.eq(self.reg_rdata[:8]),
-                                         advance.eq(free & fresh)]
+                                         advance.eq(free & (self.reg_rvalid if MEMORY
+                                                            else fresh))]
                             with m.If(advance):
                                 m.d.sync += word.eq(self.reg_rdata >> 8)
                         with m.Else():
@@ -508,21 +587,32 @@ class HostLink(wiring.Component):
                             m.d.sync += bsel.eq(Mux(bsel == 3, 0, bsel + 1))
                             with m.If(bsel == 3):
                                 m.d.sync += reg_ptr.eq(reg_ptr + 1)
-                    with m.Case(SRC_OUT):
-                        value = self.o.payload.value
-                        wide = Signal(signed(OB * 8))
-                        m.d.comb += wide.eq(value)
-                        with m.If(bsel == 0):
-                            m.d.comb += [byte.eq(wide[:8]), advance.eq(free & self.o.valid),
-                                         self.o.ready.eq(free)]
+                    if MEMORY:
+                        with m.Case(SRC_MEM):
+                            have = Signal()
+                            m.d.comb += [self.mem_re.eq(~have), byte.eq(word[:8]),
+                                         advance.eq(free & have)]
+                            with m.If(self.mem_ack):
+                                m.d.sync += [word[:8].eq(self.mem_rdata), have.eq(1),
+                                             mem_ptr.eq(mem_ptr + 1)]
                             with m.If(advance):
-                                m.d.sync += word.eq(wide.as_unsigned() >> 8)
-                        with m.Else():
-                            m.d.comb += [byte.eq(word[:8]), advance.eq(free)]
-                            with m.If(free):
-                                m.d.sync += word.eq(word >> 8)
-                        with m.If(advance):
-                            m.d.sync += bsel.eq(Mux(bsel == OB - 1, 0, bsel + 1))
+                                m.d.sync += have.eq(0)
+                    else:
+                        with m.Case(SRC_OUT):
+                            value = self.o.payload.value
+                            wide = Signal(signed(OB * 8))
+                            m.d.comb += wide.eq(value)
+                            with m.If(bsel == 0):
+                                m.d.comb += [byte.eq(wide[:8]), advance.eq(free & self.o.valid),
+                                             self.o.ready.eq(free)]
+                                with m.If(advance):
+                                    m.d.sync += word.eq(wide.as_unsigned() >> 8)
+                            with m.Else():
+                                m.d.comb += [byte.eq(word[:8]), advance.eq(free)]
+                                with m.If(free):
+                                    m.d.sync += word.eq(word >> 8)
+                            with m.If(advance):
+                                m.d.sync += bsel.eq(Mux(bsel == OB - 1, 0, bsel + 1))
                 with m.If(advance):
                     emit(byte)
                     m.d.sync += [pcount.eq(pcount + 1), pleft.eq(pleft - 1), fresh.eq(0)]

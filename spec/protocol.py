@@ -22,7 +22,19 @@ command         cmd   request payload                              reply payload
                       (``d`` elements each)
 ``QUERY``       0x04  n Q rows (``d`` elements each; the last      ``O`` of the n rows, ``n·d``
                       closes a group of ``q_lanes``)              elements of ``out_bytes`` each
+``WRITE_MEM``   0x05  ``addr`` (4), then n ≥ 1 bytes               none
+``READ_MEM``    0x06  ``addr`` (4), ``count`` (2)                   ``count`` bytes from ``addr``
 ==============  ====  ===========================================  ===================================
+
+Which commands a board answers depends on its core (IDENT's ``memory`` field): a board with
+the on-chip core (``memory = 0``) takes LOAD_KV and QUERY, one with the memory-attached core
+(``memory = 1``, :class:`hw.axicore.SofaAxiCore` over ``mem_bytes`` of block RAM) takes
+WRITE_MEM and READ_MEM instead and answers the other two ``UNKNOWN_CMD``. On a memory board the
+host writes Q, K and V into the memory, programs the job descriptor with WRITE_REG, starts the
+job, polls JOB_STATUS with READ_REGS and reads O back with READ_MEM; the registers are reached
+through the core's AXI4-Lite slave, so ``n_regs`` is the core's register space. WRITE_MEM and
+READ_MEM must lie inside the memory (``addr + n ≤ mem_bytes``, else ``BAD_ARG``); a READ_MEM
+``count`` is 1 … ``max_payload``.
 
 An element of Q/K/V takes ``elem_bytes = ceil(data_width / 8)`` bytes (its low ``data_width``
 bits are used); an ``O`` element ``out_bytes = ceil(out_width / 8)`` bytes, sign-extended two's
@@ -64,7 +76,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spec.config import ConfigError
-from spec.regmap import COUNTER_BASE, N_REGS, counter_names
+from spec.regmap import COUNTER_BASE, N_REGS, address_words, counter_names
 
 
 __all__ = ["Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD", "PROTOCOL_VERSION", "N_REGS",
@@ -72,14 +84,15 @@ __all__ = ["Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD", "PROTOCOL_VERS
            "REPLY_OVERHEAD", "crc16", "elem_bytes", "out_bytes", "ident_bytes", "parse_ident",
            "check_link_params", "default_queue_bytes", "encode_request", "encode_reply",
            "write_reg_payload", "read_regs_payload", "row_bytes", "load_kv_payload",
-           "query_payload", "decode_out", "decode_rows", "Reply", "ReplyParser", "decode_reply",
+           "query_payload", "write_mem_payload", "read_mem_payload", "link_regs",
+           "check_mem_bytes", "decode_out", "decode_rows", "Reply", "ReplyParser", "decode_reply",
            "ProtocolError", "cmd_name"]
 
 
 SOF_REQUEST = 0xA5
 SOF_REPLY = 0x5A
 NO_CMD = 0xFF
-PROTOCOL_VERSION = 4                      # 2: counter_width; 3: skid_buffers; 4: queue_bytes, BUSY
+PROTOCOL_VERSION = 5   # 2: counter_width; 3: skid_buffers; 4: queue_bytes, BUSY; 5: memory boards
 #: Bytes of a request / reply frame around its payload.
 REQUEST_OVERHEAD = 6
 REPLY_OVERHEAD = 7
@@ -95,6 +108,8 @@ class Cmd(enum.IntEnum):
     READ_REGS = 0x02
     LOAD_KV = 0x03
     QUERY = 0x04
+    WRITE_MEM = 0x05
+    READ_MEM = 0x06
 
 
 class Status(enum.IntEnum):
@@ -119,7 +134,8 @@ IDENT_FIELDS = (("magic", 4), ("version", 1),
                 *((name, 4) for name in CONFIG_FIELDS),
                 ("max_payload", 4), ("clk_hz", 4), ("divisor", 4), ("timeout_cycles", 4),
                 ("queue_bytes", 4),
-                ("n_regs", 1), ("counter_base", 1), ("n_counters", 1))
+                ("n_regs", 1), ("counter_base", 1), ("n_counters", 1),
+                ("memory", 1), ("mem_bytes", 4), ("axi_data_width", 2))
 _MAGIC = b"SOFA"
 
 
@@ -148,16 +164,26 @@ def default_queue_bytes(max_payload):
     return 1 << (max_payload + REQUEST_OVERHEAD - 1).bit_length()
 
 
-def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles, queue_bytes=None):
-    """The IDENT reply payload (bytes) of a link built with these parameters."""
+def link_regs(cfg):
+    """Registers a link reaches: :data:`N_REGS` on the on-chip core, the memory-attached
+    core's whole register space (job descriptor included) on a memory board."""
+    return address_words(cfg) if cfg.memory == "axi" else N_REGS
+
+
+def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles, queue_bytes=None,
+                mem_bytes=0):
+    """The IDENT reply payload (bytes) of a link built with these parameters (``mem_bytes``:
+    the memory of a memory board, 0 on the on-chip core)."""
     if queue_bytes is None:
         queue_bytes = default_queue_bytes(max_payload)
     values = {"magic": int.from_bytes(_MAGIC, "little"), "version": PROTOCOL_VERSION,
               **{name: int(getattr(cfg, name)) for name in CONFIG_FIELDS},
               "max_payload": max_payload, "clk_hz": int(clk_hz), "divisor": divisor,
-              "timeout_cycles": timeout_cycles, "queue_bytes": queue_bytes, "n_regs": N_REGS,
-              "counter_base": COUNTER_BASE,
-              "n_counters": len(counter_names(cfg)) if cfg.counter_width else 0}
+              "timeout_cycles": timeout_cycles, "queue_bytes": queue_bytes,
+              "n_regs": link_regs(cfg), "counter_base": COUNTER_BASE,
+              "n_counters": len(counter_names(cfg)) if cfg.counter_width else 0,
+              "memory": int(cfg.memory == "axi"), "mem_bytes": mem_bytes,
+              "axi_data_width": cfg.axi_data_width if cfg.memory == "axi" else 0}
     out = bytearray()
     for name, size in IDENT_FIELDS:
         value = values[name]
@@ -213,6 +239,25 @@ def check_link_params(cfg, *, max_payload, timeout_cycles, queue_bytes=None):
                           f"start row")
 
 
+def check_mem_bytes(cfg, mem_bytes):
+    """``mem_bytes`` if a link for ``cfg`` can be built with that memory: 0 for the on-chip
+    core; for the memory-attached core a power of two from one AXI word to what both the
+    core's address width and WRITE_MEM's 4-byte address reach. A :class:`ConfigError` names
+    the value otherwise."""
+    if isinstance(mem_bytes, bool) or not isinstance(mem_bytes, int):
+        raise TypeError(f"mem_bytes must be an integer, not {mem_bytes!r}")
+    if cfg.memory != "axi":
+        if mem_bytes:
+            raise ConfigError(f"mem_bytes = {mem_bytes}: the on-chip core (memory = "
+                              f"{cfg.memory!r}) has no memory behind the link; use 0")
+        return mem_bytes
+    lo, hi = cfg.axi_data_width // 8, 1 << min(32, cfg.axi_addr_width)
+    if not lo <= mem_bytes <= hi or mem_bytes & (mem_bytes - 1):
+        raise ConfigError(f"mem_bytes = {mem_bytes} must be a power of two from {lo} (one "
+                          f"AXI word) to {hi}")
+    return mem_bytes
+
+
 # -- codec ---------------------------------------------------------------------------------------
 
 class ProtocolError(RuntimeError):
@@ -250,6 +295,25 @@ def read_regs_payload(addr, count):
         if not 0 <= int(v) <= 0xFF:
             raise ValueError(f"{name} = {v} is not a byte")
     return bytes([int(addr), int(count)])
+
+
+def write_mem_payload(addr, data):
+    """WRITE_MEM payload: ``addr`` (4 bytes), then the bytes."""
+    data = bytes(data)
+    if not 0 <= int(addr) <= 0xFFFFFFFF:
+        raise ValueError(f"memory address {addr} does not fit 32 bits")
+    if not data:
+        raise ValueError("WRITE_MEM needs at least one byte")
+    return int(addr).to_bytes(4, "little") + data
+
+
+def read_mem_payload(addr, count):
+    """READ_MEM payload: ``addr`` (4 bytes), ``count`` (2 bytes)."""
+    if not 0 <= int(addr) <= 0xFFFFFFFF:
+        raise ValueError(f"memory address {addr} does not fit 32 bits")
+    if not 1 <= int(count) <= 0xFFFF:
+        raise ValueError(f"count = {count} must be 1 … 65535")
+    return int(addr).to_bytes(4, "little") + int(count).to_bytes(2, "little")
 
 
 def row_bytes(cfg, rows, name):

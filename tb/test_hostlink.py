@@ -339,8 +339,8 @@ def test_codec():
     vals = np.arange(-cfg.d, cfg.d, 2).reshape(1, cfg.d) * 1000
     payload = b"".join(int(v).to_bytes(3, "little", signed=True) for v in vals.ravel())
     assert np.array_equal(decode_out(cfg, payload, 1), vals)
-    # protocol version 4: 96 bytes (queue_bytes added)
-    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 96
+    # protocol version 5: 103 bytes (memory, mem_bytes, axi_data_width added)
+    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 103
     info = parse_ident(ident_bytes(cfg.replace(counter_width=0), max_payload=1024, clk_hz=1,
                                    divisor=4, timeout_cycles=9))
     assert info["counter_width"] == 0 and info["n_counters"] == 0
