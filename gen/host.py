@@ -33,13 +33,14 @@ from spec.protocol import (CONFIG_FIELDS, N_REGS, NO_CMD, SOF_REQUEST, Cmd, Prot
                            ReplyParser, Status, cmd_name, crc16, decode_out, decode_rows,
                            elem_bytes, encode_reply, encode_request, ident_bytes,
                            load_kv_payload, out_bytes, parse_ident, query_payload,
-                           read_regs_payload, write_reg_payload)
+                           read_mem_payload, read_regs_payload, write_mem_payload,
+                           write_reg_payload)
 from spec.regmap import (COUNTER_BASE, COUNTERS, WORD_BITS, Reg, counter_names, registers,
                          expected_counters, parameter_writes, register)
 from spec.validate import check_float, check_int, choice_arg, float_arg, int_arg
 
 
-__all__ = ["LinkError", "CoreRejected", "ProtocolError", "SerialTransport", "SimulatedBoard",
+__all__ = ["LinkError", "CoreRejected", "JobFailed", "ProtocolError", "SerialTransport", "SimulatedBoard",
            "SofaHost", "config_from_ident"]
 
 
@@ -51,6 +52,16 @@ class LinkError(RuntimeError):
         self.status = Status(status) if status in Status._value2member_map_ else status
         text = self.status.name if isinstance(self.status, Status) else f"status {status:#04x}"
         super().__init__(f"board replied {text} to {cmd_name(cmd)}")
+
+
+class JobFailed(RuntimeError):
+    """A memory board's job ended with a non-zero JOB_ERROR (:class:`spec.job.JobError`)."""
+
+    def __init__(self, code):
+        from spec.job import JobError
+        self.code = JobError(code) if code in JobError._value2member_map_ else code
+        name = self.code.name if isinstance(self.code, JobError) else str(code)
+        super().__init__(f"the job failed: JOB_ERROR {name}")
 
 
 class CoreRejected(RuntimeError):
@@ -68,6 +79,8 @@ def config_from_ident(info):
     if values["skid_buffers"] not in (0, 1):
         raise ProtocolError(f"IDENT: skid_buffers = {values['skid_buffers']} is not 0 or 1")
     values["skid_buffers"] = bool(values["skid_buffers"])
+    if info.get("memory"):
+        values.update(memory="axi", axi_data_width=info["axi_data_width"])
     return SofaConfig(**values, name="board")
 
 
@@ -297,6 +310,14 @@ class SimulatedBoard:
         return res.out
 
 
+def job_end(cfg, job):
+    """The first byte after the last row of a job's tensors (Q, K, V and O)."""
+    from spec.job import out_row_bytes, row_bytes
+    return max(job.address(t, h, job.rows(t) - 1)
+               + (out_row_bytes(cfg) if t == "o" else row_bytes(cfg))
+               for t in ("q", "k", "v", "o") for h in range(job.heads))
+
+
 # -- the host API ------------------------------------------------------------------------------------
 
 class SofaHost:
@@ -418,6 +439,64 @@ class SofaHost:
         self.set_params(params)
         return self.query(Q)
 
+    # -- memory boards --------------------------------------------------------------------------
+
+    def _need_memory(self):
+        self._need_cfg()
+        if not self.info["memory"]:
+            raise ProtocolError("this board carries the on-chip core: it has no memory "
+                                "(use load_kv and query)")
+        return self.info["mem_bytes"]
+
+    def write_mem(self, addr, data):
+        """Write ``data`` to a memory board's memory from byte ``addr``."""
+        self._need_memory()
+        data, per = bytes(data), self.info["max_payload"] - 4
+        for a in range(0, len(data), per):
+            self.request(Cmd.WRITE_MEM, write_mem_payload(addr + a, data[a:a + per]),
+                         expect_len=0)
+
+    def read_mem(self, addr, count):
+        """``count`` bytes of a memory board's memory from byte ``addr``."""
+        self._need_memory()
+        out, per = bytearray(), self.info["max_payload"]
+        while len(out) < count:
+            n = min(per, count - len(out))
+            out += self.request(Cmd.READ_MEM, read_mem_payload(addr + len(out), n),
+                                expect_len=n)
+        return bytes(out)
+
+    def run_job(self, job, Q, K, V, params, *, rass=True, poll_s=0.01, job_timeout=600.0):
+        """Run a job on a memory board: Q, K, V (``[heads, rows, d]``) into memory where the
+        descriptor ``job`` (:class:`spec.job.JobDescriptor`) places them, the registers, start,
+        wait for done; returns ``O`` ``[heads, queries, d]``. Raises :class:`JobFailed` for a
+        non-zero JOB_ERROR and :class:`ProtocolError` if done does not come within
+        ``job_timeout`` seconds."""
+        from sim.jobs import memory_image, read_outputs
+        from spec.regmap import job_writes
+        mem_bytes = self._need_memory()
+        cfg = self.cfg
+        params.validate(cfg)
+        end = job_end(cfg, job)
+        if end > mem_bytes:
+            raise ConfigError(f"the job's tensors end at byte {end}, beyond the board's "
+                              f"{mem_bytes}-byte memory")
+        for addr, data in sorted(memory_image(cfg, job, Q, K, V).items()):
+            self.write_mem(addr, data)
+        for reg, value in parameter_writes(cfg, params) + job_writes(cfg, job, rass=rass):
+            self.write_reg(reg, value)
+        self.write_reg(Reg.STATUS, 0b11)
+        self.write_reg(Reg.CONTROL, 1)
+        deadline = time.monotonic() + job_timeout
+        while not self.read_regs(Reg.JOB_STATUS)[0] & 1:
+            if time.monotonic() > deadline:
+                raise ProtocolError(f"the job was not done within {job_timeout:g} s")
+            time.sleep(poll_s)
+        code = self.read_regs(Reg.JOB_ERROR)[0]
+        if code:
+            raise JobFailed(code)
+        return read_outputs(cfg, job, self.read_mem)
+
 
 # -- command line -------------------------------------------------------------------------------------
 
@@ -437,12 +516,51 @@ def _selftest_params(cfg, args):
     return S, top_k, scale
 
 
+def _selftest_job(cfg, S, rows, mem_bytes):
+    """The one-head job of ``selftest`` on a memory board, packed from address 0; a
+    :class:`ConfigError` names ``--seq``/``--rows`` when it does not fit the memory."""
+    from sim.jobs import layout_job
+    from spec.job import JobDescriptor
+    job = layout_job(cfg, JobDescriptor(seq_len=S, queries=rows))
+    if job_end(cfg, job) > mem_bytes:
+        raise ConfigError(f"--seq {S} --rows {rows}: Q, K, V and O take {job_end(cfg, job)} "
+                          f"bytes, more than the board's {mem_bytes}-byte memory")
+    return job
+
+
+def _memory_selftest(host, args, S, top_k, scale):
+    from sim.jobs import golden_job
+    from sim.workloads import structured
+    info, cfg = host.info, host.cfg
+    job = _selftest_job(cfg, S, args.rows, info["mem_bytes"])
+    Q, K, V = (x[None] for x in structured(cfg, np.random.default_rng(args.seed), args.rows, S))
+    params = RunParams(seq_len=S, top_k=top_k, radius=cfg.derived.radius_inf,
+                       scale_log2e=scale, dense=args.dense)
+    t0 = time.monotonic()
+    out = host.run_job(job, Q, K, V, params)
+    t1 = time.monotonic()
+    want = golden_job(cfg, params, job, Q, K, V).out
+    counters = host.counters() if cfg.counter_width else None
+    bad = int(np.sum(out != want))
+    print(f"memory board: d={cfg.d} q_lanes={cfg.q_lanes} {info['mem_bytes']} bytes of memory, "
+          f"clk {info['clk_hz'] / 1e6:g} MHz; S={S}, {args.rows} queries, "
+          f"{'dense' if args.dense else f'top_k={top_k}'}")
+    busy = (f"; core busy {counters['busy_cycles']} cycles "
+            f"= {counters['busy_cycles'] / max(1, args.rows):.0f} per query"
+            if counters else "; no counters in this build")
+    print(f"job (memory writes, registers, run, O read back) {t1 - t0:.2f} s{busy}")
+    print(f"O: {out.size - bad}/{out.size} elements match the golden model")
+    return 0 if bad == 0 else 1
+
+
 def _selftest(host, args):
     from sim.golden import sofa_attention
     from sim.workloads import structured
     info = host.ident()
     cfg = host.cfg
     S, top_k, scale = _selftest_params(cfg, args)
+    if info["memory"]:
+        return _memory_selftest(host, args, S, top_k, scale)
     rng = np.random.default_rng(args.seed)
     Q, K, V = structured(cfg, rng, args.rows, S)
     params = RunParams(seq_len=S, top_k=top_k, radius=cfg.derived.radius_inf,
@@ -489,12 +607,16 @@ def add_arguments(parser):
     sub.add_parser("ident", help="print the board's configuration")
     sub.add_parser("counters", help="print the performance counters")
     rr = sub.add_parser("read-reg", help="read registers")
-    rr.add_argument("addr", type=int_arg(0, N_REGS - 1),
-                    help=f"first register, 0 … {N_REGS - 1}")
-    rr.add_argument("count", type=int_arg(1, N_REGS), nargs="?", default=1,
+    # A memory board's register space is larger (its IDENT n_regs): checked once it answers.
+    rr.add_argument("addr", type=int_arg(0, 255),
+                    help=f"first register, 0 … the board's n_regs - 1 ({N_REGS - 1} on the "
+                         f"on-chip core)")
+    rr.add_argument("count", type=int_arg(1, 255), nargs="?", default=1,
                     help="registers to read (default: 1)")
     wr = sub.add_parser("write-reg", help="write a register")
-    wr.add_argument("addr", type=int_arg(0, N_REGS - 1), help=f"register, 0 … {N_REGS - 1}")
+    wr.add_argument("addr", type=int_arg(0, 255),
+                    help=f"register, 0 … the board's n_regs - 1 ({N_REGS - 1} on the on-chip "
+                         f"core)")
     wr.add_argument("value", type=int_arg(0, (1 << 32) - 1), help="value, 0 … 2^32-1")
     st = sub.add_parser("selftest", help="random attention on the board vs the golden model")
     st.add_argument("--seq", type=int_arg(1), default=None,
@@ -519,9 +641,18 @@ def check(args):
     ``read-reg``, and with ``--sim`` the ``selftest`` options against the simulated board's
     preset (a real board's limits are known once it answers IDENT). Opens nothing."""
     if args.host_command == "read-reg":
-        check_int("count", args.count, 1, N_REGS - args.addr)
+        check_int("count", args.count, 1, 255 - args.addr + 1)
+    if args.sim and args.host_command in ("read-reg", "write-reg"):
+        _check_reg_range(args, N_REGS)
     if args.sim and args.host_command == "selftest":
         _selftest_params(preset(args.sim), args)
+
+
+def _check_reg_range(args, n_regs):
+    """``read-reg``/``write-reg``'s addresses against a board with ``n_regs`` registers."""
+    check_int("addr", args.addr, 0, n_regs - 1)
+    if args.host_command == "read-reg":
+        check_int("count", args.count, 1, n_regs - args.addr)
 
 
 def run(args):
@@ -540,9 +671,11 @@ def run(args):
             for k, v in host.counters().items():
                 print(f"{k:>18} {v}")
         elif args.host_command == "read-reg":
+            _check_reg_range(args, host.ident()["n_regs"])
             for n, v in enumerate(host.read_regs(args.addr, args.count)):
                 print(f"{args.addr + n:3d} {v}")
         elif args.host_command == "write-reg":
+            _check_reg_range(args, host.ident()["n_regs"])
             print(f"status {host.write_reg(args.addr, args.value):#x}")
         else:
             return _selftest(host, args)
