@@ -52,7 +52,7 @@ COMMANDS = {
     "regs": ("gen.cli", "write the register map as SystemRDL, a C header and Markdown"),
     "synth-report": ("gen.synth", "synthesise, place and route one design; report.json/.md"),
     "bench": ("gen.bench", "RTL speed-up over dense mode on Verilator; bench.json/.md"),
-    "eval": ("sim.accuracy", "accuracy study on all-MiniLM-L6-v2; report.md and plots"),
+    "eval": ("sim.evaluation", "accuracy study on all-MiniLM-L6-v2; report.md and plots"),
     "dse": ("sim.dse.cli", "per-layer design-space exploration with Optuna"),
     "bitstream": ("gen.boards", "build (and program) a board bitstream"),
     "report": ("gen.report", "resources, Fmax and throughput of the board tops"),

@@ -1,6 +1,7 @@
 """Accuracy of SOFA and of the literature's predictors on a real model (all-MiniLM-L6-v2).
 
-``python -m sim.accuracy [--quick] [--out DIR]`` (``make eval``) runs the dense model over the
+``sofa eval [--quick] [--out DIR]`` (``make eval``, :mod:`sim.evaluation`) runs the dense model
+over the
 shipped texts (``data/texts``), captures Q, K, V of every layer and head, quantises them to
 int8 per head (docs/numerics.md) and scores every predictor of :mod:`sim.predictors` with:
 
@@ -34,11 +35,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sim.minilm import (MiniLM, ModelMissing, TEXT_DIR, check_text_lengths, cosine,
-                        load_texts)
-from sim.quickcheck import (QUICK_LIMITS, QuickCheckFailed, audit_sofa, quick_check,
-                            quick_margins)
-from spec.validate import check_out_dir, make_out_dir, path_arg
+from sim.minilm import Encoding, MiniLM, cosine, load_texts
+from sim.quickcheck import audit_sofa
 from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, ExactTileTopK,
                             ExactTopK, HeadData, PadeGuard, SofaDLZS, SpattenMSB,
                             int8_equivalent, prediction_ops)
@@ -47,7 +45,7 @@ from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, Ex
 __all__ = ["RATIOS", "BLOCK_SIZES", "RADII", "HEADLINE_RATIO", "QUICK", "Dataset",
            "build_dataset", "masked_float", "sparse_hook", "evaluate_heads",
            "embedding_cosines", "calibrate", "check", "run", "key_table", "ratio_table",
-           "report_markdown", "quick_sofa"]
+           "report_markdown", "write_outputs", "jsonable"]
 
 RATIOS = (0.5, 0.25, 0.125, 0.0625)
 BLOCK_SIZES = (16, 32, 64)
@@ -72,10 +70,11 @@ class Dataset:
 
 
 def build_dataset(model, texts):
-    """Run the dense model over ``texts`` (``{name: text}``) and quantise every layer."""
+    """Run the dense model over ``texts`` (``{name: text or sim.minilm.Encoding}``) and
+    quantise every layer."""
     names, ids, embs, layers = [], [], [], []
     for name, text in texts.items():
-        tok = model.tokenize(text, name=f"text {name!r}")
+        tok = text if isinstance(text, Encoding) else model.tokenize(text, name=f"text {name!r}")
         emb, qkv = model.capture(tok)
         names.append(name)
         ids.append(tok)
@@ -100,11 +99,16 @@ def _output(hd, sel):
 
 
 def sparse_hook(pred):
-    """A :class:`sim.minilm.MiniLM` attention hook: quantise, select, attend, dequantise."""
+    """A :class:`sim.minilm.MiniLM` attention hook: quantise, select, attend, dequantise.
+    A predictor with ``for_layer(layer)`` (per-layer settings) selects with that one."""
     def hook(layer, q, k, v):
         hd = HeadData.from_float(q, k, v)
-        return _output(hd, pred.select(hd)) * hd.sv[:, None, None]
+        return _output(hd, _at_layer(pred, layer).select(hd)) * hd.sv[:, None, None]
     return hook
+
+
+def _at_layer(pred, layer):
+    return pred.for_layer(layer) if hasattr(pred, "for_layer") else pred
 
 
 # -- metrics -------------------------------------------------------------------------------
@@ -139,13 +143,13 @@ def evaluate_heads(pred, data, audit=False):
         for layer, hd in enumerate(per_text):
             H, T, S, _ = hd.shape
             if audit:
-                sel, a = audit_sofa(pred, hd)
+                sel, a = audit_sofa(_at_layer(pred, layer), hd)
                 aud = a if aud is None else {
                     k: (max(aud[k], v) if k in ("l_over", "l_under") else aud[k] + v)
                     for k, v in a.items()}
                 _Acc._add(acc.info, "audit_heads", H)
             else:
-                sel = pred.select(hd)
+                sel = _at_layer(pred, layer).select(hd)
             n = sel.mask.sum(axis=-1)                                   # [H, T]
             hits = (sel.mask & (hd.rank < n[..., None])).sum(axis=-1)
             mass = (hd.probs() * sel.mask).sum(axis=-1)
@@ -633,65 +637,3 @@ def write_plots(results, out):
 # -- the quick check -------------------------------------------------------------------------
 
 QUICK = dict(n_texts=2, ratios=(0.25,), block_sizes=(16,), radii=(math.inf, 3.0))
-
-def quick_sofa(model, data):
-    """The audited SOFA entry of the quick check on ``data`` (the quick texts)."""
-    pred = SofaDLZS(QUICK["block_sizes"][0], QUICK["ratios"][0])
-    res = evaluate_heads(pred, data, audit=True)
-    res.update(name=pred.name, family=pred.family, ratio=QUICK["ratios"][0],
-               params=pred.params())
-    cos = embedding_cosines(model, data, pred)
-    res.update(cos_mean=float(np.mean(cos)), cos_min=float(np.min(cos)), cos_per_text=cos)
-    return res
-
-
-# -- CLI -----------------------------------------------------------------------------------
-
-
-def add_arguments(parser):
-    """``sofa eval``'s options."""
-    parser.add_argument("--out", type=path_arg, default=Path("build/eval"),
-                        help="output directory (default: build/eval)")
-    parser.add_argument("--quick", action="store_true",
-                        help="2 texts, 25 %% keys, Bc 16, R in {inf, 3}: the test-sized run "
-                             "(default: the whole study)")
-    parser.add_argument("--texts", type=path_arg, default=TEXT_DIR,
-                        help="a directory of *.txt texts, or one .txt file "
-                             "(default: data/texts)")
-
-
-def check(args):
-    """Every input of ``sofa eval`` checked before the model runs: the texts (readable, not
-    empty, within the model's tokens) and ``--out``; returns the texts ``{name: text}``.
-    Nothing is written (the directory is made with the report)."""
-    texts = load_texts(args.texts)
-    if args.quick:
-        texts = dict(list(texts.items())[:QUICK["n_texts"]])
-    check_out_dir("--out", args.out)
-    check_text_lengths(texts)
-    return texts
-
-
-def run(args):
-    """``sofa eval``: the study over ``args.texts``, written to ``args.out``."""
-    texts = check(args)
-    kw = {k: v for k, v in QUICK.items() if k != "n_texts"} if args.quick else {}
-    out = make_out_dir("--out", args.out)
-    res = run_study(texts, out=out, audit=args.quick, **kw)
-    if args.quick:
-        entry = next(e for e in res["entries"] if "audit" in e)
-        broken = quick_check(entry)
-        (out / "quick_check.json").write_text(json.dumps(jsonable({
-            "passed": not broken, "broken": broken,
-            "margins": {k: {"value": v, "limit": lim, "margin": mg}
-                        for k, (v, lim, mg) in quick_margins(entry).items()}}), indent=1))
-        if broken:
-            raise QuickCheckFailed(f"quick check failed ({out / 'quick_check.json'}): "
-                                   + "; ".join(broken))
-        print(f"quick check passed: {len(QUICK_LIMITS)} limits held "
-              f"({out / 'quick_check.json'})")
-    return 0
-
-
-#: Failures of a run that are not bad input (``sofa`` exits 1 with one line).
-FAILURES = (ModelMissing, QuickCheckFailed)

@@ -29,7 +29,7 @@ class SofaAdaptive(SofaDLZS):
     ``c_sel = s_q·s_k·log2(e)/(√d·temperature)``, the head's softmax on Â softened by the
     temperature; ``adapt_shift = ceil(log2(beta / c_sel))``, so a bin spans ``beta`` to
     ``2·beta`` log2 units of that softmax. ``mass`` may be one value or one per layer
-    (``{layer: mass}``, :meth:`for_layer`).
+    (a tuple, :meth:`for_layer`; the study's per-layer search, :func:`search_layer_mass`).
 
     Cost: as :class:`SofaDLZS`, plus ``adapt_key`` per query-key pair and ``adapt_bin`` per
     bin and row (:data:`COST_WEIGHTS`).
@@ -39,17 +39,32 @@ class SofaAdaptive(SofaDLZS):
     def __init__(self, block_size, cap, mass, temperature=1.5, bins=32, beta=0.25,
                  max_seq_len=512, label=None):
         super().__init__(block_size, cap / block_size, max_seq_len=max_seq_len)
-        if not (isinstance(mass, int) and 1 <= mass <= 256):
-            raise ConfigError(f"mass = {mass!r} must be an integer 1 … 256 (p = mass/256)")
+        for m in (mass if isinstance(mass, tuple) else (mass,)):
+            if not (isinstance(m, int) and 1 <= m <= 256):
+                raise ConfigError(f"mass = {m!r} must be an integer 1 … 256 (p = mass/256)")
         if not temperature > 0 or not beta > 0:
             raise ConfigError(f"temperature = {temperature} and beta = {beta} must be > 0")
         self.mass, self.temperature, self.bins, self.beta = mass, temperature, bins, beta
+        self._layers = {}
+        shown = "/".join(map(str, mass)) if isinstance(mass, tuple) else str(mass)
         self.name = label or (f"SOFA adaptive Bc={block_size} cap={cap} "
-                              f"p={mass}/256 T={temperature:g}")
+                              f"p={shown}/256 T={temperature:g}")
+
+    def for_layer(self, layer):
+        """This predictor with layer ``layer``'s mass (itself with one mass for all)."""
+        if not isinstance(self.mass, tuple):
+            return self
+        key = (layer, self.mass[layer])
+        if key not in self._layers:
+            p = SofaAdaptive(self.block_size, self.top_k, self.mass[layer], self.temperature,
+                             self.bins, self.beta, self.max_seq_len)
+            p._cfgs = self._cfgs
+            self._layers[key] = p
+        return self._layers[key]
 
     def params(self):
         return {"block_size": self.block_size, "top_k": self.top_k, "radius_nat": math.inf,
-                "mass": self.mass, "temperature": self.temperature, "bins": self.bins,
+                "mass": list(self.mass) if isinstance(self.mass, tuple) else self.mass, "temperature": self.temperature, "bins": self.bins,
                 "beta": self.beta}
 
     def config(self, d):
@@ -70,6 +85,8 @@ class SofaAdaptive(SofaDLZS):
         return scale, shift
 
     def run(self, hd):
+        if isinstance(self.mass, tuple):
+            raise ValueError("SofaAdaptive with a mass per layer: select through for_layer")
         H, T, S, d = hd.shape
         cfg, scale, radius = self.run_params(hd)
         a_scale, a_shift = self.adapt_registers(cfg, hd)

@@ -42,6 +42,7 @@ LAYERS = {
     "sim.adaptive": (2, "studies"),
     "sim.quickcheck": (2, "studies"),
     "sim.longstudy": (2, "studies"),
+    "sim.evaluation": (2, "studies"),
     "sim.dse": (2, "studies"),
     "gen": (2, "flows"),
     "gen.host": (3, "host"),

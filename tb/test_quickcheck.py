@@ -3,7 +3,7 @@
 Each fault is a one-line mutation of the bit-exact pipeline the study runs
 (:mod:`sim.fastgolden`, executed from its patched source as a separate module and put in place
 of :func:`sim.predictors.sofa_heads`); the audited SOFA run of the quick check
-(:func:`sim.accuracy.quick_sofa`) must break at least one limit of
+(:func:`sim.evaluation.quick_sofa`) must break at least one limit of
 :data:`sim.quickcheck.QUICK_LIMITS`, the one named. The correct model passes every limit."""
 
 import inspect
@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 import sim.fastgolden
 from sim import accuracy as A
 from sim import quickcheck as QC
+from sim import evaluation as E
 from sim import predictors as P
 from sim.minilm import MiniLM, load_texts
 
@@ -64,7 +65,7 @@ def quick():
 
 def test_correct_model_passes_the_quick_check(quick):
     with threadpool_limits(limits=1, user_api="blas"):
-        entry = A.quick_sofa(*quick)
+        entry = E.quick_sofa(*quick)
     assert QC.quick_check(entry) == []
     margins = QC.quick_margins(entry)
     assert margins["audit.fp_err"][2] > 0.002                  # 4x under the limit
@@ -76,7 +77,7 @@ def test_injected_fault_fails_the_quick_check(quick, fault, monkeypatch):
     replacements, must_break = FAULTS[fault]
     monkeypatch.setattr(P, "sofa_heads", mutant(replacements).sofa_heads)
     with threadpool_limits(limits=1, user_api="blas"):
-        entry = A.quick_sofa(*quick)
+        entry = E.quick_sofa(*quick)
     broken = QC.quick_check(entry)
     assert broken, f"{fault}: the quick check passed"
     assert any(b.startswith(must_break + " ") for b in broken), (fault, broken)

@@ -1,0 +1,99 @@
+"""The long-input study (sim/longstudy.py) and the adaptive budget in the study
+(sim/adaptive.py), on small settings; the whole study runs in ``make eval``."""
+
+import json
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from sim import longstudy as LS
+from sim.accuracy import jsonable
+from sim.adaptive import ExactTopP, SofaAdaptive
+from sim.minilm import LONG_TEXT_DIR, MiniLM, load_texts
+from sim.predictors import ExactTopK
+from spec.config import ConfigError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MiniLM()
+
+
+@pytest.fixture(scope="module")
+def short_long(model):
+    """The first long text at 128 tokens."""
+    texts = dict(list(load_texts(LONG_TEXT_DIR).items())[:1])
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield texts, LS.long_dataset(model, texts, 128)
+
+
+def test_quick_long_rows_carry_the_headline_fields(model, short_long, tmp_path):
+    texts, data = short_long
+    assert [len(i) for i in data.ids] == [128]
+    with threadpool_limits(limits=1, user_api="blas"):
+        res = LS.run_long(model, texts, lengths=(128,), quick=True, log=lambda *a: None)
+    rows = res["rows"]
+    for r in rows:
+        for key in ("tokens", "name", "kept", "saved", "cos_mean", "cos_min", "recall"):
+            assert key in r, key
+        assert r["tokens"] == 128 and 0 < r["kept"] <= 1 and r["cos_min"] <= r["cos_mean"]
+    names = [r["name"] for r in rows]
+    assert len(set(names)) == len(names)
+    assert sum("adaptive" in n for n in names) >= 2 and sum("oracle" in n for n in names) >= 2
+    adaptive = [r for r in rows if "adaptive" in r["name"]]
+    assert adaptive[0]["kept"] < adaptive[1]["kept"]          # p = 96/256 < 128/256
+    assert res["kept_per_head"]["kept"] and len(res["kept_per_head"]["kept"]) == 6
+    json.dumps(jsonable(res), allow_nan=False)
+    plots = LS.write_long_plots(res, tmp_path)
+    assert [f for _, f in plots] == ["long_cosine_vs_saved.png", "adaptive_kept_per_head.png"]
+    md = LS.long_markdown(res)
+    assert "| SOFA adaptive |" in md and "exact top-p (oracle)" in md
+
+
+def test_adaptive_cost_is_charged(short_long):
+    _, data = short_long
+    hd = data.layers[0][2]
+    H, T, S, d = hd.shape
+    sel = SofaAdaptive(64, 16, 128).select(hd)
+    assert sel.ops["adapt_key"] == H * T * S and sel.ops["adapt_bin"] == H * T * 32
+    assert sel.ops["int8_mac"] == 2 * d * int(sel.mask.sum())
+    assert sel.mask.any(axis=-1).all()                      # the best key is always kept
+    more = SofaAdaptive(64, 16, 200).select(hd).mask
+    assert more.sum() > sel.mask.sum() and (more | sel.mask).sum() == more.sum()
+    with pytest.raises(ConfigError, match="mass = 0 must be an integer 1 … 256"):
+        SofaAdaptive(64, 16, 0)
+
+
+def test_exact_top_p_oracle(short_long):
+    _, data = short_long
+    hd = data.layers[0][0]
+    p = hd.probs()
+    for pp in (0.5, 0.9):
+        mask = ExactTopP(pp).select(hd).mask
+        got = (p * mask).sum(axis=-1)
+        assert (got >= pp - 1e-12).all()
+        # dropping the smallest kept key falls below p (minimal), rows of one key aside
+        smallest = np.where(mask, p, np.inf).min(axis=-1)
+        assert ((got - smallest < pp) | (mask.sum(axis=-1) == 1)).all()
+    top1 = ExactTopK(1 / 128).select(hd).mask
+    assert (ExactTopP(1e-9).select(hd).mask == top1).all()
+
+
+def test_per_layer_search_meets_the_budget(model, short_long):
+    _, data = short_long
+    with threadpool_limits(limits=1, user_api="blas"):
+        masses, searched = LS.search_layer_mass(model, data, target=0.7, grid=(64, 160),
+                                                n_search=1, log=lambda *a: None)
+    assert len(masses) == 6 and set(masses) <= {64, 160} and searched == [data.names[0]]
+    pred = SofaAdaptive(64, 16, masses)
+    assert [pred.for_layer(i).mass for i in range(6)] == list(masses)
+    with pytest.raises(ValueError, match="select through for_layer"):
+        pred.select(data.layers[0][0])
+
+
+def test_interpolated_kept_for_a_cosine():
+    pts = [{"kept": 0.1, "cos_mean": 0.9}, {"kept": 0.3, "cos_mean": 0.98}]
+    assert abs(LS.interp_kept(pts, 0.94) - 0.2) < 1e-12
+    assert LS.interp_kept(pts, 0.99) is None
+    assert LS.interp_kept(pts, 0.8) == 0.1
