@@ -633,7 +633,7 @@ def add_arguments(parser):
 
 
 #: Failures of the board or the line rather than of the input (``sofa`` exits 1).
-FAILURES = (LinkError, CoreRejected, ProtocolError)
+FAILURES = (LinkError, CoreRejected, JobFailed, ProtocolError)
 
 
 def check(args):
