@@ -12,6 +12,7 @@ import types
 import pytest
 from threadpoolctl import threadpool_limits
 
+import sim.adaptive
 import sim.fastgolden
 from sim import accuracy as A
 from sim import quickcheck as QC
@@ -41,6 +42,17 @@ FAULTS = {
           "cfg, top_k + 1, np.repeat(rad, T), S"),
          ("        kt = top_k\n", "        kt = top_k + 1\n")],
         "audit.kept_over_rule"),
+}
+
+#: Faults of the adaptive budget's path, checked on its quick run.
+ADAPTIVE_FAULTS = {
+    "eligible bins off by one": (
+        [("return bins <= b_star[:, None], b_star", "return bins <= b_star[:, None] + 1, b_star")],
+        "audit.selection_agrees"),
+    "bin weight at the lower edge": (
+        [("edge = -(np.arange(nb, dtype=np.int64)[None, :] << shift)",
+          "edge = -((np.arange(nb, dtype=np.int64)[None, :] + 1) << shift)")],
+        "audit.selection_agrees"),
 }
 
 
@@ -80,5 +92,23 @@ def test_injected_fault_fails_the_quick_check(quick, fault, monkeypatch):
         entry = E.quick_sofa(*quick)
     broken = QC.quick_check(entry)
     assert broken, f"{fault}: the quick check passed"
+    assert any(b.startswith(must_break + " ") for b in broken), (fault, broken)
+    print(fault, broken)
+
+
+def test_correct_adaptive_budget_passes_the_quick_check(quick):
+    with threadpool_limits(limits=1, user_api="blas"):
+        entry = E.quick_sofa(*quick, adaptive=True)
+    assert QC.quick_check(entry, QC.QUICK_ADAPTIVE_LIMITS) == []
+    assert entry["audit"]["selection_agrees"] == 1.0 and entry["audit"]["fp_err"] < 0.0015
+
+
+@pytest.mark.parametrize("fault", list(ADAPTIVE_FAULTS))
+def test_injected_adaptive_fault_fails_the_quick_check(quick, fault, monkeypatch):
+    replacements, must_break = ADAPTIVE_FAULTS[fault]
+    monkeypatch.setattr(sim.adaptive, "sofa_heads", mutant(replacements).sofa_heads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        entry = E.quick_sofa(*quick, adaptive=True)
+    broken = QC.quick_check(entry, QC.QUICK_ADAPTIVE_LIMITS)
     assert any(b.startswith(must_break + " ") for b in broken), (fault, broken)
     print(fault, broken)
