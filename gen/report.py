@@ -5,7 +5,11 @@ Each run is the plain Yosys/nextpnr flow over the generated Verilog of the board
 (:class:`hw.board.SofaBoardPins` around :class:`hw.board.SofaBoardTop`: the SOFA core behind the
 UART host link, exactly what a board runs) for a bare device, with the pin and clock files of
 ``constraints/`` (``sofa_board_icebreaker.pcf`` for iCE40 UP5K, ``sofa_board_ulx3s.lpf`` for
-the ECP5 parts in CABGA381). Per run, in ``<out>/<preset>-<device>/``:
+the ECP5 parts in CABGA381). A memory-attached preset (``axi``) is the memory board: the core
+with :data:`hw.board.DEFAULT_MEM_BYTES` of block RAM behind its AXI4 port, timed at
+:data:`MEMORY_TARGET_MHZ` (the pin file's FREQUENCY line rewritten in the copy nextpnr reads).
+A run may name its nextpnr seed (``PRESET:DEVICE:SEED``); runs of one design share one Yosys
+run. Per run, in ``<out>/<preset>-<device>/``:
 
 1. ``sofa_board.v`` from Amaranth (builtin Yosys, no source attributes), and ``sofa_board.il``,
    the same design as RTLIL, which Yosys reads (it miscompiles its own Verilog of this design);
@@ -43,14 +47,21 @@ from gen.toolchain import (BOARD_SYNTH, DEVICES, ROOT, DoesNotFit, SynthError,
 
 
 __all__ = ["run_report", "run_one", "throughput", "render_markdown", "DEFAULT_RUNS",
-           "PIN_FILES", "DEFAULT_SEQ", "add_arguments", "check", "run", "FAILURES"]
+           "PIN_FILES", "MEMORY_TARGET_MHZ", "DEFAULT_SEQ", "add_arguments", "check", "run",
+           "FAILURES", "target_mhz"]
 
 TOP = "sofa_board"
-#: (preset, device) pairs of ``sofa report``.
-DEFAULT_RUNS = (("ice40", "ice40-up5k"), ("ecp5", "ecp5-85f"), ("tiny", "ice40-up5k"),
-                ("ice40", "ecp5-25f"))
+#: (preset, device, seed) runs of ``sofa report`` (seed None: the family's default). The
+#: memory board on the ECP5-85F is placed with three seeds: its clock target is what the
+#: board flow asks of it, so every seed must meet it.
+DEFAULT_RUNS = (("ice40", "ice40-up5k", None), ("ecp5-axi", "ecp5-85f", 1),
+                ("ecp5-axi", "ecp5-85f", 2), ("ecp5-axi", "ecp5-85f", 3),
+                ("tiny", "ice40-up5k", None),
+                ("ice40", "ecp5-25f", None))
 #: Pin/clock file per device family, and the clock target it sets (MHz).
 PIN_FILES = {"ice40": ("sofa_board_icebreaker.pcf", 12.0), "ecp5": ("sofa_board_ulx3s.lpf", 50.0)}
+#: Clock target of a memory board on ECP5 (MHz).
+MEMORY_TARGET_MHZ = 75.0
 #: Errors of this job that the command line reports with exit status 1.
 FAILURES = (SynthError,)
 #: Sequence length of the throughput columns without ``--seq`` (``max_seq_len`` if smaller).
@@ -59,6 +70,42 @@ DEFAULT_SEQ = 256
 
 def _log(message):
     print(message, file=sys.stderr, flush=True)
+
+
+def target_mhz(cfg, family):
+    """The clock target of ``cfg``'s board top on a device ``family`` (MHz)."""
+    if cfg.memory == "axi":
+        if family != "ecp5":
+            raise ConfigError(f"preset {cfg.name!r}: the memory board is built for ECP5 only "
+                              f"(its block RAM does not fit an iCE40)")
+        return MEMORY_TARGET_MHZ
+    return PIN_FILES[family][1]
+
+
+def _memory_throughput(cfg, seq, *, seed=1, rows=8):
+    """Cycles per query of the memory board from the memory core's cycle model
+    (:func:`sim.axiperf.axi_core_cycles`, one bus beat a cycle, the block RAM's two-cycle read
+    latency), sparse at ``k_max`` and dense, one head of ``rows`` queries."""
+    import numpy as np
+    from hw.axiram import AxiBram
+    from sim.axiperf import axi_core_cycles
+    from sim.jobs import golden_job, layout_job
+    from sim.workloads import structured
+    from spec.config import RunParams
+    from spec.job import JobDescriptor
+    S = min(seq, cfg.max_seq_len)
+    Q, K, V = (x[None] for x in structured(cfg, np.random.default_rng(seed), rows, S))
+    job = layout_job(cfg, JobDescriptor(seq_len=S, queries=rows))
+    out = {"seq_len": S}
+    c = RunParams.scale_from_float(cfg, 1e-3)
+    for mode, dense in (("sparse", False), ("dense", True)):
+        params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                           scale_log2e=c, dense=dense)
+        result = golden_job(cfg, params, job, Q, K, V)
+        out[f"cycles_{mode}"] = axi_core_cycles(cfg, params, job, result, (Q, K, V),
+                                                latency=AxiBram.READ_LATENCY) / rows
+    out["top_k"] = cfg.k_max
+    return out
 
 
 def throughput(cfg, seq, *, baud=115200, max_payload=None, seed=1, rows=8,
@@ -72,6 +119,8 @@ def throughput(cfg, seq, *, baud=115200, max_payload=None, seed=1, rows=8,
     from spec.protocol import REPLY_OVERHEAD, REQUEST_OVERHEAD, elem_bytes, out_bytes
     from sim.golden import sofa_attention
     from sim.perf import core_cycles
+    if cfg.memory == "axi":         # Q, K, V come from the board's memory, not over the UART
+        return _memory_throughput(cfg, seq, seed=seed, rows=rows)
     S = min(seq, cfg.max_seq_len)
     rng = np.random.default_rng(seed)
     Q = rng.integers(-128, 128, size=(rows, cfg.d))
@@ -102,14 +151,16 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
             cfg=None, place=True):
     """Synthesise, place and route one (preset, device); returns its report row (dict).
     ``cfg`` replaces the preset's configuration (the row keeps ``preset_name``);
-    ``place=False`` stops after Yosys and the fit check."""
+    ``place=False`` stops after Yosys and the fit check. An unchanged design reuses the
+    previous Yosys run in its work directory."""
     from amaranth.back import rtlil
     from gen.artifacts import elaborate, write_if_changed
     from hw.board import SofaBoardPins, SofaBoardTop, link_queue_bytes
     from hw.uart import divisor_for
     cfg = cfg or preset(preset_name)
     device = get_device(device_name)
-    pins, target = PIN_FILES[device.family]
+    pins = PIN_FILES[device.family][0]
+    target = target_mhz(cfg, device.family)
     work = (Path(out_dir) / f"{preset_name}-{device_name}").resolve()
     work.mkdir(parents=True, exist_ok=True)
     clk_hz = target * 1e6
@@ -125,12 +176,23 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     # Yosys synthesises the RTLIL of the same design, as Amaranth's board flow does: Yosys
     # 0.69 turns the link's 1024-bit shift register into conflicting drivers when it reads
     # its own Verilog output of this design (synth_ecp5, with or without abc9).
-    write_if_changed(work / f"{TOP}.il", rtlil.convert(pins_top, name=TOP, emit_src=False))
+    changed = write_if_changed(work / f"{TOP}.il",
+                               rtlil.convert(pins_top, name=TOP, emit_src=False))
     row["times_s"]["elaborate"] = round(time.monotonic() - t0, 1)
     row.update(throughput(cfg, seq, baud=baud,
-                          iterative_divider=top.link_core.core.iterative_divider))
-    synth, t_yosys = run_yosys(work, f"read_rtlil {TOP}.il", BOARD_SYNTH[device.family], TOP,
-                               log)
+                          iterative_divider=getattr(top.link_core.core, "iterative_divider",
+                                                    True)))
+    if cfg.memory == "axi":
+        row["mem_bytes"] = top.link_core.mem_bytes
+    done = work / "yosys_command.txt"
+    if not changed and done.exists() and (work / "synth.json").exists():
+        synth, t_yosys = done.read_text().strip(), 0.0
+        log(f"yosys: {work / f'{TOP}.il'} unchanged, reusing synth.json")
+    else:
+        done.unlink(missing_ok=True)
+        synth, t_yosys = run_yosys(work, f"read_rtlil {TOP}.il", BOARD_SYNTH[device.family],
+                                   TOP, log)
+        done.write_text(synth + "\n")
     cells = stat_cells(work / "stat.json", primitives_only=True)
     row["times_s"]["yosys"] = round(t_yosys, 1)
     row["yosys_command"] = synth
@@ -144,7 +206,9 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
         return row
     row["seed"], seed_args = board_nextpnr_args(device.family, seed)
     try:
-        pnr, t_pnr = place_and_route(work, device, pins, seed_args, log)
+        pnr, t_pnr = place_and_route(work, device, pins, seed_args, log,
+                                     clock_mhz=None if target == PIN_FILES[device.family][1]
+                                     else target)
     except DoesNotFit as e:
         row.update(fits=False, message=str(e))
         return row
@@ -158,7 +222,7 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     if fmax:
         row["qps_sparse"] = fmax * 1e6 / row["cycles_sparse"]
         row["qps_dense"] = fmax * 1e6 / row["cycles_dense"]
-    (work / "row.json").write_text(json.dumps(row, indent=2) + "\n")
+    (work / f"row-seed{row['seed']}.json").write_text(json.dumps(row, indent=2) + "\n")
     return row
 
 
@@ -169,10 +233,10 @@ def _num(v, fmt="{:,.0f}"):
 def render_markdown(rows, *, baud):
     """The Markdown table of :func:`run_report`'s ``rows`` and its notes."""
     lines = [
-        "| preset | device | LC (LUT4) | FF | DSP | BRAM/EBR | Fmax MHz (target) | "
+        "| preset | device | seed | LC (LUT4) | FF | DSP | BRAM/EBR | Fmax MHz (target) | "
         "cycles/query sparse (dense) | queries/s at Fmax sparse (dense) | "
         f"queries/s over UART {baud} Bd |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         res = r.get("resources") or {}
@@ -180,13 +244,15 @@ def render_markdown(rows, *, baud):
         cyc = (f"{_num(r.get('cycles_sparse'))} ({_num(r.get('cycles_dense'))})"
                + ("" if S == 256 else f" at S={S}"))
         if not r["fits"]:
-            lines.append(f"| {r['preset']} | {r['device']} | {res.get('lut', '–')} (LUT4) | "
+            lines.append(f"| {r['preset']} | {r['device']} | {r.get('seed', '–')} | "
+                         f"{res.get('lut', '–')} (LUT4) | "
                          f"{res.get('ff', '–')} | {res.get('dsp', '–')} | "
                          f"{res.get('bram', '–')} | does not fit | {cyc} | – | – |")
             continue
         met = "" if r.get("timing_met") else " **missed**"
         lines.append(
-            f"| {r['preset']} | {r['device']} | {_num(r.get('lc'))} ({_num(res.get('lut'))}) | "
+            f"| {r['preset']} | {r['device']} | {r.get('seed', '–')} | "
+            f"{_num(r.get('lc'))} ({_num(res.get('lut'))}) | "
             f"{_num(res.get('ff'))} | {res.get('dsp')} | {res.get('bram')} | "
             f"{_num(r.get('fmax_mhz'), '{:.1f}')} ({r['target_mhz']:g}){met} | {cyc} | "
             f"{_num(r.get('qps_sparse'))} ({_num(r.get('qps_dense'))}) | "
@@ -201,6 +267,11 @@ def render_markdown(rows, *, baud):
         "from the cycle model (sim/perf.py) at S = 256 (or max_seq_len if smaller), sparse at "
         "top_k = k_max, on structured data, eight queries a call, with the board top's "
         "iterative divider; the design is the whole board top (core, host link, UART).",
+        "",
+        "Memory boards (memory = axi): the memory-attached core with its block RAM behind AXI4 "
+        f"(mem_bytes in report.json), timed at {MEMORY_TARGET_MHZ:g} MHz; cycles per query from "
+        "the memory core's cycle model (sim/axiperf.py) at the block RAM's read latency; Q, K "
+        "and V are loaded into the board's memory once, so the UART does not bound a query.",
     ]
     for r in rows:
         if not r["fits"]:
@@ -214,7 +285,8 @@ def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=No
 
     Parameters
     ----------
-    runs : iterable of (str, str)
+    runs : iterable of (str, str, int or None)
+        ``(preset, device, seed)``; a seed of None takes ``seed``.
     out_dir : path, optional
         Defaults to ``build/report`` under the repository root.
     seq, baud, seed :
@@ -230,11 +302,11 @@ def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=No
     out_dir = make_out_dir("--out", Path(out_dir) if out_dir is not None
                            else ROOT / "build" / "report")
     rows = []
-    for preset_name, device_name in runs:
+    for preset_name, device_name, run_seed in runs:
         t0 = time.monotonic()
         try:
             row = run_one(preset_name, device_name, out_dir=out_dir, seq=seq, baud=baud,
-                          seed=seed, log=log)
+                          seed=seed if run_seed is None else run_seed, log=log)
         except SynthError as e:
             row = {"preset": preset_name, "device": device_name, "fits": False,
                    "message": f"tool failure: {e}"}
@@ -249,10 +321,12 @@ def run_report(runs=DEFAULT_RUNS, *, out_dir=None, seq=256, baud=115200, seed=No
 
 def add_arguments(parser):
     """The options of ``sofa report``."""
-    parser.add_argument("--runs", nargs="+", metavar="PRESET:DEVICE",
-                        help="the (preset, device) pairs to run; devices: "
+    parser.add_argument("--runs", nargs="+", metavar="PRESET:DEVICE[:SEED]",
+                        help="the runs: a preset, a device and optionally the nextpnr seed "
+                             "(else --seed's); devices: "
                              f"{', '.join(DEVICES)} (default: "
-                             + " ".join(f"{p}:{d}" for p, d in DEFAULT_RUNS) + ")")
+                             + " ".join(f"{p}:{d}" + (f":{n}" if n is not None else "")
+                                        for p, d, n in DEFAULT_RUNS) + ")")
     parser.add_argument("--seq", type=int_arg(1), default=None, metavar="S",
                         help=f"sequence length for cycles per query, 1 … the smallest "
                              f"max_seq_len of the presets run (default: {DEFAULT_SEQ}, or "
@@ -270,23 +344,31 @@ def check(args):
     would otherwise fail after an hour of runs): ``(runs, seq, out_dir)``, the ``(preset,
     device)`` pairs. Nothing is written."""
     from hw.uart import divisor_for
+    from gen.toolchain import MAX_SEED
     runs = DEFAULT_RUNS
     if args.runs:
         runs = []
         for value in args.runs:
-            preset_name, sep, device_name = value.partition(":")
-            if not sep:
-                raise ConfigError(f"--runs {value!r}: expected PRESET:DEVICE, e.g. "
-                                  f"tiny:ice40-up5k")
+            parts = value.split(":")
+            if len(parts) not in (2, 3):
+                raise ConfigError(f"--runs {value!r}: expected PRESET:DEVICE or "
+                                  f"PRESET:DEVICE:SEED, e.g. tiny:ice40-up5k or "
+                                  f"axi:ecp5-85f:2")
+            preset_name, device_name = parts[:2]
+            run_seed = None
+            if len(parts) == 3:
+                text = parts[2]
+                if not text.isdigit() or int(text) > MAX_SEED:
+                    raise ConfigError(f"--runs {value!r}: seed {text!r} must be an integer "
+                                      f"from 0 to {MAX_SEED}")
+                run_seed = int(text)
             try:
                 cfg = preset(preset_name)
-                get_device(device_name)
+                device = get_device(device_name)
+                target_mhz(cfg, device.family)
             except ConfigError as e:                 # names the known presets or devices
                 raise ConfigError(f"--runs {value!r}: {e}") from None
-            if cfg.memory != "onchip":
-                raise ConfigError(f"--runs {value!r}: the preset has memory = "
-                                  f"{cfg.memory!r}; the board top holds K/V on chip")
-            runs.append((preset_name, device_name))
+            runs.append((preset_name, device_name, run_seed))
     seq = DEFAULT_SEQ
     if args.seq is not None:
         smallest = min(runs, key=lambda r: preset(r[0]).max_seq_len)[0]
@@ -295,9 +377,9 @@ def check(args):
         except ConfigError as e:
             raise ConfigError(f"{e} (max_seq_len of {smallest})") from None
     check_int("--baud", args.baud, 1)
-    for family in {get_device(d).family for _, d in runs}:
+    for p, d, _ in runs:
         try:
-            divisor_for(PIN_FILES[family][1] * 1e6, args.baud)
+            divisor_for(target_mhz(preset(p), get_device(d).family) * 1e6, args.baud)
         except ValueError as e:
             raise ConfigError(f"--baud {args.baud}: {e}") from None
     out = args.out if args.out is not None else ROOT / "build" / "report"

@@ -344,7 +344,8 @@ NOFIT_MARKERS = ("no BELs remaining", "Unable to place", "unable to place", "too
                  "Failed to expand region")
 
 
-def place_and_route(work, device, constraints, args, log, *, allow_unconstrained=False):
+def place_and_route(work, device, constraints, args, log, *, allow_unconstrained=False,
+                    clock_mhz=None):
     """Run nextpnr in ``work`` on ``synth.json`` with the pin file ``constraints`` (copied from
     ``constraints/``) and the extra ``args`` (seed, clock target, placer).
 
@@ -360,6 +361,8 @@ def place_and_route(work, device, constraints, args, log, *, allow_unconstrained
         Progress messages.
     allow_unconstrained : bool
         Accept ports without a pin (the harness flow's generic pin files).
+    clock_mhz : float, optional
+        ECP5: the clock target, written over the ``FREQUENCY`` line of the copied pin file.
 
     Returns
     -------
@@ -368,6 +371,15 @@ def place_and_route(work, device, constraints, args, log, *, allow_unconstrained
         when the failure says the design is too large, :class:`ToolFailed` otherwise.
     """
     shutil.copyfile(CONSTRAINTS / constraints, work / constraints)
+    if clock_mhz is not None:
+        if device.family != "ecp5":
+            raise ValueError(f"clock_mhz is for ECP5 pin files, not {device.family}")
+        text = (work / constraints).read_text()
+        new = re.sub(r"^(FREQUENCY PORT \S+) [0-9.]+ MHZ;", rf"\g<1> {clock_mhz:g} MHZ;", text,
+                     flags=re.M)
+        if new == text and f" {clock_mhz:g} MHZ;" not in text:
+            raise ValueError(f"{constraints} has no FREQUENCY line to set to {clock_mhz:g} MHz")
+        (work / constraints).write_text(new)
     kind = "lpf" if device.family == "ecp5" else "pcf"
     pins = [f"--{kind}", constraints] + ([f"--{kind}-allow-unconstrained"]
                                          if allow_unconstrained else [])

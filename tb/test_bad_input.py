@@ -213,7 +213,10 @@ CASES = [
     ("report-runs-pair", ["report", "--runs", "tiny", "--out", "{out}"], "--runs"),
     ("report-runs-device", ["report", "--runs", "tiny:xc7", "--out", "{out}"], "--runs"),
     ("report-runs-preset", ["report", "--runs", "nope:ice40-up5k", "--out", "{out}"], "--runs"),
-    ("report-runs-axi", ["report", "--runs", "axi:ecp5-85f", "--out", "{out}"], "--runs"),
+    ("report-runs-axi-ice40", ["report", "--runs", "axi:ice40-up5k", "--out", "{out}"],
+     "--runs"),
+    *[(f"report-runs-seed-{v}", ["report", "--runs", f"tiny:ice40-up5k:{v}", "--out", "{out}"],
+       "--runs") for v in ("x", "-1", "", "2147483648", "1:2")],
     ("report-runs-empty", ["report", "--runs", "", "--out", "{out}"], "--runs"),
     *[(f"report-seq-{v}", ["report", "--seq", v, "--out", "{out}"], "--seq")
       for v in ("0", "-1", "x", "100000")],

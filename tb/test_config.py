@@ -78,7 +78,7 @@ def test_config_error_is_value_error():
     ("[1]", r"^cfg.json: expected a JSON object of parameters, got a list$"),
     ('{"dd": 3}', r"^cfg.json: unknown parameter 'dd'; known parameters are "),
     ('{"preset": "huge"}', r"^unknown preset 'huge'; known presets are tiny, default, ice40, "
-                           r"ecp5, axi$"),
+                           r"ecp5, axi, ecp5-axi$"),
 ])
 def test_bad_json(text, message):
     with pytest.raises(ConfigError, match=message):
