@@ -1,0 +1,169 @@
+"""AdaptiveGate: the adaptive selection budget's eligible keys of a row, in front of SADS.
+
+A unit of its own, bit-exact with :func:`sim.golden.adaptive_eligible` (docs/numerics.md,
+"Adaptive budget"); it is not yet wired into the cores (:class:`hw.sads.SADS` refuses a
+configuration with ``adapt_bins > 0``). It takes one query row's Â stream as
+:class:`hw.dlzs.DLZS` emits it and gives it back, key by key in the same order, with an
+``eligible`` bit:
+
+1. **fill**: keys are written into a buffer of ``max_seq_len`` entries at their index while
+   the row maximum ``M`` is kept (one key a cycle);
+2. **count**: the buffer is read back and each key's bin ``min(adapt_bins − 1,
+   (M − Â) >> shift)`` is counted (two cycles a key);
+3. **weights**: per bin ``b`` the edge weight ``W[b] = exp2_fx(exp_arg(−(b << shift),
+   sel_scale))`` (the table of :func:`spec.numerics.exp2_lut`, the SU-FA roundings) and the
+   running total of ``cnt[b]·W[b]`` (one bin a cycle);
+4. **threshold**: the first bin whose cumulative mass, shifted left by ``ADAPT_MASS_FRAC``,
+   reaches ``mass · total`` is ``b_star`` (one bin a cycle);
+5. **emit**: the buffer is read once more and every key leaves on :py:`o` with
+   ``eligible = bin ≤ b_star`` (two cycles a key, held under backpressure).
+
+The run-time registers arrive on the ``mass``, ``sel_scale`` and ``shift`` inputs and must be
+stable while a row is in the unit.
+"""
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.dlzs import ahat_layout
+from spec.config import ConfigError
+from spec.numerics import exp2_lut
+from spec.regmap import ADAPT_MASS_FRAC, register
+
+
+__all__ = ["AdaptiveGate", "gated_layout"]
+
+
+def gated_layout(cfg):
+    """:func:`hw.dlzs.ahat_layout` with the key's ``eligible`` bit."""
+    der = cfg.derived
+    return data.StructLayout({"value": signed(der.ahat_width), "index": der.index_width,
+                              "first": 1, "last": 1, "eligible": 1})
+
+
+class AdaptiveGate(wiring.Component):
+    """The eligible keys of each row under the adaptive budget (see the module docstring).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(ahat_layout(cfg)))
+        A row's keys ``0 … S−1`` in order, ``first`` on key 0 and ``last`` on key ``S−1``.
+    o : Out(stream.Signature(gated_layout(cfg)))
+        The same keys in the same order with ``eligible``.
+    mass, sel_scale, shift : In
+        The registers ``ADAPT_MASS``, ``ADAPT_SCALE``, ``ADAPT_SHIFT``.
+    """
+
+    def __init__(self, cfg):
+        if not cfg.adapt_bins:
+            raise ConfigError("AdaptiveGate needs adapt_bins > 0; this config has 0")
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(ahat_layout(cfg))),
+            "o": Out(stream.Signature(gated_layout(cfg))),
+            "mass": In(register("adapt_mass").value_width(cfg)),
+            "sel_scale": In(register("adapt_scale").value_width(cfg)),
+            "shift": In(register("adapt_shift").value_width(cfg)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        der = cfg.derived
+        nb = cfg.adapt_bins
+        m = Module()
+        m.submodules.buf = buf = memory.Memory(shape=signed(der.ahat_width),
+                                               depth=cfg.max_seq_len, init=[])
+        wr = buf.write_port()
+        rd = buf.read_port(domain="sync")
+
+        n = Signal(der.seq_len_width)                 # keys of the row
+        top = Signal(signed(der.ahat_width))          # M
+        j = Signal(der.seq_len_width)                 # key read back
+        b = Signal(range(nb))                         # bin of the sweeps
+        cnt = Array(Signal(der.seq_len_width, name=f"cnt{k}") for k in range(nb))
+        weight = Array(Signal(der.w_width, name=f"w{k}") for k in range(nb))
+        total = Signal(der.l_width)
+        cum = Signal(der.l_width)
+        b_star = Signal(range(nb))
+        found = Signal()
+
+        def bin_of(value):
+            q = ((top - value).as_unsigned() >> self.shift)
+            return Mux(q >= nb - 1, nb - 1, q)
+
+        # The bin edge's weight, exp2_fx(exp_arg(-(b << shift), sel_scale)), combinational.
+        edge = Signal(der.diff_width + 1)
+        m.d.comb += edge.eq(b << self.shift)
+        prod = Signal(signed(der.diff_width + 1 + cfg.c_bits + 1))
+        m.d.comb += prod.eq(-(edge * self.sel_scale))
+        lo = -((cfg.w_frac + 2) << cfg.exp_frac)
+        x = Signal(signed(len(prod)))
+        arg = prod >> (cfg.c_frac - cfg.exp_frac)                       # EXP_ARG_FLOOR
+        m.d.comb += x.eq(Mux(arg < lo, lo, arg))
+        n_int = Signal(signed(len(x)))
+        m.d.comb += n_int.eq(x >> cfg.exp_frac)
+        frac = x.as_unsigned() & ((1 << cfg.exp_frac) - 1)
+        addr = frac >> (cfg.exp_frac - cfg.exp_lut_bits)                 # LUT_ADDR_TRUNC
+        lut = Array(Const(v, der.w_width) for v in exp2_lut(cfg))     # LUT_ROUND
+        w = Signal(der.w_width)
+        m.d.comb += w.eq(Mux(-n_int > cfg.w_frac, 0, lut[addr] >> (-n_int).as_unsigned()))
+
+        with m.FSM():
+            with m.State("FILL"):
+                m.d.comb += [self.i.ready.eq(1), wr.addr.eq(self.i.payload.index),
+                             wr.data.eq(self.i.payload.value),
+                             wr.en.eq(self.i.valid)]
+                with m.If(self.i.valid):
+                    v = self.i.payload.value
+                    with m.If(self.i.payload.first):
+                        m.d.sync += [n.eq(1), top.eq(v)]
+                    with m.Else():
+                        m.d.sync += [n.eq(n + 1), top.eq(Mux(v > top, v, top))]
+                    with m.If(self.i.payload.last):
+                        m.d.sync += [j.eq(0)] + [c.eq(0) for c in cnt]
+                        m.next = "COUNT_ADDR"
+            with m.State("COUNT_ADDR"):
+                m.d.comb += rd.addr.eq(j)
+                m.next = "COUNT_DATA"
+            with m.State("COUNT_DATA"):
+                k = bin_of(rd.data)
+                m.d.sync += [cnt[k].eq(cnt[k] + 1), j.eq(j + 1)]
+                with m.If(j + 1 == n):
+                    m.d.sync += [b.eq(0), total.eq(0)]
+                    m.next = "WEIGHT"
+                with m.Else():
+                    m.next = "COUNT_ADDR"
+            with m.State("WEIGHT"):
+                m.d.sync += [weight[b].eq(w), total.eq(total + cnt[b] * w), b.eq(b + 1)]
+                with m.If(b == nb - 1):
+                    m.d.sync += [b.eq(0), cum.eq(0), found.eq(0), b_star.eq(nb - 1)]
+                    m.next = "THRESH"
+            with m.State("THRESH"):
+                cum_next = cum + cnt[b] * weight[b]
+                m.d.sync += [cum.eq(cum_next), b.eq(b + 1)]
+                with m.If(~found & ((cum_next << ADAPT_MASS_FRAC) >= self.mass * total)):
+                    m.d.sync += [b_star.eq(b), found.eq(1)]
+                with m.If(b == nb - 1):
+                    m.d.sync += j.eq(0)
+                    m.next = "EMIT_ADDR"
+            with m.State("EMIT_ADDR"):
+                m.d.comb += rd.addr.eq(j)
+                m.next = "EMIT_DATA"
+            with m.State("EMIT_DATA"):
+                m.d.comb += [rd.addr.eq(j), self.o.valid.eq(1),
+                             self.o.payload.value.eq(rd.data),
+                             self.o.payload.index.eq(j),
+                             self.o.payload.first.eq(j == 0),
+                             self.o.payload.last.eq(j + 1 == n),
+                             self.o.payload.eligible.eq(bin_of(rd.data) <= b_star)]
+                with m.If(self.o.ready):
+                    m.d.sync += j.eq(j + 1)
+                    m.next = "EMIT_NEXT"
+            with m.State("EMIT_NEXT"):
+                with m.If(j == n):
+                    m.next = "FILL"
+                with m.Else():
+                    m.d.comb += rd.addr.eq(j)
+                    m.next = "EMIT_DATA"
+        return m
