@@ -97,3 +97,17 @@ def test_interpolated_kept_for_a_cosine():
     assert abs(LS.interp_kept(pts, 0.94) - 0.2) < 1e-12
     assert LS.interp_kept(pts, 0.99) is None
     assert LS.interp_kept(pts, 0.8) == 0.1
+
+
+def test_cli_refuses_an_over_long_text(tmp_path, capsys):
+    from gen.cli import main as sofa
+    texts = tmp_path / "long"
+    texts.mkdir()
+    (texts / "joined.txt").write_text(" ".join(load_texts(LONG_TEXT_DIR).values()))
+    out = tmp_path / "out"
+    assert sofa(["eval", "--long-texts", str(texts), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "text 'joined' has" in err and "at most 512" in err and "--split" in err
+    assert not out.exists()
+    assert sofa(["eval", "--long-texts", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "--long-texts: no *.txt texts" in capsys.readouterr().err
