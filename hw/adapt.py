@@ -1,10 +1,12 @@
 """AdaptiveGate: the adaptive selection budget's eligible keys of a row, in front of SADS.
 
-A unit of its own, bit-exact with :func:`sim.golden.adaptive_eligible` (docs/numerics.md,
-"Adaptive budget"); it is not yet wired into the cores (:class:`hw.sads.SADS` refuses a
-configuration with ``adapt_bins > 0``). It takes one query row's Â stream as
-:class:`hw.dlzs.DLZS` emits it and gives it back, key by key in the same order, with an
-``eligible`` bit:
+Bit-exact with :func:`sim.golden.adaptive_eligible` (docs/numerics.md, "Adaptive budget").
+With ``adapt_bins > 0`` the on-chip core (:class:`hw.top.SofaCore`) puts one in every lane
+between the DLZS skid buffer and :class:`hw.sads.SADS`, which then blocks the keys that are
+not eligible (after the radius test, before the full-list test); the memory-attached core
+refuses such a configuration. It takes one query row's Â stream as :class:`hw.dlzs.DLZS`
+emits it and gives it back, key by key in the same order, with an ``eligible`` bit (all
+keys when ``mass = 0``, the fixed budget):
 
 1. **fill**: keys are written into a buffer of ``max_seq_len`` entries at their index while
    the row maximum ``M`` is kept (one key a cycle);
@@ -156,7 +158,8 @@ class AdaptiveGate(wiring.Component):
                              self.o.payload.index.eq(j),
                              self.o.payload.first.eq(j == 0),
                              self.o.payload.last.eq(j + 1 == n),
-                             self.o.payload.eligible.eq(bin_of(rd.data) <= b_star)]
+                             self.o.payload.eligible.eq((self.mass == 0)
+                                                        | (bin_of(rd.data) <= b_star))]
                 with m.If(self.o.ready):
                     m.d.sync += j.eq(j + 1)
                     m.next = "EMIT_NEXT"

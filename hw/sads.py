@@ -4,9 +4,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.adapt import gated_layout
 from hw.dlzs import ahat_layout
 from hw.sortnet import SortNet
-from spec.config import ConfigError
 from spec.timing import sads_timing
 
 
@@ -154,10 +154,6 @@ class SADS(wiring.Component):
     """
 
     def __init__(self, cfg, *, kind="oddeven", layers_per_stage=1, counter_width=32):
-        if cfg.adapt_bins:
-            raise ConfigError(f"adapt_bins = {cfg.adapt_bins}: the adaptive selection budget "
-                              f"is in the golden models only, the RTL does not build it yet; "
-                              f"allowed adapt_bins = 0")
         self._cfg = cfg
         der = cfg.derived
         self._kind = kind
@@ -166,7 +162,8 @@ class SADS(wiring.Component):
         self._network = self._timing.network
         self._key_width = 1 + der.ahat_width + der.index_width
         super().__init__({
-            "ahat": In(stream.Signature(ahat_layout(cfg))),
+            "ahat": In(stream.Signature(gated_layout(cfg) if cfg.adapt_bins
+                                        else ahat_layout(cfg))),
             "top_k": In(der.topk_width),
             "radius": In(der.radius_width),
             "sel": Out(stream.Signature(sel_layout(cfg))),
@@ -251,6 +248,8 @@ class SADS(wiring.Component):
         bpos = Signal(range(nb))
         tpos = Signal(range(B))
         buf_k = [Signal(KW - 1, name=f"buf_k{j}") for j in range(nb)]
+        if cfg.adapt_bins:
+            buf_el = Signal(nb)                # eligible under the adaptive budget
         buf = Signal(batch_layout)
         buf_full = Signal()
         row_topk = Signal(TW)
@@ -277,6 +276,8 @@ class SADS(wiring.Component):
             for j in range(nb):
                 with m.If(bpos == j):
                     m.d.sync += buf_k[j].eq(pack(p.value, p.index))
+                    if cfg.adapt_bins:
+                        m.d.sync += buf_el[j].eq(p.eligible)
             with m.If(p.first):
                 m.d.sync += [row_topk.eq(topk_in), row_radius.eq(self.radius)]
             m.d.sync += [
@@ -304,6 +305,8 @@ class SADS(wiring.Component):
         L_k = [Signal(KW - 1, name=f"launch_k{j}") for j in range(nb)]
         L_present = Signal(nb)
         L_rad = Signal(nb)                     # blocked by the radius (on the way in)
+        if cfg.adapt_bins:
+            L_el = Signal(nb)                  # eligible under the adaptive budget
         L = Signal(data.StructLayout({
             "tile_first": 1, "tile_final": 1, "row_last": 1, "top_k": TW,
         }))
@@ -318,6 +321,8 @@ class SADS(wiring.Component):
                              for j in range(nb))),
             ]
             m.d.sync += [L_k[j].eq(buf_k[j]) for j in range(nb)]
+            if cfg.adapt_bins:
+                m.d.sync += L_el.eq(buf_el)
         with m.Elif(decide):
             m.d.sync += L_valid.eq(0)
 
@@ -344,10 +349,15 @@ class SADS(wiring.Component):
             # Survivors come from earlier batches of the tile (lower indices), so "key > thr"
             # is exactly "Â > thr's Â".
             gt = rank_of(L_k[j]) > rank_of(thr)
+            # Blocked by the radius, then (adaptive budget) as not eligible, then as unable to
+            # enter a full list: the order of sim.golden.sads_row.
+            ok = L_present[j] & ~rad[j]
+            if cfg.adapt_bins:
+                ok = ok & L_el[j]
             m.d.comb += [
                 rad[j].eq(L_rad[j]),
-                full[j].eq(L_present[j] & ~rad[j] & ~no_full & ~gt),
-                enter[j].eq(L_present[j] & ~rad[j] & (no_full | gt)),
+                full[j].eq(ok & ~no_full & ~gt),
+                enter[j].eq(ok & (no_full | gt)),
             ]
 
         # -- control -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from hw.counters import CounterBank, unit_increments
 from hw.dlzs import DLZS, row_layout
 from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
+from hw.adapt import AdaptiveGate
 from hw.sads import SADS, sel_layout
 from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
@@ -313,7 +314,16 @@ class SofaCore(wiring.Component):
             m.submodules[f"ahat_skid{i}"] = skid = SkidBuffer(dlzs[i].ahat.payload.shape(),
                                                                   skid=cfg.skid_buffers)
             wiring.connect(m, dlzs[i].ahat, skid.i)
-            wiring.connect(m, skid.o, sads[i].ahat)
+            if cfg.adapt_bins:
+                # The adaptive budget: a row's eligible keys before SADS (hw/adapt.py).
+                m.submodules[f"adapt{i}"] = gate = AdaptiveGate(cfg)
+                m.d.comb += [gate.mass.eq(params["adapt_mass"]),
+                             gate.sel_scale.eq(params["adapt_scale"]),
+                             gate.shift.eq(params["adapt_shift"])]
+                wiring.connect(m, skid.o, gate.i)
+                wiring.connect(m, gate.o, sads[i].ahat)
+            else:
+                wiring.connect(m, skid.o, sads[i].ahat)
         with m.If(kr_start):
             m.d.sync += [kr_active.eq(1), kr_ptr.eq(0), kr_mask.eq(pend_mask), pend_valid.eq(0)]
         with m.If(kr_adv):
@@ -438,6 +448,10 @@ def sofa_top(cfg):
     """The top-level component for ``cfg``: :class:`SofaCore` (K/V on chip), or
     :class:`hw.axicore.SofaAxiCore` for ``memory = "axi"``."""
     if cfg.memory == "axi":
+        if cfg.adapt_bins:
+            raise ConfigError(f"adapt_bins = {cfg.adapt_bins}: the memory-attached core has no "
+                              f"adaptive selection yet; allowed adapt_bins = 0 with "
+                              f"memory = \"axi\"")
         from hw.axicore import SofaAxiCore
         return SofaAxiCore(cfg)
     return SofaCore(cfg)

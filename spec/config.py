@@ -226,8 +226,8 @@ class SofaConfig:
     adapt_bins : int
         Histogram bins of the adaptive selection budget (docs/numerics.md, "Adaptive
         budget"), 2 … 64; 0 (the default) builds no adaptive selection, and the
-        ``ADAPT_*`` registers do not exist. The golden models implement it; the RTL does
-        not yet and refuses a config with bins.
+        ``ADAPT_*`` registers do not exist. The on-chip core builds it (``hw/adapt.py``);
+        the memory-attached core refuses a config with bins.
     """
     d: int = 64
     data_width: int = 8

@@ -399,9 +399,12 @@ def register_writes(cfg, values):
 
 def parameter_writes(cfg, params):
     """The register writes that set a :class:`~spec.config.RunParams`."""
-    return register_writes(cfg, {"seq_len": params.seq_len, "top_k": params.top_k,
-                                 "radius": params.radius, "scale": params.scale_log2e,
-                                 "dense": int(params.dense)})
+    values = {"seq_len": params.seq_len, "top_k": params.top_k, "radius": params.radius,
+              "scale": params.scale_log2e, "dense": int(params.dense)}
+    if cfg.adapt_bins:
+        values.update(adapt_mass=params.adapt_mass, adapt_scale=params.adapt_scale,
+                      adapt_shift=params.adapt_shift)
+    return register_writes(cfg, values)
 
 
 def job_writes(cfg, job, *, rass=True, irq=False):

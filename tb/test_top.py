@@ -413,3 +413,40 @@ def test_latency(name):
     sim.add_testbench(bench)
     sim.run()
     assert seen["latency"] == dut.latency
+
+
+ADAPT = {"tiny-adapt": TINY.replace(name="tiny-adapt", adapt_bins=4),
+         "odd-adapt": ODD.replace(name="odd-adapt", adapt_bins=5),
+         "odd3-adapt": ODD.replace(name="odd3-adapt", q_lanes=3, adapt_bins=5)}
+
+
+@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
+@pytest.mark.parametrize("name", ADAPT)
+@pytest.mark.parametrize("mass", [128, 40, 0])
+def test_core_adaptive_budget(name, mass, traffic):
+    """The adaptive budget (hw/adapt.py in front of SADS; three query lanes in odd3-adapt): O
+    and every counter equal the golden model's; ``ADAPT_MASS = 0`` is the fixed budget."""
+    cfg = ADAPT[name]
+    S = cfg.block_size * 3 + 2
+    Q, K, V = peaked_case(cfg, 11, T=4, S=S)
+    c_sel, shift = {128: (1e-4, 13), 40: (2e-4, 12), 0: (1e-4, 13)}[mass]
+    params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3), adapt_mass=mass,
+                       adapt_scale=RunParams.scale_from_float(cfg, c_sel), adapt_shift=shift)
+    res, regs = check(cfg, Q, K, V, params, traffic, seed=5)
+    fixed = sofa_attention(Q, K, V, cfg, RunParams(seq_len=S, top_k=cfg.k_max,
+                                                   radius=cfg.derived.radius_inf,
+                                                   scale_log2e=params.scale_log2e))
+    assert (res.counters()["blocked_mass"] > 0) == (mass > 0)
+    if mass:
+        assert regs["keys"] < fixed.counters()["keys"]
+    else:
+        assert regs["keys"] == fixed.counters()["keys"]
+
+
+def test_memory_core_refuses_the_adaptive_budget():
+    from hw.top import sofa_top
+    from spec.config import ConfigError
+    with pytest.raises(ConfigError, match="adapt_bins = 8: the memory-attached core has no "
+                                          "adaptive selection yet"):
+        sofa_top(preset("axi").replace(adapt_bins=8))
