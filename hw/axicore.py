@@ -10,8 +10,8 @@ Job life cycle (:mod:`spec.job`):
 
 * **start**: a write of CONTROL bit 0 while idle. The descriptor is checked (S, queries,
   heads, alignment, strides, address ranges, in the order of :func:`spec.job.check_job`, the
-  ranges with one time-shared multiplier, 9 cycles); a failed check sets JOB_ERROR and done
-  without a single bus access.
+  ranges through one pipelined multiplier, :data:`spec.timing.JOB_CHECK_CYCLES` cycles); a
+  failed check sets JOB_ERROR and done without a single bus access.
 * **run**: the engine reads and writes; registers are refused while busy (error flag), the
   counters count.
 * **end**: done (JOB_STATUS bit 0, and ``irq`` when IRQ_ENABLE) once every O row is written
@@ -33,6 +33,7 @@ from hw.counters import CounterBank, unit_increments
 from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
 from spec.config import ConfigError
 from spec.job import JobError, TENSORS, bus_bytes, row_beats
+from spec.timing import JOB_CHECK_CYCLES
 from spec.regmap import (COUNTER_BASE, Reg, address_words, counter_names, register,
                          register_map)
 
@@ -42,6 +43,7 @@ __all__ = ["SofaAxiCore", "LITE_ADDR_WIDTH"]
 
 #: Bits of the AXI4-Lite byte address (a 4 KB register window).
 LITE_ADDR_WIDTH = 12
+
 
 
 class SofaAxiCore(wiring.Component):
@@ -153,12 +155,23 @@ class SofaAxiCore(wiring.Component):
                           for p in ("base", "stride", "head_stride"))).any() if low else 0
         err_stride = Cat(*(params[f"{t}_stride"] < (orowb if t == "o" else rowb)
                            for t in TENSORS)).any()
-        # Ranges: base + (heads-1)·head_stride + (rows-1)·stride + row <= 2^axi_addr_width,
-        # one product a cycle through one multiplier.
-        step = Signal(range(2 * len(TENSORS) + 2))
-        acc = Signal(cfg.axi_addr_width + 60)
-        over = Signal()
+        # Ranges: base + (heads-1)·head_stride + (rows-1)·stride + row <= 2^axi_addr_width.
+        # The registers hold still during the check, but a one-cycle multiply-add-compare is
+        # the core's longest path: eight products issue one a cycle into a pipeline
+        # (operands, a * b_lo and a * b_hi, their sum, the tensor's running sum, compare).
+        NT = len(TENSORS)
+        step = Signal(range(2 * NT + 8))
         mul_a, mul_b = Signal(32), Signal(24)
+        op_a, op_b = Signal(32), Signal(24)
+        p_lo, p_hi = Signal(44), Signal(44)
+        prod = Signal(56)
+        acc = Signal(max(cfg.axi_addr_width, 56) + 2)
+        over = Signal()
+        # valid and tags per stage: (tensor, second product of the tensor)
+        v = [Signal(name=f"chk_v{i}") for i in range(4)]
+        tk = [Signal(range(NT), name=f"chk_t{i}") for i in range(4)]
+        sec = [Signal(name=f"chk_s{i}") for i in range(4)]
+        issue = Signal()
         for k, t in enumerate(TENSORS):
             rows = params["queries"] if t in ("q", "o") else params["seq_len"]
             with m.If(step == 2 * k):
@@ -166,26 +179,41 @@ class SofaAxiCore(wiring.Component):
             with m.If(step == 2 * k + 1):
                 m.d.comb += [mul_a.eq(params[f"{t}_stride"]), mul_b.eq(rows - 1)]
         top_addr = 1 << cfg.axi_addr_width
-        bases = [params[f"{t}_base"] + (orowb if t == "o" else rowb) for t in TENSORS]
+        # acc + row > top  <=>  acc > top - row (a constant per tensor)
+        limit = Signal(range(top_addr + 1))
+        base_k = Signal(64)
+        with m.Switch(tk[2]):
+            for k, t in enumerate(TENSORS):
+                with m.Case(k):
+                    m.d.comb += [base_k.eq(params[f"{t}_base"]),
+                                 limit.eq(top_addr - (orowb if t == "o" else rowb))]
+        m.d.sync += [
+            v[0].eq(issue), tk[0].eq(step >> 1), sec[0].eq(step[0]),
+            op_a.eq(mul_a), op_b.eq(mul_b),
+            v[1].eq(v[0]), tk[1].eq(tk[0]), sec[1].eq(sec[0]),
+            p_lo.eq(op_a * op_b[:12]), p_hi.eq(op_a * op_b[12:]),
+            v[2].eq(v[1]), tk[2].eq(tk[1]), sec[2].eq(sec[1]),
+            prod.eq(p_lo + (p_hi << 12)),
+            v[3].eq(v[2] & sec[2]), tk[3].eq(tk[2]),
+        ]
+        with m.If(v[2]):
+            m.d.sync += acc.eq(Mux(sec[2], acc, base_k) + prod)
+        limit_3 = Signal.like(limit)
+        m.d.sync += limit_3.eq(limit)
 
+        assert JOB_CHECK_CYCLES == 1 + 2 * NT + 4 + 1    # start, issue, pipeline, decide
         with m.FSM(name="job"):
             with m.State("IDLE"):
                 with m.If(start):
                     m.d.sync += [done.eq(0), job_error.eq(JobError.NONE), step.eq(0),
-                                 acc.eq(bases[0]), over.eq(0)]
+                                 over.eq(0)]
                     m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [step.eq(step + 1), acc.eq(acc + mul_a * mul_b)]
-                for k in range(1, len(TENSORS)):
-                    with m.If(step == 2 * k - 1):         # tensor k-1 complete: check, next
-                        m.d.sync += acc.eq(bases[k])
-                        with m.If(acc + mul_a * mul_b > top_addr):
-                            m.d.sync += over.eq(1)
-                with m.If(step == 2 * len(TENSORS) - 1):
-                    with m.If(acc + mul_a * mul_b > top_addr):
-                        m.d.sync += over.eq(1)
-                with m.If(step == 2 * len(TENSORS)):
+                m.d.comb += [self.busy.eq(1), issue.eq(step < 2 * NT)]
+                m.d.sync += step.eq(step + 1)
+                with m.If(v[3] & (acc > limit_3)):
+                    m.d.sync += over.eq(1)
+                with m.If(step == 2 * NT + 4):
                     code = Mux((params["seq_len"] == 0) | (params["seq_len"] > cfg.max_seq_len),
                                JobError.SEQ_LEN,
                                Mux(params["queries"] == 0, JobError.QUERIES,

@@ -29,7 +29,8 @@ from sim.golden import sofa_attention
 from sim.jobs import blocks, rass_order
 from sim.perf import tile_work
 from spec.job import bus_bytes, query_lengths, row_beats
-from spec.timing import V_TILES, divider_timing, dlzs_latency, sads_timing, sufa_latency
+from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency, sads_timing,
+                         sufa_latency)
 
 
 __all__ = ["axi_core_cycles", "job_works", "AxiBreakdown", "AR_TIME", "R_TIME"]
@@ -41,8 +42,9 @@ AR_TIME = 5
 R_TIME = 4
 #: Cycles from a V row in its ring to its key entering SU-FA (valid bit, feeder stage).
 FEED_TIME = 2
-#: Register checks at start, and the block hand-over (BLOCK state, the lanes' reset).
-START_TIME = 10
+#: Register checks at start (:data:`spec.timing.JOB_CHECK_CYCLES`), and the block hand-over
+#: (BLOCK state, the lanes' reset).
+START_TIME = JOB_CHECK_CYCLES
 BLOCK_GAP = 3
 
 

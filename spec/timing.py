@@ -16,7 +16,7 @@ from spec.sortnet import top_k_network
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
            "SadsTiming", "sads_timing", "sufa_latency", "core_latency", "EXP2_LATENCY",
-           "SKID_LATENCY", "V_TILES"]
+           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES"]
 
 
 #: Tiles of V rows the memory-attached core holds on chip (one fetched while the lanes attend
@@ -28,6 +28,11 @@ ITERATIVE_DIVIDER_STEPS = 2
 EXP2_LATENCY = 2
 #: :class:`hw.skid.SkidBuffer`, in both modes.
 SKID_LATENCY = 1
+#: :class:`hw.axicore.SofaAxiCore`: cycles from the start write to JOB_ERROR and the engine's
+#: start. The eight range products (a base, head and row term per tensor) issue one a cycle
+#: into a five-stage pipeline (operands, two multiply stages, accumulate, compare): 1 + 8 + 4
+#: + 1.
+JOB_CHECK_CYCLES = 14
 
 
 def divider_timing(quot_width, *, iterative):

@@ -101,3 +101,33 @@ def test_fault(stream, code):
     _, got = run_job(cfg, writes, image=memory_image(cfg, job, Q, K, V).items(), seed=1,
                      idle=0.1, latency=3, errors=[(a, a + 8, 2)], timeout=20_000)
     assert got["job_error"] == code and got["irq"] == 1
+
+
+@pytest.mark.parametrize("tensor", ["q", "k", "v", "o"])
+def test_range_check_edges(tensor):
+    """The pipelined range check at the top of the address space: a tensor whose last row ends
+    exactly at 2^axi_addr_width passes (and runs on the model's memory), one bus word further
+    is RANGE before any bus access; both as spec.job.check_job says."""
+    from spec.job import bus_bytes, check_job, out_row_bytes, row_bytes
+    cfg = AXI_TINY
+    rng = np.random.default_rng(4)
+    job, _, _, _ = job_case(cfg, rng, H=2, T=3, S=9)
+    top = 1 << cfg.axi_addr_width
+    rows = job.rows(tensor)
+    row = out_row_bytes(cfg) if tensor == "o" else row_bytes(cfg)
+    span = (job.heads - 1) * getattr(job, f"{tensor}_head_stride") + \
+        (rows - 1) * getattr(job, f"{tensor}_stride") + row
+    bus = bus_bytes(cfg)
+    at_top = job.replace(**{f"{tensor}_base": (top - span) // bus * bus})
+    past = at_top.replace(**{f"{tensor}_base": at_top.address(tensor, 0, 0) + bus})
+    assert check_job(cfg, at_top) == JobError.NONE
+    assert check_job(cfg, past) == JobError.RANGE
+    params = RunParams(seq_len=job.seq_len, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3))
+    for desc, ok in ((at_top, True), (past, False)):
+        model, got = run_job(cfg, parameter_writes(cfg, params) + job_writes(cfg, desc))
+        if ok:
+            assert got["job_error"] != JobError.RANGE
+        else:
+            assert got["job_error"] == JobError.RANGE
+            assert got["bytes_q"] == got["bytes_k"] == got["bytes_o"] == 0
