@@ -153,23 +153,23 @@ class AxiBram(wiring.Component):
             with m.State("IDLE"):
                 take_r = a("arvalid") & ~(prefer_write & a("awvalid"))
                 take_w = a("awvalid") & ~take_r
+                def accept(ch):
+                    """Take the AR or AW address (``ch`` "ar" or "aw") as the burst."""
+                    m.d.comb += a(f"{ch}ready").eq(1)
+                    m.d.sync += [bid.eq(a(f"{ch}id")), addr.eq(a(f"{ch}addr")),
+                                 size.eq(a(f"{ch}size")), burst.eq(a(f"{ch}burst")),
+                                 left.eq(a(f"{ch}len")),
+                                 bad.eq((a(f"{ch}burst") != _BURST_INCR) &
+                                        (a(f"{ch}burst") != _BURST_FIXED) |
+                                        (a(f"{ch}size") > max_size))]
+
                 with m.If(take_r):
-                    m.d.comb += a("arready").eq(1)
-                    m.d.sync += [bid.eq(a("arid")), addr.eq(a("araddr")), size.eq(a("arsize")),
-                                 burst.eq(a("arburst")), left.eq(a("arlen")),
-                                 bad.eq((a("arburst") != _BURST_INCR) &
-                                        (a("arburst") != _BURST_FIXED) |
-                                        (a("arsize") > max_size)),
-                                 prefer_write.eq(1), r_issue.eq(1)]
+                    accept("ar")
+                    m.d.sync += [prefer_write.eq(1), r_issue.eq(1)]
                     m.next = "READ"
                 with m.Elif(take_w):
-                    m.d.comb += a("awready").eq(1)
-                    m.d.sync += [bid.eq(a("awid")), addr.eq(a("awaddr")), size.eq(a("awsize")),
-                                 burst.eq(a("awburst")), left.eq(a("awlen")),
-                                 bad.eq((a("awburst") != _BURST_INCR) &
-                                        (a("awburst") != _BURST_FIXED) |
-                                        (a("awsize") > max_size)),
-                                 resp.eq(RESP_OKAY), prefer_write.eq(0)]
+                    accept("aw")
+                    m.d.sync += [resp.eq(RESP_OKAY), prefer_write.eq(0)]
                     m.next = "WRITE"
                 with m.Elif(self.host_we):
                     m.d.comb += [wr.addr.eq(self.host_addr[lane_bits:]),

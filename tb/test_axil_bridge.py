@@ -6,9 +6,9 @@ dropped read request clears ``reg_rvalid``; VALID is held until READY on AW, W a
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from hw.axil import AxiLiteBridge
+from tb.support.amsim import run_until
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.5, 0.8])
@@ -91,19 +91,7 @@ def test_bridge(delay):
                 assert int(got) == model.get(addr, 0), (addr, int(got))
         state["done"] = True
 
-    async def watchdog(ctx):
-        for _ in range(100_000):
-            await ctx.tick()
-            if state["done"]:
-                return
-        raise AssertionError("timeout")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(slave, background=True)
-    sim.add_testbench(host, background=True)
-    sim.add_testbench(watchdog)
-    sim.run()
+    run_until(dut, [slave, host], lambda: state["done"], timeout=100_000)
     writes = [op for op in ops if op[0] == "w"]
     reads = [op for op in ops if op[0] == "r"]
     assert not log["violations"], log["violations"][:5]

@@ -6,11 +6,11 @@ writes between bursts; the protocol checker of :mod:`gen.rtlsim.axi` on every cy
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from gen.rtlsim.axi import AxiProtocolChecker
 from hw.axi import RESP_DECERR, RESP_OKAY, RESP_SLVERR
 from hw.axiram import AxiBram
+from tb.support.amsim import run_until
 
 SIZE = 1024
 
@@ -84,13 +84,6 @@ def test_bursts(data_width, idle, backpressure):
         async for _, _, *values in ctx.tick().sample(*sigs):
             checker.step(dict(zip(names, (int(v) for v in values))))
 
-    async def watchdog(ctx):
-        for _ in range(50_000):
-            await ctx.tick()
-            if seen["done"]:
-                return
-        raise AssertionError("the master did not finish in 50,000 cycles")
-
     async def pause(ctx, prob):
         while rng.random() < prob:
             await ctx.tick()
@@ -158,12 +151,7 @@ def test_bursts(data_width, idle, backpressure):
                     seen["mismatch"].append((("host", haddr), int(byte), mem["data"][haddr]))
         seen["done"] = True
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(master, background=True)
-    sim.add_testbench(watchdog)
-    sim.run()
+    run_until(dut, [monitor, master], lambda: seen["done"], timeout=50_000)
     assert not seen["mismatch"], seen["mismatch"][:3]
     assert not checker.errors
 

@@ -9,7 +9,6 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from gen.host import CoreRejected, LinkError, SimulatedBoard, SofaHost
 from hw.board import SofaLinkCore
@@ -24,6 +23,7 @@ from sim.golden import sofa_attention
 from tb.streams import TRAFFIC
 from tb.support.hostlink import Step, kv_requests, malformed_script, param_requests
 from tb.support.stimulus import peaked_case
+from tb.support.amsim import run_until
 
 CFG = preset("tiny")
 MAX_PAYLOAD = 256
@@ -97,19 +97,7 @@ def run_script(steps, *, traffic=None, seed=0, timeout=400_000, cfg=CFG):
                 raw[-1].append(byte)
             state["pending"].extend(parser.feed(bytes([byte])))
 
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-            if state["done"]:
-                return
-        raise AssertionError(f"timeout after {timeout} cycles")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(host, background=True)
-    sim.add_testbench(sink, background=True)
-    sim.add_testbench(watchdog)
-    sim.run()
+    run_until(dut, [host, sink], lambda: state["done"], timeout=timeout)
     return replies, [bytes(r) for r in raw], latency
 
 

@@ -26,6 +26,7 @@ from spec.regmap import Reg, job_writes, parameter_writes
 from tb.streams import TRAFFIC
 from tb.support.axicore import AXI_ODD, AXI_TINY
 from sim.workloads import structured
+from tb.support.amsim import run_until
 
 MAX_PAYLOAD = 128
 TIMEOUT = 64
@@ -87,19 +88,7 @@ def run_host(cfg, program, *, traffic=TRAFFIC[0], seed=0, timeout=2_000_000):
                 _, _, byte, valid = await ctx.tick().sample(dut.tx.payload, dut.tx.valid)
             state["replies"].extend(parser.feed(bytes([byte])))
 
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-            if state["done"]:
-                return
-        raise AssertionError(f"timeout after {timeout} cycles")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(host, background=True)
-    sim.add_testbench(sink, background=True)
-    sim.add_testbench(watchdog)
-    sim.run()
+    run_until(dut, [host, sink], lambda: state["done"], timeout=timeout)
     return state["result"]
 
 

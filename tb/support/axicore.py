@@ -3,7 +3,6 @@ run against the Python AXI memory model with the protocol checker on the port an
 master on AXI4-Lite (shared by tb/test_axicore.py and tb/test_axiperf.py)."""
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from gen.rtlsim.axi import CHANNELS, AxiProtocolChecker, AxiSlaveModel
 from hw.axicore import SofaAxiCore
@@ -12,6 +11,7 @@ from sim.workloads import structured
 from spec.config import preset
 from spec.job import JobDescriptor, JobError, check_job
 from spec.regmap import COUNTER_BASE, Reg, counter_names
+from tb.support.amsim import run_until
 
 __all__ = ["AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
 
@@ -109,19 +109,7 @@ def run_job(cfg, writes, *, image=(), seed=0, idle=0.0, latency=0, fixed=False, 
             got[name] = await lite_read(ctx, COUNTER_BASE + n)
         state["done"] = True
 
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-            if state["done"]:
-                return
-        raise AssertionError(f"timeout after {timeout} cycles")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(slave, background=True)
-    sim.add_testbench(host, background=True)
-    sim.add_testbench(watchdog)
-    sim.run()
+    run_until(dut, [slave, host], lambda: state["done"], timeout=timeout)
     assert model.quiet and not any(checker.outstanding.values()), "the bus is busy after done"
     return model, got
 
