@@ -148,10 +148,8 @@ class AxiLiteBridge(wiring.Component):
 
     Parameters
     ----------
-    addr_width : int
-        Bits of AWADDR/ARADDR, from ``reg_addr_width + 2`` to 64.
-    reg_addr_width : int
-        Bits of ``reg_addr``, 1 to 30.
+    addr_width, reg_addr_width :
+        As for :class:`AxiLiteRegisters`.
     prefix : str
         Of the AXI4-Lite members (``m_axil``).
 
@@ -159,11 +157,8 @@ class AxiLiteBridge(wiring.Component):
     ----------
     m_axil_* :
         :func:`hw.axi.axil_slave_members` with the master's flows.
-    reg_addr : In(reg_addr_width)
-    reg_wdata : In(32)
-    reg_we, reg_re : In(1)
-    reg_wdone, reg_rvalid : Out(1)
-    reg_rdata : Out(32)
+    reg_addr, reg_wdata, reg_we, reg_re : In
+        The request (see above); ``reg_wdone``, ``reg_rvalid``, ``reg_rdata`` answer it.
     """
 
     def __init__(self, *, addr_width, reg_addr_width, prefix="m_axil"):
