@@ -446,16 +446,26 @@ class AxiEngine(wiring.Component):
         for i in lanes:
             src = self._lane_source(m, cfg, i, dense, block_go, lens[i], in_block[i], rass)
             beat = src.payload
-            pos = (beat.index - lane_key0[i])[:len(Signal(range(B)))]
+            # lane_key0 is a multiple of B: with B a power of two the position is the low bits
+            if B & (B - 1):
+                pos = (beat.index - lane_key0[i])[:len(Signal(range(B)))]
+            else:
+                pos = beat.index[:(B - 1).bit_length()]
             ready_row = beat.empty | (v_valid.bit_select(lane_vs[i] * B + pos, 1) &
                                       (~dense | (k_filled != lane_tile[i])))
             k_rd, v_rd = k_ring.read_port(), v_ring.read_port()
             meta = Signal(sel_layout(cfg), name=f"f_meta{i}")
             kv = sufa[i].kv
             adv = ~f_valid[i] | kv.ready
-            take = src.valid & ready_row & adv
+            # A tile's last beat steps the lane to the next tile a cycle later, with a one-cycle
+            # bubble: the lane registers' enables then come from a flip-flop, not from the
+            # ring-slot lookup (the memory board's longest path), and SU-FA's mac_cycles per
+            # key hide the bubble.
+            tile_end = Signal(name=f"tile_end{i}")
+            end_row = Signal(name=f"end_row{i}")
+            take = src.valid & ready_row & adv & ~tile_end
             m.d.comb += [
-                src.ready.eq(ready_row & adv),
+                src.ready.eq(ready_row & adv & ~tile_end),
                 k_rd.en.eq(adv), v_rd.en.eq(adv),
                 k_rd.addr.eq(lane_ks[i] * B + pos), v_rd.addr.eq(lane_vs[i] * B + pos),
                 kv.valid.eq(f_valid[i]), kv.payload.index.eq(meta.index),
@@ -467,15 +477,16 @@ class AxiEngine(wiring.Component):
             with m.If(adv):
                 m.d.sync += [f_valid[i].eq(take), meta.eq(beat)]
             fetched.append(take & ~beat.empty)
+            m.d.sync += [tile_end.eq(take & beat.last & ~block_go), end_row.eq(beat.row_last)]
             with m.If(block_go):
                 m.d.sync += [lane_tile[i].eq(k_issued), lane_key0[i].eq(0),
                              lane_ks[i].eq(k_wslot), lane_vs[i].eq(v_slot),
                              finished[i].eq(~rass.lanes[i])]
-            with m.Elif(take & beat.last):
+            with m.Elif(tile_end):
                 m.d.sync += [lane_tile[i].eq(lane_tile[i] + 1), lane_key0[i].eq(lane_key0[i] + B),
                              lane_ks[i].eq(wrap_inc(lane_ks[i], KT)),
                              lane_vs[i].eq(wrap_inc(lane_vs[i], VT))]
-                with m.If(beat.row_last):
+                with m.If(end_row):
                     m.d.sync += finished[i].eq(1)
         # V rows requested into each slot and not yet arrived. Without RASS a row two lanes
         # select is fetched twice, and the lanes may be past the tile before the second copy
