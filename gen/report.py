@@ -34,6 +34,7 @@ board.
 """
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -222,6 +223,10 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     if fmax:
         row["qps_sparse"] = fmax * 1e6 / row["cycles_sparse"]
         row["qps_dense"] = fmax * 1e6 / row["cycles_dense"]
+    # runs of one design share the directory: keep each seed's log and report
+    for name in ("nextpnr.log", "report_pnr.json"):
+        if (work / name).exists():
+            shutil.copyfile(work / name, work / name.replace(".", f"-seed{row['seed']}.", 1))
     (work / f"row-seed{row['seed']}.json").write_text(json.dumps(row, indent=2) + "\n")
     return row
 
