@@ -76,10 +76,10 @@ BOARDS = {
                        clk_mhz=50.0, note="UART on the FTDI (US1 port); the ice40 preset "
                        "at 50 MHz through the PLL (the ecp5 preset needs the 45F or 85F)"),
     "orangecrab-85f": Board("amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_85FPlatform",
-                            "ecp5-axi", "ecp5", uart_pins=("0", "1", ("io", 0)),
+                            "ecp5-axi", "ecp5", clk_mhz=36.0, uart_pins=("0", "1", ("io", 0)),
                             note="no USB-serial bridge: a 3.3 V USB-UART adapter on feather "
-                            "pins 0 (RX) and 1 (TX); the memory board at the 48 MHz "
-                            "oscillator"),
+                            "pins 0 (RX) and 1 (TX); the memory board at 36 MHz from the 48 "
+                            "MHz oscillator through the PLL"),
     "orangecrab-25f": Board("amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
                             "ice40", "ecp5", uart_pins=("0", "1", ("io", 0)),
                             note="as orangecrab-85f, with the ice40 preset"),
