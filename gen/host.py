@@ -35,13 +35,14 @@ from spec.protocol import (CONFIG_FIELDS, N_REGS, NO_CMD, SOF_REQUEST, Cmd, Prot
                            load_kv_payload, out_bytes, parse_ident, query_payload,
                            read_mem_payload, read_regs_payload, write_mem_payload,
                            write_reg_payload)
+from spec.job import job_end
 from spec.regmap import (COUNTER_BASE, COUNTERS, WORD_BITS, Reg, counter_names, registers,
                          expected_counters, parameter_writes, register)
 from spec.validate import check_float, check_int, choice_arg, float_arg, int_arg
 
 
-__all__ = ["LinkError", "CoreRejected", "JobFailed", "ProtocolError", "SerialTransport", "SimulatedBoard",
-           "SofaHost", "config_from_ident"]
+__all__ = ["LinkError", "CoreRejected", "JobFailed", "ProtocolError", "SerialTransport",
+           "SimulatedBoard", "SofaHost", "config_from_ident"]
 
 
 class LinkError(RuntimeError):
@@ -310,14 +311,6 @@ class SimulatedBoard:
         return res.out
 
 
-def job_end(cfg, job):
-    """The first byte after the last row of a job's tensors (Q, K, V and O)."""
-    from spec.job import out_row_bytes, row_bytes
-    return max(job.address(t, h, job.rows(t) - 1)
-               + (out_row_bytes(cfg) if t == "o" else row_bytes(cfg))
-               for t in ("q", "k", "v", "o") for h in range(job.heads))
-
-
 # -- the host API ------------------------------------------------------------------------------------
 
 class SofaHost:
@@ -522,9 +515,10 @@ def _selftest_job(cfg, S, rows, mem_bytes):
     from sim.jobs import layout_job
     from spec.job import JobDescriptor
     job = layout_job(cfg, JobDescriptor(seq_len=S, queries=rows))
-    if job_end(cfg, job) > mem_bytes:
-        raise ConfigError(f"--seq {S} --rows {rows}: Q, K, V and O take {job_end(cfg, job)} "
-                          f"bytes, more than the board's {mem_bytes}-byte memory")
+    end = job_end(cfg, job)
+    if end > mem_bytes:
+        raise ConfigError(f"--seq {S} --rows {rows}: Q, K, V and O take {end} bytes, more "
+                          f"than the board's {mem_bytes}-byte memory")
     return job
 
 

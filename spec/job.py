@@ -35,8 +35,8 @@ from spec.validate import ConfigError
 
 
 __all__ = ["JobError", "JobDescriptor", "TENSORS", "elem_bytes", "row_bytes", "out_row_bytes",
-           "bus_bytes", "row_beats", "query_lengths", "check_job", "OUT_ELEM_BYTES",
-           "MAX_QUERIES", "MAX_HEADS"]
+           "bus_bytes", "row_beats", "query_lengths", "tensor_end", "job_end", "check_job",
+           "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS"]
 
 
 #: Bytes of one O element in memory.
@@ -131,6 +131,18 @@ def query_lengths(job, cfg=None):
     return [min(S, job.q_start + t + 1) for t in range(job.queries)]
 
 
+def tensor_end(cfg, job, tensor):
+    """The first byte after ``tensor``'s last row (last head, last row; strides are never
+    negative, so no other row ends later)."""
+    size = out_row_bytes(cfg) if tensor == "o" else row_bytes(cfg)
+    return job.address(tensor, job.heads - 1, job.rows(tensor) - 1) + size
+
+
+def job_end(cfg, job):
+    """The first byte after every row of the job's tensors (Q, K, V and O)."""
+    return max(tensor_end(cfg, job, t) for t in TENSORS)
+
+
 def check_job(cfg, job):
     """The :class:`JobError` of a descriptor (``NONE`` when it may start), in the order the
     hardware checks: S, queries, heads, alignment, strides, ranges."""
@@ -151,9 +163,7 @@ def check_job(cfg, job):
             return JobError.STRIDE
     top = 1 << cfg.axi_addr_width
     for t in TENSORS:
-        size = out_row_bytes(cfg) if t == "o" else row_bytes(cfg)
-        last = job.address(t, job.heads - 1, job.rows(t) - 1) + size
-        if last > top:
+        if tensor_end(cfg, job, t) > top:
             return JobError.RANGE
     return JobError.NONE
 
