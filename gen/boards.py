@@ -112,7 +112,7 @@ def check_board(name, *, cfg=None, baud=115200, clk_mhz=None):
     ECP5 a memory board: :class:`hw.axicore.SofaAxiCore` over block RAM), the line rate
     against the core clock, and a core clock other than the oscillator's only on ECP5 boards,
     within what their PLL makes. A :class:`~spec.config.ConfigError` names the bad value."""
-    from hw.board import ecp5_pll_params
+    from hw.board import check_board_family, ecp5_pll_params
     from hw.uart import divisor_for
     try:
         board = BOARDS[name]
@@ -120,10 +120,10 @@ def check_board(name, *, cfg=None, baud=115200, clk_mhz=None):
         raise ConfigError(f"unknown board {name!r}; known boards are "
                           f"{', '.join(BOARDS)}") from None
     cfg = cfg or preset(board.preset)
-    if cfg.memory == "axi" and board.family != "ecp5":
-        raise ConfigError(f"{name}: the config {cfg.name!r} has memory = 'axi'; a memory "
-                          f"board is built for ECP5 only (an iCE40 board carries the on-chip "
-                          f"core, memory = 'onchip')")
+    try:
+        check_board_family(cfg, board.family)
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from None
     check_int("--baud", baud, *BAUD_RANGE)
     clk_mhz = board.clk_mhz if clk_mhz is None else \
         check_float("--clk-mhz", clk_mhz, 0, MAX_CLK_MHZ, lo_open=True)

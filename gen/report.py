@@ -75,12 +75,9 @@ def _log(message):
 
 def target_mhz(cfg, family):
     """The clock target of ``cfg``'s board top on a device ``family`` (MHz)."""
-    if cfg.memory == "axi":
-        if family != "ecp5":
-            raise ConfigError(f"preset {cfg.name!r}: the memory board is built for ECP5 only "
-                              f"(its block RAM does not fit an iCE40)")
-        return MEMORY_TARGET_MHZ
-    return PIN_FILES[family][1]
+    from hw.board import check_board_family
+    check_board_family(cfg, family)
+    return MEMORY_TARGET_MHZ if cfg.memory == "axi" else PIN_FILES[family][1]
 
 
 def _memory_throughput(cfg, seq, *, seed=1, rows=8):

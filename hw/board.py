@@ -31,7 +31,7 @@ from hw.uart import UARTRx, UARTTx, divisor_for
 
 __all__ = ["SofaLinkCore", "SofaBoardTop", "SofaBoardPins", "SofaBoard", "ecp5_pll_params",
            "DEFAULT_BAUD", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_PAYLOAD", "DEFAULT_MEM_BYTES",
-           "link_queue_bytes"]
+           "link_queue_bytes", "check_board_family"]
 
 
 DEFAULT_BAUD = 115200
@@ -49,6 +49,26 @@ def link_queue_bytes(family):
     logic of a queue does not fit a UP5K beside the core; a host waits for each reply), the
     default (one largest frame, :func:`spec.protocol.default_queue_bytes`) elsewhere."""
     return 1 if family == "ice40" else None
+
+
+def _connect_peers(m, a, a_prefix, b, b_prefix):
+    """Connect the flat ``<a_prefix>_*`` members of ``a`` to the same-suffix ``<b_prefix>_*``
+    members of its peer ``b`` (a master's ``m_axi_*`` to a slave's ``s_axi_*``): ``a``'s
+    outputs drive ``b``'s inputs, ``b``'s outputs ``a``'s."""
+    head = a_prefix + "_"
+    for name, member in a.signature.members.items():
+        if name.startswith(head):
+            mine, peer = getattr(a, name), getattr(b, f"{b_prefix}_{name[len(head):]}")
+            m.d.comb += peer.eq(mine) if member.flow == Out else mine.eq(peer)
+
+
+def check_board_family(cfg, family):
+    """A board top of ``cfg`` on an FPGA ``family``: a memory board (``memory = "axi"``) is
+    built for ECP5 only; a :class:`ConfigError` says so otherwise."""
+    if cfg.memory == "axi" and family != "ecp5":
+        raise ConfigError(f"the config {cfg.name!r} has memory = 'axi': a memory board is "
+                          f"built for ECP5 only (an {family} board carries the on-chip core, "
+                          f"memory = 'onchip')")
 
 
 class SofaLinkCore(wiring.Component):
@@ -126,15 +146,8 @@ class SofaLinkCore(wiring.Component):
         if self._cfg.memory == "axi":
             m.submodules.ram = ram = self.ram
             m.submodules.bridge = bridge = self.bridge
-            for name, member in core.signature.members.items():
-                if name.startswith("m_axi_"):
-                    peer = getattr(ram, "s_axi_" + name[len("m_axi_"):])
-                    mine = getattr(core, name)
-                    m.d.comb += (peer.eq(mine) if member.flow == Out else mine.eq(peer))
-                elif name.startswith("s_axil_"):
-                    peer = getattr(bridge, "m_axil_" + name[len("s_axil_"):])
-                    mine = getattr(core, name)
-                    m.d.comb += (mine.eq(peer) if member.flow == In else peer.eq(mine))
+            _connect_peers(m, core, "m_axi", ram, "s_axi")
+            _connect_peers(m, bridge, "m_axil", core, "s_axil")
             for name in ("reg_addr", "reg_wdata", "reg_we", "reg_re"):
                 m.d.comb += getattr(bridge, name).eq(getattr(link, name))
             for name in ("reg_rdata", "reg_rvalid", "reg_wdone"):
