@@ -45,7 +45,6 @@ __all__ = ["SofaAxiCore", "LITE_ADDR_WIDTH"]
 LITE_ADDR_WIDTH = 12
 
 
-
 class SofaAxiCore(wiring.Component):
     """One SOFA core on an AXI4 memory (see the module docstring).
 
@@ -160,17 +159,18 @@ class SofaAxiCore(wiring.Component):
         # the core's longest path: eight products issue one a cycle into a pipeline
         # (operands, a * b_lo and a * b_hi, their sum, the tensor's running sum, compare).
         NT = len(TENSORS)
-        step = Signal(range(2 * NT + 8))
+        step = Signal(range(2 * NT + 5))
         mul_a, mul_b = Signal(32), Signal(24)
         op_a, op_b = Signal(32), Signal(24)
         p_lo, p_hi = Signal(44), Signal(44)
         prod = Signal(56)
         acc = Signal(max(cfg.axi_addr_width, 56) + 2)
         over = Signal()
-        # valid and tags per stage: (tensor, second product of the tensor)
+        # per stage: valid, and the tags (tensor, second product of the tensor) up to the
+        # accumulator; v[3]: the accumulator holds a tensor's whole sum
         v = [Signal(name=f"chk_v{i}") for i in range(4)]
-        tk = [Signal(range(NT), name=f"chk_t{i}") for i in range(4)]
-        sec = [Signal(name=f"chk_s{i}") for i in range(4)]
+        tk = [Signal(range(NT), name=f"chk_t{i}") for i in range(3)]
+        sec = [Signal(name=f"chk_s{i}") for i in range(3)]
         issue = Signal()
         for k, t in enumerate(TENSORS):
             rows = params["queries"] if t in ("q", "o") else params["seq_len"]
@@ -194,7 +194,7 @@ class SofaAxiCore(wiring.Component):
             p_lo.eq(op_a * op_b[:12]), p_hi.eq(op_a * op_b[12:]),
             v[2].eq(v[1]), tk[2].eq(tk[1]), sec[2].eq(sec[1]),
             prod.eq(p_lo + (p_hi << 12)),
-            v[3].eq(v[2] & sec[2]), tk[3].eq(tk[2]),
+            v[3].eq(v[2] & sec[2]),
         ]
         with m.If(v[2]):
             m.d.sync += acc.eq(Mux(sec[2], acc, base_k) + prod)

@@ -149,20 +149,20 @@ class AxiBram(wiring.Component):
         host_lane = Signal(range(nbytes))
         m.d.comb += self.host_rdata.eq(rd.data.word_select(host_lane, 8))
 
+        def accept(ch):
+            """Take the AR or AW address (``ch`` "ar" or "aw") as the burst."""
+            m.d.comb += a(f"{ch}ready").eq(1)
+            m.d.sync += [bid.eq(a(f"{ch}id")), addr.eq(a(f"{ch}addr")),
+                         size.eq(a(f"{ch}size")), burst.eq(a(f"{ch}burst")),
+                         left.eq(a(f"{ch}len")),
+                         bad.eq((a(f"{ch}burst") != _BURST_INCR) &
+                                (a(f"{ch}burst") != _BURST_FIXED) |
+                                (a(f"{ch}size") > max_size))]
+
         with m.FSM(name="bram"):
             with m.State("IDLE"):
                 take_r = a("arvalid") & ~(prefer_write & a("awvalid"))
                 take_w = a("awvalid") & ~take_r
-                def accept(ch):
-                    """Take the AR or AW address (``ch`` "ar" or "aw") as the burst."""
-                    m.d.comb += a(f"{ch}ready").eq(1)
-                    m.d.sync += [bid.eq(a(f"{ch}id")), addr.eq(a(f"{ch}addr")),
-                                 size.eq(a(f"{ch}size")), burst.eq(a(f"{ch}burst")),
-                                 left.eq(a(f"{ch}len")),
-                                 bad.eq((a(f"{ch}burst") != _BURST_INCR) &
-                                        (a(f"{ch}burst") != _BURST_FIXED) |
-                                        (a(f"{ch}size") > max_size))]
-
                 with m.If(take_r):
                     accept("ar")
                     m.d.sync += [prefer_write.eq(1), r_issue.eq(1)]
@@ -195,13 +195,12 @@ class AxiBram(wiring.Component):
                 advance = ~r_valid | a("rready")
                 m.d.comb += [rd.addr.eq(word), rd.en.eq(advance)]
                 with m.If(advance):
-                    m.d.sync += r_valid.eq(r_issue)
+                    m.d.sync += r_valid.eq(r_issue)       # low after the last beat
                     with m.If(r_issue):
                         m.d.sync += [r_last.eq(left == 0), r_resp.eq(beat_resp),
                                      r_ok.eq(beat_resp == RESP_OKAY), addr.eq(nxt),
                                      left.eq(left - 1), r_issue.eq(left != 0)]
                     with m.If(r_valid & r_last):
-                        m.d.sync += r_valid.eq(0)
                         m.next = "IDLE"
 
             with m.State("WRITE"):
