@@ -245,9 +245,12 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     cmd = [sys.executable, "-m", "gen", "dse", *QUICK, "--worker", "--trials", "8",
            "--storage", storage, "--study-name", "shared", "--out", str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # Neither worker may run the whole budget alone (5 + 6 > 8 > 6), so both take part
+    # however the two start: with one unlimited worker a slow start of the other left it
+    # nothing to do.
     procs = [subprocess.Popen(cmd + extra, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-             for extra in (["--worker-trials", "5"], [])]
+             for extra in (["--worker-trials", "5"], ["--worker-trials", "6"])]
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
