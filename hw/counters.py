@@ -32,7 +32,7 @@ def unit_increments(m, cfg, sufa, sads, *, restart=None):
                 m.d.sync += prev.eq(now if restart is None else Mux(restart, 0, now))
                 steps.append((now - prev)[:len(now)])
             incs[name] = sum(steps)
-            top[name] = L * most
+            top[name] = len(units) * most       # a SADSBank's units are listed one by one
     incs["macs"] = (incs["qk_cycles"] + incs["pv_cycles"]) * cfg.mac_lanes
     top["macs"] = 2 * L * cfg.mac_lanes
     return incs, top

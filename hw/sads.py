@@ -10,7 +10,7 @@ from hw.sortnet import SortNet
 from spec.timing import sads_timing
 
 
-__all__ = ["SADS", "sel_layout", "COUNTERS"]
+__all__ = ["SADS", "sel_layout", "key_layout", "COUNTERS"]
 
 
 #: Counter outputs, in this order.
@@ -29,6 +29,26 @@ def sel_layout(cfg):
         "last": 1,
         "row_last": 1,
     })
+
+
+def key_layout(cfg, *, prior=False):
+    """One input key of :class:`SADS`: :func:`hw.dlzs.ahat_layout` of a one-key DLZS (with
+    ``eligible`` under the adaptive budget). With ``prior`` (:class:`hw.sadsbank.SADSBank`'s
+    units, which see every ``n``-th tile of a row) ``first`` marks each tile's first key,
+    which also carries the row's largest Â before the tile (``prior_max``; ``prior_valid``
+    is 0 for the row's first tile) and the tile's ``top_k`` and ``radius``; ``last`` still
+    marks the row's last key."""
+    if cfg.adapt_bins:
+        return gated_layout(cfg)
+    if cfg.predict_keys == 1 and not prior:
+        return ahat_layout(cfg)
+    der = cfg.derived
+    fields = {"value": signed(der.ahat_width), "index": der.index_width, "first": 1,
+              "last": 1}
+    if prior:
+        fields |= {"prior_valid": 1, "prior_max": signed(der.ahat_width),
+                   "top_k": der.topk_width, "radius": der.radius_width}
+    return data.StructLayout(fields)
 
 
 def _batch_layout(cfg):
@@ -101,10 +121,15 @@ class SADS(wiring.Component):
         Comparator layers between pipeline registers of the network.
     counter_width : int
         Width of the counter outputs (they wrap).
+    prior : bool
+        A unit of :class:`hw.sadsbank.SADSBank`, which sees only some tiles of a row: each
+        tile's first key has ``first`` and brings the row's largest Â before the tile and the
+        row's ``top_k`` and radius (:func:`key_layout`); the :py:`top_k` and :py:`radius`
+        ports are unused. The selection of a tile is the same as with the whole row.
 
     Attributes
     ----------
-    ahat : In(stream.Signature(ahat_layout(cfg)))
+    ahat : In(stream.Signature(key_layout(cfg, prior=prior)))
         Â of the keys of a row, in key order.
     top_k : In(topk_width)
         Keys kept per tile, ``1 … k_max`` (0 acts as 1, more than ``k_max`` as ``k_max``).
@@ -153,8 +178,10 @@ class SADS(wiring.Component):
         Comparators and layers of the pruned network.
     """
 
-    def __init__(self, cfg, *, kind="oddeven", layers_per_stage=1, counter_width=32):
+    def __init__(self, cfg, *, kind="oddeven", layers_per_stage=1, counter_width=32,
+                 prior=False):
         self._cfg = cfg
+        self._prior = prior
         der = cfg.derived
         self._kind = kind
         self._lps = layers_per_stage
@@ -162,8 +189,7 @@ class SADS(wiring.Component):
         self._network = self._timing.network
         self._key_width = 1 + der.ahat_width + der.index_width
         super().__init__({
-            "ahat": In(stream.Signature(gated_layout(cfg) if cfg.adapt_bins
-                                        else ahat_layout(cfg))),
+            "ahat": In(stream.Signature(key_layout(cfg, prior=prior))),
             "top_k": In(der.topk_width),
             "radius": In(der.radius_width),
             "sel": Out(stream.Signature(sel_layout(cfg))),
@@ -270,8 +296,9 @@ class SADS(wiring.Component):
             complete.eq((bpos == nb - 1) | tile_end),
         ]
         topk_in = Signal(TW)
-        m.d.comb += topk_in.eq(Mux(self.top_k == 0, 1,
-                                   Mux(self.top_k > K, K, self.top_k)))
+        radius_in = p.radius if self._prior else self.radius
+        top_k = p.top_k if self._prior else self.top_k
+        m.d.comb += topk_in.eq(Mux(top_k == 0, 1, Mux(top_k > K, K, top_k)))
         with m.If(accept):
             for j in range(nb):
                 with m.If(bpos == j):
@@ -279,22 +306,37 @@ class SADS(wiring.Component):
                     if cfg.adapt_bins:
                         m.d.sync += buf_el[j].eq(p.eligible)
             with m.If(p.first):
-                m.d.sync += [row_topk.eq(topk_in), row_radius.eq(self.radius)]
+                m.d.sync += [row_topk.eq(topk_in), row_radius.eq(radius_in)]
             m.d.sync += [
                 buf.top_k.eq(Mux(p.first, topk_in, row_topk)),
                 buf.count.eq(bpos + 1),
                 buf.tile_final.eq(tile_end),
                 buf.row_last.eq(p.last),
-                row_max.eq(Mux(p.first | (p.value > row_max), p.value, row_max)),
             ]
+            if self._prior:
+                # A tile's first key starts from the row's maximum before the tile.
+                start = Mux(p.prior_valid & (p.prior_max > p.value), p.prior_max, p.value)
+                m.d.sync += row_max.eq(Mux(p.first, start,
+                                           Mux(p.value > row_max, p.value, row_max)))
+            else:
+                m.d.sync += row_max.eq(Mux(p.first | (p.value > row_max), p.value, row_max))
             with m.If(bpos == 0):
                 # run_max of this batch is the largest Â of the row's earlier batches: the
                 # running maximum before its first key (the row's first batch has none).
-                m.d.sync += [
-                    buf.tile_first.eq(tpos == 0),
-                    buf.rad_en.eq(~p.first & (row_radius != der.radius_inf)),
-                    buf.rthr.eq(row_max - row_radius),
-                ]
+                if self._prior:
+                    m.d.sync += [
+                        buf.tile_first.eq(tpos == 0),
+                        buf.rad_en.eq(Mux(p.first, p.prior_valid & (radius_in != der.radius_inf),
+                                          row_radius != der.radius_inf)),
+                        buf.rthr.eq(Mux(p.first, p.prior_max - radius_in,
+                                        row_max - row_radius)),
+                    ]
+                else:
+                    m.d.sync += [
+                        buf.tile_first.eq(tpos == 0),
+                        buf.rad_en.eq(~p.first & (row_radius != der.radius_inf)),
+                        buf.rthr.eq(row_max - row_radius),
+                    ]
             with m.If(complete):
                 m.d.sync += [bpos.eq(0), tpos.eq(Mux(tile_end, 0, tpos + 1))]
             with m.Else():

@@ -1,6 +1,6 @@
 """The generated top level, ``sofa_top``: the SOFA core (DLZS → SADS → SU-FA over on-chip K/V)."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,6 +9,7 @@ from hw.dlzs import DLZS, row_layout
 from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
 from hw.adapt import AdaptiveGate
 from hw.sads import SADS, sel_layout
+from hw.sadsbank import SADSBank
 from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
 from spec.config import ConfigError
@@ -114,7 +115,8 @@ class SofaCore(wiring.Component):
         # The units' counters only need to be wide enough for the core to take their
         # per-cycle increments (the difference to the previous cycle, modulo 2^width).
         on = cfg.counter_width > 0
-        self._sads = [SADS(cfg, counter_width=cfg.derived.batch.bit_length() if on else 0)
+        sads = SADS if cfg.predict_keys == 1 else SADSBank
+        self._sads = [sads(cfg, counter_width=cfg.derived.batch.bit_length() if on else 0)
                       for _ in range(L)]
         self._sufa = [SUFA(cfg, iterative_divider=iterative_divider, counter_width=2 if on else 0)
                       for _ in range(L)]
@@ -160,8 +162,12 @@ class SofaCore(wiring.Component):
         """The :class:`hw.counters.CounterBank` of :mod:`spec.regmap`'s counters: the core's
         events, and the units' counters turned into per-cycle increments."""
         cfg = self._cfg
-        unit_incs, unit_top = unit_increments(m, cfg, self._sufa, self._sads)
+        sads = self._sads if cfg.predict_keys == 1 else \
+            [u for bank in self._sads for u in bank.units_list]
+        unit_incs, unit_top = unit_increments(m, cfg, self._sufa, sads)
         top = {name: 1 for name in events} | {"kv_rows_fetch": cfg.q_lanes} | unit_top
+        if cfg.predict_keys > 1:
+            top["k_rows_predict"] = cfg.predict_keys
         incs = dict(events) | unit_incs
         names = counter_names()
         m.submodules.counters = bank = CounterBank({n: top[n] for n in names},
@@ -228,20 +234,38 @@ class SofaCore(wiring.Component):
 
         # -- K/V buffers --------------------------------------------------------------------
         row = row_layout(cfg)
-        m.submodules.k_mem = k_mem = memory.Memory(shape=row, depth=S_MAX, init=[])
-        m.submodules.v_mem = v_mem = memory.Memory(shape=row, depth=S_MAX, init=[])
-        k_wr, v_wr = k_mem.write_port(), v_mem.write_port()
+        P = cfg.predict_keys
+        PB = (P - 1).bit_length()              # bank bits of a K row index
         load = self.kv_load.payload
         in_range = load.index < S_MAX
         # A load waits while queries are in flight, so it never changes their K/V.
         take_kv = self.kv_load.valid & self.kv_load.ready
-        m.d.comb += [
-            self.kv_load.ready.eq(~self.busy),
-            k_wr.addr.eq(load.index), k_wr.data.eq(load.k),
-            v_wr.addr.eq(load.index), v_wr.data.eq(load.v),
-            k_wr.en.eq(take_kv & in_range),
-            v_wr.en.eq(take_kv & in_range),
-        ]
+        if P == 1:
+            m.submodules.k_mem = k_mem = memory.Memory(shape=row, depth=S_MAX, init=[])
+            m.submodules.v_mem = v_mem = memory.Memory(shape=row, depth=S_MAX, init=[])
+            k_wr, v_wr = k_mem.write_port(), v_mem.write_port()
+            m.d.comb += [
+                self.kv_load.ready.eq(~self.busy),
+                k_wr.addr.eq(load.index), k_wr.data.eq(load.k),
+                v_wr.addr.eq(load.index), v_wr.data.eq(load.v),
+                k_wr.en.eq(take_kv & in_range),
+                v_wr.en.eq(take_kv & in_range),
+            ]
+        else:
+            # Row j in bank j mod P at j / P: the K reader takes P consecutive rows a cycle.
+            k_banks = [memory.Memory(shape=row, depth=S_MAX // P, init=[]) for _ in range(P)]
+            for b, bank in enumerate(k_banks):
+                m.submodules[f"k_mem{b}"] = bank
+                k_wr = bank.write_port()
+                m.d.comb += [k_wr.addr.eq(load.index >> PB), k_wr.data.eq(load.k),
+                             k_wr.en.eq(take_kv & in_range & (load.index[:PB] == b))]
+            m.submodules.v_mem = v_mem = memory.Memory(shape=row, depth=S_MAX, init=[])
+            v_wr = v_mem.write_port()
+            m.d.comb += [
+                self.kv_load.ready.eq(~self.busy),
+                v_wr.addr.eq(load.index), v_wr.data.eq(load.v),
+                v_wr.en.eq(take_kv & in_range),
+            ]
         with m.If(take_kv & ~in_range):
             reject(load.index)
 
@@ -289,7 +313,11 @@ class SofaCore(wiring.Component):
                 m.d.sync += [qp.eq(qp + 1), grp.eq(grp | (1 << qp))]
 
         # -- K reader: K rows 0 … S-1, each read once for every lane of the group ---------------
-        k_rd = k_mem.read_port()
+        if P == 1:
+            k_rd = k_mem.read_port()
+        else:
+            k_rds = [bank.read_port() for bank in k_banks]
+            kr_count = Signal(range(P + 1))    # keys of the beat on the ports
         kr_active = Signal()
         kr_mask = Signal(L)
         kr_ptr = Signal(range(S_MAX + 1))
@@ -300,15 +328,26 @@ class SofaCore(wiring.Component):
         m.d.comb += [
             kr_adv.eq(all_of(~kr_valid[i] | dlzs[i].k.ready for i in lanes)),
             kr_start.eq(~kr_active & pend_valid & ~dense),
-            k_rd.en.eq(kr_adv),
-            k_rd.addr.eq(kr_ptr),
         ]
+        if P == 1:
+            m.d.comb += [k_rd.en.eq(kr_adv), k_rd.addr.eq(kr_ptr)]
+        else:
+            m.d.comb += [port.en.eq(kr_adv) for port in k_rds]
+            m.d.comb += [port.addr.eq(kr_ptr >> PB) for port in k_rds]
         for i in lanes:
-            m.d.comb += [
-                dlzs[i].k.valid.eq(kr_valid[i]),
-                dlzs[i].k.payload.data.eq(k_rd.data),
-                dlzs[i].k.payload.last.eq(kr_last),
-            ]
+            if P == 1:
+                m.d.comb += [
+                    dlzs[i].k.valid.eq(kr_valid[i]),
+                    dlzs[i].k.payload.data.eq(k_rd.data),
+                    dlzs[i].k.payload.last.eq(kr_last),
+                ]
+            else:
+                m.d.comb += [
+                    dlzs[i].k.valid.eq(kr_valid[i]),
+                    *(dlzs[i].k.payload.data[b].eq(port.data) for b, port in enumerate(k_rds)),
+                    dlzs[i].k.payload.count.eq(kr_count),
+                    dlzs[i].k.payload.last.eq(kr_last),
+                ]
             # A skid buffer between DLZS and SADS: SADS's ready (its decision logic) would
             # otherwise chain through DLZS into the K reader's memory enable.
             m.submodules[f"ahat_skid{i}"] = skid = SkidBuffer(dlzs[i].ahat.payload.shape(),
@@ -326,12 +365,25 @@ class SofaCore(wiring.Component):
                 wiring.connect(m, skid.o, sads[i].ahat)
         with m.If(kr_start):
             m.d.sync += [kr_active.eq(1), kr_ptr.eq(0), kr_mask.eq(pend_mask), pend_valid.eq(0)]
-        with m.If(kr_adv):
-            m.d.sync += kr_valid.eq(Mux(kr_active, kr_mask, 0))
-            with m.If(kr_active):
-                m.d.sync += [kr_last.eq(kr_ptr == seq_len - 1), kr_ptr.eq(kr_ptr + 1)]
-                with m.If(kr_ptr == seq_len - 1):
-                    m.d.sync += kr_active.eq(0)
+        if P == 1:
+            with m.If(kr_adv):
+                m.d.sync += kr_valid.eq(Mux(kr_active, kr_mask, 0))
+                with m.If(kr_active):
+                    m.d.sync += [kr_last.eq(kr_ptr == seq_len - 1), kr_ptr.eq(kr_ptr + 1)]
+                    with m.If(kr_ptr == seq_len - 1):
+                        m.d.sync += kr_active.eq(0)
+        else:
+            kr_end = Signal()                  # the read covers the row's last key
+            kr_keys = Signal(range(P + 1))     # keys of this read (P but at the end)
+            m.d.comb += [kr_end.eq(kr_ptr + P >= seq_len),
+                         kr_keys.eq(Mux(kr_end, seq_len - kr_ptr, P))]
+            with m.If(kr_adv):
+                m.d.sync += kr_valid.eq(Mux(kr_active, kr_mask, 0))
+                with m.If(kr_active):
+                    m.d.sync += [kr_last.eq(kr_end), kr_ptr.eq(kr_ptr + P),
+                                 kr_count.eq(kr_keys)]
+                    with m.If(kr_end):
+                        m.d.sync += kr_active.eq(0)
         with m.Else():
             for i in lanes:
                 with m.If(dlzs[i].k.ready):
@@ -366,7 +418,10 @@ class SofaCore(wiring.Component):
         f_valid = Signal(L)
         fetched = []                           # a non-empty key fetched, per lane
         for i in lanes:
-            k_fr, v_fr = k_mem.read_port(), v_mem.read_port()
+            if P == 1:
+                k_fr, v_fr = k_mem.read_port(), v_mem.read_port()
+            else:
+                k_frs, v_fr = [bank.read_port() for bank in k_banks], v_mem.read_port()
             f_meta = Signal(sel_layout(cfg), name=f"f_meta{i}")
             src_valid = Mux(dense, dg_take & dg_mask[i], sads[i].sel.valid)
             src = data.View(sel_layout(cfg),
@@ -375,11 +430,15 @@ class SofaCore(wiring.Component):
             m.d.comb += [
                 f_adv[i].eq(~f_valid[i] | kv.ready),
                 sads[i].sel.ready.eq(f_adv[i] & ~dense),
-                k_fr.en.eq(f_adv[i]), v_fr.en.eq(f_adv[i]),
-                k_fr.addr.eq(src.index), v_fr.addr.eq(src.index),
+                *((k_fr.en.eq(f_adv[i]), v_fr.en.eq(f_adv[i]),
+                   k_fr.addr.eq(src.index), v_fr.addr.eq(src.index)) if P == 1 else
+                  (*(port.en.eq(f_adv[i]) for port in k_frs), v_fr.en.eq(f_adv[i]),
+                   *(port.addr.eq(src.index >> PB) for port in k_frs),
+                   v_fr.addr.eq(src.index))),
                 kv.valid.eq(f_valid[i]),
                 kv.payload.index.eq(f_meta.index),
-                kv.payload.k.eq(k_fr.data),
+                kv.payload.k.eq(k_fr.data if P == 1 else
+                                Array(port.data for port in k_frs)[f_meta.index[:PB]]),
                 kv.payload.v.eq(v_fr.data),
                 kv.payload.empty.eq(f_meta.empty),
                 kv.payload.first.eq(f_meta.first),
@@ -422,7 +481,8 @@ class SofaCore(wiring.Component):
             "starved_cycles": self.busy & ~f_valid.any(),
             "sufa_stall_cycles": any_of(f_valid[i] & ~sufa[i].kv.ready for i in lanes),
             "out_stall_cycles": self.o.valid & ~self.o.ready,
-            "k_rows_predict": k_rd.en & kr_active,
+            "k_rows_predict": (k_rd.en & kr_active) if P == 1 else
+                              Mux(kr_adv & kr_active, kr_keys, 0),
             "kv_rows_fetch": sum(fetched[i] for i in lanes),
         }
         if cfg.counter_width:

@@ -21,6 +21,7 @@ from spec.validate import (ConfigError, check_bool, check_choice, check_int, che
 
 
 __all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "RANGES", "MEMORIES",
+           "PREDICT_KEYS",
            "preset",
            "load_config", "GOLDEN_INT_BITS"]
 
@@ -152,7 +153,11 @@ RANGES = {
     "axi_max_reads": (1, 64),
     "k_tiles": (2, 16),
     "adapt_bins": (0, 64),
+    "predict_keys": (1, 8),
 }
+
+#: The values ``predict_keys`` may take.
+PREDICT_KEYS = (1, 2, 4, 8)
 
 #: Where K and V live: the whole sequence in on-chip buffers, or in memory behind AXI4.
 MEMORIES = ("onchip", "axi")
@@ -228,6 +233,15 @@ class SofaConfig:
         budget"), 2 … 64; 0 (the default) builds no adaptive selection, and the
         ``ADAPT_*`` registers do not exist. The on-chip core builds it (``hw/adapt.py``);
         the memory-attached core refuses a config with bins.
+    predict_keys : int
+        Keys predicted per cycle per query lane, 1, 2, 4 or 8 (default 1): DLZS has that many
+        key slots (``predict_keys · dlzs_lanes`` shift-adders), the on-chip K buffer is
+        split into that many banks (row ``j`` in bank ``j mod predict_keys``) so the K reader
+        delivers that many rows a cycle, and selection takes that many keys a cycle (sphere
+        clipping on all of them at once). It must divide ``block_size`` (a cycle's keys lie
+        in one tile) and ``max_seq_len`` (banks of ``max_seq_len / predict_keys`` rows).
+        The memory-attached core (``memory = "axi"``) and the adaptive selection
+        (``adapt_bins > 0``) take one key a cycle: they need ``predict_keys = 1``.
     """
     d: int = 64
     data_width: int = 8
@@ -254,6 +268,7 @@ class SofaConfig:
     axi_max_reads: int = 4
     k_tiles: int = 4
     adapt_bins: int = 0
+    predict_keys: int = 1
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -366,6 +381,24 @@ def _validate(cfg):
     need(cfg.k_max < cfg.sort_width,
          f"k_max = {cfg.k_max} must be less than sort_width = {cfg.sort_width} "
          f"(the sorter takes sort_width - k_max new keys per step)")
+    need(cfg.predict_keys in PREDICT_KEYS,
+         f"predict_keys = {cfg.predict_keys} must be a power of two: 1, 2, 4 or 8")
+    need(cfg.predict_keys <= cfg.block_size,
+         f"predict_keys = {cfg.predict_keys} must not exceed block_size = {cfg.block_size} "
+         f"(the keys of a cycle lie in one tile)")
+    need(cfg.block_size % cfg.predict_keys == 0,
+         f"predict_keys = {cfg.predict_keys} must divide block_size = {cfg.block_size} "
+         f"(the keys of a cycle lie in one tile)")
+    need(cfg.max_seq_len % cfg.predict_keys == 0,
+         f"predict_keys = {cfg.predict_keys} must divide max_seq_len = {cfg.max_seq_len} "
+         f"(the K buffer has predict_keys banks of max_seq_len / predict_keys rows)")
+    need(cfg.predict_keys == 1 or cfg.memory == "onchip",
+         f"predict_keys = {cfg.predict_keys}: the memory-attached core (memory = \"axi\") "
+         f"predicts one key per cycle; allowed predict_keys = 1 with memory = \"axi\"")
+    need(cfg.predict_keys == 1 or cfg.adapt_bins == 0,
+         f"predict_keys = {cfg.predict_keys}: the adaptive selection (adapt_bins = "
+         f"{cfg.adapt_bins}) takes one key per cycle; allowed predict_keys = 1 with "
+         f"adapt_bins > 0")
     need(cfg.adapt_bins != 1,
          f"adapt_bins = 1 must be 0 (no adaptive selection) or 2 … 64")
     need(cfg.exp_lut_bits <= cfg.exp_frac,

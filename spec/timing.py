@@ -15,7 +15,7 @@ from spec.sortnet import top_k_network
 
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
-           "SadsTiming", "sads_timing", "sufa_latency", "core_latency", "EXP2_LATENCY",
+           "SadsTiming", "sads_timing", "SadsBankTiming", "sads_bank_timing", "sufa_latency", "core_latency", "EXP2_LATENCY",
            "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES"]
 
 
@@ -203,3 +203,40 @@ class SadsTiming:
 def sads_timing(cfg, kind="oddeven", layers_per_stage=1):
     """The (cached) :class:`SadsTiming` of ``cfg``; the core builds SADS with the defaults."""
     return SadsTiming(cfg, kind, layers_per_stage)
+
+
+class SadsBankTiming:
+    """Timing of :class:`hw.sadsbank.SADSBank` (``predict_keys = P > 1``): its tiles dealt in
+    turn to SADS units.
+
+    Attributes
+    ----------
+    units : int
+        SADS units, ``ceil(P · ii)`` with ``ii`` one SADS's cycles per key, so that together
+        they take ``P`` keys a cycle.
+    queue_beats : int
+        Beats of ``P`` keys each unit's queue holds, ``2 · block_size / P`` (a tile, and the
+        start of its next while the tile drains).
+    latency : int
+        A one-key row's beat accepted to its first ``sel`` beat, pipeline empty:
+        ``SADS latency + 2`` (the queue's write and output registers); a beat of ``n`` keys
+        takes ``n - 1`` cycles more (its keys enter SADS one a cycle).
+    ii : int or float
+        Cycles per key in steady traffic: ``max(1/P, ii / units)``.
+    """
+
+    def __init__(self, cfg):
+        P = cfg.predict_keys
+        one = sads_timing(cfg)
+        one_ii = Fraction(one.ii).limit_denominator(1000)
+        self.units = int(-(-one_ii * P // 1))
+        self.queue_beats = 2 * cfg.block_size // P
+        self.latency = one.latency + 2
+        ii = max(Fraction(1, P), one_ii / self.units)
+        self.ii = int(ii) if ii.denominator == 1 else float(ii)
+
+
+@lru_cache(maxsize=64)
+def sads_bank_timing(cfg):
+    """The (cached) :class:`SadsBankTiming` of ``cfg``."""
+    return SadsBankTiming(cfg)

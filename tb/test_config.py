@@ -58,6 +58,24 @@ def test_json_with_preset_base():
     ({"c_bits": 32, "w_frac": 24, "max_seq_len": 65536, "d": 256, "dlzs_lanes": 256,
       "data_width": 16},
      r"^derived width \w+ needs \d+ bits in an intermediate product, more than the 62"),
+    ({"predict_keys": 3}, r"^predict_keys = 3 must be a power of two: 1, 2, 4 or 8$"),
+    ({"predict_keys": 0}, r"^predict_keys = 0 is out of range; allowed 1 … 8$"),
+    ({"predict_keys": 16}, r"^predict_keys = 16 is out of range; allowed 1 … 8$"),
+    ({"predict_keys": 2.0}, r"^predict_keys must be an integer 1 … 8, not 2.0$"),
+    ({"predict_keys": 8, "block_size": 4, "k_max": 2},
+     r"^predict_keys = 8 must not exceed block_size = 4 \(the keys of a cycle lie in one "
+     r"tile\)$"),
+    ({"predict_keys": 4, "block_size": 6},
+     r"^predict_keys = 4 must divide block_size = 6 \(the keys of a cycle lie in one tile\)$"),
+    ({"predict_keys": 4, "max_seq_len": 1002, "block_size": 8},
+     r"^predict_keys = 4 must divide max_seq_len = 1002 \(the K buffer has predict_keys "
+     r"banks of max_seq_len / predict_keys rows\)$"),
+    ({"predict_keys": 2, "memory": "axi"},
+     r"^predict_keys = 2: the memory-attached core \(memory = \"axi\"\) predicts one key per "
+     r"cycle; allowed predict_keys = 1 with memory = \"axi\"$"),
+    ({"predict_keys": 2, "adapt_bins": 4},
+     r"^predict_keys = 2: the adaptive selection \(adapt_bins = 4\) takes one key per cycle; "
+     r"allowed predict_keys = 1 with adapt_bins > 0$"),
 ])
 def test_validation_messages(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -66,6 +84,14 @@ def test_validation_messages(changes, message):
     if not isinstance(changes.get("d"), str):
         with pytest.raises(ConfigError, match=message):
             SofaConfig.from_json(json.dumps(changes))
+
+
+def test_predict_keys_default_and_values():
+    """predict_keys defaults to 1 in every preset; each allowed value passes where it divides
+    the tile and the sequence."""
+    assert all(cfg.predict_keys == 1 for cfg in PRESETS.values())
+    for value in (1, 2, 4, 8):
+        assert preset("default").replace(predict_keys=value).predict_keys == value
 
 
 def test_config_error_is_value_error():

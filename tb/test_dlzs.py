@@ -26,24 +26,47 @@ def random_rows(rng, T, S, cfg, extreme=False):
     return pick((T, cfg.d)), pick((S, cfg.d))
 
 
+def key_beats(cfg, K):
+    """One row's beats on DLZS's ``k``: ``predict_keys`` rows each (the last beat padded with
+    a repeat of its first row, which must not matter)."""
+    S, P = len(K), cfg.predict_keys
+    if P == 1:
+        return [{"data": [int(x) for x in K[j]], "last": int(j == S - 1)} for j in range(S)]
+    beats = []
+    for j in range(0, S, P):
+        rows = [K[min(j + s, S - 1) if j + s < S else j] for s in range(P)]
+        beats.append({"data": [[int(x) for x in r] for r in rows], "count": min(P, S - j),
+                      "last": int(j + P >= S)})
+    return beats
+
+
 def run_dlzs(cfg, Q, K, traffic, seed=0):
+    """Q rows against K through DLZS: the :py:`ahat` beats, one list per key as
+    ``(value, index, first, last)``."""
     dut = DLZS(cfg)
-    S = len(K)
+    S, P = len(K), cfg.predict_keys
     q_beats = [{"data": [int(x) for x in row]} for row in Q]
-    k_beats = [{"data": [int(x) for x in K[j]], "last": int(j == S - 1)}
-               for _ in Q for j in range(S)]
+    k_beats = [b for _ in Q for b in key_beats(cfg, K)]
     out, = run_streams(dut, [(dut.q, q_beats), (dut.k, k_beats)],
-                       [(dut.ahat, len(Q) * S)], traffic=traffic, seed=seed)
-    return out
+                       [(dut.ahat, len(Q) * -(-S // P))], traffic=traffic, seed=seed)
+    if P == 1:
+        return [(b.value, b.index, b.first, b.last) for b in out]
+    keys = []
+    for b in out:
+        assert b.count == min(P, S - b.index), (b.index, b.count)
+        for s in range(b.count):
+            keys.append((b.value[s], b.index + s, b.first, b.last))
+    return keys
 
 
 def check(cfg, Q, K, out):
     expect = dlzs_scores(Q, K, cfg)
     S = len(K)
-    for n, beat in enumerate(out):
+    assert len(out) == len(Q) * S
+    for n, got in enumerate(out):
         i, j = divmod(n, S)
-        got = (beat.value, beat.index, beat.first, beat.last)
-        assert got == (expect[i, j], j, int(j == 0), int(j == S - 1)), (i, j, got)
+        assert got == (expect[i, j], j, int(j < cfg.predict_keys),
+                       int(j >= S - ((S - 1) % cfg.predict_keys) - 1)), (i, j, got)
 
 
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
@@ -125,8 +148,33 @@ def test_latency_and_ii(name):
     assert [e - a for a, e in zip(accepted, emitted)] == [dut.latency] * len(K)
 
 
+#: predict_keys 2, 4 and 8: more key slots on the tiny, an odd-sized and an eight-chunk config.
+MULTI = {
+    "tiny-pk2": CONFIGS["tiny"].replace(name="tiny-pk2", predict_keys=2),
+    "tiny-pk4": CONFIGS["tiny"].replace(name="tiny-pk4", predict_keys=4),
+    "tiny-pk8": CONFIGS["tiny"].replace(name="tiny-pk8", predict_keys=8),
+    "odd-pk2": CONFIGS["odd"].replace(name="odd-pk2", block_size=6, max_seq_len=42,
+                                      predict_keys=2),
+    "chunks8-pk4": CONFIGS["chunks8"].replace(name="chunks8-pk4", predict_keys=4),
+}
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+@pytest.mark.parametrize("name", MULTI)
+def test_predict_keys(name, traffic):
+    """Several keys a beat: every valid slot's Â, index and framing equal the golden model's,
+    rows of S = 11 (a partial last beat) and S = 1, under every traffic pattern."""
+    cfg = MULTI[name]
+    rng = np.random.default_rng(zlib.crc32(f"{name}-{traffic.name}".encode()))
+    for S in (11, 1):
+        Q, K = random_rows(rng, 3, S, cfg)
+        check(cfg, Q, K, run_dlzs(cfg, Q, K, traffic, seed=7))
+
+
 def test_properties():
     assert DLZS(preset("default")).latency == 3 + 6
     assert DLZS(preset("default")).ii == 1
     assert DLZS(preset("ecp5")).ii == 4
     assert DLZS(CONFIGS["odd"]).latency == 3 + 2
+    assert DLZS(MULTI["tiny-pk4"]).latency == DLZS(CONFIGS["tiny"]).latency
+    assert DLZS(MULTI["tiny-pk4"]).keys == 4 and DLZS(MULTI["chunks8-pk4"]).ii == 8

@@ -450,3 +450,29 @@ def test_memory_core_refuses_the_adaptive_budget():
     with pytest.raises(ConfigError, match="adapt_bins = 8: the memory-attached core has no "
                                           "adaptive selection yet"):
         sofa_top(preset("axi").replace(adapt_bins=8))
+
+
+#: predict_keys > 1: banked K, DLZS with several key slots, a SADSBank per lane.
+MULTI = {"tiny-pk2": TINY.replace(name="tiny-pk2", predict_keys=2),
+         "tiny-pk4": TINY.replace(name="tiny-pk4", predict_keys=4),
+         "odd-pk2": ODD.replace(name="odd-pk2", block_size=6, max_seq_len=42, predict_keys=2),
+         "odd3-pk2": ODD.replace(name="odd3-pk2", block_size=6, max_seq_len=42, q_lanes=3,
+                                 predict_keys=2)}
+
+
+@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3], TRAFFIC[4]], ids=repr)
+@pytest.mark.parametrize("name", MULTI)
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_predict_keys(name, mode, traffic):
+    """Several keys predicted a cycle: O and every counter equal the golden model's with
+    idle cycles and backpressure; S not a multiple of predict_keys nor of the tile, radius
+    clipping on, a partial last group of lanes."""
+    cfg = MULTI[name]
+    S = cfg.block_size * 3 + 3
+    Q, K, V = peaked_case(cfg, 7, T=4, S=S)
+    params = RunParams(seq_len=S, top_k=cfg.k_max - 1 if cfg.k_max > 1 else 1, radius=1500,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3),
+                       dense=mode == "dense")
+    res, regs = check(cfg, Q, K, V, params, traffic, seed=4)
+    if mode == "sparse":
+        assert regs["blocked_radius"] > 0 and regs["k_rows_predict"] > 0
