@@ -33,8 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from gen.design import (TOP_NAME, add_design_arguments, default_out_dir, load_cfg,
-                        unit_factory)
+from gen.design import (TOP_NAME, add_design_arguments, check_unit, default_out_dir,
+                        load_cfg, unit_factory)
 from spec.config import ConfigError
 from spec.validate import check_out_dir, make_out_dir, one_line
 
@@ -96,8 +96,9 @@ def _add_verilog(parser):
 
 def _check_verilog(args):
     """``(cfg, out_dir, component factory, module name)`` of ``sofa verilog``'s arguments."""
-    factory, name = unit_factory(args.unit)
+    unit_factory(args.unit)
     cfg = load_cfg(args)
+    factory, name = check_unit(args.unit, cfg)
     return cfg, check_out_dir("--out", default_out_dir(args, cfg)), factory, name
 
 

@@ -9,13 +9,13 @@ from spec.validate import path_arg
 
 
 __all__ = ["TOP_NAME", "UNITS", "add_design_arguments", "load_cfg", "default_out_dir",
-           "unit_factory"]
+           "unit_factory", "check_unit"]
 
 
 #: The Verilog module name of the core.
 TOP_NAME = "sofa_top"
 #: ``--unit`` choices: the core, or one pipeline stage on its own (for per-stage figures).
-UNITS = ("top", "dlzs", "sads", "sufa")
+UNITS = ("top", "dlzs", "sads", "sufa", "adapt")
 
 
 def add_design_arguments(parser, *, unit=False, out=True, preset_default="default"):
@@ -67,6 +67,20 @@ def unit_factory(unit):
         from hw.sads import SADS as factory
     elif unit == "sufa":
         from hw.sufa import SUFA as factory
+    elif unit == "adapt":
+        from hw.adapt import AdaptiveGate as factory
     else:
         raise ConfigError(f"--unit {unit!r} is unknown; choose one of {', '.join(UNITS)}")
     return factory, unit
+
+
+def check_unit(unit, cfg):
+    """``(component factory, module name)`` of ``--unit`` for ``cfg``, the component built
+    (not elaborated) so that a config the unit cannot take fails here, before any file is
+    written: a :class:`ConfigError` naming ``--unit``."""
+    factory, name = unit_factory(unit)
+    try:
+        factory(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"--unit {unit}: {e}") from None
+    return factory, name

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from spec.validate import check_float, check_out_dir, float_arg
 from gen.artifacts import elaborate, write_if_changed
-from gen.design import add_design_arguments, default_out_dir, load_cfg, unit_factory
+from gen.design import (add_design_arguments, check_unit, default_out_dir, load_cfg,
+                        unit_factory)
 from gen.harness import SynthHarness, harness_stub
 from gen.toolchain import (DEVICES, HARNESS_SYNTH, ROOT, DoesNotFit, SynthError,
                            add_seed_argument, fit_problems, get_device, place_and_route,
@@ -282,12 +283,13 @@ def add_arguments(parser):
 def check(args):
     """Every input of ``sofa synth-report`` checked, nothing run: ``(cfg, out_dir, component
     factory)``; raises :class:`~spec.config.ConfigError`."""
-    factory, _ = unit_factory(args.unit)
+    unit_factory(args.unit)
     if args.device is not None:
         get_device(args.device)
     if args.freq is not None:
         check_float("--freq", args.freq, 0, MAX_FREQ_MHZ, lo_open=True)
     cfg = load_cfg(args)
+    factory, _ = check_unit(args.unit, cfg)
     return cfg, check_out_dir("--out", default_out_dir(args, cfg)), factory
 
 

@@ -94,11 +94,13 @@ class AdaptiveGate(wiring.Component):
             q = ((top - value).as_unsigned() >> self.shift)
             return Mux(q >= nb - 1, nb - 1, q)
 
-        # The bin edge's weight, exp2_fx(exp_arg(-(b << shift), sel_scale)), combinational.
+        # The bin edge's weight, exp2_fx(exp_arg(-(b << shift), sel_scale)), in two registered
+        # steps (the product, then clamp, table and shift), so that no cycle holds two
+        # multipliers in series; ``wb``/``wc`` carry the bin a step behind ``b``.
         edge = Signal(der.diff_width + 1)
         m.d.comb += edge.eq(b << self.shift)
         prod = Signal(signed(der.diff_width + 1 + cfg.c_bits + 1))
-        m.d.comb += prod.eq(-(edge * self.sel_scale))
+        m.d.sync += prod.eq(-(edge * self.sel_scale))
         lo = -((cfg.w_frac + 2) << cfg.exp_frac)
         x = Signal(signed(len(prod)))
         arg = prod >> (cfg.c_frac - cfg.exp_frac)                       # EXP_ARG_FLOOR
@@ -109,7 +111,30 @@ class AdaptiveGate(wiring.Component):
         addr = frac >> (cfg.exp_frac - cfg.exp_lut_bits)                 # LUT_ADDR_TRUNC
         lut = Array(Const(v, der.w_width) for v in exp2_lut(cfg))     # LUT_ROUND
         w = Signal(der.w_width)
-        m.d.comb += w.eq(Mux(-n_int > cfg.w_frac, 0, lut[addr] >> (-n_int).as_unsigned()))
+        m.d.sync += w.eq(Mux(-n_int > cfg.w_frac, 0, lut[addr] >> (-n_int).as_unsigned()))
+        wb = Signal(range(nb))                    # the bin of ``prod``
+        wc = Signal(range(nb))                    # the bin of ``w``
+        m.d.sync += [wb.eq(b), wc.eq(wb)]
+
+        # One bin's mass cnt[b]·W[b], registered with its bin (``pb``), for both sweeps.
+        part = Signal(der.l_width)
+        pb = Signal(range(nb))
+        # The count step in three registered steps after the buffer read: the value (``kv``),
+        # its bin (``kb``), the count; a key every two cycles, so no count is in flight twice.
+        kv = Signal(signed(der.ahat_width))
+        kb = Signal(range(nb))
+        kv_ok = Signal()
+        pend = Signal()
+        m.d.sync += [kv_ok.eq(0), pend.eq(kv_ok), kb.eq(bin_of(kv))]
+        with m.If(pend):
+            m.d.sync += cnt[kb].eq(cnt[kb] + 1)
+        # The threshold of the emit step: eligible ⟺ Â > M − ((b_star + 1) << shift), or b_star
+        # is the last bin (every key), or mass = 0.
+        edge_value = top - ((b_star + 1) << self.shift)
+        thr = Signal(edge_value.shape())
+        every = Signal()
+        step = Signal(range(nb + 4))              # cycles into a sweep
+        goal = Signal(len(self.mass) + der.l_width)
 
         with m.FSM():
             with m.State("FILL"):
@@ -129,26 +154,41 @@ class AdaptiveGate(wiring.Component):
                 m.d.comb += rd.addr.eq(j)
                 m.next = "COUNT_DATA"
             with m.State("COUNT_DATA"):
-                k = bin_of(rd.data)
-                m.d.sync += [cnt[k].eq(cnt[k] + 1), j.eq(j + 1)]
+                m.d.sync += [kv.eq(rd.data), kv_ok.eq(1), j.eq(j + 1)]
                 with m.If(j + 1 == n):
-                    m.d.sync += [b.eq(0), total.eq(0)]
+                    m.d.sync += [b.eq(0), step.eq(0), total.eq(0)]
                     m.next = "WEIGHT"
                 with m.Else():
                     m.next = "COUNT_ADDR"
             with m.State("WEIGHT"):
-                m.d.sync += [weight[b].eq(w), total.eq(total + cnt[b] * w), b.eq(b + 1)]
-                with m.If(b == nb - 1):
-                    m.d.sync += [b.eq(0), cum.eq(0), found.eq(0), b_star.eq(nb - 1)]
-                    m.next = "THRESH"
+                # Step s: prod of bin s, w of bin s−1, part of bin s−2, total of bin s−3. The
+                # last count lands at step 1, before any cnt is read (step 2).
+                m.d.sync += [b.eq(Mux(b == nb - 1, b, b + 1)), step.eq(step + 1),
+                             weight[wc].eq(w), part.eq(cnt[wc] * w), pb.eq(wc)]
+                with m.If(step >= 3):
+                    m.d.sync += total.eq(total + part)
+                with m.If(step == nb + 2):
+                    m.d.sync += [b.eq(0), step.eq(0), cum.eq(0), found.eq(0),
+                                 b_star.eq(nb - 1)]
+                    m.next = "GOAL"
+            with m.State("GOAL"):
+                m.d.sync += goal.eq(self.mass * total)
+                m.next = "THRESH"
             with m.State("THRESH"):
-                cum_next = cum + cnt[b] * weight[b]
-                m.d.sync += [cum.eq(cum_next), b.eq(b + 1)]
-                with m.If(~found & ((cum_next << ADAPT_MASS_FRAC) >= self.mass * total)):
-                    m.d.sync += [b_star.eq(b), found.eq(1)]
-                with m.If(b == nb - 1):
-                    m.d.sync += j.eq(0)
-                    m.next = "EMIT_ADDR"
+                # Step s: part of bin s, the cumulative mass up to bin s−1.
+                m.d.sync += [b.eq(Mux(b == nb - 1, b, b + 1)), step.eq(step + 1),
+                             part.eq(cnt[b] * weight[b]), pb.eq(b)]
+                cum_next = cum + part
+                with m.If(step >= 1):
+                    m.d.sync += cum.eq(cum_next)
+                    with m.If(~found & ((cum_next << ADAPT_MASS_FRAC) >= goal)):
+                        m.d.sync += [b_star.eq(pb), found.eq(1)]
+                with m.If(step == nb):
+                    m.next = "EDGE"
+            with m.State("EDGE"):
+                m.d.sync += [thr.eq(edge_value),
+                             every.eq((self.mass == 0) | (b_star == nb - 1)), j.eq(0)]
+                m.next = "EMIT_ADDR"
             with m.State("EMIT_ADDR"):
                 m.d.comb += rd.addr.eq(j)
                 m.next = "EMIT_DATA"
@@ -158,8 +198,7 @@ class AdaptiveGate(wiring.Component):
                              self.o.payload.index.eq(j),
                              self.o.payload.first.eq(j == 0),
                              self.o.payload.last.eq(j + 1 == n),
-                             self.o.payload.eligible.eq((self.mass == 0)
-                                                        | (bin_of(rd.data) <= b_star))]
+                             self.o.payload.eligible.eq(every | (rd.data > thr))]
                 with m.If(self.o.ready):
                     m.d.sync += j.eq(j + 1)
                     m.next = "EMIT_NEXT"

@@ -11,6 +11,7 @@ from amaranth.hdl import Elaboratable, Module
 from hw.adapt import AdaptiveGate
 from sim.golden import adaptive_eligible
 from spec.config import RunParams, preset
+from spec.regmap import register
 from tb.streams import TRAFFIC, run_streams
 
 CONFIGS = {
@@ -59,7 +60,8 @@ def test_gate_equals_golden(name, traffic):
     cfg = CONFIGS[name]
     rng = random.Random(f"{name}{traffic!r}")
     settings = [(128, 1 << (cfg.c_frac - 8), 3), (1, 1 << (cfg.c_frac - 5), 0),
-                (256, 1 << (cfg.c_frac - 12), 6), (200, 12345, 5)]
+                (256, 1 << (cfg.c_frac - 12), 6), (200, 12345, 5),
+                (64, 1 << (cfg.c_frac - 12), register("adapt_shift").legal(cfg)[1])]
     for mass, c_sel, shift in settings:
         RunParams(seq_len=1, top_k=1, radius=0, scale_log2e=0, adapt_mass=mass,
                   adapt_scale=c_sel, adapt_shift=shift).validate(cfg)

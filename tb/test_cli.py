@@ -39,6 +39,20 @@ def test_unit(tmp_path, capsys, unit, module):
     assert f"module {module}" in (tmp_path / f"{module}.v").read_text()
 
 
+def test_unit_adapt(tmp_path, capsys):
+    """The adaptive gate alone needs a config with bins; without, one message and exit 2."""
+    code, _, err = run(capsys, "verilog", "--preset", "tiny", "--unit", "adapt",
+                       "--out", str(tmp_path / "none"))
+    assert code == 2 and "needs adapt_bins > 0; this config has 0" in err
+    assert not (tmp_path / "none").exists()
+    cfg = tmp_path / "tiny-adapt.json"
+    cfg.write_text('{"preset": "tiny", "adapt_bins": 4}')
+    code, _, err = run(capsys, "verilog", "--config", str(cfg), "--unit", "adapt",
+                       "--out", str(tmp_path / "gate"))
+    assert code == 0, err
+    assert "module adapt" in (tmp_path / "gate" / "adapt.v").read_text()
+
+
 @pytest.mark.parametrize("content,message", [
     ('{"d": 48, "dlzs_lanes": 48, "mac_lanes": 32}', "mac_lanes = 32 must divide d = 48"),
     ('{"preset": "tiny", "bogus": 1}', "unknown parameter 'bogus'"),
