@@ -15,14 +15,22 @@ hands its next row over only when the buffer is free. The model counts that wait
 iterative divider (``ceil((out_width + 1) / 2) + 1`` cycles an element, the board builds),
 where a row's divide can take longer than its attention; the pipelined one (``ii = 1``) needs
 ``d`` cycles a row, less than any row of a preset at the sequence lengths the model is used
-for.
+for, except with ``predict_keys > 1``, whose short sparse rows it also counts.
+
+With ``predict_keys = P > 1`` prediction streams a tile in ``ceil(size / P)`` beats of
+``dlzs_cycles`` (or ``size`` times the bank's ``ii`` if the SADS units are slower); the tile's
+SADS unit takes its keys one per SADS ``ii`` cycles from the tile's first beat, two queue
+registers further on, so the selection is there ``dlzs_cycles + (size - 1)·ii + lag + 2``
+cycles after the tile's first beat; the units' queues (two tiles each) and result queues let
+prediction run ``3 + units·(2 + queue_depth)`` tiles ahead of SU-FA.
 """
 
 from dataclasses import dataclass
 
 
 from sim.golden import exp2_lut, sufa_row, tile_ranges
-from spec.timing import divider_timing, dlzs_latency, sads_timing, sufa_latency
+from spec.timing import (divider_timing, dlzs_latency, sads_bank_timing, sads_timing,
+                         sufa_latency)
 
 
 __all__ = ["core_cycles", "tile_work", "CycleBreakdown"]
@@ -84,9 +92,18 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     sads = sads_timing(cfg)
     dlzs_lat, sads_lat, sads_ii = dlzs_latency(cfg), sads.latency, sads.ii
     sufa_lat = sufa_latency(cfg, iterative_divider=iterative_divider)
+    P = cfg.predict_keys
     key_time = max(DL, sads_ii)            # SADS is slower than DLZS for tiny batches
     lag = dlzs_lat + sads_lat + 3          # K read, DLZS, skid buffer, SADS, fetch
     ahead = 3                              # tiles prediction may run in front of SU-FA
+    if P > 1:
+        # A beat of P keys per dlzs_cycles; a tile goes to one SADS unit of the bank, which
+        # takes its keys one per sads_ii cycles from its queue (two more registers), while
+        # the other units take the next tiles.
+        bank = sads_bank_timing(cfg)
+        lag += 2
+        # a unit holds two tiles in its queue and queue_depth tiles of results
+        ahead = 3 + bank.units * (bank.queue_beats * P // cfg.block_size + sads.queue_depth)
     row_gap = 3                            # DLZS takes the next query after a row's last key
     sufa_row_gap = 3                       # SU-FA takes the next query after a row's last key
     _, div_ii = divider_timing(der.out_width, iterative=iterative_divider)
@@ -106,7 +123,15 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
         group = work[g:g + L]
         for n in range(len(group[0])):
             size = group[0][n][0]
-            if not params.dense:
+            if not params.dense and P > 1:
+                stream = max(-(-size // P) * DL, size * bank.ii)
+                t_pred += stream
+                if len(starts) >= ahead:
+                    t_pred = max(t_pred, starts[-ahead])
+                predict += stream
+                # the unit's last key enters SADS size·sads_ii after the tile's first beat
+                ready = t_pred - stream + DL + (size - 1) * sads_ii + lag
+            elif not params.dense:
                 t_pred += size * key_time
                 if len(starts) >= ahead:
                     t_pred = max(t_pred, starts[-ahead])
@@ -126,7 +151,7 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
             t_sufa = start + cost
             sufa += cost
         t_pred += row_gap
-        if div_ii > 1:                     # hand-over waits for the previous row's divide
+        if div_ii > 1 or P > 1:            # hand-over waits for the previous row's divide
             t_sufa = max(t_sufa, t_div)
             t_div = t_sufa + div_time
         t_sufa += sufa_row_gap

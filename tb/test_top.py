@@ -476,3 +476,24 @@ def test_predict_keys(name, mode, traffic):
     res, regs = check(cfg, Q, K, V, params, traffic, seed=4)
     if mode == "sparse":
         assert regs["blocked_radius"] > 0 and regs["k_rows_predict"] > 0
+
+
+@pytest.mark.parametrize("name", ["tiny-pk2", "tiny-pk4", "tiny2-pk4"])
+def test_predict_keys_cycle_model(name):
+    """The cycle model with several keys a cycle (within 5 %), at every top_k, with and
+    without sphere clipping, sparse and dense; prediction is faster than with one key."""
+    cfg = MULTI.get(name) or TINY.replace(name=name, q_lanes=2, predict_keys=4)
+    S = cfg.max_seq_len
+    Q, K, V = peaked_case(cfg, 9, T=4, S=S)
+    for top_k, radius, dense in ((1, cfg.derived.radius_inf, False), (2, 2000, False),
+                                 (2, cfg.derived.radius_inf, False),
+                                 (1, cfg.derived.radius_inf, True)):
+        params = RunParams(seq_len=S, top_k=top_k, radius=radius,
+                           scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=dense)
+        res, regs = check(cfg, Q, K, V, params)
+        model = core_cycles(cfg, params, res, Q, K, V)
+        assert abs(model - regs["busy_cycles"]) <= 0.05 * regs["busy_cycles"], \
+            (top_k, radius, dense, model, regs["busy_cycles"])
+        if not dense:
+            groups = -(-len(Q) // cfg.q_lanes)
+            assert regs["predict_cycles"] <= groups * (S // cfg.predict_keys + 4)
