@@ -189,6 +189,13 @@ CASES = [
      "--texts"),
     ("dse-texts-empty-dir", ["dse", "--quick", "--texts", "{tmp}/adir", "--out", "{out}"],
      "--texts"),
+    *[(f"dse-adapt-temperature-{v}", ["dse", "--quick", "--adaptive", "--adapt-temperature", v,
+                                      "--out", "{out}"], "--adapt-temperature")
+      for v in ("0", "-1", "nan", "inf", "9", "x", "")],
+    ("dse-adapt-temperature-alone", ["dse", "--quick", "--adapt-temperature", "2", "--out",
+                                     "{out}"], "--adapt-temperature"),
+    ("dse-adaptive-radius-trials", ["dse", "--quick", "--adaptive", "--radius-trials", "2",
+                                    "--out", "{out}"], "--radius-trials"),
     ("dse-out-file", ["dse", "--quick", "--out", "{tmp}/afile"], "--out"),
     ("dse-out-under-file", ["dse", "--quick", "--out", "{tmp}/afile/sub"], "--out"),
     # -- bitstream --------------------------------------------------------------------------

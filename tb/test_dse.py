@@ -300,6 +300,198 @@ def test_per_head_search_space(tmp_path, capsys):
         dse.top_k_for(t.params["L0_bc"], t.params[f"L0H{h}_keep"]) for h in range(12)]
 
 
+# -- the adaptive budget -------------------------------------------------------------------
+
+def test_adaptive_evaluation_equals_sofa_adaptive():
+    """A uniform adaptive plan in the DSE gives what the accuracy study's SofaAdaptive gives
+    (its own bins and beta, the long-input study's Bc, cap and temperature) through the same
+    model: the same cosine, the same keys kept and the same compute; the screen's kept count
+    is exact on layer 0 (the dense run's inputs)."""
+    from sim.adaptive import SofaAdaptive
+    from sim.longstudy import ADAPTIVE
+    from sim.minilm import cosine
+    from sim.predictors import HeadData
+    ev = dse.Evaluator(dict(list(_texts().items())[:1]), max_tokens=96, screen=[0])
+    rule = dse.AdaptiveRule()
+    mass = 80
+    r = ev.run_text(dse.adaptive_plan([mass] * 6, rule, 12), 0)
+    pred = SofaAdaptive(ADAPTIVE["block_size"], ADAPTIVE["cap"], mass, ADAPTIVE["temperature"])
+    seen = {"kept": 0, "cost": 0.0, "layer0": None}
+
+    def hook(layer, q, k, v):
+        hd = HeadData.from_float(q, k, v)
+        sel = pred.select(hd)
+        n = int(sel.mask.sum())
+        seen["kept"] += n
+        seen["cost"] += int8_equivalent(sel.ops)
+        seen["layer0"] = n if layer == 0 else seen["layer0"]
+        return sel.out * hd.sv[:, None, None]
+
+    cos = cosine(ev.model.embed(ev.ids[0], hook), ev.ref[0])
+    assert r["cos"] == cos
+    assert r["kept"] == seen["kept"]
+    assert r["cost"] == pytest.approx(seen["cost"], rel=1e-12)
+    # The budget does select: fewer keys than the cap alone keeps (96 keys: 32 + 32 a row).
+    assert r["kept"] < 6 * 12 * 96 * 64
+    assert int(ev.kept(0, 0, 64, 32, math.inf, mass, rule).sum()) == seen["layer0"]
+    assert r["layers"][0]["kept"] == seen["layer0"]
+
+
+def test_adaptive_per_head_masses_equal_single_head_runs():
+    """Heads with different masses in one layer each get what they get alone; the rule's
+    own cost is charged as COST_WEIGHTS prices it."""
+    from sim.predictors import COST_WEIGHTS, HeadData
+    rng = np.random.default_rng(11)
+    H, T, S, d = 3, 6, 80, 32
+    heads = [_random_head(rng, T, S, d) for _ in range(H)]
+    hd = HeadData(*(np.stack([h[i] for h in heads]) for i in range(3)),
+                  sq=np.full(H, 0.02), sk=np.full(H, 0.03), sv=np.full(H, 0.01))
+    rule = dse.AdaptiveRule(block_size=32, cap=8)
+    masses = (40, 128, 200)
+    ls = dse.adaptive_plan([masses], rule)[0]
+    out, st = dse.attend(ls, hd, registers=True)
+    for h in range(H):
+        one = HeadData(hd.Q[h:h + 1], hd.K[h:h + 1], hd.V[h:h + 1], hd.sq[h:h + 1],
+                       hd.sk[h:h + 1], hd.sv[h:h + 1])
+        o1, s1 = dse.attend(dse.adaptive_plan([(masses[h],)], rule)[0], one, registers=True)
+        np.testing.assert_array_equal(out[h], o1[0])
+        assert st["registers"][h] == s1["registers"][0]
+        assert st["registers"][h]["adapt_mass"] == masses[h]
+    kept = st["kept"]
+    assert kept < H * T * 3 * 8                          # the masses select below the cap
+    expect = (0.2 * H * T * S * d + 2 * d * kept + COST_WEIGHTS["adapt_key"] * H * T * S
+              + COST_WEIGHTS["adapt_bin"] * H * T * rule.bins)
+    assert st["cost"] == pytest.approx(expect)
+    assert "cycles_exact" not in dse.attend(ls, hd, exact=True)[1]
+
+
+def test_adaptive_search_space():
+    rule = dse.AdaptiveRule()
+    assert dse.MASS_GRID[0] == 32 and dse.MASS_GRID[-1] == 192 and dse.MASS_GRID[1] == 40
+    plan = dse.plan_from_params({f"L{l}_mass": 32 + 8 * l for l in range(2)}, 2, 3,
+                                adaptive=rule)
+    assert plan[1] == dse.LayerSetting(64, (dse.HeadSetting(32, math.inf, 40),) * 3, rule)
+    per_head = {f"L0H{h}_mass": 64 + 8 * h for h in range(3)}
+    plan = dse.plan_from_params(per_head, 1, 3, adaptive=rule)
+    assert [h.adapt_mass for h in plan[0].heads] == [64, 72, 80]
+    assert plan[0].adapt_bins == 32 and dse.uniform_plan(1, 3, 16, 4)[0].adapt_bins == 0
+    assert dse.layer_config(32, 64, 32, adapt_bins=32).adapt_bins == 32
+
+
+@pytest.fixture(scope="module")
+def adaptive_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dse-adaptive")
+    assert sofa_dse([*QUICK, "--adaptive", "--per-head", "--fresh", "--workers", "1",
+                     "--out", str(out)]) == 0
+    return out
+
+
+def test_adaptive_plan_round_trip(adaptive_run):
+    """``--adaptive --per-head``: plan.json holds the masses per head, the rule, the adaptive
+    registers per text and a core with bins; load_plan gives back the searched plan, and the
+    golden model with the plan's registers reproduces the fast path on layer 0."""
+    out = adaptive_run
+    results = json.loads((out / "results.json").read_text())
+    rule = dse.AdaptiveRule(**results["settings"]["adaptive"])
+    assert rule == dse.AdaptiveRule()
+    ch = results["chosen"]
+    want = dse.plan_from_params(ch["params"], 6, 12, adaptive=rule)
+    assert len({h.adapt_mass for ls in want for h in ls.heads}) > 1     # searched per head
+    loaded = dse.load_plan(out / "plan.json")
+    assert loaded["plan"] == want
+    assert [m for ls in ch["plan"] for m in ls["adapt_mass"]] == \
+        [h.adapt_mass for ls in want for h in ls.heads]
+    assert loaded["cores"]["bc64"].adapt_bins == rule.bins
+    assert load_config(path=out / "core_bc64.json") == loaded["cores"]["bc64"]
+    data = json.loads((out / "plan.json").read_text())
+    assert {"adapt_mass", "adapt_scale", "adapt_shift"} <= set(data["parameters"]["run_time"])
+    assert "adapt_bins" in data["parameters"]["compile_time"]
+    assert results["adaptive_uniform"] and "## Uniform adaptive points" in \
+        (out / "summary.md").read_text()
+    assert ch["all"]["saved"] >= 0.5 and "L_cycle_exact" not in ch["all"]
+
+    from sim.predictors import HeadData
+    ev = dse.Evaluator(dict(list(_texts().items())[:1]), max_tokens=dse.QUICK["max_tokens"])
+    _, qkv = ev.model.capture(ev.ids[0])
+    hd = HeadData.from_float(*qkv[0])
+    x = loaded["layers"][0]
+    regs = x["registers"][ev.names[0]]
+    for h in (0, 5):
+        p = regs[h]
+        assert p.adapt_mass == want[0].heads[h].adapt_mass and p.adapt_shift > 0
+        fast = sofa_heads(hd.Q[h:h + 1], hd.K[h:h + 1], hd.V[h:h + 1], x["config"],
+                          seq_len=p.seq_len, top_k=p.top_k, radius=p.radius,
+                          scale_log2e=p.scale_log2e, adapt_mass=p.adapt_mass,
+                          adapt_scale=p.adapt_scale, adapt_shift=p.adapt_shift)
+        assert fast.blocked_mass.sum() > 0                # the budget blocked keys
+        for cfg in (x["config"], x["core"]):
+            gold = G.sofa_attention(hd.Q[h][:4], hd.K[h], hd.V[h], cfg, p)
+            np.testing.assert_array_equal(gold.out, fast.out[0, :4])
+
+
+_DELETE = object()
+
+#: (case id, path into an adaptive plan.json, value, what the message names).
+ADAPTIVE_PLAN_CASES = [
+    ("mass-zero", ("layers", 0, "heads", 3, "adapt_mass"), 0, "adapt_mass = 0"),
+    ("mass-257", ("layers", 0, "heads", 3, "adapt_mass"), 257, "allowed 1 … 256"),
+    ("mass-float", ("layers", 0, "heads", 3, "adapt_mass"), 64.5, "adapt_mass"),
+    ("mass-string", ("layers", 0, "heads", 3, "adapt_mass"), "64", "adapt_mass"),
+    ("mass-missing", ("layers", 0, "heads", 3, "adapt_mass"), _DELETE, "adapt_mass"),
+    ("top_k-not-cap", ("layers", 1, "heads", 0, "top_k"), 16, "cap = 32"),
+    ("rule-missing", ("layers", 2, "adaptive"), _DELETE, "'adaptive' is missing"),
+    ("rule-extra", ("layers", 2, "adaptive", "bogus"), 1, "adaptive must have the fields"),
+    ("rule-temperature", ("layers", 2, "adaptive", "temperature"), 0, "temperature = 0"),
+    ("rule-bins", ("layers", 2, "adaptive", "bins"), 16, "bins = 16"),
+    ("rule-cap", ("layers", 2, "adaptive", "cap"), 64, "cap = 64"),
+    ("core-no-bins", ("cores", "bc64", "adapt_bins"), 0, "adapt_bins = 32"),
+    ("register-mass", ("layers", 0, "registers", "TEXT", 4, "adapt_mass"), 1, "adapt_mass = 1"),
+    ("register-shift", ("layers", 0, "registers", "TEXT", 4, "adapt_shift"), 99,
+     "adapt_shift"),
+    ("register-scale", ("layers", 0, "registers", "TEXT", 4, "adapt_scale"), -1,
+     "adapt_scale"),
+    ("register-missing", ("layers", 0, "registers", "TEXT", 4, "adapt_scale"), _DELETE,
+     "adapt_mass, adapt_scale, adapt_shift"),
+]
+
+
+@pytest.mark.parametrize("path,value,names", [c[1:] for c in ADAPTIVE_PLAN_CASES],
+                         ids=[c[0] for c in ADAPTIVE_PLAN_CASES])
+def test_bad_adaptive_plan(adaptive_run, tmp_path, path, value, names):
+    from spec.config import ConfigError
+    doc = json.loads((adaptive_run / "plan.json").read_text())
+    text = next(iter(doc["layers"][0]["registers"]))
+    *head, last = (text if k == "TEXT" else k for k in path)
+    obj = doc
+    for k in head:
+        obj = obj[k]
+    if value is _DELETE:
+        del obj[last]
+    else:
+        obj[last] = value
+    file = tmp_path / "plan.json"
+    file.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError) as e:
+        dse.load_plan(file)
+    message = str(e.value)
+    assert "\n" not in message and str(file) in message and names in message, message
+
+
+def test_adapt_mass_needs_an_adaptive_layer(tmp_path):
+    from spec.config import ConfigError
+    from tb.support.plans import valid_plan
+    doc = valid_plan()
+    doc["layers"][3]["heads"][2]["adapt_mass"] = 64
+    file = tmp_path / "plan.json"
+    file.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"layer 3: head 2: adapt_mass = 64 needs a layer "
+                                          r"with the adaptive budget .*; allowed 0$"):
+        dse.load_plan(file)
+    doc["layers"][3]["heads"][2]["adapt_mass"] = 0            # the fixed budget: accepted
+    file.write_text(json.dumps(doc))
+    assert dse.load_plan(file)["plan"][3].heads[2].adapt_mass == 0
+
+
 # -- bad arguments -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv,message", [
@@ -319,6 +511,14 @@ def test_per_head_search_space(tmp_path, capsys):
     (["--alpha", "-1"], "argument --alpha: -1.0 is out of range; allowed [0, ∞)"),
     (["--texts", "/nonexistent"], "no *.txt texts in /nonexistent"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--adaptive", "--adapt-temperature", "0"],
+     "argument --adapt-temperature: 0.0 is out of range; allowed (0, 8]"),
+    (["--adaptive", "--adapt-temperature", "9"], "allowed (0, 8]"),
+    (["--adaptive", "--adapt-temperature", "nan"], "--adapt-temperature: nan is not a finite"),
+    (["--adaptive", "--adapt-temperature", "x"], "--adapt-temperature: 'x' is not a number"),
+    (["--adapt-temperature", "2"], "--adapt-temperature 2 needs --adaptive"),
+    (["--adaptive", "--radius-trials", "3"],
+     "--radius-trials 3: the radius-only comparison is not run with --adaptive"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, message):
     try:

@@ -56,6 +56,14 @@ is sphere clipping alone. One radius for all layers is calibrated to the compute
 top-k point at that ``Bc`` (the largest ``top_k`` that meets the budget), and a second study
 tunes ``R`` per layer under the same compute; both are compared with the fixed top-k.
 
+Adaptive budget (``--adaptive``): the study searches instead the mass ``p = n/256`` of the
+adaptive selection budget (:class:`sim.adaptive.SofaAdaptive`, docs/numerics.md) per layer
+(``--per-head``: per head), ``n ∈`` :data:`MASS_GRID`, under a fixed rule
+(:class:`AdaptiveRule`: Bc 64, at most 32 keys a tile, the temperature of
+:data:`sim.longstudy.ADAPTIVE` or ``--adapt-temperature``, 32 bins, beta 0.25); each trial runs
+the bit-exact datapath with the ``adapt_*`` registers, and the rule's own cost is charged in
+every term. Uniform masses are evaluated as baselines beside the fixed-ratio points.
+
 Outputs in ``OUT`` (default ``build/dse``): ``plan.json`` (the chosen configuration; see
 :func:`plan_json`), ``core_bc<Bc>.json`` (a ``SofaConfig`` file for ``sofa verilog --config``
 per block size used), ``summary.md``, ``pareto.png`` and ``results.json`` (every trial and
@@ -79,16 +87,18 @@ Modules, from the bottom up:
 
 from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier_at, run_fixed
 from sim.dse.cli import FULL, QUICK, add_arguments, run, settings_from_args
-from sim.dse.cost import (SORT_BATCH, SORT_REF_PER_KEY, comparators, cycles_closed_form,
+from sim.dse.cost import (ADAPT_BIN_CYCLES, ADAPT_KEY_CYCLES, SORT_BATCH, adapt_row_cycles, SORT_REF_PER_KEY, comparators, cycles_closed_form,
                           dense_order, exact_cycles, kept_full, layer_config, prediction_share,
                           tile_rescales, tile_sizes)
-from sim.dse.evaluate import Evaluator, Runner, aggregate, attend, entry, objective_value
+from sim.dse.evaluate import (Evaluator, Runner, adapt_cost, adapt_registers, aggregate, attend,
+                              entry, objective_value)
 from sim.dse.plan import MODEL_NAME, PLAN_FORMAT, cores, load_plan, plan_json, write_plan
-from sim.dse.pipeline import run_dse
+from sim.dse.pipeline import adaptive_grid, adaptive_warm_start, run_dse
 from sim.dse.report import summary_markdown, write_outputs, write_plot
-from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, RADII_NAT, RADIUS_RANGE,
-                           HeadSetting, LayerSetting, plan_from_params, suggest_main,
-                           suggest_radius, top_k_for, uniform_plan, warm_start)
+from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, MASS_GRID, RADII_NAT,
+                           RADIUS_RANGE, AdaptiveRule, HeadSetting, LayerSetting, adaptive_plan,
+                           plan_from_params, suggest_adaptive, suggest_main, suggest_radius,
+                           top_k_for, uniform_plan, warm_start)
 from sim.dse.study import best_trials, choose, open_storage, open_study, search
 
 
@@ -96,13 +106,15 @@ __all__ = [
     # search space
     "BLOCK_SIZES", "KEEP_DEN", "KEEP_STEPS", "RADII_NAT", "RADIUS_RANGE", "HeadSetting",
     "LayerSetting", "top_k_for", "uniform_plan", "plan_from_params", "suggest_main",
-    "suggest_radius", "warm_start",
+    "suggest_radius", "warm_start", "MASS_GRID", "AdaptiveRule", "adaptive_plan",
+    "suggest_adaptive",
     # hardware and cost model
     "SORT_BATCH", "SORT_REF_PER_KEY", "layer_config", "tile_sizes", "dense_order",
     "comparators", "prediction_share", "kept_full", "tile_rescales", "cycles_closed_form",
-    "exact_cycles",
+    "exact_cycles", "ADAPT_KEY_CYCLES", "ADAPT_BIN_CYCLES", "adapt_row_cycles",
     # evaluation
-    "Evaluator", "Runner", "attend", "aggregate", "objective_value", "entry",
+    "Evaluator", "Runner", "attend", "aggregate", "objective_value", "entry", "adapt_cost",
+    "adapt_registers",
     # studies and baselines
     "open_storage", "open_study", "search", "best_trials", "choose", "fixed_grid", "run_fixed",
     "best_fixed", "frontier_at", "calibrate_radius",
@@ -110,5 +122,6 @@ __all__ = [
     "MODEL_NAME", "PLAN_FORMAT", "cores", "plan_json", "write_plan", "load_plan",
     "summary_markdown", "write_plot", "write_outputs",
     # running it
-    "FULL", "QUICK", "add_arguments", "settings_from_args", "run", "run_dse",
+    "FULL", "QUICK", "add_arguments", "settings_from_args", "run", "run_dse", "adaptive_grid",
+    "adaptive_warm_start",
 ]

@@ -16,7 +16,7 @@ from spec.validate import (check_float, check_int, check_out_dir, float_arg, int
                            path_arg)
 from sim.dse.cost import prediction_share
 from sim.dse.pipeline import log_line, run_dse
-from sim.dse.space import BLOCK_SIZES, pct
+from sim.dse.space import BLOCK_SIZES, MASS_GRID, AdaptiveRule, pct
 from sim.minilm import TEXT_DIR, ModelMissing, check_text_lengths, load_texts
 
 
@@ -31,6 +31,10 @@ FAILURES = (ModelMissing,)
 MAX_TRIALS = 100_000
 #: Largest ``--seed`` (Optuna's samplers seed numpy with it).
 MAX_SEED = (1 << 32) - 1
+
+#: Largest ``--adapt-temperature``: beyond it the selection softmax is nearly flat (every key
+#: in the first bins), and ``adapt_shift`` saturates.
+MAX_TEMPERATURE = 8.0
 
 #: What ``sofa`` adds to its "interrupted" line.
 INTERRUPTED = "rerun the same command to resume the study"
@@ -59,7 +63,7 @@ def add_arguments(p):
                         "share the study (default: sqlite:///OUT/study.db)")
     p.add_argument("--study-name", metavar="NAME",
                    help="study name (default: sofa-dse; sofa-dse-quick with --quick; "
-                        "-per-head appended with --per-head)")
+                        "-adaptive appended with --adaptive, -per-head with --per-head)")
     p.add_argument("--workers", type=int_arg(), default=2, metavar="N",
                    help="local processes evaluating trials, 1 … 32; N trials are asked and "
                         "told together, so a run is reproducible for a given N (default: 2)")
@@ -72,6 +76,18 @@ def add_arguments(p):
     p.add_argument("--per-head", action="store_true",
                    help="top_k and R per head; Bc stays per layer: it fixes the hardware "
                         "(default: off, one top_k and R per layer)")
+    p.add_argument("--adaptive", action="store_true",
+                   help=f"search the adaptive budget instead: the mass p = n/256, n = "
+                        f"{MASS_GRID[0]} … {MASS_GRID[-1]} in steps of "
+                        f"{MASS_GRID[1] - MASS_GRID[0]}, per layer (per head with --per-head), "
+                        f"at Bc {AdaptiveRule.block_size}, at most {AdaptiveRule.cap} keys a "
+                        f"tile, {AdaptiveRule.bins} bins; no radius-only comparison "
+                        f"(default: off)")
+    p.add_argument("--adapt-temperature", type=float_arg(0, MAX_TEMPERATURE, lo_open=True),
+                   metavar="T",
+                   help=f"with --adaptive: temperature of the selection softmax, (0, "
+                        f"{MAX_TEMPERATURE:g}] (default: {AdaptiveRule.temperature:g}, as "
+                        f"sim.longstudy.ADAPTIVE)")
     p.add_argument("--quick", action="store_true",
                    help=f"test-sized: {QUICK['n_texts']} texts cut to {QUICK['max_tokens']} "
                         f"tokens, {QUICK['trials']} trials, a small fixed grid (default: off)")
@@ -84,7 +100,8 @@ def add_arguments(p):
     p.add_argument("--gamma", type=float_arg(0), default=0.01,
                    help="weight of L_cycle (default: 0.01)")
     p.add_argument("--radius-trials", type=int_arg(), metavar="N",
-                   help=f"trials of the per-layer radius-only study, 0 skips it (default: "
+                   help=f"trials of the per-layer radius-only study, 0 skips it; not with "
+                        f"--adaptive (default: "
                         f"{FULL['radius_trials']}; with --quick: {QUICK['radius_trials']})")
     p.add_argument("--skip-radius", action="store_true",
                    help="skip the radius-only comparison (adaptive selection) (default: off)")
@@ -154,6 +171,11 @@ def settings_from_args(args, n_texts):
             raise ConfigError(f"--worker-trials needs --worker (got --worker-trials "
                               f"{args.worker_trials} without it)")
         check_int("--worker-trials", args.worker_trials, 1, MAX_TRIALS)
+    if args.adapt_temperature is not None and not args.adaptive:
+        raise ConfigError(f"--adapt-temperature {args.adapt_temperature:g} needs --adaptive")
+    if args.adaptive and args.radius_trials is not None:
+        raise ConfigError(f"--radius-trials {args.radius_trials}: the radius-only comparison "
+                          f"is not run with --adaptive; leave it out")
     if args.worker and args.fresh:
         raise ConfigError("--fresh cannot be used with --worker (it would delete a shared "
                           "study)")
@@ -175,10 +197,16 @@ def settings_from_args(args, n_texts):
     if args.study_name is not None and not args.study_name.strip():
         raise ConfigError(f"--study-name {args.study_name!r} must not be empty")
     s["study"] = args.study_name or ("sofa-dse" + ("-quick" if args.quick else "")
+                                     + ("-adaptive" if args.adaptive else "")
                                      + ("-per-head" if args.per_head else ""))
     s["storage"] = args.storage or f"sqlite:///{Path(args.out).resolve() / 'study.db'}"
     _check_storage(s["storage"])
     s["weights"] = {"alpha": args.alpha, "beta": args.beta, "gamma": args.gamma}
+    # The adaptive rule's temperature (None: the main space).
+    s["adapt_temperature"] = None if not args.adaptive else (
+        AdaptiveRule.temperature if args.adapt_temperature is None
+        else check_float("--adapt-temperature", args.adapt_temperature, 0, MAX_TEMPERATURE,
+                         lo_open=True))
     s.update(per_head=args.per_head, seed=args.seed, workers=args.workers,
              quick=args.quick, max_tokens=base["max_tokens"], calib_iters=base["calib_iters"],
              finalists=base["finalists"], radius_bc=args.radius_bc)

@@ -13,6 +13,12 @@ cycle) and ``mac_lanes = d/4``. On it a selection costs:
   (:func:`cycles_closed_form`), or ``core_cycles`` itself (:func:`exact_cycles`);
 * compute: the accuracy study's INT8-MAC equivalents, of which the DLZS prediction alone is
   :func:`prediction_share` (:func:`kept_full` is the formal stage's share without clipping).
+
+A layer under the adaptive budget runs on the same core with ``adapt_bins`` bins (the gate of
+``hw/adapt.py`` in each lane). :func:`sim.perf.core_cycles` does not model the gate, so its
+time is added to each row's prediction: :data:`ADAPT_KEY_CYCLES` a key (counting and replaying
+the buffered Â, two cycles a key each; the fill runs beside DLZS) and
+:data:`ADAPT_BIN_CYCLES` a bin (two sweeps), docs/numerics.md.
 """
 
 import dataclasses
@@ -29,7 +35,8 @@ from sim.predictors import COST_WEIGHTS, sofa_config
 
 __all__ = ["SORT_BATCH", "SORT_REF_PER_KEY", "MAC_LANE_DIV", "MAX_SEQ_LEN", "layer_config",
            "tile_sizes", "dense_order", "comparators", "prediction_share", "kept_full",
-           "tile_rescales", "cycles_closed_form", "exact_cycles"]
+           "tile_rescales", "cycles_closed_form", "exact_cycles", "ADAPT_KEY_CYCLES",
+           "ADAPT_BIN_CYCLES", "adapt_row_cycles"]
 
 #: New keys per sorter step (the paper's 16-to-4 sorter), as in the accuracy study.
 SORT_BATCH = 12
@@ -39,17 +46,30 @@ SORT_REF_PER_KEY = 45 * 2 / 16
 #: SU-FA multipliers per row are d / MAC_LANE_DIV (the default preset: 16 of 64).
 MAC_LANE_DIV = 4
 MAX_SEQ_LEN = 256
+#: The adaptive gate's cycles a key and a bin beyond DLZS (hw/adapt.py: count and emit two
+#: cycles a key each; weights and threshold one bin a cycle each).
+ADAPT_KEY_CYCLES = 4
+ADAPT_BIN_CYCLES = 2
 
 _NEG = np.iinfo(np.int64).min // 4
 
 
 @lru_cache(maxsize=None)
-def layer_config(d, block_size, k_max, max_seq_len=MAX_SEQ_LEN):
+def layer_config(d, block_size, k_max, max_seq_len=MAX_SEQ_LEN, adapt_bins=0):
     """The :class:`spec.config.SofaConfig` a layer runs on: the accuracy study's
     :func:`sim.predictors.sofa_config` (``k_max``, a sorter of ``k_max + 12`` inputs) with
-    ``dlzs_lanes = d`` and ``mac_lanes = d/4``."""
-    return sofa_config(d, block_size, k_max, max_seq_len, SORT_BATCH,
-                       mac_lanes=max(1, d // MAC_LANE_DIV), name=f"dse-bc{block_size}-k{k_max}")
+    ``dlzs_lanes = d`` and ``mac_lanes = d/4``; ``adapt_bins > 0`` adds the adaptive
+    budget's gate (name suffix ``-a<bins>``)."""
+    cfg = sofa_config(d, block_size, k_max, max_seq_len, SORT_BATCH,
+                      mac_lanes=max(1, d // MAC_LANE_DIV),
+                      name=f"dse-bc{block_size}-k{k_max}" + (f"-a{adapt_bins}" if adapt_bins
+                                                              else ""))
+    return cfg.replace(adapt_bins=adapt_bins) if adapt_bins else cfg
+
+
+def adapt_row_cycles(seq_len, bins):
+    """The adaptive gate's cycles of one row beyond its prediction (0 without bins)."""
+    return ADAPT_KEY_CYCLES * seq_len + ADAPT_BIN_CYCLES * bins if bins else 0
 
 
 def tile_sizes(seq_len, block_size):
@@ -142,7 +162,7 @@ def tile_rescales(sel, scores):
     return n_sel, misses, start_resc.astype(np.int64) + misses
 
 
-def cycles_closed_form(cfg, seq_len, n_sel, rescales, dense=False):
+def cycles_closed_form(cfg, seq_len, n_sel, rescales, dense=False, extra_row=0):
     """Closed form of :func:`sim.perf.core_cycles` for rows ``[..., T, n_tiles]`` of one head
     each (leading axes are independent calls); returns the cycles of each call.
 
@@ -151,7 +171,9 @@ def cycles_closed_form(cfg, seq_len, n_sel, rescales, dense=False):
     gap; then the pipeline fill and the output tail once (taken from ``core_cycles``).
     Prediction runs up to three tiles ahead and into the next row, so the row, not the tile,
     is the unit that overlaps (within a few % of ``core_cycles`` on MiniLM, tested). Dense:
-    SU-FA alone over every key, which is exactly ``core_cycles``' dense recurrence."""
+    SU-FA alone over every key, which is exactly ``core_cycles``' dense recurrence.
+    ``extra_row`` cycles are added to each row's prediction (the adaptive gate,
+    :func:`adapt_row_cycles`); ``cfg`` is the core without the gate."""
     key_time, sparse_const, dense_const, M, sparse_gap, dense_gap = _cycle_consts(cfg)
     sizes = tile_sizes(seq_len, cfg.block_size)
     T = n_sel.shape[-2]
@@ -159,7 +181,7 @@ def cycles_closed_form(cfg, seq_len, n_sel, rescales, dense=False):
     cost[..., 0] += n_sel[..., 0] > 0
     if dense:
         return dense_const + cost.sum(axis=(-1, -2)) + dense_gap * (T - 1)
-    row = np.maximum(float(sizes.sum()) * key_time, cost.sum(axis=-1))
+    row = np.maximum(float(sizes.sum()) * key_time + extra_row, cost.sum(axis=-1))
     return sparse_const + row.sum(axis=-1) + sparse_gap * (T - 1)
 
 

@@ -7,6 +7,15 @@ setting, which also sums the layer's cost terms (:mod:`sim.dse.cost`). It can al
 plan: estimate its compute saved from the selection alone on the dense model's cached Q, K, V,
 without the forward pass (:meth:`Evaluator.screen_saved`).
 
+A layer under the adaptive budget (:attr:`LayerSetting.adapt`) runs with the registers
+``adapt_mass``/``adapt_scale``/``adapt_shift`` of :class:`sim.adaptive.SofaAdaptive` and is
+charged the rule's own cost as the accuracy study charges it: ``adapt_key`` per query-key pair
+and ``adapt_bin`` per bin and row (:data:`sim.predictors.COST_WEIGHTS`) in the compute; one
+comparison per key (eligibility) and per bin (the cumulative-mass test) in the sorting term;
+one exp2 per bin and row (the bin weights) in the exp term; the gate's cycles in each row's
+prediction (:func:`sim.dse.cost.adapt_row_cycles`). ``sim.perf.core_cycles`` does not model the
+gate, so adaptive layers have no exact cycle count.
+
 :func:`aggregate` turns per-text sums into the metrics of the objective
 (:func:`objective_value`); :class:`Runner` evaluates ``(plan, text)`` tasks in this process or
 in a pool of forked processes.
@@ -17,15 +26,18 @@ import multiprocessing
 
 import numpy as np
 
-from sim.dse.cost import (SORT_REF_PER_KEY, comparators, cycles_closed_form, dense_order,
-                          exact_cycles, layer_config, tile_rescales, tile_sizes)
+from sim.dse.cost import (SORT_REF_PER_KEY, adapt_row_cycles, comparators,
+                          cycles_closed_form, dense_order, exact_cycles, layer_config,
+                          tile_rescales, tile_sizes)
 from sim.dse.space import BLOCK_SIZES
-from sim.fastgolden import dlzs_scores_fast, sads_rows, sofa_heads
+from sim.fastgolden import adaptive_eligible_vec, dlzs_scores_fast, sads_rows, sofa_heads
+from sim.golden import exp2_lut
 from sim.minilm import MiniLM, cosine
 from sim.predictors import COST_WEIGHTS, HeadData, head_registers, radius_register
 
 
-__all__ = ["SUMS", "Evaluator", "attend", "aggregate", "objective_value", "entry", "Runner"]
+__all__ = ["SUMS", "Evaluator", "attend", "adapt_cost", "adapt_registers", "aggregate",
+           "objective_value", "entry", "Runner"]
 
 #: The per-text sums of :meth:`Evaluator.run_text` that :func:`aggregate` adds up.
 SUMS = ("pairs", "rows", "kept", "cost", "dense_cost", "sort_ops", "exp", "exp_dense",
@@ -73,8 +85,11 @@ class Evaluator:
         selection (DLZS and SADS only) on the *dense* model's Q, K, V of every layer (exact
         for layers without clipping; with clipping the sparse run's inputs differ a little).
         On these inputs a layer's selection depends on its own setting only, so the kept
-        counts are cached per (text, layer, Bc, top_k, R). The texts must have been given as
-        ``screen`` to the constructor."""
+        counts are cached per (text, layer, Bc, top_k, R, mass, rule). With the adaptive
+        budget the kept count depends on the data: it comes from the eligible keys of the
+        cached Â (:func:`sim.fastgolden.adaptive_eligible_vec`), exact for layer 0 and an
+        estimate for the later layers. The texts must have been given as ``screen`` to the
+        constructor."""
         cost = dense = 0.0
         d = self.d
         for ti in text_idx:
@@ -83,26 +98,36 @@ class Evaluator:
                 kept = 0
                 for h, hs in enumerate(setting.heads):
                     kept += self.kept(ti, layer, setting.block_size, hs.top_k,
-                                      hs.radius_nat)[h]
+                                      hs.radius_nat, hs.adapt_mass, setting.adapt)[h]
                 cost += (COST_WEIGHTS["shift_add"] * H * T * S * d
-                         + COST_WEIGHTS["int8_mac"] * 2 * d * kept)
+                         + COST_WEIGHTS["int8_mac"] * 2 * d * kept
+                         + adapt_cost(setting.adapt_bins, H * T, S))
                 dense += 2.0 * d * H * T * S
         return 1.0 - cost / dense
 
-    def kept(self, ti, layer, bc, top_k, radius_nat):
+    def kept(self, ti, layer, bc, top_k, radius_nat, adapt_mass=0, rule=None):
         """Keys kept per head ``[H]`` of the dense run's ``layer`` on text ``ti`` under one
-        setting (cached; the text must be one of ``screen``)."""
-        key = (ti, layer, bc, top_k, radius_nat)
+        setting, every head alike (cached; the text must be one of ``screen``); with
+        ``adapt_mass > 0`` under the adaptive budget of ``rule``."""
+        key = (ti, layer, bc, top_k, radius_nat, adapt_mass, rule)
         if key not in self._kept_cache:
             ahat, lscale = self.dense[ti][layer]
             H, T, S = ahat.shape
-            if math.isinf(radius_nat):
+            if math.isinf(radius_nat) and not adapt_mass:
                 n = T * int(np.minimum(tile_sizes(S, bc), top_k).sum())
                 kept = np.full(H, n, np.int64)
             else:
-                cfg = layer_config(self.d, bc, top_k)
+                cfg = layer_config(self.d, bc, top_k, adapt_bins=rule.bins if adapt_mass else 0)
                 r = np.array([radius_register(cfg, radius_nat, s) for s in lscale], np.int64)
-                sel, _, _ = sads_rows(ahat.reshape(-1, S), cfg, top_k, np.repeat(r, T), S)
+                eligible = None
+                if adapt_mass:
+                    scale, shift = adapt_registers(rule, cfg, lscale)
+                    eligible, _ = adaptive_eligible_vec(
+                        ahat.reshape(-1, S), cfg, np.full(H * T, adapt_mass),
+                        np.repeat(scale, T), np.repeat(shift, T),
+                        np.asarray(exp2_lut(cfg), np.int64))
+                sel, _, _ = sads_rows(ahat.reshape(-1, S), cfg, top_k, np.repeat(r, T), S,
+                                      eligible)
                 kept = (sel >= 0).reshape(H, -1).sum(axis=1)
             self._kept_cache[key] = kept
         return self._kept_cache[key]
@@ -113,7 +138,7 @@ class Evaluator:
         run-time registers of every layer and head; with ``exact`` the cycles of
         :func:`sim.perf.core_cycles` as ``cycles_exact``/``cycles_dense_exact``."""
         tot = dict.fromkeys(SUMS, 0.0)
-        if exact:
+        if exact and not any(ls.adapt_bins for ls in plan):
             tot.update(cycles_exact=0.0, cycles_dense_exact=0.0)
         layers = []
 
@@ -134,13 +159,43 @@ class Evaluator:
         return tot
 
 
+class _Scales:
+    """What :meth:`sim.adaptive.SofaAdaptive.adapt_registers` reads of a
+    :class:`sim.predictors.HeadData`: the head count and the logit scales."""
+
+    def __init__(self, logit_scale):
+        self.logit_scale = np.asarray(logit_scale)
+        self.shape = self.logit_scale.shape
+
+
+def adapt_registers(rule, cfg, logit_scale):
+    """``(adapt_scale, adapt_shift)`` per head of the logit scales ``logit_scale``
+    (:attr:`HeadData.logit_scale`) under ``rule``: those of :class:`sim.adaptive.SofaAdaptive`
+    itself, so the DSE and the accuracy study cannot differ."""
+    return rule.predictor().adapt_registers(cfg, _Scales(logit_scale))
+
+
+def adapt_cost(bins, rows, seq_len):
+    """The adaptive rule's own compute (INT8-MAC equivalents) over ``rows`` rows of
+    ``seq_len`` keys: ``adapt_key`` per pair, ``adapt_bin`` per bin and row (0 without
+    bins), as :class:`sim.adaptive.SofaAdaptive` charges it."""
+    if not bins:
+        return 0.0
+    return (COST_WEIGHTS["adapt_key"] * rows * seq_len
+            + COST_WEIGHTS["adapt_bin"] * rows * bins)
+
+
 def attend(setting, hd, registers=False, exact=False):
     """One layer (:class:`sim.predictors.HeadData`) under ``setting``: the output
     ``[H, T, d]`` in V's integer units and the layer's cost sums (heads with the same
-    ``top_k`` run together through :func:`sim.fastgolden.sofa_heads`)."""
+    ``top_k`` run together through :func:`sim.fastgolden.sofa_heads`). Under the adaptive
+    budget ``exact`` is ignored (``core_cycles`` does not model the gate)."""
     H, T, S, d = hd.shape
     bc = setting.block_size
-    cfg_layer = layer_config(d, bc, setting.k_max)
+    rule, bins = setting.adapt, setting.adapt_bins
+    exact = exact and not bins
+    cfg_layer = layer_config(d, bc, setting.k_max)     # the cycles: the core without the gate
+    extra_row = adapt_row_cycles(S, bins)
     out = np.empty((H, T, d))
     st = dict.fromkeys(SUMS, 0.0)
     if exact:
@@ -151,11 +206,16 @@ def attend(setting, hd, registers=False, exact=False):
         groups.setdefault(hs.top_k, []).append(h)
     dense_sel = dense_order(S, bc)
     for top_k, heads in sorted(groups.items()):
-        cfg = layer_config(d, bc, top_k)
+        cfg = layer_config(d, bc, top_k, adapt_bins=bins)
         scale, radius = head_registers(cfg, hd, [setting.heads[h].radius_nat for h in heads],
                                        heads)
+        adapt = {}
+        if bins:
+            a_scale, a_shift = adapt_registers(rule, cfg, hd.logit_scale[heads])
+            adapt = {"adapt_mass": [setting.heads[h].adapt_mass for h in heads],
+                     "adapt_scale": a_scale, "adapt_shift": a_shift}
         res = sofa_heads(hd.Q[heads], hd.K[heads], hd.V[heads], cfg, seq_len=S,
-                         top_k=top_k, radius=radius, scale_log2e=scale)
+                         top_k=top_k, radius=radius, scale_log2e=scale, **adapt)
         out[heads] = res.out / float(1 << cfg.out_frac)
         G = len(heads)
         n_sel, _, resc = tile_rescales(res.sel.reshape(G * T, -1, top_k),
@@ -168,15 +228,17 @@ def attend(setting, hd, registers=False, exact=False):
         st["rows"] += G * T
         st["kept"] += kept
         st["cost"] += (COST_WEIGHTS["shift_add"] * G * T * S * d
-                       + COST_WEIGHTS["int8_mac"] * 2 * d * kept)
+                       + COST_WEIGHTS["int8_mac"] * 2 * d * kept + adapt_cost(bins, G * T, S))
         st["dense_cost"] += 2.0 * d * G * T * S
-        st["sort_ops"] += comparators(top_k) * int(res.steps.sum())
-        st["exp"] += kept + int(resc.sum())
+        # The adaptive rule: an eligibility compare a key, a mass compare and a weight a bin.
+        st["sort_ops"] += (comparators(top_k) * int(res.steps.sum())
+                           + (G * T * (S + bins) if bins else 0))
+        st["exp"] += kept + int(resc.sum()) + G * T * bins
         st["exp_dense"] += G * T * S + int(resc_d.sum())
         # Cycles on the layer's core (k_max of the layer: its sorter sets key_time).
         shp = (G, T, -1)
         st["cycles"] += float(cycles_closed_form(cfg_layer, S, n_sel.reshape(shp),
-                                                 resc.reshape(shp)).sum())
+                                                 resc.reshape(shp), extra_row=extra_row).sum())
         st["cycles_dense"] += float(cycles_closed_form(
             cfg_layer, S, n_dense.reshape(shp), resc_d.reshape(shp), dense=True).sum())
         if exact:
@@ -190,6 +252,8 @@ def attend(setting, hd, registers=False, exact=False):
             for g, h in enumerate(heads):
                 regs[h] = {"seq_len": int(S), "top_k": int(top_k), "radius": int(radius[g]),
                            "scale_log2e": int(scale[g]), "dense": False}
+                if bins:
+                    regs[h].update({k: int(v[g]) for k, v in adapt.items()})
     if registers:
         st["registers"] = regs
     return out, st

@@ -13,6 +13,12 @@ and then
    ``top_k = Bc`` one radius is calibrated to the compute of the fixed top-k point at that
    ``Bc`` and a second study tunes R per layer under the same compute;
 5. writes the outputs (:func:`sim.dse.report.write_outputs`).
+
+With ``--adaptive`` the study searches the adaptive budget's mass per layer (or head)
+instead (:func:`sim.dse.space.suggest_adaptive`), warm-started with the uniform masses just
+inside the budget by the screen; step 3 adds the uniform adaptive points (one mass in every
+layer and head, :func:`adaptive_grid`) and the best of them within the budget; step 4 is
+not run.
 """
 
 import time
@@ -22,12 +28,33 @@ from pathlib import Path
 from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier_at, run_fixed
 from sim.dse.evaluate import Evaluator, Runner, entry
 from sim.dse.report import write_outputs
-from sim.dse.space import pct, suggest_main, suggest_radius, warm_start
+from sim.dse.space import (MASS_GRID, AdaptiveRule, adaptive_plan, pct, suggest_adaptive,
+                           suggest_main, suggest_radius, warm_start)
 from sim.dse.study import (best_trials, choose, counts, delete_study, open_storage, open_study,
                            quiet_optuna, search, trial_rows, worker_id)
 
 
-__all__ = ["run_dse", "log_line"]
+__all__ = ["run_dse", "log_line", "adaptive_grid", "adaptive_warm_start"]
+
+
+def adaptive_grid(quick=False):
+    """The masses of the uniform adaptive points (every layer and head alike)."""
+    return (64, 128) if quick else MASS_GRID[::2]
+
+
+def adaptive_warm_start(ev, rule, budget, search_idx, per_head):
+    """Uniform starting points of the adaptive space: the largest mass whose screened
+    compute saved on the search texts meets the budget, and the next one above it (the
+    screen is an estimate beyond layer 0), as trial parameters."""
+    nl, nh = ev.n_layers, ev.n_heads
+    ok = [m for m in MASS_GRID
+          if ev.screen_saved(adaptive_plan([m] * nl, rule, nh), search_idx) >= budget]
+    if not ok:
+        return []
+    i = MASS_GRID.index(max(ok))
+    tags = [f"H{h}" for h in range(nh)] if per_head else [""]
+    return [{f"L{l}{t}_mass": m for l in range(nl) for t in tags}
+            for m in MASS_GRID[i:i + 2]]
 
 
 def log_line(msg):
@@ -52,6 +79,12 @@ class _Run:
     @property
     def progress(self):
         return self.s["progress"]
+
+    @property
+    def rule(self):
+        """The adaptive rule of an ``--adaptive`` run (None otherwise)."""
+        t = self.s.get("adapt_temperature")
+        return None if t is None else AdaptiveRule(temperature=t)
 
     @property
     def weights(self):
@@ -88,15 +121,20 @@ def _main_study(r):
     names, search_idx = r.names, r.search_idx
     budget = s["budget"]
     nl, nh, d = ev.n_layers, ev.n_heads, ev.d
+    rule = r.rule
     signature = {"kind": "main", "space": 1, "texts": names,
                  "search_texts": [names[i] for i in search_idx], "max_tokens": s["max_tokens"],
                  "budget": budget, "weights": s["weights"], "per_head": s["per_head"]}
+    if rule is not None:
+        signature.update(kind="adaptive", adaptive=rule.to_dict())
+        warm = adaptive_warm_start(ev, rule, budget, search_idx, s["per_head"])
+    else:
+        warm = warm_start(budget, nl, nh, s["per_head"], d,
+                          [len(ev.ids[i]) for i in search_idx])
     storage = open_storage(s["storage"])
     n_startup = max(2, min(20, s["trials"] // 5))
     study, created = open_study(storage, s["study"], signature, s["seed"], n_startup,
-                                fresh=s["fresh"],
-                                warm=warm_start(budget, nl, nh, s["per_head"], d,
-                                                [len(ev.ids[i]) for i in search_idx]))
+                                fresh=s["fresh"], warm=warm)
     rstudy_name = f"{s['study']}-radius"
     if s["fresh"]:
         delete_study(storage, rstudy_name)
@@ -106,6 +144,8 @@ def _main_study(r):
         f"texts, {runner.jobs} process(es); budget {pct(budget)} saved")
 
     def suggest(trial):
+        if rule is not None:
+            return suggest_adaptive(trial, nl, nh, s["per_head"], rule)
         return suggest_main(trial, nl, nh, s["per_head"])
 
     t1 = time.time()
@@ -128,8 +168,8 @@ def _main_study(r):
         f"{ctx['n_screened']} screened out ({t_search:.0f} s)")
     _baselines_and_choice(r, study, ctx)
     t1 = time.time()
-    ctx["radius"] = None if s["skip_radius"] else _radius_study(r, storage, ctx["fixed"],
-                                                                rstudy_name)
+    ctx["radius"] = None if s["skip_radius"] or rule is not None else \
+        _radius_study(r, storage, ctx["fixed"], rstudy_name)
     ctx["wall"]["radius"] = time.time() - t1
     ctx["wall"]["total"] = time.time() - r.t0
     ctx["settings"] = {
@@ -137,10 +177,10 @@ def _main_study(r):
         "radius_trials": s["radius_trials"], "per_head": s["per_head"],
         "workers": s["workers"], "study": s["study"], "texts": names,
         "search_texts": [names[i] for i in search_idx], "max_tokens": s["max_tokens"],
-        "quick": s["quick"]}
+        "quick": s["quick"], "adaptive": None if rule is None else rule.to_dict()}
     ctx["plan_settings"] = {k: ctx["settings"][k] for k in
                             ("budget", "weights", "seed", "trials", "per_head", "study",
-                             "texts", "search_texts", "max_tokens")}
+                             "texts", "search_texts", "max_tokens", "adaptive")}
     ch = ctx["chosen"]
     ctx["plan_settings"]["trial"] = None if ch is None else ch["trial"]
     files = write_outputs(ctx, Path(s["out"]), ev)
@@ -162,11 +202,24 @@ def _baselines_and_choice(r, study, ctx):
         fb = entry(fb["name"], fb["plan"], res, r.search_idx, r.held_idx,
                    block_size=fb["block_size"], top_k=fb["top_k"])
     ctx["fixed_best"] = fb
+    rule = r.rule
+    ctx["adaptive_uniform"], ctx["adaptive_best"] = [], None
+    if rule is not None:                       # one mass in every layer and head
+        masses = adaptive_grid(s["quick"])
+        plans = [adaptive_plan([m] * ev.n_layers, rule, ev.n_heads) for m in masses]
+        for m, plan, res in zip(masses, plans, runner.evaluate(plans, r.all_idx)):
+            ctx["adaptive_uniform"].append(entry(f"adaptive p={m}/256", plan, res,
+                                                 r.search_idx, r.held_idx, adapt_mass=m))
+        ctx["adaptive_best"] = best_fixed(ctx["adaptive_uniform"], budget)
+        ab = ctx["adaptive_best"]
+        if ab is not None:
+            log(f"best uniform adaptive mass within the budget: p={ab['adapt_mass']}/256, "
+                f"saved {pct(ab['all']['saved'])}, cosine {ab['all']['cos_mean']:.4f}")
     ctx["wall"]["fixed"] = time.time() - t1
 
     t1 = time.time()
     ch = choose(runner, study, budget, r.all_idx, r.search_idx, r.held_idx, s["finalists"],
-                ev.n_layers, ev.n_heads)
+                ev.n_layers, ev.n_heads, adaptive=rule)
     ctx["chosen"] = ch
     if ch is not None:
         ctx["fixed_interp"] = frontier_at(ctx["fixed"], ch["all"]["saved"])

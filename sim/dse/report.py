@@ -13,8 +13,8 @@ import numpy as np
 from sim.accuracy import jsonable
 from sim.dse.cost import SORT_REF_PER_KEY
 from sim.dse.plan import MODEL_NAME, write_plan
-from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, RADII_NAT, RADIUS_RANGE, pct,
-                           radius_text)
+from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, MASS_GRID, RADII_NAT,
+                           RADIUS_RANGE, pct, radius_text)
 from sim.dse.study import SCREEN_MARGIN
 
 
@@ -25,6 +25,15 @@ def _layer_rows(entry):
     """The chosen configuration as a Markdown table, one row per layer."""
     plan = entry["plan"]
     lines = ["| layer | Bc | top_k (keep) | R (logit units) | keys kept |", "|---|---|---|---|---|"]
+    if plan[0].adapt is not None:
+        lines = ["| layer | Bc | cap | mass p (of 256) | keys kept |", "|---|---|---|---|---|"]
+        for l, ls in enumerate(plan):
+            ms = [h.adapt_mass for h in ls.heads]
+            m = str(ms[0]) if len(set(ms)) == 1 else \
+                f"{min(ms)} … {max(ms)} per head (mean {np.mean(ms):.1f})"
+            lines.append(f"| {l} | {ls.block_size} | {ls.heads[0].top_k} | {m} | "
+                         f"{pct(entry['all']['kept_per_layer'][l])} |")
+        return "\n".join(lines)
     for l, ls in enumerate(plan):
         ks = sorted({h.top_k for h in ls.heads})
         rs = sorted({h.radius_nat for h in ls.heads})
@@ -57,8 +66,22 @@ def summary_markdown(ctx, plots):
     s = ctx["settings"]
     ch, fb = ctx["chosen"], ctx["fixed_best"]
     w = s["weights"]
+    ad = s.get("adaptive")
+    if ad:
+        space = (f"the adaptive budget's mass p = n/256, n ∈ {MASS_GRID[0]} … "
+                 f"{MASS_GRID[-1]} in steps of {MASS_GRID[1] - MASS_GRID[0]}"
+                 + (" per head" if s["per_head"] else "") + f", under Bc = "
+                 f"{ad['block_size']}, at most {ad['cap']} keys a tile, temperature "
+                 f"{ad['temperature']:g}, {ad['bins']} bins, beta {ad['beta']:g} (the rule's own "
+                 f"cost charged: adapt_key per pair, adapt_bin per bin and row)")
+    else:
+        space = (f"Bc ∈ {{{', '.join(map(str, BLOCK_SIZES))}}}, keep "
+                 f"{KEEP_STEPS[0]}/{KEEP_DEN} … {KEEP_STEPS[-1]}/{KEEP_DEN} of a tile, R ∈ "
+                 f"{{{', '.join(radius_text(r) for r in RADII_NAT)}}}"
+                 + (" (top_k and R per head)" if s["per_head"] else ""))
     L = [
-        "# Design-space exploration: per-layer tile size, top-k and sphere radius",
+        "# Design-space exploration: " + ("the adaptive budget's mass per layer" if ad else
+                                          "per-layer tile size, top-k and sphere radius"),
         "",
         f"Model: {MODEL_NAME}, {ctx['n_layers']} layers × {ctx['n_heads']} heads, every "
         f"layer's attention replaced by the bit-exact SOFA datapath. Texts: "
@@ -73,10 +96,7 @@ def summary_markdown(ctx, plots):
         f"{ctx['n_complete']} complete trials ({ctx['n_feasible']} within the budget; "
         f"{ctx['n_screened']} screened out: their compute saved, estimated without the "
         f"forward pass, missed the budget by more than {pct(SCREEN_MARGIN)}). "
-        f"Search space per layer: Bc ∈ {{{', '.join(map(str, BLOCK_SIZES))}}}, keep "
-        f"{KEEP_STEPS[0]}/{KEEP_DEN} … {KEEP_STEPS[-1]}/{KEEP_DEN} of a tile, R ∈ "
-        f"{{{', '.join(radius_text(r) for r in RADII_NAT)}}}"
-        + (" (top_k and R per head)" if s["per_head"] else "") + ". Wall time "
+        f"Search space per layer: {space}. Wall time "
         f"{ctx['wall']['total']:.0f} s (search {ctx['wall']['search']:.0f} s).",
         "",
         "## Best point",
@@ -97,6 +117,10 @@ def summary_markdown(ctx, plots):
             "|---|---|---|---|---|---|---|---|",
             _point_row(f"**DSE** (trial {ch['trial']})", ch),
         ]
+        ab = ctx.get("adaptive_best")
+        if ab is not None:
+            L.append(_point_row(f"best uniform adaptive mass within the budget: p = "
+                                f"{ab['adapt_mass']}/256", ab))
         if fb is not None:
             L.append(_point_row(f"best fixed ratio within the budget: Bc = "
                                 f"{fb['block_size']}, top_k = {fb['top_k']}", fb))
@@ -140,6 +164,19 @@ def summary_markdown(ctx, plots):
         if not rad.get("uniform"):
             L.append("")
             L.append("Clipping alone cannot reach that compute (R = 0.1 keeps too many keys).")
+        L.append("")
+    if ctx.get("adaptive_uniform"):
+        L += [
+            "## Uniform adaptive points (all texts)",
+            "",
+            "One mass in every layer and head, under the search's rule; no exact cycle "
+            "count (`sim.perf.core_cycles` does not model the adaptive gate).",
+            "",
+            "| selection | compute saved | keys kept | cosine mean / min | held-out cosine "
+            "| comparisons / pair | exp / dense | cycles / dense |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        L += [_point_row(f"p = {e['adapt_mass']}/256", e) for e in ctx["adaptive_uniform"]]
         L.append("")
     L += [
         "## Fixed-ratio points (all texts)",
@@ -225,6 +262,10 @@ def write_plot(ctx, out):
             ax.plot([100 * e[key]["saved"] for e in es], [e[key]["cos_mean"] for e in es],
                     ["-o", "--s", ":^"][j % 3], color="C1", ms=4,
                     label=f"fixed ratio, Bc = {bc}")
+        au = sorted(ctx.get("adaptive_uniform") or [], key=lambda e: e[key]["saved"])
+        if au:
+            ax.plot([100 * e[key]["saved"] for e in au], [e[key]["cos_mean"] for e in au],
+                    "-D", color="C4", ms=4, label="adaptive, one mass")
         rad = ctx.get("radius") or {}
         for name, marker, color in (("uniform", "D", "C2"), ("per_layer", "P", "C2")):
             if rad.get(name):
@@ -268,7 +309,9 @@ def entry_json(e):
         **{k: v for k, v in e.items() if k not in ("plan", "per_text")},
         "plan": [{"block_size": ls.block_size,
                   "top_k": [h.top_k for h in ls.heads],
-                  "radius_nat": [h.radius_nat for h in ls.heads]} for ls in plan],
+                  "radius_nat": [h.radius_nat for h in ls.heads],
+                  **({"adapt_mass": [h.adapt_mass for h in ls.heads]} if ls.adapt else {})}
+                 for ls in plan],
     })
 
 
@@ -290,6 +333,8 @@ def write_outputs(ctx, out, ev):
         "chosen": entry_json(ch), "fixed_best": entry_json(ctx["fixed_best"]),
         "fixed_interp_cos": ctx.get("fixed_interp"),
         "fixed": [entry_json(e) for e in ctx["fixed"]],
+        "adaptive_uniform": [entry_json(e) for e in ctx.get("adaptive_uniform") or []],
+        "adaptive_best": entry_json(ctx.get("adaptive_best")),
         "radius": None if not rad else {
             "bc": rad["bc"], "study": rad["study"], "ref": entry_json(rad["ref"]),
             "uniform": entry_json(rad.get("uniform")),

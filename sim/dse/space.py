@@ -6,21 +6,30 @@ sphere radius ``R ∈ {∞, 8, 6, 5, 4, 3, 2}`` in natural-log logit units; with
 ``top_k`` and ``R`` per head. The radius-only space has ``top_k = Bc`` and ``R`` per layer,
 log-uniform in :data:`RADIUS_RANGE`.
 
+The adaptive space (``--adaptive``) searches the adaptive budget's mass ``p = n/256`` per
+layer (with ``per_head``, per head) from :data:`MASS_GRID`, under a fixed rule
+(:class:`AdaptiveRule`: Bc 64, at most 32 keys of a tile, the temperature, 32 bins and
+``beta`` of :class:`sim.adaptive.SofaAdaptive` and :data:`sim.longstudy.ADAPTIVE`).
+
 A trial's Optuna parameters are ``L{l}_bc``, ``L{l}_keep`` and ``L{l}_R`` (an index into
-:data:`RADII_NAT`), per head ``L{l}H{h}_keep`` and ``L{l}H{h}_R``, or in the radius-only space
-``L{l}_R`` in logit units; :func:`plan_from_params` turns them into a plan, a tuple of one
-:class:`LayerSetting` per layer.
+:data:`RADII_NAT`), per head ``L{l}H{h}_keep`` and ``L{l}H{h}_R``, in the radius-only space
+``L{l}_R`` in logit units, or in the adaptive space ``L{l}_mass`` (per head ``L{l}H{h}_mass``);
+:func:`plan_from_params` turns them into a plan, a tuple of one :class:`LayerSetting` per
+layer.
 """
 
 import math
 from dataclasses import dataclass
 
+from sim.adaptive import SofaAdaptive
 from sim.dse.cost import kept_full, prediction_share
+from sim.longstudy import ADAPTIVE
 
 
 __all__ = ["BLOCK_SIZES", "KEEP_DEN", "KEEP_STEPS", "RADII_NAT", "RADIUS_RANGE", "HeadSetting",
-           "LayerSetting", "top_k_for", "uniform_plan", "plan_from_params", "suggest_main",
-           "suggest_radius", "warm_start", "parse_radius", "radius_text", "pct"]
+           "LayerSetting", "AdaptiveRule", "MASS_GRID", "top_k_for", "uniform_plan", "plan_from_params", "suggest_main",
+           "suggest_radius", "suggest_adaptive", "adaptive_plan", "parse_radius",
+           "radius_text", "pct"]
 
 BLOCK_SIZES = (16, 32, 64)
 #: keep = n / KEEP_DEN of a tile, n in KEEP_STEPS (6.25 … 50 %).
@@ -30,20 +39,56 @@ KEEP_STEPS = tuple(range(2, 17))
 RADII_NAT = (math.inf, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0)
 #: The radius-only study searches R per layer in this range (log scale).
 RADIUS_RANGE = (0.2, 5.0)
+#: The adaptive space's masses ``n`` (``p = n/256``): 12.5 … 75 % in steps of 1/32.
+MASS_GRID = tuple(range(32, 193, 8))
+
+
+@dataclass(frozen=True)
+class AdaptiveRule:
+    """The adaptive budget's fixed settings (:class:`sim.adaptive.SofaAdaptive`): tile
+    ``block_size``, at most ``cap`` keys of a tile, the ``temperature`` of the selection
+    softmax, ``bins`` histogram bins (compile time) and ``beta`` (a bin spans ``beta`` …
+    ``2·beta`` log2 units). The defaults are the long-input study's
+    (:data:`sim.longstudy.ADAPTIVE`, and ``SofaAdaptive``'s bins and beta)."""
+    block_size: int = ADAPTIVE["block_size"]
+    cap: int = ADAPTIVE["cap"]
+    temperature: float = ADAPTIVE["temperature"]
+    bins: int = 32
+    beta: float = 0.25
+
+    def predictor(self, mass=MASS_GRID[0]):
+        """The :class:`sim.adaptive.SofaAdaptive` of this rule at ``mass`` (the DSE takes its
+        ``adapt_scale``/``adapt_shift`` registers from it)."""
+        return SofaAdaptive(self.block_size, self.cap, mass, self.temperature, self.bins,
+                            self.beta)
+
+    def to_dict(self):
+        return {"block_size": self.block_size, "cap": self.cap,
+                "temperature": self.temperature, "bins": self.bins, "beta": self.beta}
 
 
 @dataclass(frozen=True)
 class HeadSetting:
-    """Run-time choice of one head: keys kept per tile and sphere radius (logit units)."""
+    """Run-time choice of one head: keys kept per tile (the cap under the adaptive budget),
+    sphere radius (logit units) and the adaptive budget's mass ``adapt_mass`` (``p =
+    adapt_mass/256``; 0 is the fixed budget)."""
     top_k: int
     radius_nat: float = math.inf
+    adapt_mass: int = 0
 
 
 @dataclass(frozen=True)
 class LayerSetting:
-    """One layer: its block size (compile time) and each head's :class:`HeadSetting`."""
+    """One layer: its block size (compile time), each head's :class:`HeadSetting` and the
+    adaptive budget's :class:`AdaptiveRule` (None: the fixed budget, no bins in the core)."""
     block_size: int
     heads: tuple
+    adapt: AdaptiveRule = None
+
+    @property
+    def adapt_bins(self):
+        """Histogram bins of the layer's core (0 without the adaptive budget)."""
+        return 0 if self.adapt is None else self.adapt.bins
 
     @property
     def k_max(self):
@@ -61,10 +106,26 @@ def uniform_plan(n_layers, n_heads, block_size, top_k, radius_nat=math.inf):
     return (layer,) * n_layers
 
 
-def plan_from_params(params, n_layers, n_heads, radius_bc=None):
+def adaptive_plan(masses, rule, n_heads=None):
+    """The adaptive plan of ``masses``: one mass per layer (ints; ``n_heads`` heads alike) or
+    one tuple of per-head masses per layer, under ``rule`` (:class:`AdaptiveRule`)."""
+    layers = []
+    for m in masses:
+        ms = tuple(m) if isinstance(m, (tuple, list)) else (m,) * n_heads
+        layers.append(LayerSetting(rule.block_size, tuple(
+            HeadSetting(rule.cap, math.inf, int(x)) for x in ms), rule))
+    return tuple(layers)
+
+
+def plan_from_params(params, n_layers, n_heads, radius_bc=None, adaptive=None):
     """The plan of a trial's parameters: the main space (``L{l}_bc``, ``L{l}_keep``,
-    ``L{l}_R`` or per head ``L{l}H{h}_keep``/``L{l}H{h}_R``) or, with ``radius_bc``, the
-    radius-only space (``L{l}_R`` in logit units, ``top_k = Bc``)."""
+    ``L{l}_R`` or per head ``L{l}H{h}_keep``/``L{l}H{h}_R``), with ``radius_bc`` the
+    radius-only space (``L{l}_R`` in logit units, ``top_k = Bc``), with ``adaptive`` (an
+    :class:`AdaptiveRule`) the adaptive space (``L{l}_mass`` or ``L{l}H{h}_mass``)."""
+    if adaptive is not None:
+        return adaptive_plan([params[f"L{l}_mass"] if f"L{l}_mass" in params else
+                              tuple(params[f"L{l}H{h}_mass"] for h in range(n_heads))
+                              for l in range(n_layers)], adaptive, n_heads)
     layers = []
     for l in range(n_layers):
         if radius_bc is not None:
@@ -102,6 +163,15 @@ def suggest_radius(trial, n_layers, n_heads, bc):
     for l in range(n_layers):
         trial.suggest_float(f"L{l}_R", *RADIUS_RANGE, log=True)
     return plan_from_params(trial.params, n_layers, n_heads, radius_bc=bc)
+
+
+def suggest_adaptive(trial, n_layers, n_heads, per_head, rule):
+    """Ask an Optuna ``trial`` for a point of the adaptive space under ``rule``."""
+    for l in range(n_layers):
+        for tag in _tags(n_heads, per_head):
+            trial.suggest_int(f"L{l}{tag}_mass", MASS_GRID[0], MASS_GRID[-1],
+                              step=MASS_GRID[1] - MASS_GRID[0])
+    return plan_from_params(trial.params, n_layers, n_heads, adaptive=rule)
 
 
 def warm_start(budget, n_layers, n_heads, per_head, d, seq_lens):

@@ -302,14 +302,16 @@ def trial_rows(study):
 
 
 def choose(runner, study, budget, all_idx, search_idx, held_idx, finalists, n_layers,
-           n_heads, radius_bc=None):
+           n_heads, radius_bc=None, adaptive=None):
     """The best feasible trial (by the objective on the search texts) that also meets the
-    budget on all texts, evaluated on all texts with registers and exact cycles. Returns an
-    entry (:func:`sim.dse.evaluate.entry`) or None."""
+    budget on all texts, evaluated on all texts with registers and exact cycles (none under
+    the adaptive budget, ``adaptive`` its rule). Returns an entry
+    (:func:`sim.dse.evaluate.entry`) or None."""
     cands = best_trials(study, budget)[:finalists]
     first = None
     for t in cands:
-        plan = plan_from_params(t.params, n_layers, n_heads, radius_bc=radius_bc)
+        plan = plan_from_params(t.params, n_layers, n_heads, radius_bc=radius_bc,
+                                adaptive=adaptive)
         res = runner.evaluate([plan], all_idx, registers=True, exact=True)[0]
         e = entry(f"trial {t.number}", plan, res, search_idx, held_idx, trial=t.number,
                   value=t.value, params=dict(t.params))
