@@ -12,10 +12,11 @@ from fractions import Fraction
 from functools import lru_cache
 
 from spec.sortnet import top_k_network
+from spec.validate import check_int
 
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
-           "SadsTiming", "sads_timing", "SadsBankTiming", "sads_bank_timing", "sufa_latency", "core_latency", "EXP2_LATENCY",
+           "SadsTiming", "sads_timing", "SadsBankTiming", "sads_bank_timing", "predict_keys_for", "sufa_latency", "core_latency", "EXP2_LATENCY",
            "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES"]
 
 
@@ -240,3 +241,44 @@ class SadsBankTiming:
 def sads_bank_timing(cfg):
     """The (cached) :class:`SadsBankTiming` of ``cfg``."""
     return SadsBankTiming(cfg)
+
+
+def predict_keys_for(cfg, top_k):
+    """The smallest ``predict_keys`` this config allows for which prediction does not bound
+    SU-FA at ``top_k`` keys kept per tile (the sizing rule of docs/architecture.md).
+
+    Per full tile, prediction streams for ``B · max(dlzs_cycles, SADS ii)`` cycles with one
+    key a cycle and ``max(B / P · dlzs_cycles, B · bank ii)`` with ``P`` (the cycle model,
+    :mod:`sim.perf`); SU-FA spends at least ``top_k · mac_cycles`` (rescales only add). The
+    rule is the smallest ``P`` with prediction ≤ SU-FA, i.e. ``P ≥ B · dlzs_cycles / (top_k ·
+    mac_cycles)`` when the SADS units keep up. ``P`` runs over 1, 2, 4, 8 where the config
+    allows it (``P`` divides ``block_size`` and ``max_seq_len``; the memory-attached core and
+    the adaptive selection take 1); if none suffices, the largest allowed.
+
+    Parameters
+    ----------
+    cfg : spec.config.SofaConfig
+        Its own ``predict_keys`` is ignored.
+    top_k : int
+        Keys kept per tile, ``1 … block_size``.
+
+    Returns
+    -------
+    int
+    """
+    from spec.config import PREDICT_KEYS
+    der, B = cfg.derived, cfg.block_size
+    check_int("top_k", top_k, 1, B)
+    sufa = top_k * der.mac_cycles
+    allowed = [P for P in PREDICT_KEYS
+               if P == 1 or (cfg.memory == "onchip" and not cfg.adapt_bins and P <= B
+                             and B % P == 0 and cfg.max_seq_len % P == 0)]
+    for P in allowed:
+        one = cfg.replace(predict_keys=P)
+        if P == 1:
+            predict = B * max(der.dlzs_cycles, sads_timing(one).ii)
+        else:
+            predict = max(B // P * der.dlzs_cycles, B * sads_bank_timing(one).ii)
+        if predict <= sufa:
+            return P
+    return allowed[-1]

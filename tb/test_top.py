@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from spec.config import RunParams, preset
+from spec.config import ConfigError, RunParams, preset
 from hw.top import SofaCore
 from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters, parameter_writes
 from sim.golden import sofa_attention
@@ -497,3 +497,32 @@ def test_predict_keys_cycle_model(name):
         if not dense:
             groups = -(-len(Q) // cfg.q_lanes)
             assert regs["predict_cycles"] <= groups * (S // cfg.predict_keys + 4)
+
+
+@pytest.mark.parametrize("name", ["default", "ecp5", "tiny"])
+def test_predict_keys_sizing_rule(name):
+    """spec.timing.predict_keys_for against the cycle model at S = 1024: at the rule's value
+    prediction streams no longer than SU-FA works, and half of it (if above 1) streams longer
+    than SU-FA's least work, top_k · mac_cycles a tile; the axi preset takes 1."""
+    from sim.perf import tile_work
+    from spec.timing import predict_keys_for
+    base = preset(name).replace(max_seq_len=1024)
+    S, T = 1024, 2
+    Q, K, V = peaked_case(base, 3, T=T, S=S)
+    for top_k in range(1, base.k_max + 1):
+        P = predict_keys_for(base, top_k)
+        params = RunParams(seq_len=S, top_k=top_k, radius=base.derived.radius_inf,
+                           scale_log2e=RunParams.scale_from_float(base, 2e-3))
+        res = sofa_attention(Q, K, V, base, params)
+        work = tile_work(base, Q, K, V, params, res)
+        at = core_cycles(base.replace(predict_keys=P), params, res, work=work, breakdown=True)
+        assert at.predict <= at.sufa, (top_k, P, at)
+        if P > 1:
+            half = core_cycles(base.replace(predict_keys=P // 2), params, res, work=work,
+                               breakdown=True)
+            least = top_k * base.derived.mac_cycles * (S // base.block_size) * T
+            assert half.predict > least, (top_k, P, half)
+    assert [predict_keys_for(preset("default"), k) for k in (1, 2, 3, 4)] == [4, 2, 2, 1]
+    assert predict_keys_for(preset("axi"), 1) == 1
+    with pytest.raises(ConfigError, match=r"^top_k = 0 is out of range; allowed 1 … 16$"):
+        predict_keys_for(preset("default"), 0)

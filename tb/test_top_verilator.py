@@ -1,7 +1,8 @@
 """The SOFA core (``sofa_top``) on Verilator end to end (cocotb, ``tb/cocotb/top/cocotb_top.py``)
 against the golden model: tiny (one and two query lanes, and with the adaptive budget) and
-ice40 at S = max_seq_len, and the default preset at S = 512; ``make test-all`` adds ecp5 and
-the default preset's whole 1024."""
+ice40 at S = max_seq_len, tiny with ``predict_keys`` 4 (and 2 with two lanes), and the default
+preset at S = 512; ``make test-all`` adds ecp5, the default preset's whole 1024 and the default
+preset with ``predict_keys = 4`` at 1024."""
 
 import pytest
 
@@ -11,14 +12,21 @@ from gen.rtlsim.runner import run_cocotb
 
 
 EXTRA = {"tiny2": preset("tiny").replace(name="tiny2", q_lanes=2),
-            "tiny-adapt": preset("tiny").replace(name="tiny-adapt", adapt_bins=4)}
+            "tiny-adapt": preset("tiny").replace(name="tiny-adapt", adapt_bins=4),
+            # Several keys predicted a cycle (banked K, SADSBank), with two lanes at P = 2.
+            "tiny-pk4": preset("tiny").replace(name="tiny-pk4", predict_keys=4),
+            "tiny2-pk2": preset("tiny").replace(name="tiny2-pk2", q_lanes=2, predict_keys=2),
+            "default-pk4": preset("default").replace(name="default-pk4", predict_keys=4)}
 
 
 @pytest.mark.parametrize("name,seq", [("tiny", None), ("tiny2", None), ("ice40", None),
-                                      ("tiny-adapt", None),
+                                      ("tiny-adapt", None), ("tiny-pk4", None),
+                                      ("tiny2-pk2", None),
                                       pytest.param("ecp5", None, marks=pytest.mark.slow),
                                       ("default", 512),
-                                      pytest.param("default", 1024, marks=pytest.mark.slow)])
+                                      pytest.param("default", 1024, marks=pytest.mark.slow),
+                                      pytest.param("default-pk4", 1024,
+                                                   marks=pytest.mark.slow)])
 def test_top_verilator(name, seq):
     env = {} if seq is None else {"SOFA_TOP_SEQ": str(seq)}
     cfg = EXTRA[name] if name in EXTRA else preset(name)
