@@ -104,13 +104,14 @@ def test_default_preset():
     check(cfg, Q, K, run_dlzs(cfg, Q, K, TRAFFIC[3]))
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", [*CONFIGS, "tiny-pk4", "chunks8-pk4"])
 def test_latency_and_ii(name):
-    """Steady traffic: key j is accepted at t0 + j·ii and appears latency cycles later."""
-    cfg = CONFIGS[name]
+    """Steady traffic: beat j is accepted at t0 + j·ii and appears latency cycles later."""
+    cfg = CONFIGS[name] if name in CONFIGS else MULTI[name]
     dut = DLZS(cfg)
     rng = np.random.default_rng(2)
-    Q, K = random_rows(rng, 1, 6, cfg)
+    Q, K = random_rows(rng, 1, 6 * cfg.predict_keys, cfg)
+    beats = key_beats(cfg, K)
     accepted, emitted = [], []
 
     async def bench(ctx):
@@ -122,10 +123,9 @@ def test_latency_and_ii(name):
         ctx.set(dut.k.valid, 1)
         cycle = 0
         j = 0
-        while len(emitted) < len(K):
-            if j < len(K):
-                ctx.set(dut.k.payload, {"data": [int(x) for x in K[j]],
-                                        "last": int(j == len(K) - 1)})
+        while len(emitted) < len(beats):
+            if j < len(beats):
+                ctx.set(dut.k.payload, beats[j])
             else:
                 ctx.set(dut.k.valid, 0)
             _, _, k_fire, out_valid = await ctx.tick().sample(
@@ -145,7 +145,7 @@ def test_latency_and_ii(name):
     assert np.all(np.diff(accepted) == dut.ii)
     # `sample` sees the registers before the edge, so an output visible one cycle after the
     # accepting edge is sampled at cycle t0 + 1: latency cycles after acceptance.
-    assert [e - a for a, e in zip(accepted, emitted)] == [dut.latency] * len(K)
+    assert [e - a for a, e in zip(accepted, emitted)] == [dut.latency] * len(beats)
 
 
 #: predict_keys 2, 4 and 8: more key slots on the tiny, an odd-sized and an eight-chunk config.
