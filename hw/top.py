@@ -54,6 +54,11 @@ class SofaCore(wiring.Component):
     The query goes to DLZS and, through a two-row FIFO, to SU-FA, so DLZS can start the next
     row while SU-FA finishes the current one.
 
+    Several keys a cycle: with ``predict_keys = P > 1`` the K buffer is ``P`` banks (row ``j``
+    in bank ``j mod P`` at ``j / P``), the K reader reads ``P`` consecutive rows a cycle into
+    a DLZS with ``P`` key slots, and each lane selects with a :class:`hw.sadsbank.SADSBank`
+    (its tiles dealt out to several SADS units); the fetch reads the selected key's bank.
+
     Query lanes: with ``q_lanes = L`` there are L copies of DLZS, SADS, SU-FA and the fetch.
     Queries fill the lanes in order; a group closes with its L-th query or a query with
     ``last``. The K reader reads each K row once for the whole group (each lane takes it from
@@ -91,10 +96,10 @@ class SofaCore(wiring.Component):
     busy : Out(1)
         At least one query in flight.
     ii : int
-        Cycles per key of SU-FA, ``mac_cycles``; the prediction takes ``dlzs_cycles`` per key
-        of the sequence. A row takes about ``max(S·dlzs_cycles, selected·mac_cycles)`` cycles in
-        sparse mode and ``S·mac_cycles`` in dense mode; :mod:`sim.perf` models it exactly
-        enough to project large S.
+        Cycles per key of SU-FA, ``mac_cycles``; the prediction takes ``dlzs_cycles`` per
+        ``predict_keys`` keys of the sequence. A row takes about ``max(ceil(S / predict_keys)
+        ·dlzs_cycles, selected·mac_cycles)`` cycles in sparse mode and ``S·mac_cycles`` in
+        dense mode; :mod:`sim.perf` models it exactly enough to project large S.
     register_map : dict
         ``{name: address}`` of the registers and counters, also in the JSON sidecar.
     latency : int
