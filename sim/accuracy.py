@@ -44,7 +44,7 @@ from sim.predictors import (COST_WEIGHTS, DenseDatapath, DenseFloat, Energon, Ex
 
 __all__ = ["RATIOS", "BLOCK_SIZES", "RADII", "HEADLINE_RATIO", "QUICK", "Dataset",
            "build_dataset", "masked_float", "sparse_hook", "evaluate_heads",
-           "embedding_cosines", "calibrate", "check", "run", "key_table", "ratio_table",
+           "embedding_cosines", "calibrate", "key_table", "ratio_table",
            "report_markdown", "write_outputs", "jsonable"]
 
 RATIOS = (0.5, 0.25, 0.125, 0.0625)

@@ -2,7 +2,8 @@
 
 * ``sofa eval``: the short-text study of :mod:`sim.accuracy` over ``--texts`` (the shipped
   paragraphs), then the long-input study of :mod:`sim.longstudy` over ``--long-texts`` (about
-  512 tokens each, at 128, 256 and 512 tokens), written together to ``--out``:
+  512 tokens each, at 128, 256 and 512 tokens) and the on-demand study of :mod:`sim.xstudy`
+  (keys predicted from X against from K, on the long texts), written together to ``--out``:
   ``report.md``, ``results.json`` (its ``"headline"`` holds every row of the long-input
   headline) and the plots.
 * ``sofa eval --quick``: the test-sized short study with the audited SOFA run of
@@ -23,6 +24,7 @@ from sim.predictors import SofaDLZS
 from sim.minilm import (LONG_TEXT_DIR, MiniLM, ModelMissing, TEXT_DIR, check_text_lengths,
                         load_texts)
 from sim.adaptive import SofaAdaptive
+from sim.xstudy import from_x_markdown, run_from_x
 from sim.quickcheck import (QUICK_ADAPTIVE, QUICK_ADAPTIVE_LIMITS, QUICK_LIMITS,
                             QuickCheckFailed, quick_check, quick_margins)
 from spec.validate import check_out_dir, make_out_dir, path_arg
@@ -93,13 +95,15 @@ def run(args):
     if long_texts is not None:
         with threadpool_limits(limits=1, user_api="blas"):
             res["long"] = run_long(model, long_texts, split=args.split)
+            res["from_x"] = run_from_x(model, long_texts, texts, split=args.split)
         res["headline"] = res["long"]["rows"]
     res["wall_seconds"] = time.time() - t0
     write_outputs(res, out)
     if long_texts is not None:
         plots = write_long_plots(res["long"], out)
         extra = long_markdown(res["long"]) + "\n" + "\n".join(
-            f"**{title}**\n\n![{title}]({f})\n" for title, f in plots)
+            f"**{title}**\n\n![{title}]({f})\n" for title, f in plots) + "\n" + \
+            from_x_markdown(res["from_x"])
         with open(out / "report.md", "a") as f:
             f.write("\n" + extra)
     print(f"wrote {out / 'report.md'} ({time.time() - t0:.0f} s)")

@@ -252,7 +252,7 @@ def sads_rows(ahat, cfg, top_k, radius, seq_len, eligible=None):
 
 
 def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
-               dense=False, adapt_mass=0, adapt_scale=0, adapt_shift=0):
+               dense=False, adapt_mass=0, adapt_scale=0, adapt_shift=0, ahat=None):
     """The SOFA pipeline of :func:`sim.golden.sofa_attention` for ``H`` heads at once.
 
     Parameters
@@ -273,6 +273,10 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
     adapt_mass, adapt_scale, adapt_shift : int or sequence of int (one per head)
         The adaptive budget's registers (:class:`spec.config.RunParams`); ``adapt_mass = 0``
         is the fixed budget.
+    ahat : int [H, T, S], optional
+        Predicted scores to select from instead of DLZS on ``Q``, ``K`` (the on-demand mode
+        predicts them from the activations X: :func:`sim.ondemand.predict_scores`); SU-FA
+        still attends over the exact ``K``, ``V``.
     """
     Q, K, V = (np.asarray(a, dtype=np.int64) for a in (Q, K, V))
     if Q.ndim != 3 or K.ndim != 3 or V.ndim != 3 or not (Q.shape[0] == K.shape[0] ==
@@ -309,7 +313,13 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
         cnt = {k: np.zeros((N, nt), dtype=np.int64)
                for k in ("blocked_radius", "blocked_full", "blocked_mass", "entered", "steps")}
     else:
-        ahat = dlzs_scores_fast(Q, K, cfg)
+        if ahat is None:
+            ahat = dlzs_scores_fast(Q, K, cfg)
+        else:
+            ahat = np.asarray(ahat, dtype=np.int64)
+            if ahat.shape != (H, T, S):
+                raise ConfigError(f"ahat has shape {ahat.shape}; expected [H, T, S] = "
+                                  f"{(H, T, S)}")
         kt = top_k
         eligible = None
         if (am > 0).any():

@@ -21,7 +21,6 @@ mean cosine of 0.97, and plots (cosine against compute saved; kept fraction per 
 of the adaptive budget).
 """
 
-import math
 import time
 
 import numpy as np

@@ -373,7 +373,8 @@ class MiniLM:
         """Final hidden states ``[S, hidden]`` of the ``S`` real tokens of one sequence.
 
         ``attention(layer, q, k, v) -> context`` replaces the softmax attention of every
-        layer (see the module docstring); ``None`` is :func:`dense_attention`.
+        layer (see the module docstring); ``None`` is :func:`dense_attention`. A hook with
+        a true attribute ``takes_x`` is called with the layer's input ``x=`` [S, hidden] too.
         ``attention_mask`` (or an :class:`Encoding` as ``ids``) marks right padding with 0s:
         padded keys are never attended to, so the real tokens' states are those of the
         unpadded sequence, which is what is computed (the padding rows are not returned).
@@ -407,7 +408,11 @@ class MiniLM:
             q = heads(lin(x, "attention.self.query"))
             k = heads(lin(x, "attention.self.key"))
             v = heads(lin(x, "attention.self.value"))
-            ctx = np.asarray(attention(layer, q, k, v))
+            # A hook that predicts from the activations (on-demand K/V) also gets the
+            # layer's input X.
+            ctx = np.asarray(attention(layer, q, k, v, x=x) if getattr(attention, "takes_x",
+                                                                     False)
+                             else attention(layer, q, k, v))
             if ctx.shape != (H, S, dh):
                 raise ValueError(f"attention hook returned shape {ctx.shape} for layer {layer}, "
                                  f"expected {(H, S, dh)}")

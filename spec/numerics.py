@@ -18,12 +18,22 @@ docstrings of the golden model (:mod:`sim.golden`) and of the units (:mod:`hw`):
     ``w_frac``).
 ``DIV_ROUND_HALF_AWAY``
     ``O = o·2^out_frac / l`` rounded half away from zero: :func:`div_round_half_away`.
+
+The on-demand K/V mode (prediction from the activations X, docs/numerics.md) adds the stored
+weight format of phase 1.1, :func:`lz_encode` / :func:`lz_decode`, and two steps:
+
+``LZ_WEIGHT_FLOOR``
+    A weight ``w`` is stored as ``sign(w)·2^floor(log2|w|)`` (its leading one).
+``KHAT_SHIFT_FLOOR``, ``KHAT_SAT``
+    The phase-1.1 sum is shifted right arithmetically by a per-head ``khat_shift`` and
+    saturated to the symmetric ``khat_width``-bit range: :func:`khat_truncate`.
 """
 
 import math
 
 
-__all__ = ["ROUNDING_STEPS", "exp2_lut", "exp2_fx", "exp_arg", "div_round_half_away"]
+__all__ = ["ROUNDING_STEPS", "exp2_lut", "exp2_fx", "exp_arg", "div_round_half_away",
+           "LZ_BITS", "LZ_ZERO", "LZ_WEIGHT_MAX", "lz_encode", "lz_decode", "khat_truncate"]
 
 
 #: The named rounding steps, in datapath order.
@@ -71,3 +81,52 @@ def div_round_half_away(num, den):
     if 2 * r >= den:
         q += 1
     return -q if num < 0 else q
+
+
+# -- on-demand K/V: the stored weight format of phase 1.1 ---------------------------------
+
+#: Bits of one stored weight: a sign bit (bit 3) over a 3-bit shift ``p`` (bits 2 … 0).
+LZ_BITS = 4
+#: The code of a zero weight: sign 0, ``p = 7`` (no int8 magnitude up to 127 has p = 7).
+LZ_ZERO = 0b0111
+#: Largest weight magnitude the format takes: int8 symmetric, as every int8 tensor here.
+LZ_WEIGHT_MAX = 127
+
+
+def lz_encode(w):
+    """``LZ_WEIGHT_FLOOR``: the 4-bit code of an int8 weight ``w`` (``-127 … 127``).
+
+    ``(sign << 3) | p`` with ``p = floor(log2|w|)`` (``0 … 6``), standing for
+    ``(-1)^sign·2^p``; zero is :data:`LZ_ZERO`. Phase 1.1 multiplies by shifting the token
+    by ``p``, so no multiplier and no leading-zero counter is needed at run time.
+    """
+    if isinstance(w, bool) or not isinstance(w, int):
+        raise ValueError(f"weight {w!r} is not an integer; the LZ format takes int8 weights "
+                         f"-{LZ_WEIGHT_MAX} … {LZ_WEIGHT_MAX}")
+    if not -LZ_WEIGHT_MAX <= w <= LZ_WEIGHT_MAX:
+        raise ValueError(f"weight {w} is outside the LZ format's range "
+                         f"-{LZ_WEIGHT_MAX} … {LZ_WEIGHT_MAX}")
+    if w == 0:
+        return LZ_ZERO
+    return (int(w < 0) << 3) | (abs(w).bit_length() - 1)
+
+
+def lz_decode(code):
+    """The weight ``±2^p`` (or 0) a 4-bit code stands for; ValueError for ``0b1111`` (the
+    one code outside the format) or a value outside ``0 … 15``."""
+    if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code < 1 << LZ_BITS:
+        raise ValueError(f"LZ code {code!r} is not a {LZ_BITS}-bit word (0 … 15)")
+    if code == LZ_ZERO:
+        return 0
+    p = code & 0b111
+    if p == 7:
+        raise ValueError(f"LZ code {code} (0b{code:04b}) is outside the format: 0 … 6 and "
+                         f"8 … 14 are ±2^p, {LZ_ZERO} is zero")
+    return -(1 << p) if code >> 3 else 1 << p
+
+
+def khat_truncate(acc, shift, width):
+    """``KHAT_SHIFT_FLOOR`` then ``KHAT_SAT``: ``clamp(acc >> shift, -(2^(width-1) - 1),
+    2^(width-1) - 1)``, the predicted key element phase 1.2 takes."""
+    top = (1 << (width - 1)) - 1
+    return max(-top, min(top, int(acc) >> shift))
