@@ -120,8 +120,14 @@ def check(cfg, rows, traffic=None, seed=0):
     return totals
 
 
-@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
-@pytest.mark.parametrize("name", CONFIGS)
+#: Every traffic pattern on the small configs; idle + backpressure (and the rest in make
+#: test-all) on default and ice40 sizes.
+RANDOM = [(name, t) if name in ("tiny-pk2", "tiny-pk4", "odd-pk2") or t is TRAFFIC[3]
+          else pytest.param(name, t, marks=pytest.mark.slow)
+          for name in CONFIGS for t in TRAFFIC]
+
+
+@pytest.mark.parametrize("name,traffic", RANDOM, ids=str)
 def test_random(name, traffic):
     cfg = CONFIGS[name]
     rng = np.random.default_rng(zlib.crc32(f"{name}-{traffic.name}".encode()))

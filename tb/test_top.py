@@ -460,7 +460,9 @@ MULTI = {"tiny-pk2": TINY.replace(name="tiny-pk2", predict_keys=2),
                                  predict_keys=2)}
 
 
-@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3], TRAFFIC[4]], ids=repr)
+@pytest.mark.parametrize("traffic", [TRAFFIC[3],
+                                     pytest.param(TRAFFIC[0], marks=pytest.mark.slow),
+                                     pytest.param(TRAFFIC[4], marks=pytest.mark.slow)], ids=repr)
 @pytest.mark.parametrize("name", MULTI)
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
 def test_predict_keys(name, mode, traffic):
@@ -478,7 +480,8 @@ def test_predict_keys(name, mode, traffic):
         assert regs["blocked_radius"] > 0 and regs["k_rows_predict"] > 0
 
 
-@pytest.mark.parametrize("name", ["tiny-pk2", "tiny-pk4", "tiny2-pk4"])
+@pytest.mark.parametrize("name", [pytest.param("tiny-pk2", marks=pytest.mark.slow), "tiny-pk4",
+                                  "tiny2-pk4"])
 def test_predict_keys_cycle_model(name):
     """The cycle model with several keys a cycle (within 5 %), at every top_k, with and
     without sphere clipping, sparse and dense; prediction is faster than with one key."""
