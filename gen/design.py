@@ -75,12 +75,11 @@ def unit_factory(unit):
 
 
 def check_unit(unit, cfg):
-    """``(component factory, module name)`` of ``--unit`` for ``cfg``, the component built
-    (not elaborated) so that a config the unit cannot take fails here, before any file is
-    written: a :class:`ConfigError` naming ``--unit``."""
+    """``(component factory, module name)`` of ``--unit`` for ``cfg``; a :class:`ConfigError`
+    naming ``--unit`` when the unit cannot be built from ``cfg``, before any file is
+    written."""
     factory, name = unit_factory(unit)
-    try:
-        factory(cfg)
-    except ConfigError as e:
-        raise ConfigError(f"--unit {unit}: {e}") from None
+    if unit == "adapt" and not cfg.adapt_bins:
+        raise ConfigError(f"--unit adapt: the adaptive gate needs adapt_bins > 0; "
+                          f"{cfg.name} has adapt_bins = 0")
     return factory, name

@@ -43,7 +43,8 @@ def test_unit_adapt(tmp_path, capsys):
     """The adaptive gate alone needs a config with bins; without, one message and exit 2."""
     code, _, err = run(capsys, "verilog", "--preset", "tiny", "--unit", "adapt",
                        "--out", str(tmp_path / "none"))
-    assert code == 2 and "needs adapt_bins > 0; this config has 0" in err
+    assert code == 2 and "--unit adapt: the adaptive gate needs adapt_bins > 0; tiny has " \
+        "adapt_bins = 0" in err
     assert not (tmp_path / "none").exists()
     cfg = tmp_path / "tiny-adapt.json"
     cfg.write_text('{"preset": "tiny", "adapt_bins": 4}')
