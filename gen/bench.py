@@ -1,11 +1,15 @@
 """``sofa bench``: the core's speed-up over dense mode, measured on the RTL.
 
 Runs ``sofa_top`` on Verilator (the testbench :mod:`gen.rtlsim.bench_tb`) in dense mode and in
-sparse mode at top_k = 50, 25 and 12.5 % of the tile, same config and data (structured: a few
-dominant keys per query, :func:`sim.workloads.structured`), every output checked against the
-golden model. Writes ``<out>/bench.json`` and ``<out>/bench.md``: cycles, speed-up over dense,
-PE utilisation, K/V rows read against the lower bound, the prediction's share of the cycles,
-and the cycle model's projection to longer sequences.
+sparse mode at top_k = 50, 25, 12.5 and 6.25 % of the tile, same config and data (structured: a
+few dominant keys per query, :func:`sim.workloads.structured`), every output checked against
+the golden model, once for each ``predict_keys`` of :data:`PREDICT_KEYS` the config allows (a
+build each). Writes ``<out>/bench.json`` and ``<out>/bench.md``: cycles, speed-up over dense,
+the MAC-only ideal, PE utilisation, effective (dense-equivalent) operations per multiplier and
+cycle, K/V rows read against the lower bound, the prediction's share of the cycles, and the
+cycle model's projection to longer sequences. Every row has ``predict_keys``, ``seq_len``,
+``keep``, ``source`` (``"rtl"`` or ``"model"``), ``speedup``, ``ideal_mac_ratio``,
+``pe_utilisation`` and ``ops_per_mult_cycle``.
 
 The default config is the ``default`` preset with ``k_max = 8`` (50 % of a 16-key tile needs
 top_k = 8); ``--preset``/``--config`` choose another.
@@ -26,12 +30,14 @@ from spec.config import ConfigError, RunParams, preset
 from spec.validate import check_int, check_out_dir, int_arg, make_out_dir, path_arg
 
 
-__all__ = ["add_arguments", "check", "run", "bench_config", "top_ks", "metrics", "projections",
-           "markdown", "RATIOS", "PROJECT_SEQ", "FAILURES"]
+__all__ = ["add_arguments", "check", "run", "bench_config", "top_ks", "bench_keys", "metrics",
+           "projections", "markdown", "RATIOS", "PREDICT_KEYS", "PROJECT_SEQ", "FAILURES"]
 
 
 #: Sparse runs keep these shares of a tile's keys (top_k = ratio × block_size).
-RATIOS = (0.5, 0.25, 0.125)
+RATIOS = (0.5, 0.25, 0.125, 0.0625)
+#: The bench builds the core once for each of these ``predict_keys`` the config allows.
+PREDICT_KEYS = (1, 2, 4)
 #: Sequence lengths of the cycle model's projection.
 PROJECT_SEQ = (4096, 16384)
 #: What a failed run raises (the command line's exit status 1).
@@ -56,6 +62,19 @@ def top_ks(cfg, ratios):
     return ks
 
 
+def bench_keys(cfg):
+    """The ``predict_keys`` the bench builds for ``cfg``: those of :data:`PREDICT_KEYS` and the
+    config's own that the config allows (one key a cycle for a core that takes no more)."""
+    out = []
+    for P in sorted(set(PREDICT_KEYS) | {cfg.predict_keys}):
+        try:
+            cfg.replace(predict_keys=P)
+        except ConfigError:
+            continue
+        out.append(P)
+    return out
+
+
 def metrics(cfg, record, dense):
     """Derived figures of one run (dict of counters, as the testbench wrote it) against the
     dense run."""
@@ -65,9 +84,13 @@ def metrics(cfg, record, dense):
     cycles = c["busy_cycles"]
     useful = 2 * cfg.d * c["keys"]                       # Q·K and P·V multiplies
     sel_cycles = c["keys"] * der.mac_cycles              # SU-FA time if nothing else cost
-    pred_cycles = 0 if record["dense"] else S * T * der.dlzs_cycles
+    pred_cycles = 0 if record["dense"] else \
+        -(-S // cfg.predict_keys) * T * der.dlzs_cycles
     ideal_cycles = max(sel_cycles, pred_cycles)
+    multipliers = 2 * cfg.mac_lanes * cfg.q_lanes        # Q·K and P·V in every lane
     out = {
+        "predict_keys": cfg.predict_keys,
+        "source": "rtl",
         "mode": "dense" if record["dense"] else f"top_k={record['top_k']}",
         "keep": record["top_k"] / cfg.block_size if not record["dense"] else 1.0,
         "cycles": cycles,
@@ -76,6 +99,8 @@ def metrics(cfg, record, dense):
         "ideal_mac_ratio": (S * T) / c["keys"],
         "ideal_speedup": (S * T * der.mac_cycles) / ideal_cycles,
         "pe_utilisation": useful / (2 * cfg.mac_lanes * cycles),
+        # dense-equivalent work, 4·S·d operations a query (Q·Kᵀ and P·V, two a MAC)
+        "ops_per_mult_cycle": 4 * S * cfg.d * T / (multipliers * cycles),
         "kv_rows_read": 2 * c["kv_rows_fetch"],
         "kv_rows_lower_bound": 2 * c["keys"],
         "k_rows_predict": c["k_rows_predict"],
@@ -94,26 +119,41 @@ def metrics(cfg, record, dense):
 
 
 def projections(cfg, ks, seed=1, rows=2):
-    """The cycle model at longer S, on structured data from the golden model."""
+    """The cycle model at longer S, on structured data from the golden model, for each
+    ``predict_keys`` of :func:`bench_keys` (rows with ``source = "model"``)."""
     import numpy as np
     from sim.golden import sofa_attention
     from sim.perf import core_cycles
     from sim.workloads import structured
+    from sim.perf import tile_work
     out = []
     for S in PROJECT_SEQ:
         big = cfg.replace(max_seq_len=max(S, cfg.max_seq_len))
         rng = np.random.default_rng(seed)
         Q, K, V = structured(big, rng, rows, S, dominant=S // 64)
         c = RunParams.scale_from_float(big, 1e-3)
-        dense = None
+        runs = []
         for k in [None] + ks:
             params = RunParams(seq_len=S, top_k=k or big.k_max,
                                radius=big.derived.radius_inf, scale_log2e=c, dense=k is None)
             res = sofa_attention(Q, K, V, big, params)
-            cyc = core_cycles(big, params, res, Q, K, V)
-            dense = cyc if k is None else dense
-            out.append({"seq_len": S, "mode": "dense" if k is None else f"top_k={k}",
-                        "cycles_per_query": cyc / rows, "speedup": dense / cyc})
+            runs.append((k, params, res, tile_work(big, Q, K, V, params, res)))
+        for P in bench_keys(big):
+            one = big.replace(predict_keys=P)
+            dense = None
+            for k, params, res, work in runs:
+                cyc = core_cycles(one, params, res, work=work)
+                dense = cyc if k is None else dense
+                keys = res.counters()["keys"]
+                out.append({
+                    "predict_keys": P, "source": "model", "seq_len": S,
+                    "mode": "dense" if k is None else f"top_k={k}",
+                    "keep": 1.0 if k is None else k / big.block_size,
+                    "cycles_per_query": cyc / rows, "speedup": dense / cyc,
+                    "ideal_mac_ratio": S * rows / keys,
+                    "pe_utilisation": 2 * big.d * keys / (2 * big.mac_lanes * cyc),
+                    "ops_per_mult_cycle": 4 * S * big.d * rows
+                    / (2 * big.mac_lanes * big.q_lanes * cyc)})
     return out
 
 
@@ -126,17 +166,19 @@ def markdown(cfg, rows, proj, wall):
         f"S = {rows[0]['seq_len']}, {rows[0]['queries']} queries, structured data. "
         f"Wall time {wall:.0f} s.",
         "",
-        "| mode | keys kept | cycles/query | speed-up | ideal (ops) | of ideal (ops) | "
-        "ideal (overlapped) | of ideal (overl.) | PE util. | "
+        "| keys/cycle | mode | keys kept | cycles/query | speed-up | MAC ratio | ideal (ops) | "
+        "of ideal (ops) | ideal (overlapped) | of ideal (overl.) | PE util. | ops/mult·cycle | "
         "K/V rows read / lower bound | K rows for prediction | prediction share | rescales |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['mode']} | {r['keep']:.1%} | {r['cycles_per_query']:.0f} | "
-            f"{r['speedup']:.2f}× | {r['ideal_ops_speedup']:.2f}× | {r['of_ideal_ops']:.0%} | "
+            f"| {r['predict_keys']} | {r['mode']} | {r['keep']:.2%} | "
+            f"{r['cycles_per_query']:.0f} | {r['speedup']:.2f}× | {r['ideal_mac_ratio']:.2f}× | "
+            f"{r['ideal_ops_speedup']:.2f}× | {r['of_ideal_ops']:.0%} | "
             f"{r['ideal_speedup']:.2f}× | {r['of_ideal']:.0%} | "
-            f"{r['pe_utilisation']:.0%} | {r['kv_rows_read']} / {r['kv_rows_lower_bound']} | "
+            f"{r['pe_utilisation']:.0%} | {r['ops_per_mult_cycle']:.2f} | "
+            f"{r['kv_rows_read']} / {r['kv_rows_lower_bound']} | "
             f"{r['k_rows_predict']} | {r['predict_share']:.0%} | {r['rescales']} |")
     lines += [
         "",
@@ -146,16 +188,22 @@ def markdown(cfg, rows, proj, wall):
         "overlaps prediction with attention on this hardware. The MAC ratio alone (dense MACs / "
         "sparse MACs) is in bench.json as `ideal_mac_ratio`. "
         "*PE util.*: useful multiplies (2·d per selected key) over "
-        "(2·mac_lanes × cycles).",
+        "(2·mac_lanes × cycles). *ops/mult·cycle*: dense-equivalent operations (4·S·d a "
+        "query: Q·Kᵀ and P·V, two a MAC) over multipliers (2·mac_lanes·q_lanes) × cycles; "
+        "dense mode reaches at most 2. *keys/cycle*: `predict_keys`, keys predicted a "
+        "cycle per lane (a build each).",
         "",
         "## Projection with the cycle model (sim/perf.py)",
         "",
-        "| S | mode | cycles/query | speed-up |",
-        "|---|---|---|---|",
+        "| S | keys/cycle | mode | cycles/query | speed-up | MAC ratio | PE util. | "
+        "ops/mult·cycle |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in proj:
-        lines.append(f"| {p['seq_len']} | {p['mode']} | {p['cycles_per_query']:.0f} | "
-                     f"{p['speedup']:.2f}× |")
+        lines.append(f"| {p['seq_len']} | {p['predict_keys']} | {p['mode']} | "
+                     f"{p['cycles_per_query']:.0f} | {p['speedup']:.2f}× | "
+                     f"{p['ideal_mac_ratio']:.2f}× | {p['pe_utilisation']:.0%} | "
+                     f"{p['ops_per_mult_cycle']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -243,16 +291,21 @@ def run(args):
     make_out_dir("--out", args.out)
 
     from hw.top import sofa_top
-    raw_path = (args.out / "runs.json").resolve()
     start = time.monotonic()
-    run_cocotb("sofa_top", sofa_top, cfg, "gen.rtlsim.bench_tb", name=f"bench-{cfg.name}",
-               extra_env={"SOFA_BENCH_OUT": raw_path, "SOFA_BENCH_SEQ": seq,
-                          "SOFA_BENCH_ROWS": args.rows,
-                          "SOFA_BENCH_TOPK": ",".join(map(str, ks))})
-    raw = json.loads(raw_path.read_text())
-    dense = raw["runs"][0]
-    rows = [metrics(cfg, one, dense) | {"seq_len": seq, "queries": args.rows}
-            for one in raw["runs"]]
+    rows = []
+    for P in bench_keys(cfg):
+        one = cfg.replace(predict_keys=P)
+        raw_path = (args.out / f"runs-pk{P}.json").resolve()
+        run_cocotb("sofa_top", sofa_top, one, "gen.rtlsim.bench_tb",
+                   name=f"bench-{cfg.name}" + (f"-pk{P}" if P > 1 else ""),
+                   extra_env={"SOFA_BENCH_OUT": raw_path, "SOFA_BENCH_SEQ": seq,
+                              "SOFA_BENCH_ROWS": args.rows,
+                              "SOFA_BENCH_TOPK": ",".join(map(str, ks))})
+        raw = json.loads(raw_path.read_text())
+        dense = raw["runs"][0]
+        rows += [metrics(one, run_, dense) | {"seq_len": seq, "queries": args.rows}
+                 for run_ in raw["runs"]]
+        print(f"predict_keys = {P}: RTL done", flush=True)
     proj = projections(cfg, ks) if args.projection else []
     wall = time.monotonic() - start
     report = {"config": cfg.to_dict(), "seq_len": seq, "queries": args.rows, "runs": rows,

@@ -46,7 +46,8 @@ def test_default_config():
     _, args = parse()
     cfg = bench.bench_config(args)
     assert cfg.name == "bench" and cfg.k_max == 8
-    assert bench.top_ks(cfg, bench.RATIOS) == [8, 4, 2]
+    assert bench.top_ks(cfg, bench.RATIOS) == [8, 4, 2, 1]
+    assert bench.bench_keys(cfg) == [1, 2, 4]
 
 
 @pytest.mark.parametrize("argv,message", [
