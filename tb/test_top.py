@@ -455,6 +455,8 @@ def test_memory_core_refuses_the_adaptive_budget():
 #: predict_keys > 1: banked K, DLZS with several key slots, a SADSBank per lane.
 MULTI = {"tiny-pk2": TINY.replace(name="tiny-pk2", predict_keys=2),
          "tiny-pk4": TINY.replace(name="tiny-pk4", predict_keys=4),
+         # a tile a beat: eight SADS units
+         "tiny-pk8": TINY.replace(name="tiny-pk8", predict_keys=8),
          "odd-pk2": ODD.replace(name="odd-pk2", block_size=6, max_seq_len=42, predict_keys=2),
          "odd3-pk2": ODD.replace(name="odd3-pk2", block_size=6, max_seq_len=42, q_lanes=3,
                                  predict_keys=2)}
