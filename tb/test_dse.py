@@ -376,6 +376,22 @@ def test_adaptive_search_space():
     assert [h.adapt_mass for h in plan[0].heads] == [64, 72, 80]
     assert plan[0].adapt_bins == 32 and dse.uniform_plan(1, 3, 16, 4)[0].adapt_bins == 0
     assert dse.layer_config(32, 64, 32, adapt_bins=32).adapt_bins == 32
+    plan = dse.plan_from_params({**per_head, "T": 2.0}, 1, 3, adaptive=rule)
+    assert plan[0].adapt == dse.AdaptiveRule(temperature=2.0) and rule.temperature != 2.0
+
+
+def test_adaptive_temperature_search(tmp_path, capsys):
+    """--search-temperature adds one temperature ``T`` per trial; the plan carries it."""
+    storage = _storage(tmp_path / "t.db")
+    code, out, err = run(capsys, *QUICK, "--adaptive", "--search-temperature", "--worker",
+                         "--trials", "4", "--storage", storage, "--out", str(tmp_path))
+    assert code == 0, err
+    trials = _complete(storage, "sofa-dse-quick-adaptive-temperature")
+    assert len(trials) == 4 and all(t.params["T"] in dse.TEMPERATURES for t in trials)
+    assert trials[0].params["T"] == dse.AdaptiveRule().temperature        # the warm start
+    t = trials[-1]
+    plan = dse.plan_from_params(t.params, 6, 12, adaptive=dse.AdaptiveRule())
+    assert plan[0].adapt.temperature == t.params["T"] and "L0_mass" in t.params
 
 
 @pytest.fixture(scope="module")
@@ -517,6 +533,9 @@ def test_adapt_mass_needs_an_adaptive_layer(tmp_path):
     (["--adaptive", "--adapt-temperature", "nan"], "--adapt-temperature: nan is not a finite"),
     (["--adaptive", "--adapt-temperature", "x"], "--adapt-temperature: 'x' is not a number"),
     (["--adapt-temperature", "2"], "--adapt-temperature 2 needs --adaptive"),
+    (["--search-temperature"], "--search-temperature needs --adaptive"),
+    (["--adaptive", "--search-temperature", "--adapt-temperature", "2"],
+     "--adapt-temperature 2 cannot be used with --search-temperature"),
     (["--adaptive", "--radius-trials", "3"],
      "--radius-trials 3: the radius-only comparison is not run with --adaptive"),
 ])

@@ -60,7 +60,8 @@ Adaptive budget (``--adaptive``): the study searches instead the mass ``p = n/25
 adaptive selection budget (:class:`sim.adaptive.SofaAdaptive`, docs/numerics.md) per layer
 (``--per-head``: per head), ``n ∈`` :data:`MASS_GRID`, under a fixed rule
 (:class:`AdaptiveRule`: Bc 64, at most 32 keys a tile, the temperature of
-:data:`sim.longstudy.ADAPTIVE` or ``--adapt-temperature``, 32 bins, beta 0.25); each trial runs
+:data:`sim.longstudy.ADAPTIVE` or ``--adapt-temperature``, 32 bins, beta 0.25; with
+``--search-temperature`` one temperature from :data:`TEMPERATURES` is searched too); each trial runs
 the bit-exact datapath with the ``adapt_*`` registers, and the rule's own cost is charged in
 every term. Uniform masses are evaluated as baselines beside the fixed-ratio points.
 
@@ -96,7 +97,7 @@ from sim.dse.plan import MODEL_NAME, PLAN_FORMAT, cores, load_plan, plan_json, w
 from sim.dse.pipeline import adaptive_grid, adaptive_warm_start, run_dse
 from sim.dse.report import summary_markdown, write_outputs, write_plot
 from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, MASS_GRID, RADII_NAT,
-                           RADIUS_RANGE, AdaptiveRule, HeadSetting, LayerSetting, adaptive_plan,
+                           RADIUS_RANGE, TEMPERATURES, AdaptiveRule, HeadSetting, LayerSetting, adaptive_plan,
                            plan_from_params, suggest_adaptive, suggest_main, suggest_radius,
                            top_k_for, uniform_plan, warm_start)
 from sim.dse.study import best_trials, choose, open_storage, open_study, search
@@ -106,7 +107,7 @@ __all__ = [
     # search space
     "BLOCK_SIZES", "KEEP_DEN", "KEEP_STEPS", "RADII_NAT", "RADIUS_RANGE", "HeadSetting",
     "LayerSetting", "top_k_for", "uniform_plan", "plan_from_params", "suggest_main",
-    "suggest_radius", "warm_start", "MASS_GRID", "AdaptiveRule", "adaptive_plan",
+    "suggest_radius", "warm_start", "MASS_GRID", "TEMPERATURES", "AdaptiveRule", "adaptive_plan",
     "suggest_adaptive",
     # hardware and cost model
     "SORT_BATCH", "SORT_REF_PER_KEY", "layer_config", "tile_sizes", "dense_order",

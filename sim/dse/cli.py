@@ -16,7 +16,7 @@ from spec.validate import (check_float, check_int, check_out_dir, float_arg, int
                            path_arg)
 from sim.dse.cost import prediction_share
 from sim.dse.pipeline import log_line, run_dse
-from sim.dse.space import BLOCK_SIZES, MASS_GRID, AdaptiveRule, pct
+from sim.dse.space import BLOCK_SIZES, MASS_GRID, TEMPERATURES, AdaptiveRule, pct
 from sim.minilm import TEXT_DIR, ModelMissing, check_text_lengths, load_texts
 
 
@@ -63,7 +63,8 @@ def add_arguments(p):
                         "share the study (default: sqlite:///OUT/study.db)")
     p.add_argument("--study-name", metavar="NAME",
                    help="study name (default: sofa-dse; sofa-dse-quick with --quick; "
-                        "-adaptive appended with --adaptive, -per-head with --per-head)")
+                        "-adaptive appended with --adaptive, -temperature with "
+                        "--search-temperature, -per-head with --per-head)")
     p.add_argument("--workers", type=int_arg(), default=2, metavar="N",
                    help="local processes evaluating trials, 1 … 32; N trials are asked and "
                         "told together, so a run is reproducible for a given N (default: 2)")
@@ -88,6 +89,9 @@ def add_arguments(p):
                    help=f"with --adaptive: temperature of the selection softmax, (0, "
                         f"{MAX_TEMPERATURE:g}] (default: {AdaptiveRule.temperature:g}, as "
                         f"sim.longstudy.ADAPTIVE)")
+    p.add_argument("--search-temperature", action="store_true",
+                   help=f"with --adaptive: search one temperature for the whole model too, "
+                        f"from {', '.join(f'{t:g}' for t in TEMPERATURES)} (default: off)")
     p.add_argument("--quick", action="store_true",
                    help=f"test-sized: {QUICK['n_texts']} texts cut to {QUICK['max_tokens']} "
                         f"tokens, {QUICK['trials']} trials, a small fixed grid (default: off)")
@@ -173,6 +177,11 @@ def settings_from_args(args, n_texts):
         check_int("--worker-trials", args.worker_trials, 1, MAX_TRIALS)
     if args.adapt_temperature is not None and not args.adaptive:
         raise ConfigError(f"--adapt-temperature {args.adapt_temperature:g} needs --adaptive")
+    if args.search_temperature and not args.adaptive:
+        raise ConfigError("--search-temperature needs --adaptive")
+    if args.search_temperature and args.adapt_temperature is not None:
+        raise ConfigError(f"--adapt-temperature {args.adapt_temperature:g} cannot be used with "
+                          f"--search-temperature (it searches the temperature)")
     if args.adaptive and args.radius_trials is not None:
         raise ConfigError(f"--radius-trials {args.radius_trials}: the radius-only comparison "
                           f"is not run with --adaptive; leave it out")
@@ -198,6 +207,7 @@ def settings_from_args(args, n_texts):
         raise ConfigError(f"--study-name {args.study_name!r} must not be empty")
     s["study"] = args.study_name or ("sofa-dse" + ("-quick" if args.quick else "")
                                      + ("-adaptive" if args.adaptive else "")
+                                     + ("-temperature" if args.search_temperature else "")
                                      + ("-per-head" if args.per_head else ""))
     s["storage"] = args.storage or f"sqlite:///{Path(args.out).resolve() / 'study.db'}"
     _check_storage(s["storage"])
@@ -207,6 +217,7 @@ def settings_from_args(args, n_texts):
         AdaptiveRule.temperature if args.adapt_temperature is None
         else check_float("--adapt-temperature", args.adapt_temperature, 0, MAX_TEMPERATURE,
                          lo_open=True))
+    s["search_temperature"] = args.search_temperature
     s.update(per_head=args.per_head, seed=args.seed, workers=args.workers,
              quick=args.quick, max_tokens=base["max_tokens"], calib_iters=base["calib_iters"],
              finalists=base["finalists"], radius_bc=args.radius_bc)

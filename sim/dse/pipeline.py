@@ -28,8 +28,8 @@ from pathlib import Path
 from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier_at, run_fixed
 from sim.dse.evaluate import Evaluator, Runner, entry
 from sim.dse.report import write_outputs
-from sim.dse.space import (MASS_GRID, AdaptiveRule, adaptive_plan, pct, suggest_adaptive,
-                           suggest_main, suggest_radius, warm_start)
+from sim.dse.space import (MASS_GRID, TEMPERATURES, AdaptiveRule, adaptive_plan, pct,
+                           suggest_adaptive, suggest_main, suggest_radius, warm_start)
 from sim.dse.study import (best_trials, choose, counts, delete_study, open_storage, open_study,
                            quiet_optuna, search, trial_rows, worker_id)
 
@@ -42,10 +42,12 @@ def adaptive_grid(quick=False):
     return (64, 128) if quick else MASS_GRID[::2]
 
 
-def adaptive_warm_start(ev, rule, budget, search_idx, per_head):
+def adaptive_warm_start(ev, rule, budget, search_idx, per_head,
+                        search_temperature=False):
     """Uniform starting points of the adaptive space: the largest mass whose screened
     compute saved on the search texts meets the budget, and the next one above it (the
-    screen is an estimate beyond layer 0), as trial parameters."""
+    screen is an estimate beyond layer 0), as trial parameters (with
+    ``search_temperature`` at the rule's temperature)."""
     nl, nh = ev.n_layers, ev.n_heads
     ok = [m for m in MASS_GRID
           if ev.screen_saved(adaptive_plan([m] * nl, rule, nh), search_idx) >= budget]
@@ -53,7 +55,8 @@ def adaptive_warm_start(ev, rule, budget, search_idx, per_head):
         return []
     i = MASS_GRID.index(max(ok))
     tags = [f"H{h}" for h in range(nh)] if per_head else [""]
-    return [{f"L{l}{t}_mass": m for l in range(nl) for t in tags}
+    temp = {"T": rule.temperature} if search_temperature else {}
+    return [{**temp, **{f"L{l}{t}_mass": m for l in range(nl) for t in tags}}
             for m in MASS_GRID[i:i + 2]]
 
 
@@ -125,9 +128,12 @@ def _main_study(r):
     signature = {"kind": "main", "space": 1, "texts": names,
                  "search_texts": [names[i] for i in search_idx], "max_tokens": s["max_tokens"],
                  "budget": budget, "weights": s["weights"], "per_head": s["per_head"]}
+    search_t = bool(s.get("search_temperature"))
     if rule is not None:
         signature.update(kind="adaptive", adaptive=rule.to_dict())
-        warm = adaptive_warm_start(ev, rule, budget, search_idx, s["per_head"])
+        if search_t:
+            signature["temperatures"] = list(TEMPERATURES)
+        warm = adaptive_warm_start(ev, rule, budget, search_idx, s["per_head"], search_t)
     else:
         warm = warm_start(budget, nl, nh, s["per_head"], d,
                           [len(ev.ids[i]) for i in search_idx])
@@ -145,7 +151,7 @@ def _main_study(r):
 
     def suggest(trial):
         if rule is not None:
-            return suggest_adaptive(trial, nl, nh, s["per_head"], rule)
+            return suggest_adaptive(trial, nl, nh, s["per_head"], rule, search_t)
         return suggest_main(trial, nl, nh, s["per_head"])
 
     t1 = time.time()
@@ -177,10 +183,12 @@ def _main_study(r):
         "radius_trials": s["radius_trials"], "per_head": s["per_head"],
         "workers": s["workers"], "study": s["study"], "texts": names,
         "search_texts": [names[i] for i in search_idx], "max_tokens": s["max_tokens"],
-        "quick": s["quick"], "adaptive": None if rule is None else rule.to_dict()}
+        "quick": s["quick"], "adaptive": None if rule is None else rule.to_dict(),
+        "search_temperature": search_t}
     ctx["plan_settings"] = {k: ctx["settings"][k] for k in
                             ("budget", "weights", "seed", "trials", "per_head", "study",
-                             "texts", "search_texts", "max_tokens", "adaptive")}
+                             "texts", "search_texts", "max_tokens", "adaptive",
+                             "search_temperature")}
     ch = ctx["chosen"]
     ctx["plan_settings"]["trial"] = None if ch is None else ch["trial"]
     files = write_outputs(ctx, Path(s["out"]), ev)

@@ -14,7 +14,7 @@ from sim.accuracy import jsonable
 from sim.dse.cost import SORT_REF_PER_KEY
 from sim.dse.plan import MODEL_NAME, write_plan
 from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, MASS_GRID, RADII_NAT,
-                           RADIUS_RANGE, pct, radius_text)
+                           RADIUS_RANGE, TEMPERATURES, pct, radius_text)
 from sim.dse.study import SCREEN_MARGIN
 
 
@@ -72,7 +72,9 @@ def summary_markdown(ctx, plots):
                  f"{MASS_GRID[-1]} in steps of {MASS_GRID[1] - MASS_GRID[0]}"
                  + (" per head" if s["per_head"] else "") + f", under Bc = "
                  f"{ad['block_size']}, at most {ad['cap']} keys a tile, temperature "
-                 f"{ad['temperature']:g}, {ad['bins']} bins, beta {ad['beta']:g} (the rule's own "
+                 + (f"searched from {{{', '.join(f'{t:g}' for t in TEMPERATURES)}}} (one for "
+                    f"the model)" if s.get("search_temperature") else f"{ad['temperature']:g}")
+                 + f", {ad['bins']} bins, beta {ad['beta']:g} (the rule's own "
                  f"cost charged: adapt_key per pair, adapt_bin per bin and row)")
     else:
         space = (f"Bc ∈ {{{', '.join(map(str, BLOCK_SIZES))}}}, keep "
@@ -135,6 +137,8 @@ def summary_markdown(ctx, plots):
             L += ["Note: no finalist met the budget on all texts; this one meets it on the "
                   "search texts only.", ""]
         L += ["Chosen configuration (`plan.json`):", "", _layer_rows(ch), ""]
+        if ch["plan"][0].adapt is not None:
+            L += [f"Temperature of the adaptive rule: {ch['plan'][0].adapt.temperature:g}.", ""]
     rad = ctx.get("radius")
     if rad:
         ref = rad["ref"]

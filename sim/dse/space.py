@@ -9,15 +9,18 @@ log-uniform in :data:`RADIUS_RANGE`.
 The adaptive space (``--adaptive``) searches the adaptive budget's mass ``p = n/256`` per
 layer (with ``per_head``, per head) from :data:`MASS_GRID`, under a fixed rule
 (:class:`AdaptiveRule`: Bc 64, at most 32 keys of a tile, the temperature, 32 bins and
-``beta`` of :class:`sim.adaptive.SofaAdaptive` and :data:`sim.longstudy.ADAPTIVE`).
+``beta`` of :class:`sim.adaptive.SofaAdaptive` and :data:`sim.longstudy.ADAPTIVE`); with
+``search_temperature`` one temperature for the whole model from :data:`TEMPERATURES` too.
 
 A trial's Optuna parameters are ``L{l}_bc``, ``L{l}_keep`` and ``L{l}_R`` (an index into
 :data:`RADII_NAT`), per head ``L{l}H{h}_keep`` and ``L{l}H{h}_R``, in the radius-only space
-``L{l}_R`` in logit units, or in the adaptive space ``L{l}_mass`` (per head ``L{l}H{h}_mass``);
+``L{l}_R`` in logit units, or in the adaptive space ``L{l}_mass`` (per head ``L{l}H{h}_mass``)
+and, if searched, ``T``;
 :func:`plan_from_params` turns them into a plan, a tuple of one :class:`LayerSetting` per
 layer.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -27,7 +30,7 @@ from sim.longstudy import ADAPTIVE
 
 
 __all__ = ["BLOCK_SIZES", "KEEP_DEN", "KEEP_STEPS", "RADII_NAT", "RADIUS_RANGE", "HeadSetting",
-           "LayerSetting", "AdaptiveRule", "MASS_GRID", "top_k_for", "uniform_plan", "plan_from_params", "suggest_main",
+           "LayerSetting", "AdaptiveRule", "MASS_GRID", "TEMPERATURES", "top_k_for", "uniform_plan", "plan_from_params", "suggest_main",
            "suggest_radius", "suggest_adaptive", "adaptive_plan", "parse_radius",
            "radius_text", "pct"]
 
@@ -41,6 +44,8 @@ RADII_NAT = (math.inf, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0)
 RADIUS_RANGE = (0.2, 5.0)
 #: The adaptive space's masses ``n`` (``p = n/256``): 12.5 … 75 % in steps of 1/32.
 MASS_GRID = tuple(range(32, 193, 8))
+#: The temperatures of the adaptive space when it searches one (``--search-temperature``).
+TEMPERATURES = (1.0, 1.5, 2.0, 2.5)
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,11 @@ def plan_from_params(params, n_layers, n_heads, radius_bc=None, adaptive=None):
     """The plan of a trial's parameters: the main space (``L{l}_bc``, ``L{l}_keep``,
     ``L{l}_R`` or per head ``L{l}H{h}_keep``/``L{l}H{h}_R``), with ``radius_bc`` the
     radius-only space (``L{l}_R`` in logit units, ``top_k = Bc``), with ``adaptive`` (an
-    :class:`AdaptiveRule`) the adaptive space (``L{l}_mass`` or ``L{l}H{h}_mass``)."""
+    :class:`AdaptiveRule`) the adaptive space (``L{l}_mass`` or ``L{l}H{h}_mass``, and ``T``
+    in place of the rule's temperature if searched)."""
     if adaptive is not None:
+        if "T" in params:
+            adaptive = dataclasses.replace(adaptive, temperature=float(params["T"]))
         return adaptive_plan([params[f"L{l}_mass"] if f"L{l}_mass" in params else
                               tuple(params[f"L{l}H{h}_mass"] for h in range(n_heads))
                               for l in range(n_layers)], adaptive, n_heads)
@@ -165,8 +173,11 @@ def suggest_radius(trial, n_layers, n_heads, bc):
     return plan_from_params(trial.params, n_layers, n_heads, radius_bc=bc)
 
 
-def suggest_adaptive(trial, n_layers, n_heads, per_head, rule):
-    """Ask an Optuna ``trial`` for a point of the adaptive space under ``rule``."""
+def suggest_adaptive(trial, n_layers, n_heads, per_head, rule, search_temperature=False):
+    """Ask an Optuna ``trial`` for a point of the adaptive space under ``rule`` (with
+    ``search_temperature`` its temperature from :data:`TEMPERATURES`)."""
+    if search_temperature:
+        trial.suggest_categorical("T", TEMPERATURES)
     for l in range(n_layers):
         for tag in _tags(n_heads, per_head):
             trial.suggest_int(f"L{l}{tag}_mass", MASS_GRID[0], MASS_GRID[-1],
