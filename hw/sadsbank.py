@@ -10,7 +10,7 @@ from hw.sads import SADS, sel_layout
 from spec.timing import sads_bank_timing
 
 
-__all__ = ["SADSBank", "sads_unit"]
+__all__ = ["SADSBank"]
 
 
 def _tile_layout(cfg):
@@ -67,6 +67,10 @@ class SADSBank(wiring.Component):
         As :class:`hw.sads.SADS`'s.
     units : int
         SADS units, ``ceil(P · ii of one SADS)``.
+    units_list : list of SADS
+        The units, whose counter outputs sum to the bank's counts.
+    queue_beats : int
+        Beats each unit's queue holds, ``2 · block_size / P``.
     latency : int
         A one-key row's beat accepted to its first :py:`sel` beat, pipeline empty:
         ``SADS latency + 2`` (the queue's write and output registers); a beat of ``n`` keys
@@ -195,10 +199,4 @@ class SADSBank(wiring.Component):
         with m.If(self.sel.valid & self.sel.ready & self.sel.payload.last):
             m.d.sync += src.eq(Mux(self.sel.payload.row_last | (src == N - 1), 0, src + 1))
         return m
-
-
-def sads_unit(cfg, **kwargs):
-    """The selection unit of one query lane: :class:`hw.sads.SADS` for one key a cycle, else
-    :class:`SADSBank`."""
-    return SADS(cfg, **kwargs) if cfg.predict_keys == 1 else SADSBank(cfg, **kwargs)
 
