@@ -205,26 +205,35 @@ class AxiEngine(wiring.Component):
         rass_busy = Signal()
         m.d.comb += self.done.eq(running & ~block_busy & (rows_done == rows_total) & wr.idle)
 
+        # The next block's sizes, registered in PREP so that BLOCK starts from flip-flops (the
+        # sums and compares over the job's 24-bit fields are a long path otherwise).
         left = job.queries - b0
-        size = Mux(left < L, left, L)
-        mask = Cat(*(left > i for i in lanes))       # lanes of the next block
-        last_pos = job.q_start + b0 + size
-        span_c = Mux(job.causal & (last_pos < job.seq_len), last_pos, job.seq_len)
+        size_c = Mux(left < L, left, L)
+        last_pos = job.q_start + b0 + size_c
+        size = Signal(range(L + 1))
+        mask = Signal(L)                             # lanes of the next block
+        span_c = Signal(der.seq_len_width)           # keys the block's rows see
+        next_lens = [Signal(der.seq_len_width, name=f"next_len{i}") for i in lanes]
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [running.eq(1), head.eq(0), b0.eq(0), rows_done.eq(0),
                                  rows_total.eq(job.queries * job.heads),
                                  *[base[t].eq(job[f"{t}_base"]) for t in TENSORS]]
-                    m.next = "BLOCK"
+                    m.next = "PREP"
+            with m.State("PREP"):
+                m.d.sync += [size.eq(size_c), mask.eq(Cat(*(left > i for i in lanes))),
+                             span_c.eq(Mux(job.causal & (last_pos < job.seq_len), last_pos,
+                                           job.seq_len))]
+                for i in lanes:
+                    pos = job.q_start + b0 + i + 1
+                    m.d.sync += next_lens[i].eq(Mux(job.causal & (pos < job.seq_len), pos,
+                                                    job.seq_len))
+                m.next = "BLOCK"
             with m.State("BLOCK"):
                 m.d.comb += block_go.eq(1)
                 m.d.sync += [n_b.eq(size), q_left.eq(size), block_busy.eq(1), span.eq(span_c),
-                             in_block.eq(mask)]
-                for i in lanes:
-                    pos = job.q_start + b0 + i + 1
-                    m.d.sync += lens[i].eq(Mux(job.causal & (pos < job.seq_len), pos,
-                                               job.seq_len))
+                             in_block.eq(mask), *[lens[i].eq(next_lens[i]) for i in lanes]]
                 m.next = "RUN"
             with m.State("RUN"):
                 all_in = (q_left == 0) & (finished == (1 << L) - 1) & ~rass_busy & \
@@ -238,10 +247,10 @@ class AxiEngine(wiring.Component):
                         with m.If(head + 1 == job.heads):
                             m.next = "DRAIN"
                         with m.Else():
-                            m.next = "BLOCK"
+                            m.next = "PREP"
                     with m.Else():
                         m.d.sync += b0.eq(b0 + n_b)
-                        m.next = "BLOCK"
+                        m.next = "PREP"
             with m.State("DRAIN"):
                 with m.If(self.done):
                     m.d.sync += running.eq(0)
@@ -380,10 +389,18 @@ class AxiEngine(wiring.Component):
         # marker ends the tile, and nothing enters behind it in that cycle (the tile's
         # address and first key move on)
         sent = v_cmd.valid & v_cmd.ready
-        m.d.comb += rass.fetch.ready.eq(~dense & (~stage_valid | (sent & ~stage.marker)))
-        with m.If(rass.fetch.valid & rass.fetch.ready):
-            pos = (rass.fetch.payload.index - v_key0)[:len(stage.pos)]
-            m.d.sync += [stage_valid.eq(1), stage.marker.eq(rass.fetch.payload.marker),
+        # the RASS order through a register first: the scheduler's state then does not reach
+        # the address multiply in one cycle
+        m.submodules.fetch_skid = fetch_skid = SkidBuffer(rass.fetch.payload.shape(),
+                                                          skid=cfg.skid_buffers)
+        wiring.connect(m, rass.fetch, fetch_skid.i)
+        fetch = fetch_skid.o
+        m.d.comb += fetch.ready.eq(~dense & (~stage_valid | (sent & ~stage.marker)))
+        with m.If(fetch.valid & fetch.ready):
+            # v_key0 is a multiple of B: with B a power of two the position is the low bits
+            pos = (fetch.payload.index[:(B - 1).bit_length()] if not B & (B - 1)
+                   else (fetch.payload.index - v_key0)[:len(stage.pos)])
+            m.d.sync += [stage_valid.eq(1), stage.marker.eq(fetch.payload.marker),
                          stage.pos.eq(pos), stage.addr.eq(v_addr + pos * job.v_stride)]
         with m.Elif(stage_valid & (sent | stage.marker) & ~dense):
             m.d.sync += stage_valid.eq(0)
@@ -600,4 +617,10 @@ class AxiEngine(wiring.Component):
             m.d.sync += [key.eq(key + 1), pos.eq(Mux(pos == B - 1, 0, pos + 1))]
             with m.If(row_last):
                 m.d.sync += dg_on.eq(0)
-        return src
+        # A register stage before the lane's ring lookup, so that the RASS feed's read enable
+        # and the dense key counter do not hang behind the V-slot lookup (a long path on the
+        # ECP5 memory board).
+        m.submodules[f"feed_skid{i}"] = skid = SkidBuffer(sel_layout(cfg),
+                                                          skid=cfg.skid_buffers)
+        wiring.connect(m, src, skid.i)
+        return skid.o

@@ -427,10 +427,20 @@ class SUFA(wiring.Component):
         # operation decode on the multiplier path (and let Yosys share the multipliers).
         y_acc_p = [Signal(signed(der.w_width + W + 1), name=f"pv_acc{j}", reset_less=True)
                    for j in range(L)]
-        y_res_o = [Signal(signed(O_W), name=f"pv_res{j}", reset_less=True) for j in range(L)]
+        # RESCALE's o·w and l·w as two registered partial products each (a low 17-bit part
+        # of o or l times w, and the rest times w), added in Y: one 18×18 multiplier's worth a
+        # product in X, the wide sum in Y, instead of a cascaded multiplier and its adders in X.
+        SPLIT = 17
+        y_res_lo = [Signal(SPLIT + der.w_width, name=f"pv_res_lo{j}", reset_less=True)
+                    for j in range(L)]
+        y_res_hi = [Signal(signed(max(1, O_W - SPLIT) + der.w_width + 1),
+                           name=f"pv_res_hi{j}", reset_less=True) for j in range(L)]
+        y_res_o = [((y_res_hi[j] << SPLIT) + y_res_lo[j]) >> WF for j in range(L)]
         y_stale = Signal()                     # this ACC step starts from o = 0
         y_w = Signal(der.w_width)              # ACC: w to add to l
-        y_res_l = Signal(L_W)                  # RESCALE: the new l
+        y_l_lo = Signal(SPLIT + der.w_width)   # RESCALE: the new l, in two parts
+        y_l_hi = Signal(max(1, L_W - SPLIT) + der.w_width)
+        y_res_l = ((y_l_hi << SPLIT) + y_l_lo) >> WF
         # V: chunk 0 straight from the FIFO's output register, the rest from a register that
         # shifts a chunk per step (a 2-way instead of an M-way multiplexer before the MACs).
         v_rest = Signal(max(1, (D - L) * W), reset_less=True)
@@ -462,8 +472,10 @@ class SUFA(wiring.Component):
         m.d.comb += v_fifo.r_en.eq(op_done & (kind == _Op.ACC))
         m.d.sync += y_valid.eq(working)
         m.d.sync += [y_acc_p[j].eq(w * v_now[j * W:(j + 1) * W].as_signed()) for j in range(L)]
-        m.d.sync += [y_res_o[j].eq((o_src[j] * w) >> WF) for j in range(L)]   # RESCALE_FLOOR
-        m.d.sync += [y_w.eq(w), y_res_l.eq((l_acc * w) >> WF)]
+        for j in range(L):                                                   # RESCALE_FLOOR
+            m.d.sync += [y_res_lo[j].eq(o_src[j][:SPLIT] * w),
+                         y_res_hi[j].eq(o_src[j][SPLIT:].as_signed() * w)]
+        m.d.sync += [y_w.eq(w), y_l_lo.eq(l_acc[:SPLIT] * w), y_l_hi.eq(l_acc[SPLIT:] * w)]
         with m.If(working):
             count("pv_cycles")
             m.d.sync += [pv_chunk.eq(Mux(pv_chunk == M - 1, 0, pv_chunk + 1)),

@@ -43,9 +43,9 @@ R_TIME = 4
 #: Cycles from a V row in its ring to its key entering SU-FA (valid bit, feeder stage).
 FEED_TIME = 2
 #: Register checks at start (:data:`spec.timing.JOB_CHECK_CYCLES`), and the block hand-over
-#: (BLOCK state, the lanes' reset).
-START_TIME = JOB_CHECK_CYCLES
-BLOCK_GAP = 3
+#: (PREP and BLOCK states, the lanes' reset).
+START_TIME = JOB_CHECK_CYCLES + 1
+BLOCK_GAP = 4
 
 
 @dataclass
