@@ -23,6 +23,12 @@ SADS unit takes its keys one per SADS ``ii`` cycles from the tile's first beat, 
 registers further on, so the selection is there ``dlzs_cycles + (size - 1)·ii + lag + 2``
 cycles after the tile's first beat; the units' queues (two tiles each) and result queues let
 prediction run ``3 + units·(2 + queue_depth)`` tiles ahead of SU-FA.
+
+With the adaptive gate (``adapt_bins > 0``, sparse) a row passes through the gate whole:
+DLZS fills it at ``dlzs_cycles`` a key, the gate counts it (two cycles a key) and sweeps its
+bins (``2·adapt_bins + 7``), then replays it to SADS at two cycles a key, or at the SADS ``ii``
+per key that enters the sorter where that is slower; the next row fills the gate after that
+(DLZS has its keys ready, so only the first row waits for DLZS's latency).
 """
 
 from dataclasses import dataclass
@@ -119,11 +125,35 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     L = cfg.q_lanes
     # The lanes of a group take every K row (and every dense key) together, so a group moves
     # at the pace of its slowest lane in every tile.
+    gate = bool(cfg.adapt_bins) and not params.dense
+    if gate:
+        # The adaptive gate (hw/adapt.py) takes the whole row from DLZS (dlzs_cycles a key),
+        # counts it (two cycles a key), sweeps the bins (2·adapt_bins + 7 with the threshold
+        # and the first read) and replays it to SADS (two cycles a key); SADS sees the gate,
+        # not DLZS, and the next row's keys enter the gate once it has replayed this one
+        # (DLZS has them ready by then: only the first row waits for its latency).
+        emit_time = 2
+        gate_think = 2 * cfg.adapt_bins + 7
+        t_pred += dlzs_lat + 2
+        lag = sads_lat + 3
     for g in range(0, len(work), L):
         group = work[g:g + L]
+        if gate:
+            S = sum(t[0] for t in group[0])
+            t_pred += S * DL + 2 * S + gate_think
+            predict += S * DL
         for n in range(len(group[0])):
             size = group[0][n][0]
-            if not params.dense and P > 1:
+            if gate:
+                # SADS's sorter takes only the keys that enter it (eligible, within the
+                # radius, able to enter the list), at its ii
+                entered = size if res is None else max(
+                    res.selection[g + i][n].entered for i in range(len(group)))
+                t_pred += max(size * emit_time, entered * sads_ii)
+                if len(starts) >= ahead:
+                    t_pred = max(t_pred, starts[-ahead])
+                ready = t_pred + lag
+            elif not params.dense and P > 1:
                 stream = max(-(-size // P) * DL, size * bank.ii)
                 t_pred += stream
                 if len(starts) >= ahead:
@@ -150,7 +180,7 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
             starts.append(start)
             t_sufa = start + cost
             sufa += cost
-        t_pred += row_gap
+        t_pred += 0 if gate else row_gap
         if div_ii > 1 or P > 1:            # hand-over waits for the previous row's divide
             t_sufa = max(t_sufa, t_div)
             t_div = t_sufa + div_time

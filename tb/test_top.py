@@ -442,6 +442,27 @@ def test_core_adaptive_budget(name, mass, traffic):
         assert regs["keys"] < fixed.counters()["keys"]
     else:
         assert regs["keys"] == fixed.counters()["keys"]
+    if traffic is TRAFFIC[0]:
+        model = core_cycles(cfg, params, res, Q, K, V)
+        assert abs(model - regs["busy_cycles"]) <= 0.05 * regs["busy_cycles"], \
+            (model, regs["busy_cycles"])
+
+
+@pytest.mark.parametrize("name", ADAPT)
+def test_cycle_model_with_the_gate_at_max_seq_len(name):
+    """The cycle model with the adaptive gate (a row in, counted, swept, replayed), at S =
+    max_seq_len, within 5 %, at p = 128/256 and 0 (every key eligible: SADS bounds)."""
+    cfg = ADAPT[name]
+    S = cfg.max_seq_len
+    Q, K, V = peaked_case(cfg, 12, T=4, S=S)
+    for mass in (128, 0):
+        params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                           scale_log2e=RunParams.scale_from_float(cfg, 2e-3), adapt_mass=mass,
+                           adapt_scale=RunParams.scale_from_float(cfg, 1e-4), adapt_shift=13)
+        res, regs = check(cfg, Q, K, V, params)
+        model = core_cycles(cfg, params, res, Q, K, V)
+        assert abs(model - regs["busy_cycles"]) <= 0.05 * regs["busy_cycles"], \
+            (mass, model, regs["busy_cycles"])
 
 
 def test_memory_core_refuses_the_adaptive_budget():
