@@ -86,7 +86,8 @@ class SUFA(wiring.Component):
        ``m <- s``. Raising an existing ``m`` issues a ``RESCALE`` operation with ``m_old -
        m_new`` before the key's ``ACC`` operation with ``s - m`` (a cycle each; the first
        ``m`` of a row takes one cycle without an operation).
-    3. **Exponent argument**: ``x = (diff·c) >> (c_frac - exp_frac)`` (``EXP_ARG_FLOOR``),
+    3. **Exponent argument**: ``x = (diff·c) >> (c_frac - exp_frac)`` (``EXP_ARG_FLOOR``;
+       the product registered, then floored and clamped),
        clamped to the :class:`hw.exp2.Exp2` input range (the clamped arguments all give 0).
     4. **Exp2** (two stages): ``w = exp2_fx(x)``.
     5. **PV** (two stages): ``ACC`` adds ``w`` to ``l`` and ``w·v`` to ``o``, ``mac_lanes``
@@ -135,7 +136,7 @@ class SUFA(wiring.Component):
         ``ceil((out_width + 1) / 2) + 1`` iterative).
     latency : int
         Cycles from the acceptance of the key of a one-key row to the row's first :py:`o`
-        beat, with the pipeline otherwise empty: ``2·mac_cycles + 11 + divider.latency``
+        beat, with the pipeline otherwise empty: ``2·mac_cycles + 12 + divider.latency``
         (QK with its product and adder-tree registers, two cycles of max assurance (``m`` is
         set, then the operation issued), exponent argument, two Exp2 stages, operation
         register, PV with its product register, hand-over, divide buffer, divider).
@@ -375,19 +376,26 @@ class SUFA(wiring.Component):
         x_min = -((cfg.w_frac + 2) << cfg.exp_frac)
         tag_layout = data.StructLayout({"kind": _Op, "row_end": 1})
         m.submodules.exp2 = exp2 = Exp2(cfg, in_width=in_width, tag_shape=tag_layout)
+        # The product diff·c is registered (prod, with its operation in arg_*) before the
+        # floor and the clamp: a multiplier and a wide compare do not fit one cycle.
         prod = Signal(signed(der.diff_width + 1 + cfg.c_bits + 1))
+        arg_valid = Signal()
+        arg_tag = Signal(tag_layout)
+        arg_ready = Signal()
         x_full = Signal.like(prod)
         m.d.comb += [
-            prod.eq(op.diff * op.c),
+            arg_ready.eq(~exp2.i.valid | exp2.i.ready),
+            op_ready.eq(~arg_valid | arg_ready),
             x_full.eq(prod >> (cfg.c_frac - cfg.exp_frac)),      # EXP_ARG_FLOOR
-            op_ready.eq(~exp2.i.valid | exp2.i.ready),
         ]
         with m.If(op_ready):
+            m.d.sync += [arg_valid.eq(op_valid), prod.eq(op.diff * op.c),
+                         arg_tag.kind.eq(op.kind), arg_tag.row_end.eq(op.row_end)]
+        with m.If(arg_ready):
             m.d.sync += [
-                exp2.i.valid.eq(op_valid),
+                exp2.i.valid.eq(arg_valid),
                 exp2.i.payload.x.eq(Mux(x_full < x_min, x_min, x_full)),
-                exp2.i.payload.tag.kind.eq(op.kind),
-                exp2.i.payload.tag.row_end.eq(op.row_end),
+                exp2.i.payload.tag.eq(arg_tag),
             ]
 
         # == stage 5: PV accumulate / rescale, issue (X) and apply (Y) =========================

@@ -64,10 +64,11 @@ def dlzs_latency(cfg):
 
 def sufa_latency(cfg, *, iterative_divider=False):
     """SU-FA, from a key's acceptance to the first ``O`` beat of a one-key row:
-    ``2·mac_cycles + 11 + divider latency`` (Q·K chunks, P·V chunks, the score, exp2, operation
-    and product registers, the divide buffer and the divider)."""
+    ``2·mac_cycles + 12 + divider latency`` (Q·K chunks, P·V chunks, the score, the exponent
+    argument's product, exp2, operation and product registers, the divide buffer and the
+    divider)."""
     div_lat, _ = divider_timing(cfg.derived.out_width, iterative=iterative_divider)
-    return 2 * cfg.derived.mac_cycles + 11 + div_lat
+    return 2 * cfg.derived.mac_cycles + 12 + div_lat
 
 
 def core_latency(cfg, *, iterative_divider=False):
