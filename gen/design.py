@@ -79,6 +79,9 @@ def check_unit(unit, cfg):
     naming ``--unit`` when the unit cannot be built from ``cfg``, before any file is
     written."""
     factory, name = unit_factory(unit)
+    if unit == "sads" and cfg.predict_keys > 1:
+        # several keys a cycle: a lane's selection is a bank of SADS units
+        from hw.sadsbank import SADSBank as factory
     if unit == "adapt" and not cfg.adapt_bins:
         raise ConfigError(f"--unit adapt: the adaptive gate needs adapt_bins > 0; "
                           f"{cfg.name} has adapt_bins = 0")

@@ -219,3 +219,11 @@ def test_latency_and_ii(name):
     a, b = len(acc) // 4, len(acc) - 1
     per_key = (acc[b] - acc[a]) / ((b - a) * cfg.predict_keys)
     assert per_key == pytest.approx(dut.ii, rel=0.1)
+
+
+def test_unit_sads_builds_the_bank():
+    """``--unit sads`` of a config with predict_keys > 1 is the bank; with 1, plain SADS."""
+    from gen.design import check_unit
+    from hw.sads import SADS
+    assert check_unit("sads", CONFIGS["tiny-pk4"])[0] is SADSBank
+    assert check_unit("sads", TINY)[0] is SADS
