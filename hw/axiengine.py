@@ -574,6 +574,11 @@ class AxiEngine(wiring.Component):
             m.d.sync += rows_done.eq(rows_done + 1)
 
         # -- events ---------------------------------------------------------------------------
+        # Two register stages on the way to the counter bank, which sits far from the
+        # datapath on the board: the counts arrive two cycles late, the totals are the same.
+        raw, staged = Signal(event_layout(cfg)), Signal(event_layout(cfg))
+        m.d.sync += [staged.eq(raw), ev.eq(staged)]
+        ev = raw
         beat = [rd.data[c].valid & rd.data[c].ready for c in range(3)]
         m.d.comb += [
             ev.predict.eq(kb_valid.any()),
