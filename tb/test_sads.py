@@ -20,7 +20,7 @@ from hw.sads import COUNTERS, SADS
 from spec.timing import sads_timing
 from tb.streams import TRAFFIC
 from tb.support.configs import SADS_CONFIGS as CONFIGS
-from tb.support.sads import edge_rows, expected, random_rows
+from tb.support.sads import edge_rows, expected, random_rows, sel_timing
 
 TINY, DEFAULT = CONFIGS["tiny"], CONFIGS["default"]
 
@@ -181,38 +181,10 @@ def test_checker_detects_mutation():
 def measure(cfg, ahat, top_k):
     """Steady traffic, always ready: the cycle each key is accepted and each tile's first
     output beat appears (cycle 0 = the first key's acceptance)."""
-    dut = dut_for(cfg)
-    accepted, firsts = [], []
-
-    async def bench(ctx):
-        ctx.set(dut.sel.ready, 1)
-        ctx.set(dut.top_k, top_k)
-        ctx.set(dut.radius, cfg.derived.radius_inf)
-        ctx.set(dut.ahat.valid, 1)
-        j, cycle = 0, 0
-        n_tiles = -(-len(ahat) // cfg.block_size)
-        while len(firsts) < n_tiles:
-            if j < len(ahat):
-                ctx.set(dut.ahat.payload, {"value": int(ahat[j]), "index": j,
-                                           "first": int(j == 0), "last": int(j == len(ahat) - 1)})
-            else:
-                ctx.set(dut.ahat.valid, 0)
-            _, _, fire, out_valid, out_first = await ctx.tick().sample(
-                dut.ahat.valid & dut.ahat.ready, dut.sel.valid, dut.sel.payload.first)
-            if out_valid and out_first:
-                firsts.append(cycle)
-            if fire:
-                accepted.append(cycle)
-                j += 1
-            cycle += 1
-            assert cycle < 20 * len(ahat) + 200
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    t0 = accepted[0]
-    return [a - t0 for a in accepted], [f - t0 for f in firsts]
+    beats = [{"value": int(v), "index": j, "first": int(j == 0), "last": int(j == len(ahat) - 1)}
+             for j, v in enumerate(ahat)]
+    return sel_timing(dut_for(cfg), cfg, beats, top_k, -(-len(ahat) // cfg.block_size),
+                      20 * len(ahat) + 200)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -20,7 +20,7 @@ from spec.config import preset
 from hw.sads import COUNTERS
 from hw.sadsbank import SADSBank
 from tb.streams import TRAFFIC
-from tb.support.sads import edge_rows, expected, random_rows
+from tb.support.sads import edge_rows, expected, random_rows, sel_timing
 
 TINY = preset("tiny")
 CONFIGS = {
@@ -171,38 +171,8 @@ def test_checker_detects_mutation():
 def measure(cfg, ahat, top_k):
     """Steady traffic, always ready: the cycle each beat is accepted and each tile's first
     ``sel`` beat appears (cycle 0 = the first beat's acceptance)."""
-    dut = dut_for(cfg)
-    beats = beats_of(cfg, ahat)
-    accepted, firsts = [], []
-
-    async def bench(ctx):
-        ctx.set(dut.sel.ready, 1)
-        ctx.set(dut.top_k, top_k)
-        ctx.set(dut.radius, cfg.derived.radius_inf)
-        ctx.set(dut.ahat.valid, 1)
-        j, cycle = 0, 0
-        n_tiles = -(-len(ahat) // cfg.block_size)
-        while len(firsts) < n_tiles:
-            if j < len(beats):
-                ctx.set(dut.ahat.payload, beats[j])
-            else:
-                ctx.set(dut.ahat.valid, 0)
-            _, _, fire, out_valid, out_first = await ctx.tick().sample(
-                dut.ahat.valid & dut.ahat.ready, dut.sel.valid, dut.sel.payload.first)
-            if out_valid and out_first:
-                firsts.append(cycle)
-            if fire:
-                accepted.append(cycle)
-                j += 1
-            cycle += 1
-            assert cycle < 20 * len(ahat) + 200
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    t0 = accepted[0]
-    return [a - t0 for a in accepted], [f - t0 for f in firsts]
+    return sel_timing(dut_for(cfg), cfg, beats_of(cfg, ahat), top_k,
+                      -(-len(ahat) // cfg.block_size), 20 * len(ahat) + 200)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

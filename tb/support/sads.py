@@ -2,12 +2,13 @@
 ``tb/cocotb/sads/cocotb_sads.py`` (Verilator): rows are ``(ahat, top_k, radius)``."""
 
 import numpy as np
+from amaranth.sim import Simulator
 
 from hw.sads import COUNTERS
 from sim.golden import sads_row
 
 
-__all__ = ["expected", "random_rows", "edge_rows"]
+__all__ = ["expected", "random_rows", "edge_rows", "sel_timing"]
 
 
 def expected(cfg, rows):
@@ -82,3 +83,39 @@ def edge_rows(cfg):
         (np.arange(B)[::-1].copy(), K, 1),                # exactly one tile
         (np.arange(B + 1), K, 0),                         # a one-key last tile
     ]
+
+
+def sel_timing(dut, cfg, beats, top_k, n_tiles, limit):
+    """Steady traffic, always ready, on :class:`hw.sads.SADS` or :class:`hw.sadsbank.SADSBank`:
+    the cycle each of ``beats`` is accepted on :py:`ahat` and each of the ``n_tiles`` tiles'
+    first :py:`sel` beat appears (cycle 0 = the first acceptance); fails after ``limit``
+    cycles."""
+    accepted, firsts = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.sel.ready, 1)
+        ctx.set(dut.top_k, top_k)
+        ctx.set(dut.radius, cfg.derived.radius_inf)
+        ctx.set(dut.ahat.valid, 1)
+        j, cycle = 0, 0
+        while len(firsts) < n_tiles:
+            if j < len(beats):
+                ctx.set(dut.ahat.payload, beats[j])
+            else:
+                ctx.set(dut.ahat.valid, 0)
+            _, _, fire, out_valid, out_first = await ctx.tick().sample(
+                dut.ahat.valid & dut.ahat.ready, dut.sel.valid, dut.sel.payload.first)
+            if out_valid and out_first:
+                firsts.append(cycle)
+            if fire:
+                accepted.append(cycle)
+                j += 1
+            cycle += 1
+            assert cycle < limit
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    t0 = accepted[0]
+    return [a - t0 for a in accepted], [f - t0 for f in firsts]
