@@ -400,7 +400,7 @@ def _validate(cfg):
          f"{cfg.adapt_bins}) takes one key per cycle; allowed predict_keys = 1 with "
          f"adapt_bins > 0")
     need(cfg.adapt_bins != 1,
-         f"adapt_bins = 1 must be 0 (no adaptive selection) or 2 … 64")
+         "adapt_bins = 1 must be 0 (no adaptive selection) or 2 … 64")
     need(cfg.exp_lut_bits <= cfg.exp_frac,
          f"exp_lut_bits = {cfg.exp_lut_bits} must not exceed exp_frac = {cfg.exp_frac} "
          f"(the table is addressed by the top fraction bits)")

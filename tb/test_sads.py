@@ -8,19 +8,17 @@ match the golden model exactly; latency, tile latency and ii are measured agains
 properties.
 """
 
-import random
 import zlib
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from spec.config import preset
 from hw.sads import COUNTERS, SADS
 from spec.timing import sads_timing
 from tb.streams import TRAFFIC
 from tb.support.configs import SADS_CONFIGS as CONFIGS
-from tb.support.sads import edge_rows, expected, random_rows, sel_timing
+from tb.support.sads import drive_rows, edge_rows, expected, random_rows, sel_timing
 
 TINY, DEFAULT = CONFIGS["tiny"], CONFIGS["default"]
 
@@ -35,63 +33,17 @@ def dut_for(cfg):
 
 
 def run_sads(cfg, rows, traffic=None, seed=0, timeout=100_000):
-    """Drive ``rows`` = [(ahat, top_k, radius)] through SADS; returns (beats, counters).
-
-    ``top_k``/``radius`` are set with each row's first key and scrambled as soon as it has been
-    accepted (the unit must hold the sampled values for the row).
-    """
+    """Drive ``rows`` = [(ahat, top_k, radius)] through SADS; returns (beats, counters,
+    expected beats, expected totals) (:func:`tb.support.sads.drive_rows`)."""
     dut = dut_for(cfg)
-    der = cfg.derived
     beats, totals = expected(cfg, rows)
-    got, counters = [], {}
-    src_rng, sink_rng = random.Random(seed * 7 + 1), random.Random(seed * 7 + 2)
-    junk = random.Random(seed)
-
-    async def source(ctx):
-        for ahat, top_k, radius in rows:
-            for j, v in enumerate(ahat):
-                if traffic is not None:
-                    for _ in range(traffic.gaps(src_rng, traffic.idle)):
-                        ctx.set(dut.ahat.valid, 0)
-                        await ctx.tick()
-                ctx.set(dut.ahat.valid, 1)
-                ctx.set(dut.ahat.payload, {"value": int(v), "index": j, "first": int(j == 0),
-                                           "last": int(j == len(ahat) - 1)})
-                if j == 0:
-                    ctx.set(dut.top_k, top_k)
-                    ctx.set(dut.radius, radius)
-                await ctx.tick().until(dut.ahat.ready)
-                ctx.set(dut.top_k, junk.randint(0, (1 << der.topk_width) - 1))
-                ctx.set(dut.radius, junk.randint(0, der.radius_inf))
-        ctx.set(dut.ahat.valid, 0)
-
-    async def sink(ctx):
-        for _ in range(len(beats)):
-            if traffic is not None:
-                for _ in range(traffic.gaps(sink_rng, traffic.backpressure)):
-                    ctx.set(dut.sel.ready, 0)
-                    await ctx.tick()
-            ctx.set(dut.sel.ready, 1)
-            payload, = await ctx.tick().sample(dut.sel.payload).until(dut.sel.valid)
-            got.append({name: int(getattr(payload, name)) for name in beats[0]})
-        ctx.set(dut.sel.ready, 1)
-        for _ in range(cfg.block_size + 2 * dut.stages + 8):   # catch extra beats
-            _, _, valid = await ctx.tick().sample(dut.sel.valid)
-            assert not valid, "extra output beat after the expected ones"
-        for name in COUNTERS:
-            counters[name] = ctx.get(getattr(dut, name))
-
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-        raise AssertionError(f"timeout after {timeout} cycles: {len(got)} of {len(beats)} beats")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source, background=True)
-    sim.add_testbench(sink)
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
+    keyed = [([{"value": int(v), "index": j, "first": int(j == 0),
+                "last": int(j == len(ahat) - 1)} for j, v in enumerate(ahat)], top_k, radius)
+             for ahat, top_k, radius in rows]
+    got, counters = drive_rows(
+        dut, cfg, keyed, beats, lambda ctx: {n: ctx.get(getattr(dut, n)) for n in COUNTERS},
+        traffic=traffic, seed=seed, settle=cfg.block_size + 2 * dut.stages + 8,
+        timeout=timeout)
     return got, counters, beats, totals
 
 

@@ -9,18 +9,16 @@ counters must match the golden model exactly; latency and ii are measured agains
 properties.
 """
 
-import random
 import zlib
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from spec.config import preset
 from hw.sads import COUNTERS
 from hw.sadsbank import SADSBank
 from tb.streams import TRAFFIC
-from tb.support.sads import edge_rows, expected, random_rows, sel_timing
+from tb.support.sads import drive_rows, edge_rows, expected, random_rows, sel_timing
 
 TINY = preset("tiny")
 CONFIGS = {
@@ -55,59 +53,15 @@ def beats_of(cfg, ahat):
 
 
 def run_bank(cfg, rows, traffic=None, seed=0, timeout=100_000):
-    """``rows`` = [(ahat, top_k, radius)] through the bank: (beats, counter sums)."""
+    """``rows`` = [(ahat, top_k, radius)] through the bank: (beats, counter sums)
+    (:func:`tb.support.sads.drive_rows`)."""
     dut = dut_for(cfg)
-    der = cfg.derived
     want, _ = expected(cfg, rows)
-    got, counters = [], {}
-    src_rng, sink_rng, junk = (random.Random(seed * 7 + n) for n in (1, 2, 3))
-
-    async def source(ctx):
-        for ahat, top_k, radius in rows:
-            for n, beat in enumerate(beats_of(cfg, ahat)):
-                if traffic is not None:
-                    for _ in range(traffic.gaps(src_rng, traffic.idle)):
-                        ctx.set(dut.ahat.valid, 0)
-                        await ctx.tick()
-                ctx.set(dut.ahat.valid, 1)
-                ctx.set(dut.ahat.payload, beat)
-                if n == 0:
-                    ctx.set(dut.top_k, top_k)
-                    ctx.set(dut.radius, radius)
-                await ctx.tick().until(dut.ahat.ready)
-                # The bank must hold the row's values: scramble them once sampled.
-                ctx.set(dut.top_k, junk.randint(0, (1 << der.topk_width) - 1))
-                ctx.set(dut.radius, junk.randint(0, der.radius_inf))
-        ctx.set(dut.ahat.valid, 0)
-
-    async def sink(ctx):
-        for _ in range(len(want)):
-            if traffic is not None:
-                for _ in range(traffic.gaps(sink_rng, traffic.backpressure)):
-                    ctx.set(dut.sel.ready, 0)
-                    await ctx.tick()
-            ctx.set(dut.sel.ready, 1)
-            payload, = await ctx.tick().sample(dut.sel.payload).until(dut.sel.valid)
-            got.append({name: int(getattr(payload, name)) for name in want[0]})
-        ctx.set(dut.sel.ready, 1)
-        for _ in range(3 * cfg.block_size + 40):                 # catch extra beats
-            _, _, valid = await ctx.tick().sample(dut.sel.valid)
-            assert not valid, "extra output beat after the expected ones"
-        for name in COUNTERS:
-            counters[name] = sum(ctx.get(getattr(u, name)) for u in dut.units_list)
-
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-        raise AssertionError(f"timeout after {timeout} cycles: {len(got)} of {len(want)} beats")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source, background=True)
-    sim.add_testbench(sink)
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
-    return got, counters
+    return drive_rows(
+        dut, cfg, [(beats_of(cfg, ahat), top_k, radius) for ahat, top_k, radius in rows],
+        want, lambda ctx: {n: sum(ctx.get(getattr(u, n)) for u in dut.units_list)
+                           for n in COUNTERS},
+        traffic=traffic, seed=seed, settle=3 * cfg.block_size + 40, timeout=timeout)
 
 
 def check(cfg, rows, traffic=None, seed=0):

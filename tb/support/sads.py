@@ -1,6 +1,8 @@
 """SADS stimulus and expected values, shared by ``tb/test_sads.py`` (Amaranth simulator) and
 ``tb/cocotb/sads/cocotb_sads.py`` (Verilator): rows are ``(ahat, top_k, radius)``."""
 
+import random
+
 import numpy as np
 from amaranth.sim import Simulator
 
@@ -8,7 +10,7 @@ from hw.sads import COUNTERS
 from sim.golden import sads_row
 
 
-__all__ = ["expected", "random_rows", "edge_rows", "sel_timing"]
+__all__ = ["expected", "random_rows", "edge_rows", "sel_timing", "drive_rows"]
 
 
 def expected(cfg, rows):
@@ -119,3 +121,60 @@ def sel_timing(dut, cfg, beats, top_k, n_tiles, limit):
     sim.run()
     t0 = accepted[0]
     return [a - t0 for a in accepted], [f - t0 for f in firsts]
+
+
+def drive_rows(dut, cfg, rows, want, counters_of, *, traffic=None, seed=0, settle=40,
+               timeout=100_000):
+    """Drive ``rows`` = [(beats, top_k, radius)] into :py:`ahat` of SADS or SADSBank and take
+    ``len(want)`` beats from :py:`sel` (random idle cycles and backpressure with ``traffic``);
+    returns ``(beats as dicts of want's fields, counters_of(ctx))``. ``top_k``/``radius``
+    are set with a row's first beat and scrambled once it is accepted (the unit must hold the
+    row's values); ``settle`` cycles after the last beat must bring no further one."""
+    der = cfg.derived
+    got, counters = [], {}
+    src_rng, sink_rng, junk = (random.Random(seed * 7 + n) for n in (1, 2, 3))
+
+    async def source(ctx):
+        for beats, top_k, radius in rows:
+            for n, beat in enumerate(beats):
+                if traffic is not None:
+                    for _ in range(traffic.gaps(src_rng, traffic.idle)):
+                        ctx.set(dut.ahat.valid, 0)
+                        await ctx.tick()
+                ctx.set(dut.ahat.valid, 1)
+                ctx.set(dut.ahat.payload, beat)
+                if n == 0:
+                    ctx.set(dut.top_k, top_k)
+                    ctx.set(dut.radius, radius)
+                await ctx.tick().until(dut.ahat.ready)
+                ctx.set(dut.top_k, junk.randint(0, (1 << der.topk_width) - 1))
+                ctx.set(dut.radius, junk.randint(0, der.radius_inf))
+        ctx.set(dut.ahat.valid, 0)
+
+    async def sink(ctx):
+        for _ in range(len(want)):
+            if traffic is not None:
+                for _ in range(traffic.gaps(sink_rng, traffic.backpressure)):
+                    ctx.set(dut.sel.ready, 0)
+                    await ctx.tick()
+            ctx.set(dut.sel.ready, 1)
+            payload, = await ctx.tick().sample(dut.sel.payload).until(dut.sel.valid)
+            got.append({name: int(getattr(payload, name)) for name in want[0]})
+        ctx.set(dut.sel.ready, 1)
+        for _ in range(settle):                                  # catch extra beats
+            _, _, valid = await ctx.tick().sample(dut.sel.valid)
+            assert not valid, "extra output beat after the expected ones"
+        counters.update(counters_of(ctx))
+
+    async def watchdog(ctx):
+        for _ in range(timeout):
+            await ctx.tick()
+        raise AssertionError(f"timeout after {timeout} cycles: {len(got)} of {len(want)} beats")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source, background=True)
+    sim.add_testbench(sink)
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
+    return got, counters
