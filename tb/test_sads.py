@@ -18,7 +18,8 @@ from hw.sads import COUNTERS, SADS
 from spec.timing import sads_timing
 from tb.streams import TRAFFIC
 from tb.support.configs import SADS_CONFIGS as CONFIGS
-from tb.support.sads import drive_rows, edge_rows, expected, random_rows, sel_timing
+from tb.support.sads import (check_rows, drive_rows, edge_rows, expected, key_beats,
+                              random_rows, sel_timing)
 
 TINY, DEFAULT = CONFIGS["tiny"], CONFIGS["default"]
 
@@ -37,23 +38,15 @@ def run_sads(cfg, rows, traffic=None, seed=0, timeout=100_000):
     expected beats, expected totals) (:func:`tb.support.sads.drive_rows`)."""
     dut = dut_for(cfg)
     beats, totals = expected(cfg, rows)
-    keyed = [([{"value": int(v), "index": j, "first": int(j == 0),
-                "last": int(j == len(ahat) - 1)} for j, v in enumerate(ahat)], top_k, radius)
-             for ahat, top_k, radius in rows]
     got, counters = drive_rows(
-        dut, cfg, keyed, beats, lambda ctx: {n: ctx.get(getattr(dut, n)) for n in COUNTERS},
+        dut, cfg, [(key_beats(ahat), top_k, radius) for ahat, top_k, radius in rows], beats, lambda ctx: {n: ctx.get(getattr(dut, n)) for n in COUNTERS},
         traffic=traffic, seed=seed, settle=cfg.block_size + 2 * dut.stages + 8,
         timeout=timeout)
     return got, counters, beats, totals
 
 
 def check(cfg, rows, traffic=None, seed=0):
-    got, counters, beats, totals = run_sads(cfg, rows, traffic, seed)
-    for n, (g, e) in enumerate(zip(got, beats)):
-        assert g == e, f"beat #{n}: got {g}, expected {e}"
-    assert len(got) == len(beats)
-    assert counters == totals
-    return totals
+    return check_rows(*run_sads(cfg, rows, traffic, seed))
 
 
 # -- random traffic, config matrix ---------------------------------------------------------
@@ -133,10 +126,8 @@ def test_checker_detects_mutation():
 def measure(cfg, ahat, top_k):
     """Steady traffic, always ready: the cycle each key is accepted and each tile's first
     output beat appears (cycle 0 = the first key's acceptance)."""
-    beats = [{"value": int(v), "index": j, "first": int(j == 0), "last": int(j == len(ahat) - 1)}
-             for j, v in enumerate(ahat)]
-    return sel_timing(dut_for(cfg), cfg, beats, top_k, -(-len(ahat) // cfg.block_size),
-                      20 * len(ahat) + 200)
+    return sel_timing(dut_for(cfg), cfg, key_beats(ahat), top_k,
+                      -(-len(ahat) // cfg.block_size), 20 * len(ahat) + 200)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

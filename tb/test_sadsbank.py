@@ -18,7 +18,7 @@ from spec.config import preset
 from hw.sads import COUNTERS
 from hw.sadsbank import SADSBank
 from tb.streams import TRAFFIC
-from tb.support.sads import drive_rows, edge_rows, expected, random_rows, sel_timing
+from tb.support.sads import check_rows, drive_rows, edge_rows, expected, random_rows, sel_timing
 
 TINY = preset("tiny")
 CONFIGS = {
@@ -66,12 +66,7 @@ def run_bank(cfg, rows, traffic=None, seed=0, timeout=100_000):
 
 def check(cfg, rows, traffic=None, seed=0):
     want, totals = expected(cfg, rows)
-    got, counters = run_bank(cfg, rows, traffic, seed)
-    for n, (g, e) in enumerate(zip(got, want)):
-        assert g == e, f"beat #{n}: got {g}, expected {e}"
-    assert len(got) == len(want)
-    assert counters == totals
-    return totals
+    return check_rows(*run_bank(cfg, rows, traffic, seed), want, totals)
 
 
 #: Every traffic pattern on the small configs; idle + backpressure (and the rest in make

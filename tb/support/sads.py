@@ -6,11 +6,14 @@ import random
 import numpy as np
 from amaranth.sim import Simulator
 
+from tb.support.amsim import run_until
+
 from hw.sads import COUNTERS
 from sim.golden import sads_row
 
 
-__all__ = ["expected", "random_rows", "edge_rows", "sel_timing", "drive_rows"]
+__all__ = ["expected", "random_rows", "edge_rows", "key_beats", "sel_timing", "drive_rows",
+           "check_rows"]
 
 
 def expected(cfg, rows):
@@ -85,6 +88,12 @@ def edge_rows(cfg):
         (np.arange(B)[::-1].copy(), K, 1),                # exactly one tile
         (np.arange(B + 1), K, 0),                         # a one-key last tile
     ]
+
+
+def key_beats(ahat):
+    """A row's :py:`ahat` beats for :class:`hw.sads.SADS`, one key each."""
+    return [{"value": int(v), "index": j, "first": int(j == 0), "last": int(j == len(ahat) - 1)}
+            for j, v in enumerate(ahat)]
 
 
 def sel_timing(dut, cfg, beats, top_k, n_tiles, limit):
@@ -165,16 +174,18 @@ def drive_rows(dut, cfg, rows, want, counters_of, *, traffic=None, seed=0, settl
             _, _, valid = await ctx.tick().sample(dut.sel.valid)
             assert not valid, "extra output beat after the expected ones"
         counters.update(counters_of(ctx))
+        state["done"] = True
 
-    async def watchdog(ctx):
-        for _ in range(timeout):
-            await ctx.tick()
-        raise AssertionError(f"timeout after {timeout} cycles: {len(got)} of {len(want)} beats")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source, background=True)
-    sim.add_testbench(sink)
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
+    state = {"done": False}
+    run_until(dut, [source, sink], lambda: state["done"], timeout=timeout)
     return got, counters
+
+
+def check_rows(got, counters, want, totals):
+    """The beats and counters of :func:`drive_rows` against :func:`expected`'s; returns the
+    expected totals."""
+    for n, (g, e) in enumerate(zip(got, want)):
+        assert g == e, f"beat #{n}: got {g}, expected {e}"
+    assert len(got) == len(want)
+    assert counters == totals
+    return totals
