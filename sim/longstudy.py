@@ -25,14 +25,14 @@ import time
 
 import numpy as np
 
-from sim.accuracy import Dataset, HeadData, calibrate, embedding_cosines, evaluate_heads
+from sim.accuracy import Dataset, build_dataset, calibrate, embedding_cosines, evaluate_heads
 from sim.adaptive import ExactTopP, SofaAdaptive
 from sim.minilm import LONG_TEXT_DIR, load_texts
 from sim.predictors import COST_WEIGHTS, DenseFloat, Energon, ExactTopK, PadeGuard, SofaDLZS, SpattenMSB
 
 
-__all__ = ["LENGTHS", "FULL", "SAVED_TARGET", "COS_TARGET", "long_dataset", "predictors",
-           "run_long", "summary", "long_markdown", "write_long_plots", "kept_per_head",
+__all__ = ["LENGTHS", "FULL", "SAVED_TARGET", "COS_TARGET", "long_encodings", "long_dataset",
+           "predictors", "run_long", "summary", "long_markdown", "write_long_plots", "kept_per_head",
            "interp_kept", "search_layer_mass", "MASS_GRID"]
 
 #: Token lengths reported; ``FULL`` is the whole text (496–510 tokens for the shipped set).
@@ -45,10 +45,10 @@ COS_TARGET = 0.97
 ADAPTIVE = dict(block_size=64, cap=32, temperature=1.5)
 
 
-def long_dataset(model, texts, length, split=False):
-    """The dense run of ``texts`` (``{name: text}``) at ``length`` tokens: the whole text at
-    :data:`FULL` (an over-long text is refused with a message, or with ``split`` cut into
-    pieces at sentence ends), else its first ``length`` tokens (asked for explicitly)."""
+def long_encodings(model, texts, length, split=False):
+    """``{name: Encoding}`` of ``texts`` (``{name: text}``) at ``length`` tokens: the whole
+    text at :data:`FULL` (an over-long text is refused with a message, or with ``split`` cut
+    into pieces at sentence ends), else its first ``length`` tokens (asked for explicitly)."""
     enc = {}
     for name, text in texts.items():
         if length >= FULL:
@@ -56,14 +56,12 @@ def long_dataset(model, texts, length, split=False):
             enc.update({p.name if split else name: p for p in pieces})
         else:
             enc[name] = model.encode(text, f"text {name!r}", length=length)
-    names, ids, embs, layers = [], [], [], []
-    for name, e in enc.items():
-        emb, qkv = model.capture(e)
-        names.append(name)
-        ids.append(e)
-        embs.append(emb)
-        layers.append([HeadData.from_float(q, k, v) for q, k, v in qkv])
-    return Dataset(names, ids, embs, layers)
+    return enc
+
+
+def long_dataset(model, texts, length, split=False):
+    """The dense run (:func:`sim.accuracy.build_dataset`) of :func:`long_encodings`."""
+    return build_dataset(model, long_encodings(model, texts, length, split))
 
 
 def predictors(length, data, quick=False):

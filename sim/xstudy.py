@@ -22,7 +22,9 @@ import time
 
 import numpy as np
 
-from sim.minilm import quantise_sym
+from sim.fastgolden import sofa_heads
+from sim.longstudy import FULL, long_encodings
+from sim.minilm import cosine, dense_attention, quantise_sym
 from sim.ondemand import (KHAT_WIDTHS, khat_acc, khat_shift_for, lz_codes, predict_keys,
                           predict_scores)
 from sim.predictors import HeadData, SofaDLZS
@@ -54,7 +56,6 @@ class _AccMax:
         self.top = np.zeros((len(codes), codes[0].shape[0]), dtype=np.int64)
 
     def __call__(self, layer, q, k, v, x):
-        from sim.minilm import dense_attention
         X, _ = quantise_sym(x)
         for h, c in enumerate(self.codes[layer]):
             self.top[layer, h] = max(self.top[layer, h], int(np.abs(khat_acc(X, c)).max()))
@@ -101,7 +102,6 @@ class FromX:
             khat = np.stack([predict_keys(X, self.codes[layer][h], int(self.shifts[layer, h]),
                                           self.width) for h in range(H)])
             ahat = predict_scores(hd.Q, khat)
-        from sim.fastgolden import sofa_heads
         res = sofa_heads(hd.Q, hd.K, hd.V, cfg, seq_len=S, top_k=self.sofa.top_k,
                          radius=radius, scale_log2e=scale, ahat=ahat)
         mask = res.mask()
@@ -130,10 +130,7 @@ def run_from_x(model, long_texts, calib_texts, split=False, ratios=RATIOS,
     n_layers = model.config.layers
     codes = [key_codes(model, layer) for layer in range(n_layers)]
     shifts = calibrate_shifts(model, calib_texts, codes, widths)
-    encs = {}
-    for n, t in long_texts.items():
-        pieces = model.split(t, n) if split else [model.encode(t, f"text {n!r}")]
-        encs.update({p.name if split else n: p for p in pieces})
+    encs = long_encodings(model, long_texts, FULL, split)
     tokens = max(len(e) for e in encs.values())
     refs = {n: model.embed(e) for n, e in encs.items()}
     rows = []
@@ -143,7 +140,7 @@ def run_from_x(model, long_texts, calib_texts, split=False, ratios=RATIOS,
                         for w in widths]
         for hook in runs:
             t = time.time()
-            cos = [_cos(model.embed(e, hook), refs[n]) for n, e in encs.items()]
+            cos = [cosine(model.embed(e, hook), refs[n]) for n, e in encs.items()]
             s = hook.sums
             rows.append({"tokens": tokens, "name": hook.name, "source": hook.source,
                          "khat_width": hook.width, "ratio": ratio,
@@ -159,11 +156,6 @@ def run_from_x(model, long_texts, calib_texts, split=False, ratios=RATIOS,
     log(f"  prediction from X: {time.time() - t0:.0f} s")
     return {"rows": rows, "calibrated_on": list(calib_texts),
             "shifts": {str(w): s.tolist() for w, s in shifts.items()}}
-
-
-def _cos(a, b):
-    from sim.minilm import cosine
-    return cosine(a, b)
 
 
 def from_x_markdown(res):

@@ -8,7 +8,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from sim import xstudy
-from sim.accuracy import embedding_cosines
+from sim.accuracy import build_dataset, embedding_cosines
 from sim.fastgolden import dlzs_scores_fast, sofa_heads
 from sim.golden import dlzs_scores
 from sim.minilm import MiniLM, TEXT_DIR, load_texts
@@ -149,7 +149,7 @@ def test_study_from_k_equals_the_plain_predictor_and_from_x_runs(model):
     with threadpool_limits(limits=1, user_api="blas"):
         res = xstudy.run_from_x(model, {names[0]: texts[names[0]]}, {names[1]: texts[names[1]]},
                                 ratios=(0.125,), widths=(8,), log=lambda *a: None)
-        data_cos = embedding_cosines(model, _one(model, texts[names[0]]),
+        data_cos = embedding_cosines(model, build_dataset(model, {names[0]: texts[names[0]]}),
                                      SofaDLZS(xstudy.BLOCK_SIZE, 0.125,
                                               max_seq_len=model.token_limit))
     k, x = res["rows"]
@@ -161,10 +161,3 @@ def test_study_from_k_equals_the_plain_predictor_and_from_x_runs(model):
     md = xstudy.from_x_markdown(res)
     assert f"| {k['name']} | {100 * k['kept']:.1f} % | {k['cos_mean']:.4f}" in md
     assert f"| {x['name']} |" in md and names[1] in md
-
-
-def _one(model, text):
-    from sim.accuracy import Dataset
-    ids = model.tokenize(text)
-    emb, _ = model.capture(ids)
-    return Dataset(["t"], [ids], [emb], [[]])
