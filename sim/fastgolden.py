@@ -52,16 +52,21 @@ def matmul_exact(A, B, bound):
     return np.asarray(A, np.int64) @ np.asarray(B, np.int64)
 
 
+def leading_one(mag):
+    """``floor(log2 m)`` elementwise for integer magnitudes ``m`` (0 where ``m = 0``)."""
+    mag = np.asarray(mag, dtype=np.int64)
+    p = np.zeros_like(mag)
+    nz = mag > 0
+    # frexp gives m = f·2^e with f in [0.5, 1), exact for int64 < 2^53.
+    p[nz] = np.frexp(mag[nz].astype(np.float64))[1] - 1
+    return p
+
+
 def pow2_operand(Q):
     """``sign(q)·2^floor(log2|q|)`` elementwise (0 for q = 0): the DLZS log operand as a
     multiplier, so that ``dlzs(q, k) = pow2_operand(q)·k``."""
     Q = np.asarray(Q, dtype=np.int64)
-    mag = np.abs(Q)
-    p = np.zeros_like(mag)
-    nz = mag > 0
-    # floor(log2 m) for m >= 1: frexp gives m = f·2^e with f in [0.5, 1), exact for int64 < 2^53.
-    p[nz] = np.frexp(mag[nz].astype(np.float64))[1] - 1
-    return np.sign(Q) * (np.int64(1) << p) * nz
+    return np.sign(Q) * (np.int64(1) << leading_one(np.abs(Q)))
 
 
 def dlzs_scores_fast(Q, K, cfg):

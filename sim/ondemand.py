@@ -27,8 +27,9 @@ import math
 import numpy as np
 
 from spec.config import ConfigError
+from spec.validate import check_int
 from spec.numerics import LZ_BITS, LZ_WEIGHT_MAX, LZ_ZERO, lz_decode
-from sim.fastgolden import matmul_exact, pow2_operand
+from sim.fastgolden import leading_one, matmul_exact, pow2_operand
 
 
 __all__ = ["KHAT_WIDTHS", "lz_codes", "lz_values", "khat_acc", "khat_shift_for",
@@ -54,8 +55,7 @@ def lz_codes(W):
         at = np.unravel_index(bad[0], W.shape)
         raise ConfigError(f"weight W{list(map(int, at))} = {int(W[at])} is outside the LZ "
                           f"format's range -{LZ_WEIGHT_MAX} … {LZ_WEIGHT_MAX}")
-    p = np.log2(np.maximum(np.abs(W), 1).astype(np.float64)).astype(np.int64)  # exact: ≤ 127
-    codes = ((W < 0).astype(np.int64) << 3) | p
+    codes = ((W < 0).astype(np.int64) << 3) | leading_one(np.abs(W))
     return np.where(W == 0, LZ_ZERO, codes).astype(np.uint8)
 
 
@@ -76,10 +76,11 @@ def lz_values(codes):
     return np.where(codes >> 3 == 1, -mag, mag)
 
 
-def _check_weights(X, codes):
+def _check_tokens(X, W):
+    """int8 ``X [S, d_model]`` against weights (or codes) ``W [d, d_model]``."""
     X = _int_array(X, "X")
-    if X.ndim != 2 or codes.ndim != 2 or codes.shape[1] != X.shape[1]:
-        raise ConfigError(f"W_k has shape {codes.shape} and X {X.shape}; expected W_k "
+    if X.ndim != 2 or W.ndim != 2 or W.shape[1] != X.shape[1]:
+        raise ConfigError(f"W_k has shape {W.shape} and X {X.shape}; expected W_k "
                           f"[d, d_model] and X [S, d_model] with the same d_model")
     if X.size and np.abs(X).max() > 127:
         raise ConfigError(f"X holds {int(np.abs(X).max())}; the tokens are int8 (-127 … 127)")
@@ -90,15 +91,14 @@ def khat_acc(X, codes):
     """Phase 1.1's sums ``acc [S, d]`` of int8 ``X [S, d_model]`` against the LZ codes
     ``[d, d_model]`` of ``W_k``, exact."""
     w = lz_values(codes)
-    X = _check_weights(X, w)
+    X = _check_tokens(X, w)
     return matmul_exact(X, w.T, X.shape[1] * 127 * 64)
 
 
 def khat_shift_for(acc_max, width):
     """The smallest right shift that keeps ``|acc| ≤ acc_max`` inside the symmetric
     ``width``-bit range (0 if it already fits)."""
-    if not (isinstance(width, int) and 2 <= width <= 32):
-        raise ConfigError(f"khat_width = {width!r} must be an integer 2 … 32")
+    check_int("khat_width", width, 2, 32)
     return max(0, int(acc_max).bit_length() - (width - 1))
 
 
@@ -135,8 +135,8 @@ def requant_params(ratio, mult_bits=16):
 def project_rows(X, W, bias, mult, rshift, rows, width=8):
     """The exact projected rows ``[len(rows), d]`` of the keys ``rows`` (``PROJ_ROUND``,
     ``PROJ_SAT``): int8 ``X [S, d_model]``, int8 ``W [d, d_model]``, int ``bias [d]``."""
-    X = _check_weights(X, _int_array(W, "W"))
     W = _int_array(W, "W")
+    X = _check_tokens(X, W)
     bias = _int_array(bias, "bias")
     if bias.shape != (W.shape[0],):
         raise ConfigError(f"bias has shape {bias.shape}; expected (d,) = ({W.shape[0]},)")
