@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec.config import ConfigError
 from spec.numerics import LZ_BITS, LZ_ZERO
+from spec.validate import check_int
 
 
 __all__ = ["KhatPredictor"]
@@ -62,14 +63,11 @@ class KhatPredictor(wiring.Component):
     """
 
     def __init__(self, d, d_model, x_lanes, khat_width=8):
-        for name, value, lo in (("d", d, 1), ("d_model", d_model, 1), ("x_lanes", x_lanes, 1),
-                                ("khat_width", khat_width, 2)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-                raise ConfigError(f"{name} = {value!r} must be an integer >= {lo}")
+        for name, value in (("d", d), ("d_model", d_model), ("x_lanes", x_lanes)):
+            check_int(name, value, 1)
+        check_int("khat_width", khat_width, 2, 32)
         if d_model % x_lanes:
             raise ConfigError(f"x_lanes = {x_lanes} must divide d_model = {d_model}")
-        if khat_width > 32:
-            raise ConfigError(f"khat_width = {khat_width} must be at most 32")
         self.d, self.d_model, self.x_lanes, self.khat_width = d, d_model, x_lanes, khat_width
         self.chunks = d_model // x_lanes
         # |acc| < d_model·127·64: the widest sum, and the largest useful shift.
