@@ -176,6 +176,13 @@ class AxiEngine(wiring.Component):
         def wrap_inc(sig, n):
             return Mux(sig == n - 1, 0, sig + 1)
 
+        def tile_pos(index, key0):
+            """A key's position in its tile, whose first key ``key0`` is a multiple of B: with
+            B a power of two the index's low bits, without a subtractor."""
+            if B & (B - 1):
+                return (index - key0)[:len(Signal(range(B)))]
+            return index[:(B - 1).bit_length()]
+
         def rows_from(client, asm, tag=False):
             """A read client's beats into a row assembler (the error flag is the reader's
             fault, which the core acts on)."""
@@ -397,9 +404,7 @@ class AxiEngine(wiring.Component):
         fetch = fetch_skid.o
         m.d.comb += fetch.ready.eq(~dense & (~stage_valid | (sent & ~stage.marker)))
         with m.If(fetch.valid & fetch.ready):
-            # v_key0 is a multiple of B: with B a power of two the position is the low bits
-            pos = (fetch.payload.index[:(B - 1).bit_length()] if not B & (B - 1)
-                   else (fetch.payload.index - v_key0)[:len(stage.pos)])
+            pos = tile_pos(fetch.payload.index, v_key0)
             m.d.sync += [stage_valid.eq(1), stage.marker.eq(fetch.payload.marker),
                          stage.pos.eq(pos), stage.addr.eq(v_addr + pos * job.v_stride)]
         with m.Elif(stage_valid & (sent | stage.marker) & ~dense):
@@ -463,11 +468,7 @@ class AxiEngine(wiring.Component):
         for i in lanes:
             src = self._lane_source(m, cfg, i, dense, block_go, lens[i], in_block[i], rass)
             beat = src.payload
-            # lane_key0 is a multiple of B: with B a power of two the position is the low bits
-            if B & (B - 1):
-                pos = (beat.index - lane_key0[i])[:len(Signal(range(B)))]
-            else:
-                pos = beat.index[:(B - 1).bit_length()]
+            pos = tile_pos(beat.index, lane_key0[i])
             ready_row = beat.empty | (v_valid.bit_select(lane_vs[i] * B + pos, 1) &
                                       (~dense | (k_filled != lane_tile[i])))
             k_rd, v_rd = k_ring.read_port(), v_ring.read_port()
