@@ -25,8 +25,8 @@ cycles after the tile's first beat; the units' queues (two tiles each) and resul
 prediction run ``3 + units·(2 + queue_depth)`` tiles ahead of SU-FA.
 
 With the adaptive gate (``adapt_bins > 0``, sparse) a row passes through the gate whole:
-DLZS fills it at ``dlzs_cycles`` a key, the gate counts it (two cycles a key) and sweeps its
-bins (``2·adapt_bins + 7``), then replays it to SADS at two cycles a key, or at the SADS ``ii``
+DLZS fills it at ``dlzs_cycles`` a key, the gate counts it and sweeps its bins, then replays it
+to SADS (:func:`spec.timing.adapt_sweep_cycles` and the cycles a key there), or at the SADS ``ii``
 per key that enters the sorter where that is slower; the next row fills the gate after that
 (DLZS has its keys ready, so only the first row waits for DLZS's latency).
 """
@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 
 from sim.golden import exp2_lut, sufa_row, tile_ranges
-from spec.timing import (divider_timing, dlzs_latency, sads_bank_timing, sads_timing,
+from spec.timing import (ADAPT_COUNT_CYCLES, ADAPT_EMIT_CYCLES, adapt_sweep_cycles,
+                         divider_timing, dlzs_latency, sads_bank_timing, sads_timing,
                          sufa_latency)
 
 
@@ -128,19 +129,19 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
     gate = bool(cfg.adapt_bins) and not params.dense
     if gate:
         # The adaptive gate (hw/adapt.py) takes the whole row from DLZS (dlzs_cycles a key),
-        # counts it (two cycles a key), sweeps the bins (2·adapt_bins + 7 with the threshold
-        # and the first read) and replays it to SADS (two cycles a key); SADS sees the gate,
-        # not DLZS, and the next row's keys enter the gate once it has replayed this one
-        # (DLZS has them ready by then: only the first row waits for its latency).
-        emit_time = 2
-        gate_think = 2 * cfg.adapt_bins + 7
+        # counts it, sweeps the bins and replays it to SADS (spec.timing's gate terms); SADS
+        # sees the gate, not DLZS, and the next row's keys enter the gate once it has
+        # replayed this one (DLZS has them ready by then: only the first row waits for its
+        # latency).
+        emit_time = ADAPT_EMIT_CYCLES
+        gate_think = adapt_sweep_cycles(cfg.adapt_bins)
         t_pred += dlzs_lat + 2
         lag = sads_lat + 3
     for g in range(0, len(work), L):
         group = work[g:g + L]
         if gate:
             S = sum(t[0] for t in group[0])
-            t_pred += S * DL + 2 * S + gate_think
+            t_pred += S * DL + ADAPT_COUNT_CYCLES * S + gate_think
             predict += S * DL
         for n in range(len(group[0])):
             size = group[0][n][0]

@@ -17,7 +17,8 @@ from spec.validate import check_int
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
            "SadsTiming", "sads_timing", "SadsBankTiming", "sads_bank_timing", "predict_keys_for", "sufa_latency", "core_latency", "EXP2_LATENCY",
-           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES"]
+           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES", "ADAPT_COUNT_CYCLES",
+           "ADAPT_EMIT_CYCLES", "adapt_sweep_cycles", "adapt_gate_cycles"]
 
 
 #: Tiles of V rows the memory-attached core holds on chip (one fetched while the lanes attend
@@ -69,6 +70,28 @@ def sufa_latency(cfg, *, iterative_divider=False):
     divider)."""
     div_lat, _ = divider_timing(cfg.derived.out_width, iterative=iterative_divider)
     return 2 * cfg.derived.mac_cycles + 12 + div_lat
+
+
+#: :class:`hw.adapt.AdaptiveGate`: cycles a key to count the buffered row, and to replay it.
+ADAPT_COUNT_CYCLES = 2
+ADAPT_EMIT_CYCLES = 2
+
+
+def adapt_sweep_cycles(bins):
+    """:class:`hw.adapt.AdaptiveGate`: the cycles from the acceptance of a row's last key to
+    its first key leaving, beyond the ``ADAPT_COUNT_CYCLES·S`` of counting: ``2·bins + 8``
+    (the weights' sweep with its three registered steps, ``bins + 3``; the mass goal, 1; the
+    threshold sweep with its registered product, ``bins + 1``; the key threshold, the first
+    read and the first key, 3)."""
+    return 2 * bins + 8
+
+
+def adapt_gate_cycles(seq_len, bins):
+    """The gate's cycles of one ``seq_len``-key row beyond its fill (0 without bins):
+    counting, the sweeps and the replay, ``4·seq_len + 2·bins + 8``."""
+    if not bins:
+        return 0
+    return (ADAPT_COUNT_CYCLES + ADAPT_EMIT_CYCLES) * seq_len + adapt_sweep_cycles(bins)
 
 
 def core_latency(cfg, *, iterative_divider=False):

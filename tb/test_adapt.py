@@ -7,11 +7,13 @@ import random
 
 import pytest
 from amaranth.hdl import Elaboratable, Module
+from amaranth.sim import Simulator
 
 from hw.adapt import AdaptiveGate
 from sim.golden import adaptive_eligible
 from spec.config import RunParams, preset
 from spec.regmap import register
+from spec.timing import ADAPT_COUNT_CYCLES, ADAPT_EMIT_CYCLES, adapt_sweep_cycles
 from tb.streams import TRAFFIC, run_streams
 
 CONFIGS = {
@@ -96,3 +98,38 @@ def test_mass_reached_exactly():
     out, = run_streams(Bench(dut, 128, 1 << 15, 5), [(dut.i, beats)], [(dut.o, 3)],
                        traffic=TRAFFIC[3], seed=1, timeout=500)
     assert [b.eligible for b in out] == [1, 0, 0]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_row_timing(name):
+    """Measured: a row's first key leaves ``ADAPT_COUNT_CYCLES·S + adapt_sweep_cycles(bins)``
+    cycles after its last key went in, and the keys leave ``ADAPT_EMIT_CYCLES`` apart (the
+    terms of the cycle model and the DSE, spec.timing)."""
+    cfg = CONFIGS[name]
+    for S in (3, cfg.max_seq_len):
+        dut = AdaptiveGate(cfg)
+        bench = Bench(dut, 128, 1 << (cfg.c_frac - 8), 3)
+        seen = {"in": [], "out": []}
+
+        async def testbench(ctx):
+            ctx.set(dut.o.ready, 1)
+            for cycle in range(8 * S + 4 * cfg.adapt_bins + 40):
+                j = len(seen["in"])
+                ctx.set(dut.i.valid, j < S)
+                ctx.set(dut.i.payload, {"value": (7 * j) % 50, "index": min(j, S - 1),
+                                        "first": int(j == 0), "last": int(j == S - 1)})
+                _, _, took, gave = await ctx.tick().sample(dut.i.valid & dut.i.ready,
+                                                           dut.o.valid & dut.o.ready)
+                if took:
+                    seen["in"].append(cycle)
+                if gave:
+                    seen["out"].append(cycle)
+
+        sim = Simulator(bench)
+        sim.add_clock(1e-8)
+        sim.add_testbench(testbench)
+        sim.run()
+        assert len(seen["in"]) == S and len(seen["out"]) == S
+        assert seen["out"][0] - seen["in"][-1] == \
+            ADAPT_COUNT_CYCLES * S + adapt_sweep_cycles(cfg.adapt_bins)
+        assert {b - a for a, b in zip(seen["out"], seen["out"][1:])} == {ADAPT_EMIT_CYCLES}

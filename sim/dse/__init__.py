@@ -88,7 +88,7 @@ Modules, from the bottom up:
 
 from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier_at, run_fixed
 from sim.dse.cli import FULL, QUICK, add_arguments, run, settings_from_args
-from sim.dse.cost import (ADAPT_BIN_CYCLES, ADAPT_KEY_CYCLES, SORT_BATCH, adapt_row_cycles, SORT_REF_PER_KEY, comparators, cycles_closed_form,
+from sim.dse.cost import (SORT_BATCH, SORT_REF_PER_KEY, comparators, cycles_closed_form,
                           dense_order, exact_cycles, kept_full, layer_config, prediction_share,
                           tile_rescales, tile_sizes)
 from sim.dse.evaluate import (Evaluator, Runner, adapt_cost, adapt_registers, aggregate, attend,
@@ -112,7 +112,7 @@ __all__ = [
     # hardware and cost model
     "SORT_BATCH", "SORT_REF_PER_KEY", "layer_config", "tile_sizes", "dense_order",
     "comparators", "prediction_share", "kept_full", "tile_rescales", "cycles_closed_form",
-    "exact_cycles", "ADAPT_KEY_CYCLES", "ADAPT_BIN_CYCLES", "adapt_row_cycles",
+    "exact_cycles",
     # evaluation
     "Evaluator", "Runner", "attend", "aggregate", "objective_value", "entry", "adapt_cost",
     "adapt_registers",

@@ -15,10 +15,10 @@ cycle) and ``mac_lanes = d/4``. On it a selection costs:
   :func:`prediction_share` (:func:`kept_full` is the formal stage's share without clipping).
 
 A layer under the adaptive budget runs on the same core with ``adapt_bins`` bins (the gate of
-``hw/adapt.py`` in each lane). :func:`sim.perf.core_cycles` does not model the gate, so its
-time is added to each row's prediction: :data:`ADAPT_KEY_CYCLES` a key (counting and replaying
-the buffered Â, two cycles a key each; the fill runs beside DLZS) and
-:data:`ADAPT_BIN_CYCLES` a bin (two sweeps), docs/numerics.md.
+``hw/adapt.py`` in each lane). Its time is added to each row's prediction in the closed form:
+:func:`spec.timing.adapt_gate_cycles`, the cycle model's gate terms (counting and replaying
+the buffered Â, two cycles a key each, the sweeps ``2·bins + 7``; the fill runs beside DLZS),
+docs/numerics.md.
 """
 
 import dataclasses
@@ -35,8 +35,7 @@ from sim.predictors import COST_WEIGHTS, sofa_config
 
 __all__ = ["SORT_BATCH", "SORT_REF_PER_KEY", "MAC_LANE_DIV", "MAX_SEQ_LEN", "layer_config",
            "tile_sizes", "dense_order", "comparators", "prediction_share", "kept_full",
-           "tile_rescales", "cycles_closed_form", "exact_cycles", "ADAPT_KEY_CYCLES",
-           "ADAPT_BIN_CYCLES", "adapt_row_cycles"]
+           "tile_rescales", "cycles_closed_form", "exact_cycles"]
 
 #: New keys per sorter step (the paper's 16-to-4 sorter), as in the accuracy study.
 SORT_BATCH = 12
@@ -46,10 +45,6 @@ SORT_REF_PER_KEY = 45 * 2 / 16
 #: SU-FA multipliers per row are d / MAC_LANE_DIV (the default preset: 16 of 64).
 MAC_LANE_DIV = 4
 MAX_SEQ_LEN = 256
-#: The adaptive gate's cycles a key and a bin beyond DLZS (hw/adapt.py: count and emit two
-#: cycles a key each; weights and threshold one bin a cycle each).
-ADAPT_KEY_CYCLES = 4
-ADAPT_BIN_CYCLES = 2
 
 _NEG = np.iinfo(np.int64).min // 4
 
@@ -65,11 +60,6 @@ def layer_config(d, block_size, k_max, max_seq_len=MAX_SEQ_LEN, adapt_bins=0):
                       name=f"dse-bc{block_size}-k{k_max}" + (f"-a{adapt_bins}" if adapt_bins
                                                               else ""))
     return cfg.replace(adapt_bins=adapt_bins) if adapt_bins else cfg
-
-
-def adapt_row_cycles(seq_len, bins):
-    """The adaptive gate's cycles of one row beyond its prediction (0 without bins)."""
-    return ADAPT_KEY_CYCLES * seq_len + ADAPT_BIN_CYCLES * bins if bins else 0
 
 
 def tile_sizes(seq_len, block_size):
@@ -173,7 +163,7 @@ def cycles_closed_form(cfg, seq_len, n_sel, rescales, dense=False, extra_row=0):
     is the unit that overlaps (within a few % of ``core_cycles`` on MiniLM, tested). Dense:
     SU-FA alone over every key, which is exactly ``core_cycles``' dense recurrence.
     ``extra_row`` cycles are added to each row's prediction (the adaptive gate,
-    :func:`adapt_row_cycles`); ``cfg`` is the core without the gate."""
+    :func:`spec.timing.adapt_gate_cycles`); ``cfg`` is the core without the gate."""
     key_time, sparse_const, dense_const, M, sparse_gap, dense_gap = _cycle_consts(cfg)
     sizes = tile_sizes(seq_len, cfg.block_size)
     T = n_sel.shape[-2]

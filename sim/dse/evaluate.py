@@ -13,8 +13,9 @@ charged the rule's own cost as the accuracy study charges it: ``adapt_key`` per 
 and ``adapt_bin`` per bin and row (:data:`sim.predictors.COST_WEIGHTS`) in the compute; one
 comparison per key (eligibility) and per bin (the cumulative-mass test) in the sorting term;
 one exp2 per bin and row (the bin weights) in the exp term; the gate's cycles in each row's
-prediction (:func:`sim.dse.cost.adapt_row_cycles`). ``sim.perf.core_cycles`` does not model the
-gate, so adaptive layers have no exact cycle count.
+prediction (:func:`spec.timing.adapt_gate_cycles`, the cycle model's terms for the gate). The
+exact cycle count (``sim.perf.core_cycles``) needs the SADS counts per tile of the golden
+model, which the DSE's vectorised run does not keep, so adaptive layers have none.
 
 :func:`aggregate` turns per-text sums into the metrics of the objective
 (:func:`objective_value`); :class:`Runner` evaluates ``(plan, text)`` tasks in this process or
@@ -26,14 +27,14 @@ import multiprocessing
 
 import numpy as np
 
-from sim.dse.cost import (SORT_REF_PER_KEY, adapt_row_cycles, comparators,
-                          cycles_closed_form, dense_order, exact_cycles, layer_config,
-                          tile_rescales, tile_sizes)
+from sim.dse.cost import (SORT_REF_PER_KEY, comparators, cycles_closed_form, dense_order,
+                          exact_cycles, layer_config, tile_rescales, tile_sizes)
 from sim.dse.space import BLOCK_SIZES
 from sim.fastgolden import adaptive_eligible_vec, dlzs_scores_fast, sads_rows, sofa_heads
 from sim.golden import exp2_lut
 from sim.minilm import MiniLM, cosine
 from sim.predictors import COST_WEIGHTS, HeadData, head_registers, radius_register
+from spec.timing import adapt_gate_cycles
 
 
 __all__ = ["SUMS", "Evaluator", "attend", "adapt_cost", "adapt_registers", "aggregate",
@@ -189,13 +190,13 @@ def attend(setting, hd, registers=False, exact=False):
     """One layer (:class:`sim.predictors.HeadData`) under ``setting``: the output
     ``[H, T, d]`` in V's integer units and the layer's cost sums (heads with the same
     ``top_k`` run together through :func:`sim.fastgolden.sofa_heads`). Under the adaptive
-    budget ``exact`` is ignored (``core_cycles`` does not model the gate)."""
+    budget ``exact`` is ignored (see the module docstring)."""
     H, T, S, d = hd.shape
     bc = setting.block_size
     rule, bins = setting.adapt, setting.adapt_bins
     exact = exact and not bins
     cfg_layer = layer_config(d, bc, setting.k_max)     # the cycles: the core without the gate
-    extra_row = adapt_row_cycles(S, bins)
+    extra_row = adapt_gate_cycles(S, bins)
     out = np.empty((H, T, d))
     st = dict.fromkeys(SUMS, 0.0)
     if exact:
