@@ -21,6 +21,10 @@ The model follows the engine (:mod:`hw.axiengine`) block by block and tile by ti
 * a block starts when the previous one is done; the last rows' divide and write end the job.
 
 The constants are the pipeline depths of the units and of the AXI reader and writer.
+
+:func:`core_steps` is the engine as a generator of its reads (:class:`Read`), so that the
+model of several cores on one memory (:mod:`sim.multiperf`) can interleave them on a shared
+bus; :func:`axi_core_cycles` serves them on a bus of its own.
 """
 
 from dataclasses import dataclass, replace
@@ -33,7 +37,8 @@ from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency
                          sufa_latency)
 
 
-__all__ = ["axi_core_cycles", "job_works", "AxiBreakdown", "AR_TIME", "R_TIME"]
+__all__ = ["axi_core_cycles", "job_works", "core_steps", "Read", "Bus", "AxiBreakdown", "AR_TIME", "R_TIME",
+           "START_TIME", "BLOCK_GAP"]
 
 
 #: Cycles from a read command to ARVALID (reader: splitter, AR register) plus the slave's
@@ -58,7 +63,20 @@ class AxiBreakdown:
     sufa: int             # cycles of SU-FA work (keys and rescales)
 
 
-class _Bus:
+@dataclass(frozen=True)
+class Read:
+    """A read the engine issues: ``beats`` bus beats at cycle ``t``. ``stream`` is ``"q"``,
+    ``"k"`` or ``"v"``; a K read also names its ``step`` (head of the job, block of the head,
+    tile of the block), which the multi-core model (:mod:`sim.multiperf`) matches across
+    cores. The one who runs :func:`core_steps` answers it with ``(first beat, last beat)``
+    arrival times (:meth:`Bus.read`)."""
+    stream: str
+    t: float
+    beats: int
+    step: tuple = ()
+
+
+class Bus:
     """The read channel: beat slots of ``beat_time`` cycles, each carrying one beat. A read
     takes the first free slots from ``issue + AR + latency`` on, so reads issued early are
     not held up by reads the model happens to place later (the reader interleaves its
@@ -79,14 +97,21 @@ class _Bus:
             self._next[p] = slot
         return slot
 
-    def read(self, t, beats):
-        """Issue at ``t``: ``(first beat, last beat)`` arrival times."""
+    def read(self, t, beats, row=None):
+        """Issue at ``t``: ``(first beat, last beat)`` arrival times.
+
+        With ``row`` (beats a row), the first beat is the latest from which every row would
+        have arrived had the beats come one a slot: a reader that takes the rows at the pace
+        of contiguous beats from there never takes a row before its last beat (the read's
+        beats may lie between other reads')."""
         slot = -(-int((t + AR_TIME + self.latency) * 1000) // int(self.beat_time * 1000))
         first = None
-        for _ in range(beats):
+        for b in range(beats):
             slot = self._free(slot)
             self._next[slot] = slot + 1
             first = slot if first is None else first
+            if row and b % row == row - 1:
+                first = max(first, slot - b)
         self.beats += beats
         self.busy += beats * self.beat_time
         return (first + 1) * self.beat_time + R_TIME, (slot + 1) * self.beat_time + R_TIME
@@ -128,11 +153,54 @@ def axi_core_cycles(cfg, params, job, result, tensors=None, *, bytes_per_cycle=N
     rass : bool
         The RASS register.
     """
-    der = cfg.derived
-    M = der.mac_cycles
     BB = bus_bytes(cfg)
     bpc = BB if bytes_per_cycle is None else min(bytes_per_cycle, BB)
-    bus = _Bus(BB / bpc, latency)
+    bus = Bus(BB / bpc, latency)
+    works_all = job_works(cfg, params, job, tensors) if works is None else works
+    steps = core_steps(cfg, params, job, result.selections, works_all, beat_time=bus.beat_time,
+                       latency=latency, rass=rass)
+    # alone on its bus, every read is served in the order the engine issues it
+    try:
+        req = next(steps)
+        while True:
+            req = steps.send(bus.read(req.t, req.beats))
+    except StopIteration as stop:
+        end = stop.value
+    total = round(end)
+    if breakdown:
+        M = cfg.derived.mac_cycles
+        sufa = sum((s + r) * M for per in works_all for w in per for _, s, r in w)
+        return AxiBreakdown(total=total, blocks=job.heads * len(blocks(cfg, job)),
+                            read_beats=bus.beats, bus_busy=bus.busy, sufa=sufa)
+    return total
+
+
+def core_steps(cfg, params, job, selections, works, *, beat_time, latency, rass=True,
+               start=START_TIME):
+    """One core's job as a generator: it yields a :class:`Read` for every read the engine
+    issues, is sent back the read's ``(first beat, last beat)`` arrival times, and returns the
+    cycle the job is done (its last O row written). :func:`axi_core_cycles` serves the reads
+    on one bus; :mod:`sim.multiperf` interleaves several cores' reads on a shared one.
+
+    Parameters
+    ----------
+    cfg, params, job :
+        As for :func:`sim.jobs.golden_job`.
+    selections : list or None
+        ``JobResult.selections`` of the job (None in dense mode).
+    works : list
+        :func:`job_works` of the job.
+    beat_time : float
+        Cycles a bus beat takes (``bus bytes / bandwidth``).
+    latency : int
+        The memory's read latency in cycles.
+    rass : bool
+        The RASS register.
+    start : float
+        The cycle the engine starts (after the checks at start).
+    """
+    der = cfg.derived
+    M = der.mac_cycles
     RW, OW = row_beats(cfg), row_beats(cfg, out=True)
     sads = sads_timing(cfg)
     key_time = max(der.dlzs_cycles, sads.ii)
@@ -140,32 +208,23 @@ def axi_core_cycles(cfg, params, job, result, tensors=None, *, bytes_per_cycle=N
     sufa_lat = sufa_latency(cfg)
     _, div_ii = divider_timing(der.out_width, iterative=False)
     tail = sufa_lat + cfg.d * div_ii + 2 + OW + 2 + latency + 2   # divide, pack, write, B
-    works_all = job_works(cfg, params, job, tensors) if works is None else works
-    t = START_TIME
-    sufa_work = 0
-    n_blocks = 0
+    t = start
     for h in range(job.heads):
-        works = works_all[h]
-        for first, n in blocks(cfg, job):
-            n_blocks += 1
-            t = _block(cfg, params, bus, t, [works[first + i] for i in range(n)],
-                       [result.selections[h][first + i] if result.selections else None
-                        for i in range(n)], key_time, lag, rass, RW, M)
-            sufa_work += sum(sum((s + r) * M for _, s, r in w) for w in works[first:first + n])
+        for j, (first, n) in enumerate(blocks(cfg, job)):
+            t = yield from _block(cfg, params, beat_time, t, works[h][first:first + n],
+                                  [selections[h][first + i] if selections else None
+                                   for i in range(n)], key_time, lag, rass, RW, M, (h, j))
             t += BLOCK_GAP
-    total = round(t - BLOCK_GAP + tail)
-    if breakdown:
-        return AxiBreakdown(total=total, blocks=n_blocks, read_beats=bus.beats,
-                            bus_busy=bus.busy, sufa=sufa_work)
-    return total
+    return t - BLOCK_GAP + tail
 
 
-def _block(cfg, params, bus, t0, works, sels, key_time, lag, rass, RW, M):
-    """One block from ``t0``; returns when its lanes are done (every tile freed)."""
+def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, block):
+    """One block from ``t0`` (a generator of its reads, as :func:`core_steps`); returns when
+    its lanes are done (every tile freed)."""
     L, KT, VT = cfg.q_lanes, cfg.k_tiles, V_TILES
     n = len(works)
     tiles = max(len(w) for w in works)
-    _, q_ready = bus.read(t0, n * RW)
+    _, q_ready = yield Read("q", t0, n * RW)
     q_ready += 1
     release = []                                     # when tile k's slots are free
     k_done = []                                      # tile k's rows all in the ring
@@ -176,13 +235,13 @@ def _block(cfg, params, bus, t0, works, sels, key_time, lag, rass, RW, M):
         marker = t0                                  # the tile's fetches are all issued
         rows = max(w[k][0] for w in works if k < len(w))
         issue = t0 + 1 if k < KT else release[k - KT]
-        first, last = bus.read(issue, rows * RW)
+        first, last = yield Read("k", issue, rows * RW, block + (k,))
         k_done.append(last + 1)
         if params.dense:
             v_issue = max(k_done[k], t0 if k < VT else release[k - VT])
-            v_first, v_ready = bus.read(v_issue, rows * RW)
+            v_first, v_ready = yield Read("v", v_issue, rows * RW)
         else:
-            arrive = [first + (j + 1) * RW * bus.beat_time - bus.beat_time for j in range(rows)]
+            arrive = [first + (j + 1) * RW * beat_time - beat_time for j in range(rows)]
             for a in arrive:
                 pred = max(pred, a) + key_time
             selected = pred + lag
@@ -196,7 +255,7 @@ def _block(cfg, params, bus, t0, works, sels, key_time, lag, rass, RW, M):
             order = rass_order(lists, rass)
             for n_read, _ in enumerate(order):
                 # each emitted row holds the scan a cycle (the address stage)
-                first_beat, v_last = bus.read(emit + n_read, RW)
+                first_beat, v_last = yield Read("v", emit + n_read, RW)
                 v_first = first_beat if n_read == 0 else v_first
                 v_ready = max(v_ready, v_last)
             rass_free = marker = emit + scan + len(order) + 1
