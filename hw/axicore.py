@@ -20,6 +20,16 @@ Job life cycle (:mod:`spec.job`):
   already issued complete, so no O row is started after the fault), the reads in flight drain;
   then the engine is reset and done is raised with JOB_ERROR naming the stream. The core
   accepts the next job.
+
+**Several cores** (``cores > 1``): ``cores`` engines share the AXI4 master through
+:class:`hw.axiarb.AxiArbiter` (the engine's index above its IDs). After the check, a split
+step (:func:`spec.timing.job_split_cycles`) gives each engine its sub-job of
+:func:`spec.job.split_job`: six products (heads a group × each head stride, queries a chunk ×
+the Q and O strides) through one pipelined multiplier, then one engine a cycle. The engines
+with queries start together; the job is done when all of them are. A fault of any engine
+stops them all (JOB_ERROR names the lowest faulting engine's stream, each engine's block its
+own). The counters from COUNTER_BASE are totals; each engine's are in its block
+(:data:`spec.regmap.CORE_BASE`).
 """
 
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
@@ -27,21 +37,24 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from hw.axi import axil_slave_members
+from hw.axiarb import AxiArbiter
 from hw.axiengine import AxiEngine
 from hw.axil import AxiLiteRegisters
 from hw.counters import CounterBank, unit_increments
 from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
 from spec.config import ConfigError
 from spec.job import JobError, TENSORS, bus_bytes, row_beats
-from spec.timing import JOB_CHECK_CYCLES
-from spec.regmap import (COUNTER_BASE, Reg, address_words, counter_names, register,
+from spec.timing import JOB_CHECK_CYCLES, JOB_SPLIT_PRODUCTS, job_split_cycles
+from spec.regmap import (COUNTER_BASE, CORE_BASE, CORE_COUNTER_OFFSET, CORE_REGS, CORE_WORDS,
+                         Reg, address_words, counter_names, lite_addr_width, register,
                          register_map)
 
 
 __all__ = ["SofaAxiCore", "LITE_ADDR_WIDTH"]
 
 
-#: Bits of the AXI4-Lite byte address (a 4 KB register window).
+#: Bits of the AXI4-Lite byte address of one core (a 4 KB register window;
+#: :func:`spec.regmap.lite_addr_width` for several cores).
 LITE_ADDR_WIDTH = 12
 
 
@@ -56,10 +69,13 @@ class SofaAxiCore(wiring.Component):
     Attributes
     ----------
     m_axi_* :
-        AXI4 master: ARIDs 0 (Q), 1 (K), 2 (V), AWID 3; INCR bursts of at most
-        ``axi_max_burst`` beats that never cross 4 KB.
+        AXI4 master: ARIDs 0 (Q), 1 (K), 2 (V), AWID 3 (with several cores, the engine's
+        index above them); INCR bursts of at most ``axi_max_burst`` beats that never cross
+        4 KB.
     s_axil_* :
-        AXI4-Lite slave, 32-bit data, :data:`LITE_ADDR_WIDTH`-bit byte addresses.
+        AXI4-Lite slave, 32-bit data, :func:`spec.regmap.lite_addr_width` byte-address bits
+        (:data:`LITE_ADDR_WIDTH` with one core).
+    engines : tuple of AxiEngine
     irq : Out(1)
         Done and IRQ_ENABLE.
     busy : Out(1)
@@ -73,15 +89,26 @@ class SofaAxiCore(wiring.Component):
             raise ConfigError(f"memory = {cfg.memory!r}: SofaAxiCore reads K/V over AXI4 "
                               f"(memory = 'axi')")
         self._cfg = cfg
-        self.engine = AxiEngine(cfg)
+        N = cfg.cores
+        self._core_bits = (N - 1).bit_length()
+        self.engines = tuple(AxiEngine(cfg, id_width=cfg.axi_id_width - self._core_bits)
+                             for _ in range(N))
         self._words = address_words(cfg)
-        self._lite = AxiLiteRegisters(addr_width=LITE_ADDR_WIDTH,
+        self._lite_width = lite_addr_width(cfg)
+        self._lite = AxiLiteRegisters(addr_width=self._lite_width,
                                       reg_addr_width=(self._words - 1).bit_length())
-        axi = {n: mem for n, mem in self.engine.signature.members.items()
-               if n.startswith("m_axi_")}
+        if N > 1:
+            self._arbiter = AxiArbiter(masters=N, addr_width=cfg.axi_addr_width,
+                                       data_width=cfg.axi_data_width,
+                                       id_width=cfg.axi_id_width - self._core_bits,
+                                       max_writes=cfg.axi_max_reads)
+            outer = self._arbiter
+        else:
+            outer = self.engines[0]
+        axi = {n: mem for n, mem in outer.signature.members.items() if n.startswith("m_axi_")}
         super().__init__({
             **axi,
-            **axil_slave_members("s_axil", addr_width=LITE_ADDR_WIDTH),
+            **axil_slave_members("s_axil", addr_width=self._lite_width),
             "irq": Out(1),
             "busy": Out(1),
         })
@@ -101,13 +128,29 @@ class SofaAxiCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        eng = self.engine
-        restart = Signal()                       # reset the engine after a fault
-        m.submodules.engine = ResetInserter(restart)(eng)
+        N = cfg.cores
+        engines = self.engines
+        restart = Signal()                       # reset the engines after a fault
+        if N == 1:
+            m.submodules.engine = ResetInserter(restart)(engines[0])
+            outer = engines[0]
+        else:
+            for i, e in enumerate(engines):
+                m.submodules[f"engine{i}"] = ResetInserter(restart)(e)
+            m.submodules.arbiter = arb = self._arbiter
+            for i, e in enumerate(engines):
+                for name, member in e.signature.members.items():
+                    if name.startswith("m_axi_"):
+                        port = getattr(arb, f"s{i}_axi_{name[6:]}")
+                        if member.flow == Out:
+                            m.d.comb += port.eq(getattr(e, name))
+                        else:
+                            m.d.comb += getattr(e, name).eq(port)
+            outer = arb
         m.submodules.lite = lite = self._lite
         for name, member in self.signature.members.items():
             if name.startswith("m_axi_"):
-                src, dst = (eng, self) if member.flow == Out else (self, eng)
+                src, dst = (outer, self) if member.flow == Out else (self, outer)
                 m.d.comb += getattr(dst, name).eq(getattr(src, name))
             elif name.startswith("s_axil_"):
                 src, dst = (lite, self) if member.flow == Out else (self, lite)
@@ -144,9 +187,10 @@ class SofaAxiCore(wiring.Component):
                     reject(addr)
 
         # -- the job ----------------------------------------------------------------------------
-        job = eng.job
-        for name, _ in job.shape():              # the descriptor is the registers' values
-            m.d.comb += job[name].eq(params[name])
+        if N == 1:
+            job = engines[0].job
+            for name, _ in job.shape():          # the descriptor is the registers' values
+                m.d.comb += job[name].eq(params[name])
         BB = bus_bytes(cfg)
         low = (BB - 1).bit_length()
         rowb, orowb = row_beats(cfg) * BB, row_beats(cfg, out=True) * BB
@@ -201,6 +245,45 @@ class SofaAxiCore(wiring.Component):
         limit_3 = Signal.like(limit)
         m.d.sync += limit_3.eq(limit)
 
+        # -- several cores: the split (spec.job.split_job) -------------------------------------
+        run_start = Signal()                     # start the engines (that have work)
+        split_go, split_done = Signal(), Signal()
+        if N > 1:
+            work = self._split(m, cfg, params, split_go, split_done)
+            for i, e in enumerate(engines):
+                m.d.comb += e.start.eq(run_start & work[i])
+        else:
+            m.d.comb += [engines[0].start.eq(run_start), split_done.eq(1)]
+        faults = [Cat(e.read_fault, e.write_fault) for e in engines]
+        any_fault = Cat(f.any() for f in faults).any()
+        all_idle = Cat(e.idle for e in engines).all()
+
+        def fault_code(f):
+            return Mux(f[0], JobError.READ_Q, Mux(f[1], JobError.READ_K,
+                                                  Mux(f[2], JobError.READ_V, JobError.WRITE_O)))
+
+        first_code = Signal(4)
+        for f in reversed(faults):               # the lowest faulting engine names the error
+            with m.If(f.any()):
+                m.d.comb += first_code.eq(fault_code(f))
+
+        # -- per-engine state (several cores) --------------------------------------------------
+        core_state = []                          # (running, finished, error) of each engine
+        if N > 1:
+            for i, e in enumerate(engines):
+                fin, err = Signal(name=f"core{i}_fin"), Signal(4, name=f"core{i}_err")
+                with m.If(start & ~self.busy):
+                    m.d.sync += [fin.eq(0), err.eq(0)]
+                with m.If(run_start):
+                    m.d.sync += fin.eq(~work[i])
+                with m.If(e.done):
+                    m.d.sync += fin.eq(1)
+                with m.If(faults[i].any() & (err == 0)):
+                    m.d.sync += err.eq(fault_code(faults[i]))
+                act = Signal(name=f"core{i}_active")
+                m.d.sync += act.eq(Mux(run_start, work[i], act & ~e.done & ~restart))
+                core_state.append((act, fin, err))
+
         assert JOB_CHECK_CYCLES == 1 + 2 * NT + 4 + 1    # start, issue, pipeline, decide
         with m.FSM(name="job"):
             with m.State("IDLE"):
@@ -223,26 +306,34 @@ class SofaAxiCore(wiring.Component):
                                                Mux(over, JobError.RANGE, JobError.NONE))))))
                     m.d.sync += job_error.eq(code)
                     with m.If(code == JobError.NONE):
-                        m.d.comb += eng.start.eq(1)
-                        m.next = "RUN"
+                        if N == 1:
+                            m.d.comb += run_start.eq(1)
+                            m.next = "RUN"
+                        else:
+                            m.d.comb += split_go.eq(1)
+                            m.next = "SPLIT"
                     with m.Else():
                         m.d.sync += done.eq(1)
                         m.next = "IDLE"
+            if N > 1:
+                with m.State("SPLIT"):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(split_done):
+                        m.d.comb += run_start.eq(1)
+                        m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                fault = Cat(eng.read_fault, eng.write_fault)
-                with m.If(fault.any()):
-                    m.d.sync += job_error.eq(Mux(fault[0], JobError.READ_Q,
-                                                 Mux(fault[1], JobError.READ_K,
-                                                     Mux(fault[2], JobError.READ_V,
-                                                         JobError.WRITE_O))))
+                with m.If(any_fault):
+                    m.d.sync += job_error.eq(first_code)
                     m.next = "STOP"
-                with m.Elif(eng.done):
+                with m.Elif(Cat(fin for _, fin, _ in core_state).all() if N > 1
+                            else engines[0].done):
                     m.d.sync += done.eq(1)
                     m.next = "IDLE"
             with m.State("STOP"):
-                m.d.comb += [self.busy.eq(1), eng.stop.eq(1)]
-                with m.If(eng.idle):
+                m.d.comb += self.busy.eq(1)
+                m.d.comb += [e.stop.eq(1) for e in engines]
+                with m.If(all_idle):
                     m.next = "RESTART"
             with m.State("RESTART"):
                 m.d.comb += [self.busy.eq(1), restart.eq(1)]
@@ -250,23 +341,48 @@ class SofaAxiCore(wiring.Component):
                 m.next = "IDLE"
 
         # -- counters ---------------------------------------------------------------------------
-        ev = eng.events
-        events = {"cycles": 1, "busy_cycles": self.busy, "predict_cycles": ev.predict,
-                  "starved_cycles": ev.starved, "sufa_stall_cycles": ev.sufa_stall,
-                  "out_stall_cycles": ev.out_stall, "k_rows_predict": ev.k_rows_predict,
-                  "kv_rows_fetch": ev.kv_rows_fetch}
-        events |= {n: ev[n] for n in ("bytes_q", "bytes_k", "bytes_v", "bytes_o", "ar_stall",
-                                       "r_wait", "aw_stall", "w_stall", "b_wait")}
+        names = counter_names(cfg)
+        banks = []
+
+        def events_of(e, busy):
+            ev = e.events
+            out = {"cycles": 1, "busy_cycles": busy, "predict_cycles": ev.predict,
+                   "starved_cycles": ev.starved, "sufa_stall_cycles": ev.sufa_stall,
+                   "out_stall_cycles": ev.out_stall, "k_rows_predict": ev.k_rows_predict,
+                   "kv_rows_fetch": ev.kv_rows_fetch}
+            out |= {n: ev[n] for n in ("bytes_q", "bytes_k", "bytes_v", "bytes_o", "ar_stall",
+                                        "r_wait", "aw_stall", "w_stall", "b_wait")}
+            return out
+
         bank = None
         if cfg.counter_width:
-            unit_incs, unit_top = unit_increments(m, cfg, eng.sufa, eng.sads, restart=restart)
-            top = {n: 1 for n in events} | {"kv_rows_fetch": cfg.q_lanes} | unit_top
-            top |= {n: BB for n in ("bytes_q", "bytes_k", "bytes_v", "bytes_o")}
-            names = counter_names(cfg)
-            m.submodules.counters = bank = CounterBank({n: top[n] for n in names},
-                                                       width=cfg.counter_width)
-            incs = dict(events) | unit_incs
-            m.d.comb += [*(bank.inc[n].eq(incs[n]) for n in names), bank.clear.eq(clear),
+            tops, incs = [], []
+            for i, e in enumerate(engines):
+                busy_i = self.busy if N == 1 else core_state[i][0]
+                unit_incs, unit_top = unit_increments(m, cfg, e.sufa, e.sads, restart=restart)
+                top = {n: 1 for n in events_of(e, 1)} | {"kv_rows_fetch": cfg.q_lanes} | \
+                    unit_top
+                top |= {n: BB for n in ("bytes_q", "bytes_k", "bytes_v", "bytes_o")}
+                tops.append(top)
+                incs.append(events_of(e, busy_i) | unit_incs)
+            if N == 1:
+                m.submodules.counters = bank = CounterBank({n: tops[0][n] for n in names},
+                                                           width=cfg.counter_width)
+                total = incs[0]
+            else:
+                # totals: cycles and busy once, the rest summed over the engines
+                own = {"cycles": 1, "busy_cycles": 1}
+                m.submodules.counters = bank = CounterBank(
+                    {n: own.get(n, N * tops[0][n]) for n in names}, width=cfg.counter_width)
+                total = {n: sum(inc[n] for inc in incs) for n in names} | \
+                    {"cycles": 1, "busy_cycles": self.busy}
+                for i in range(N):
+                    b = CounterBank({n: tops[i][n] for n in names}, width=cfg.counter_width)
+                    m.submodules[f"counters{i}"] = b
+                    banks.append(b)
+                    m.d.comb += [*(b.inc[n].eq(incs[i][n]) for n in names), b.clear.eq(clear),
+                                 b.addr.eq(addr[:6] - CORE_COUNTER_OFFSET)]
+            m.d.comb += [*(bank.inc[n].eq(total[n]) for n in names), bank.clear.eq(clear),
                          bank.addr.eq(addr - COUNTER_BASE)]
 
         # -- reads: one cycle of latency --------------------------------------------------------
@@ -284,7 +400,126 @@ class SofaAxiCore(wiring.Component):
             with m.Case(Reg.JOB_ERROR):
                 m.d.comb += rdata.eq(job_error)
             if bank is not None:
-                with m.Case(*(c for c in range(COUNTER_BASE, self._words)
-                              if c < COUNTER_BASE + len(counter_names(cfg)))):
+                with m.Case(*(c for c in range(COUNTER_BASE, COUNTER_BASE + len(names)))):
                     m.d.comb += rdata.eq(bank.data)
+            if N > 1:
+                offs = {name: off for name, off, _, _ in CORE_REGS}
+                for i in range(N):
+                    base = CORE_BASE + i * CORE_WORDS
+                    act, fin, err = core_state[i]
+                    sub = self._sub[i]
+                    values = {"status": Cat(act, fin, ~work[i]), "error": err,
+                              "heads": sub["heads"], "queries": sub["queries"],
+                              "first_head": sub["first_head"],
+                              "first_query": sub["first_query"]}
+                    for name, value in values.items():
+                        with m.Case(base + offs[name]):
+                            m.d.comb += rdata.eq(value)
+                    if banks:
+                        with m.Case(*range(base + CORE_COUNTER_OFFSET,
+                                           base + CORE_COUNTER_OFFSET + len(names))):
+                            m.d.comb += rdata.eq(banks[i].data)
         return m
+
+    def _split(self, m, cfg, params, go, finished):
+        """The sub-job of every engine (:func:`spec.job.split_job`), computed from a pulse on
+        ``go``; ``finished`` rises when every engine's descriptor is set. Returns the engines'
+        "has queries" bits."""
+        N, cb = cfg.cores, self._core_bits
+        aw = cfg.axi_addr_width
+        H, Q = params["heads"], params["queries"]
+        # G = min(N, lowest set bit of H) head groups of P = N / G cores: log2 G = ctz(H) ≤ cb
+        g_log = Signal(range(cb + 1))
+        for j in range(cb + 1):                 # the last true wins: the largest j
+            with m.If(H[:j] == 0):
+                m.d.comb += g_log.eq(j)
+        p_log = Signal(range(cb + 1))
+        m.d.comb += p_log.eq(cb - g_log)
+        hc = Signal(16)                          # heads a group
+        chunk = Signal(25)                       # queries a core: ceil(Q / P)
+        m.d.sync += [hc.eq(H >> g_log),
+                     chunk.eq((Q + (1 << p_log) - 1) >> p_log)]
+        # six products through one pipeline: hc × head stride of Q, K, V, O; chunk × Q, O stride
+        NP = JOB_SPLIT_PRODUCTS
+        pstep = Signal(range(NP + 4))
+        pbusy = Signal()
+        ma, mb = Signal(32), Signal(25)
+        oa, ob = Signal(32), Signal(25)
+        lo, hi = Signal(45), Signal(45)
+        pr = Signal(57)
+        tag = [Signal(range(NP), name=f"split_t{i}") for i in range(3)]
+        pv = [Signal(name=f"split_v{i}") for i in range(3)]
+        sources = [(hc, params[f"{t}_head_stride"]) for t in TENSORS] + \
+                  [(chunk, params["q_stride"]), (chunk, params["o_stride"])]
+        with m.Switch(pstep):
+            for k, (a, b) in enumerate(sources):
+                with m.Case(k):
+                    m.d.comb += [ma.eq(b), mb.eq(a)]
+        m.d.sync += [oa.eq(ma), ob.eq(mb), pv[0].eq(pbusy & (pstep < NP)), tag[0].eq(pstep),
+                     lo.eq(oa * ob[:13]), hi.eq(oa * ob[13:]), pv[1].eq(pv[0]),
+                     tag[1].eq(tag[0]),
+                     pr.eq(lo + (hi << 13)), pv[2].eq(pv[1]), tag[2].eq(tag[1])]
+        step_h = {t: Signal(aw, name=f"split_h_{t}") for t in TENSORS}
+        step_q = {t: Signal(aw, name=f"split_q_{t}") for t in ("q", "o")}
+        with m.If(pv[2]):
+            with m.Switch(tag[2]):
+                for k, t in enumerate(TENSORS):
+                    with m.Case(k):
+                        m.d.sync += step_h[t].eq(pr)
+                for k, t in enumerate(("q", "o")):
+                    with m.Case(len(TENSORS) + k):
+                        m.d.sync += step_q[t].eq(pr)
+        # then one engine a cycle: running offsets of its head group and its chunk
+        core = Signal(range(N + 1))
+        walking = Signal()
+        p_idx = Signal(cb + 1)
+        h0, t0 = Signal(16), Signal(25)
+        hoff = {t: Signal(aw, name=f"split_hoff_{t}") for t in TENSORS}
+        qoff = {t: Signal(aw, name=f"split_qoff_{t}") for t in ("q", "o")}
+        fields = {"heads": 16, "queries": 24, "first_head": 16, "first_query": 24,
+                  "q_start": 32, **{f"{t}_base": aw for t in TENSORS}}
+        self._sub = [{n: Signal(w, name=f"core{i}_{n}") for n, w in fields.items()}
+                     for i in range(N)]
+        work = Cat(sub["queries"] != 0 for sub in self._sub)
+        with m.If(go):
+            m.d.sync += [pbusy.eq(1), pstep.eq(0), walking.eq(0)]
+        with m.If(pbusy):
+            m.d.sync += pstep.eq(pstep + 1)
+            with m.If(pstep == NP + 3):          # the last product is in
+                m.d.sync += [pbusy.eq(0), walking.eq(1), core.eq(0), p_idx.eq(0), h0.eq(0),
+                             t0.eq(0), *(hoff[t].eq(0) for t in TENSORS),
+                             *(qoff[t].eq(0) for t in qoff)]
+        with m.If(walking):
+            left = Signal(25)
+            m.d.comb += left.eq(Mux(t0 < Q, Q - t0, 0))
+            with m.Switch(core):
+                for i in range(N):
+                    with m.Case(i):
+                        sub = self._sub[i]
+                        m.d.sync += [
+                            sub["heads"].eq(hc), sub["queries"].eq(Mux(left < chunk, left, chunk)),
+                            sub["first_head"].eq(h0), sub["first_query"].eq(t0),
+                            sub["q_start"].eq(params["q_start"] + t0),
+                            *(sub[f"{t}_base"].eq(params[f"{t}_base"] + hoff[t]
+                                                  + (qoff[t] if t in qoff else 0))
+                              for t in TENSORS)]
+            m.d.sync += core.eq(core + 1)
+            with m.If(p_idx + 1 == (1 << p_log)):
+                m.d.sync += [p_idx.eq(0), t0.eq(0), h0.eq(h0 + hc),
+                             *(qoff[t].eq(0) for t in qoff),
+                             *(hoff[t].eq(hoff[t] + step_h[t]) for t in TENSORS)]
+            with m.Else():
+                m.d.sync += [p_idx.eq(p_idx + 1), t0.eq(t0 + chunk),
+                             *(qoff[t].eq(qoff[t] + step_q[t]) for t in qoff)]
+            with m.If(core == N - 1):
+                m.d.sync += walking.eq(0)
+        # the engines start a cycle after the last descriptor is written
+        last = Signal()
+        m.d.sync += last.eq(walking & (core == N - 1))
+        m.d.comb += finished.eq(last)
+        for i, e in enumerate(self.engines):
+            sub = self._sub[i]
+            for name, _ in e.job.shape():
+                m.d.comb += e.job[name].eq(sub[name] if name in sub else params[name])
+        assert job_split_cycles(N) == NP + 5 + N
+        return work

@@ -77,6 +77,9 @@ class AxiEngine(wiring.Component):
     ----------
     cfg : SofaConfig
         ``memory = "axi"``.
+    id_width : int, optional
+        Bits of its AXI IDs: ``axi_id_width`` (default), less the core index bits when
+        several engines share the bus through :class:`hw.axiarb.AxiArbiter`.
 
     Attributes
     ----------
@@ -100,8 +103,9 @@ class AxiEngine(wiring.Component):
     events : Out(event_layout(cfg))
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, *, id_width=None):
         self._cfg = cfg
+        id_width = cfg.axi_id_width if id_width is None else id_width
         L = cfg.q_lanes
         self._rw = row_beats(cfg)
         self._ow = row_beats(cfg, out=True)
@@ -110,14 +114,14 @@ class AxiEngine(wiring.Component):
         self._sufa = [SUFA(cfg, counter_width=2) for _ in range(L)]
         self._vtag = data.StructLayout({"slot": range(V_TILES), "pos": range(cfg.block_size)})
         bus = dict(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
-                   id_width=cfg.axi_id_width, max_burst=cfg.axi_max_burst)
+                   id_width=id_width, max_burst=cfg.axi_max_burst)
         depth = max(2 * cfg.axi_max_burst, 2 * self._rw)
         self._reader = AxiReader(**bus, max_reads=cfg.axi_max_reads,
                                  clients=[(0, 2 * self._rw, 0), (1, depth, 0),
                                           (2, depth, self._vtag.size)])
         self._writer = AxiWriter(**bus, awid=3, max_writes=cfg.axi_max_reads)
         widths = dict(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
-                      id_width=cfg.axi_id_width)
+                      id_width=id_width)
         self._axi = {**axi4_read_members("m_axi", **widths),
                      **axi4_write_members("m_axi", **widths)}
         super().__init__({

@@ -21,7 +21,8 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from spec.config import ConfigError
-from hw.axicore import LITE_ADDR_WIDTH, SofaAxiCore
+from spec.regmap import lite_addr_width
+from hw.axicore import SofaAxiCore
 from hw.axil import AxiLiteBridge
 from hw.axiram import AxiBram
 from hw.hostlink import HostLink
@@ -112,7 +113,7 @@ class SofaLinkCore(wiring.Component):
             self.core = SofaAxiCore(cfg)
             self.ram = AxiBram(size=mem_bytes, data_width=cfg.axi_data_width,
                                addr_width=cfg.axi_addr_width, id_width=cfg.axi_id_width)
-            self.bridge = AxiLiteBridge(addr_width=LITE_ADDR_WIDTH,
+            self.bridge = AxiLiteBridge(addr_width=lite_addr_width(cfg),
                                         reg_addr_width=len(self.link.reg_addr))
         else:
             self.core = SofaCore(cfg, iterative_divider=iterative_divider)

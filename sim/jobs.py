@@ -25,12 +25,13 @@ import numpy as np
 
 from sim.golden import sofa_attention
 from spec.config import ConfigError
-from spec.job import (OUT_ELEM_BYTES, TENSORS, bus_bytes, elem_bytes, query_lengths,
-                      row_beats)
+from spec.job import (OUT_ELEM_BYTES, TENSORS, bus_bytes, core_grid, elem_bytes,
+                      query_lengths, row_beats, split_job)
+from spec.regmap import expected_counters, query_groups
 
 
 __all__ = ["JobResult", "golden_job", "blocks", "memory_image", "read_outputs", "traffic",
-           "layout_job", "rass_order", "fetch_schedule"]
+           "layout_job", "rass_order", "fetch_schedule", "core_parts", "job_counters"]
 
 
 @dataclass
@@ -206,3 +207,41 @@ def fetch_schedule(cfg, job, result, rass=True):
                          if tile < len(result.selections[h][t])]
                 out += [(h, j) for j in rass_order(lists, rass)]
     return out
+
+
+def core_parts(cfg, job, Q, K, V):
+    """The cores' shares of a job (:func:`spec.job.split_job` with ``cfg.cores``):
+    ``[(core, sub-job, first head, first query, (Q, K, V) of the sub-job)]`` for the cores
+    with work."""
+    G, P = core_grid(job.heads, cfg.cores)
+    out = []
+    for c, sub in enumerate(split_job(job, cfg.cores)):
+        if sub is None:
+            continue
+        g, p = divmod(c, P)
+        h0, t0 = g * sub.heads, p * -(-job.queries // P)
+        part = (np.asarray(Q)[h0:h0 + sub.heads, t0:t0 + sub.queries],
+                np.asarray(K)[h0:h0 + sub.heads], np.asarray(V)[h0:h0 + sub.heads])
+        out.append((c, sub, h0, t0, part))
+    return out
+
+
+def job_counters(cfg, params, job, Q, K, V, *, rass=True, wrap=True):
+    """The exact counters after a job: ``(totals, {core: counters})``, each core's from its
+    sub-job (:func:`core_parts`; blocks of ``q_lanes`` form within a core's queries), the
+    totals their sums (wrapped to ``counter_width`` as the registers read with ``wrap``)."""
+    per_core, totals = {}, {}
+    for c, sub, _, _, part in core_parts(cfg, job, Q, K, V):
+        r = golden_job(cfg, params, sub, *part)
+        calls = [n for _ in range(sub.heads) for n in query_groups(sub.queries, cfg.q_lanes)]
+        want = expected_counters(cfg, params, r.stats, calls=calls,
+                                 lengths=r.lengths * sub.heads,
+                                 traffic=traffic(cfg, params, sub, r), rass=rass, wrap=False)
+        per_core[c] = want
+        for n, v in want.items():
+            totals[n] = totals.get(n, 0) + v
+    if wrap:
+        mask = (1 << cfg.counter_width) - 1
+        totals = {n: v & mask for n, v in totals.items()}
+        per_core = {c: {n: v & mask for n, v in d.items()} for c, d in per_core.items()}
+    return totals, per_core

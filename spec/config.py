@@ -21,7 +21,7 @@ from spec.validate import (ConfigError, check_bool, check_choice, check_int, che
 
 
 __all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "RANGES", "MEMORIES",
-           "PREDICT_KEYS",
+           "PREDICT_KEYS", "CORES",
            "preset",
            "load_config", "GOLDEN_INT_BITS"]
 
@@ -154,10 +154,14 @@ RANGES = {
     "k_tiles": (2, 16),
     "adapt_bins": (0, 64),
     "predict_keys": (1, 8),
+    "cores": (1, 16),
 }
 
 #: The values ``predict_keys`` may take.
 PREDICT_KEYS = (1, 2, 4, 8)
+
+#: The values ``cores`` may take (the AXI arbiter and the job splitter take a power of two).
+CORES = (1, 2, 4, 8, 16)
 
 #: Where K and V live: the whole sequence in on-chip buffers, or in memory behind AXI4.
 MEMORIES = ("onchip", "axi")
@@ -242,6 +246,11 @@ class SofaConfig:
         in one tile) and ``max_seq_len`` (banks of ``max_seq_len / predict_keys`` rows).
         The memory-attached core (``memory = "axi"``) and the adaptive selection
         (``adapt_bins > 0``) take one key a cycle: they need ``predict_keys = 1``.
+    cores : int
+        Memory-attached cores behind one AXI4 master (1, 2, 4, 8 or 16; more than one needs
+        ``memory = "axi"``). A round-robin arbiter puts the core's index above each core's AXI
+        IDs (``axi_id_width`` must hold 2 bits of stream ID plus ``log2(cores)``); a job is
+        split across the cores by :func:`spec.job.split_job`.
     """
     d: int = 64
     data_width: int = 8
@@ -269,6 +278,7 @@ class SofaConfig:
     k_tiles: int = 4
     adapt_bins: int = 0
     predict_keys: int = 1
+    cores: int = 1
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -399,6 +409,15 @@ def _validate(cfg):
          f"predict_keys = {cfg.predict_keys}: the adaptive selection (adapt_bins = "
          f"{cfg.adapt_bins}) takes one key per cycle; allowed predict_keys = 1 with "
          f"adapt_bins > 0")
+    need(cfg.cores in CORES,
+         f"cores = {cfg.cores} must be a power of two: 1, 2, 4, 8 or 16")
+    need(cfg.cores == 1 or cfg.memory == "axi",
+         f"cores = {cfg.cores}: several cores share an AXI4 master; allowed cores = 1 with "
+         f"memory = \"{cfg.memory}\", or memory = \"axi\"")
+    core_bits = (cfg.cores - 1).bit_length()
+    need(cfg.cores == 1 or cfg.axi_id_width >= 2 + core_bits,
+         f"axi_id_width = {cfg.axi_id_width} must be at least {2 + core_bits} with cores = "
+         f"{cfg.cores} (2 bits of stream ID and {core_bits} of core index)")
     need(cfg.adapt_bins != 1,
          "adapt_bins = 1 must be 0 (no adaptive selection) or 2 … 64")
     need(cfg.exp_lut_bits <= cfg.exp_frac,

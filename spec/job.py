@@ -24,6 +24,16 @@ running job with the code naming the stream: no new burst is started after it (b
 already on the bus complete), so no ``O`` row is begun after the fault, and a row longer than
 one burst may be left partly written; software treats ``O`` of a failed job as invalid.
 
+**Several cores** (``cores > 1``): :func:`split_job` cuts the job into one sub-job a core, each a
+descriptor of the same form over a rectangle of heads × queries, so every core runs the
+single-core job unchanged and ``O`` is the same as one core's. Heads are split first: the
+``cores`` cores form ``G`` head groups, ``G`` the largest power of two that divides ``heads``
+(at most ``cores``), each of ``heads / G`` consecutive heads; the ``P = cores / G`` cores of a
+group split its queries into chunks of ``ceil(queries / P)`` consecutive queries (the last
+chunk shorter, chunks past the end empty: those cores stay idle). Core ``c`` takes head group
+``c // P`` and chunk ``c mod P``. Its sub-job offsets the base addresses by its first head and
+first query and ``q_start`` by its first query, so causal masking is unchanged.
+
 The golden semantics of a job are per query exactly those of :func:`sim.golden.sofa_attention`
 over the query's own keys (:func:`query_lengths`).
 """
@@ -36,7 +46,7 @@ from spec.validate import ConfigError
 
 __all__ = ["JobError", "JobDescriptor", "TENSORS", "elem_bytes", "row_bytes", "out_row_bytes",
            "bus_bytes", "row_beats", "query_lengths", "tensor_end", "job_end", "check_job",
-           "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS"]
+           "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS", "core_grid", "split_job"]
 
 
 #: Bytes of one O element in memory.
@@ -166,6 +176,39 @@ def check_job(cfg, job):
         if tensor_end(cfg, job, t) > top:
             return JobError.RANGE
     return JobError.NONE
+
+
+def core_grid(heads, cores):
+    """``(G, P)``: head groups and cores a group (:func:`split_job`); ``cores`` a power of
+    two."""
+    if cores < 1 or cores & (cores - 1) or heads < 1:
+        raise ValueError(f"core_grid: heads = {heads}, cores = {cores}")
+    G = min(cores, heads & -heads)           # the lowest set bit: largest power-of-two divisor
+    return G, cores // G
+
+
+def split_job(job, cores):
+    """The sub-job of each of ``cores`` cores, in core order: a :class:`JobDescriptor`, or
+    None for a core with no queries (see the module docstring)."""
+    G, P = core_grid(job.heads, cores)
+    hc = job.heads // G
+    chunk = -(-job.queries // P)
+    out = []
+    for c in range(cores):
+        g, p = divmod(c, P)
+        t0 = p * chunk
+        n = min(chunk, job.queries - t0)
+        if n <= 0:
+            out.append(None)
+            continue
+        changes = {"heads": hc, "queries": n, "q_start": job.q_start + t0}
+        for t in TENSORS:
+            base = getattr(job, f"{t}_base") + g * hc * getattr(job, f"{t}_head_stride")
+            if t in ("q", "o"):
+                base += t0 * getattr(job, f"{t}_stride")
+            changes[f"{t}_base"] = base
+        out.append(job.replace(**changes))
+    return out
 
 
 def validate_job(cfg, job):

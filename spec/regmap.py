@@ -18,6 +18,14 @@ at its own address, the bits above in a ``_HI`` register (:attr:`Register.high`)
 the ``_HI`` register stages the high bits; the next write of the low word applies the whole
 value (checked as one). Reads return the low word and the staged high bits.
 
+Per-core blocks
+---------------
+With ``cores > 1`` the registers above are shared (one job, split across the cores by
+:func:`spec.job.split_job`) and the counters from :data:`COUNTER_BASE` are the totals over the
+cores. Core ``c`` has a read-only block of :data:`CORE_WORDS` words at ``CORE_BASE + c ·
+CORE_WORDS``: :data:`CORE_REGS` (its state and the sub-job it was given), then from
+:data:`CORE_COUNTER_OFFSET` its own counters in the order of the totals.
+
 Counters
 --------
 From :data:`COUNTER_BASE`, ``counter_width`` bits each (wrapping; none with ``counter_width =
@@ -38,7 +46,8 @@ __all__ = ["Register", "Counter", "REGISTERS", "COUNTERS", "COUNTER_BASE", "N_RE
            "parameter_writes", "register_writes", "job_writes", "counters",
            "address_words",
            "expected_counters", "query_groups", "register_map", "parameter_value",
-           "reset_values", "ADAPT_MASS_FRAC"]
+           "reset_values", "ADAPT_MASS_FRAC", "CORE_BASE", "CORE_WORDS", "CORE_COUNTER_OFFSET",
+           "CORE_REGS", "core_address", "lite_addr_width"]
 
 
 #: Bits of a register word.
@@ -340,7 +349,49 @@ def counters(cfg):
 
 def address_words(cfg):
     """Words of the register space of a core built from ``cfg`` (its highest address + 1)."""
+    if cfg.cores > 1:
+        return CORE_BASE + cfg.cores * CORE_WORDS
     return 1 + max(x.address for x in registers(cfg) + counters(cfg))
+
+
+#: The first per-core block (``cores > 1``), its size in words, its counters' offset.
+CORE_BASE = 256
+CORE_WORDS = 64
+CORE_COUNTER_OFFSET = 16
+
+#: A per-core block's registers: (name, offset, description, value width).
+CORE_REGS = (
+    ("status", 0, "Bit 0: the core runs its part of the job. Bit 1: it finished its part of "
+                  "the last job (or had none). Bit 2: the last job gave it no queries.", 3),
+    ("error", 1, "The JobError of the core's fault in the last job (READ_Q … WRITE_O; 0: "
+                 "none). JOB_ERROR reports the lowest-numbered faulting core's.", 4),
+    ("heads", 2, "Heads of the core's sub-job (spec.job.split_job).", 16),
+    ("queries", 3, "Queries per head of the core's sub-job (0: idle).", 24),
+    ("first_head", 4, "The job's head the core's sub-job starts at.", 16),
+    ("first_query", 5, "The job's query the core's sub-job starts at.", 24),
+)
+
+
+def core_address(cfg, core, name):
+    """Address of register ``name`` (of :data:`CORE_REGS`, or ``counter_<name>``) in the
+    block of ``core``."""
+    if not 0 <= core < cfg.cores or cfg.cores == 1:
+        raise ValueError(f"core {core}: the config has {cfg.cores} core(s) and per-core "
+                         f"blocks only with cores > 1")
+    base = CORE_BASE + core * CORE_WORDS
+    for reg, off, _, _ in CORE_REGS:
+        if reg == name:
+            return base + off
+    if name.startswith("counter_") and name[8:] in counter_names(cfg):
+        return base + CORE_COUNTER_OFFSET + counter_names(cfg).index(name[8:])
+    raise KeyError(f"no per-core register {name!r}; they are "
+                   f"{', '.join(r[0] for r in CORE_REGS)} and counter_<name>")
+
+
+def lite_addr_width(cfg):
+    """Bits of the AXI4-Lite byte address of a memory-attached core: a 4 KB window, more
+    when the per-core blocks need it."""
+    return max(12, (4 * address_words(cfg) - 1).bit_length())
 
 
 def register(name):
@@ -438,6 +489,19 @@ def register_map(cfg):
                         "width": cfg.counter_width, "value_width": cfg.counter_width,
                         "reset": 0, "legal": None, "kind": c.kind,
                         "description": c.description})
+    if cfg.cores > 1:
+        for c in range(cfg.cores):
+            base = CORE_BASE + c * CORE_WORDS
+            for reg, off, desc, width in CORE_REGS:
+                out.append({"name": f"core{c}_{reg}", "address": base + off, "access": "ro",
+                            "width": width, "value_width": width, "reset": 0, "legal": None,
+                            "kind": "register", "description": f"Core {c}: {desc}"})
+            for i, cnt in enumerate(counters(cfg)):
+                out.append({"name": f"core{c}_counter_{cnt.name}",
+                            "address": base + CORE_COUNTER_OFFSET + i, "access": "ro",
+                            "width": cfg.counter_width, "value_width": cfg.counter_width,
+                            "reset": 0, "legal": None, "kind": cnt.kind,
+                            "description": f"Core {c}: {cnt.description}"})
     return sorted(out, key=lambda e: e["address"])
 
 

@@ -17,7 +17,7 @@ from spec.validate import check_int
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
            "SadsTiming", "sads_timing", "SadsBankTiming", "sads_bank_timing", "predict_keys_for", "sufa_latency", "core_latency", "EXP2_LATENCY",
-           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES", "ADAPT_COUNT_CYCLES",
+           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES", "JOB_SPLIT_PRODUCTS", "job_split_cycles", "ADAPT_COUNT_CYCLES",
            "ADAPT_EMIT_CYCLES", "adapt_sweep_cycles", "adapt_gate_cycles"]
 
 
@@ -35,6 +35,18 @@ SKID_LATENCY = 1
 #: into a five-stage pipeline (operands, two multiply stages, accumulate, compare): 1 + 8 + 4
 #: + 1.
 JOB_CHECK_CYCLES = 14
+#: Products the split of a job across several cores needs (heads a group × the four head
+#: strides, queries a chunk × the Q and O row strides).
+JOB_SPLIT_PRODUCTS = 6
+
+
+def job_split_cycles(cores):
+    """Cycles between a passed check and the engines' start with ``cores > 1``
+    (:class:`hw.axicore.SofaAxiCore`): the products issue one a cycle into a four-stage
+    pipeline, then one engine's descriptor a cycle, then the start: ``6 + 5 + cores``; 0 with
+    one core."""
+    return 0 if cores == 1 else JOB_SPLIT_PRODUCTS + 5 + cores
+
 
 
 def divider_timing(quot_width, *, iterative):

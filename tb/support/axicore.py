@@ -13,7 +13,7 @@ from spec.job import JobDescriptor, JobError, check_job
 from spec.regmap import COUNTER_BASE, Reg, counter_names
 from tb.support.amsim import run_until
 
-__all__ = ["AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
+__all__ = ["axi_ids", "AXI_SMALL_C2", "AXI_ODD_C4", "AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
 
 AXI_TINY = preset("tiny").replace(name="axi-tiny", memory="axi", q_lanes=2, max_seq_len=256,
                                   axi_data_width=64, axi_max_burst=8, axi_max_reads=4)
@@ -25,6 +25,9 @@ AXI_ODD = preset("tiny").replace(name="axi-odd", memory="axi", q_lanes=3, d=6, b
 AXI_SMALL = preset("tiny").replace(name="axi-small", memory="axi", q_lanes=2,
                                    max_seq_len=65536, axi_data_width=64, axi_max_burst=8,
                                    axi_max_reads=4)
+#: Several cores on one bus (tb/test_multicore.py, tb/test_axicore_verilator.py).
+AXI_SMALL_C2 = AXI_SMALL.replace(name="axi-small-c2", cores=2)
+AXI_ODD_C4 = AXI_ODD.replace(name="axi-odd-c4", cores=4)
 CONFIGS = {"axi-tiny": AXI_TINY, "axi-odd": AXI_ODD}
 MEM = 1 << 16
 _DUTS = {}
@@ -36,6 +39,12 @@ def dut_for(cfg):
     return _DUTS[cfg.name]
 
 
+def axi_ids(cfg):
+    """The IDs the core may use: streams 0 … 3, the core's index above them."""
+    shift = cfg.axi_id_width - (cfg.cores - 1).bit_length()
+    return [(c << shift) | s for c in range(cfg.cores) for s in range(4)]
+
+
 def run_job(cfg, writes, *, image=(), seed=0, idle=0.0, latency=0, fixed=False, errors=(),
             reads=(), timeout=400_000):
     """Write the registers, start, wait for done; returns (memory model, register reads)."""
@@ -45,7 +54,8 @@ def run_job(cfg, writes, *, image=(), seed=0, idle=0.0, latency=0, fixed=False, 
                           errors=errors)
     for addr, data in image:
         model.mem[addr:addr + len(data)] = data
-    checker = AxiProtocolChecker(data_width=cfg.axi_data_width, ids=range(4), incr_only=True)
+    checker = AxiProtocolChecker(data_width=cfg.axi_data_width, ids=axi_ids(cfg),
+                                 incr_only=True)
     master = [n for ch in CHANNELS.values() for n in (ch[0], ch[1], *ch[2])]
     state = {"done": False}
     got = {}
