@@ -3,18 +3,19 @@
 Parts, each usable on its own (the codec itself is :mod:`spec.protocol`):
 
 * **transports**: :class:`SerialTransport` (pyserial) and :class:`SimulatedBoard`, a Python
-  model of a board that answers like the RTL (same checks in the same order, the register
-  rules of :mod:`spec.regmap`, ``O`` from :func:`sim.golden.sofa_attention`), for tests and
-  demos without hardware.
+  model of a board that answers like the RTL (same checks in the same order, the register rules
+  of :mod:`spec.regmap`, ``O`` from :func:`sim.golden.sofa_attention`), for tests and demos.
 * :class:`SofaHost`: IDENT, registers, counters, K/V loading and queries split into frames that
   fit the board's ``max_payload``; an error reply raises :class:`LinkError`, a register write the
-  core rejected raises :class:`CoreRejected`.
+  core rejected raises :class:`CoreRejected`; a board of another protocol version, or (with
+  ``expect``) built from another config, raises :class:`ProtocolError` naming the difference.
 
 Command line (``.venv/bin/sofa host``)::
 
     sofa host --port /dev/ttyUSB1 ident
     sofa host --port /dev/ttyUSB1 selftest --seq 256 --rows 4
     sofa host --sim tiny selftest           # the simulated board, no hardware
+    sofa host --port /dev/ttyUSB1 --expect ice40 selftest   # and the board must be ice40
     sofa host --port /dev/ttyUSB1 counters
     sofa host --port /dev/ttyUSB1 read-reg 0 5
     sofa host --port /dev/ttyUSB1 write-reg 1 2
@@ -29,10 +30,11 @@ import time
 import numpy as np
 
 from spec.config import ConfigError, RunParams, SofaConfig, preset
-from spec.protocol import (CONFIG_FIELDS, N_REGS, NO_CMD, SOF_REQUEST, Cmd, ProtocolError,
-                           ReplyParser, Status, cmd_name, crc16, decode_out, decode_rows,
+from spec.protocol import (N_REGS, NO_CMD, SOF_REQUEST, Cmd, ProtocolError, ReplyParser, Status,
+                           check_expected, cmd_name, config_from_ident, crc16, decode_out,
+                           decode_rows,
                            elem_bytes, encode_reply, encode_request, ident_bytes,
-                           load_kv_payload, out_bytes, parse_ident, query_payload,
+                           link_regs, load_kv_payload, out_bytes, parse_ident, query_payload,
                            read_mem_payload, read_regs_payload, write_mem_payload,
                            write_reg_payload)
 from spec.job import job_end
@@ -72,17 +74,6 @@ class CoreRejected(RuntimeError):
         self.addr, self.value = addr, value
         name = Reg(addr).name if addr in Reg._value2member_map_ else str(addr)
         super().__init__(f"the core rejected writing {value} to register {name}")
-
-
-def config_from_ident(info):
-    """The :class:`SofaConfig` an IDENT reply (dict from :func:`hw.hostlink.parse_ident`) names."""
-    values = {name: info[name] for name in CONFIG_FIELDS}
-    if values["skid_buffers"] not in (0, 1):
-        raise ProtocolError(f"IDENT: skid_buffers = {values['skid_buffers']} is not 0 or 1")
-    values["skid_buffers"] = bool(values["skid_buffers"])
-    if info.get("memory"):
-        values.update(memory="axi", axi_data_width=info["axi_data_width"])
-    return SofaConfig(**values, name="board")
 
 
 # -- transports ------------------------------------------------------------------------------------
@@ -151,6 +142,7 @@ class SimulatedBoard:
                               f"memory-attached one has no host link")
         self.cfg = cfg
         self.max_payload = max_payload
+        self.n_regs = link_regs(cfg)
         # It answers each request as it arrives, so its queue (in IDENT) never fills.
         self._ident = ident_bytes(cfg, max_payload=max_payload, clk_hz=clk_hz,
                                   divisor=divisor, timeout_cycles=timeout_cycles,
@@ -235,8 +227,9 @@ class SimulatedBoard:
             ok_len = n >= q_row and n % q_row == 0
         if not ok_len:
             return self._reply(cmd, Status.BAD_LENGTH)
-        if cmd == Cmd.WRITE_REG and payload[0] >= N_REGS \
-                or cmd == Cmd.READ_REGS and (payload[1] == 0 or payload[0] + payload[1] > N_REGS) \
+        n_regs = self.n_regs
+        if cmd == Cmd.WRITE_REG and payload[0] >= n_regs or cmd == Cmd.READ_REGS \
+                and (payload[1] == 0 or payload[0] + payload[1] > n_regs) \
                 or cmd == Cmd.LOAD_KV and int.from_bytes(payload[:2], "little") \
                 + (n - 2) // (2 * q_row) > cfg.max_seq_len:
             return self._reply(cmd, Status.BAD_ARG)
@@ -286,7 +279,7 @@ class SimulatedBoard:
             return self.error << 1
         if addr == Reg.ERROR_ADDR:
             return self.error_addr
-        if addr >= COUNTER_BASE:
+        if COUNTER_BASE <= addr < N_REGS:
             return self.counters[COUNTERS[addr - COUNTER_BASE].name] & \
                 ((1 << self.cfg.counter_width) - 1)
         return 0
@@ -299,8 +292,11 @@ class SimulatedBoard:
         from sim.perf import core_cycles
         cfg = self.cfg
         S = self.regs[Reg.SEQ_LEN]
+        adapt = {name: self.regs[register(name).address] for name in
+                 ("adapt_mass", "adapt_scale", "adapt_shift")} if cfg.adapt_bins else {}
         params = RunParams(seq_len=S, top_k=self.regs[Reg.TOP_K], radius=self.regs[Reg.RADIUS],
-                           scale_log2e=self.regs[Reg.SCALE], dense=bool(self.regs[Reg.DENSE]))
+                           scale_log2e=self.regs[Reg.SCALE], dense=bool(self.regs[Reg.DENSE]),
+                           **adapt)
         K, V = self.K[:S], self.V[:S]
         res = sofa_attention(Q, K, V, cfg, params)
         busy = core_cycles(cfg, params, res, Q, K, V)
@@ -324,12 +320,17 @@ class SofaHost:
         Seconds to wait for a reply (a QUERY's reply is timed by its size at ``baud``).
     baud : int
         Line rate, to size the reply timeout of long replies.
+    expect : SofaConfig, optional
+        The board's config: :meth:`ident` raises :class:`ProtocolError` naming each difference.
     """
 
-    def __init__(self, transport, *, timeout=2.0, baud=115200):
+    def __init__(self, transport, *, timeout=2.0, baud=115200, expect=None):
         self.transport = transport
         self.timeout = check_float("timeout", timeout, 0, 3600, lo_open=True)
         self.baud = check_int("baud", baud, 1)
+        if expect is not None and not isinstance(expect, SofaConfig):
+            raise TypeError(f"expect must be a SofaConfig or None, not {expect!r}")
+        self.expect = expect
         self._parser = ReplyParser()
         self.info = None
         self.cfg = None
@@ -362,9 +363,13 @@ class SofaHost:
         return reply.payload
 
     def ident(self):
-        """Read the board's configuration; sets :attr:`info` and :attr:`cfg`."""
-        self.info = parse_ident(self.request(Cmd.IDENT))
-        self.cfg = config_from_ident(self.info)
+        """Read the board's configuration (sets :attr:`info`, :attr:`cfg`); a :class:`ProtocolError`
+        for another protocol version, a config no build can have, or one other than ``expect``."""
+        info = parse_ident(self.request(Cmd.IDENT))
+        cfg = config_from_ident(info)
+        if self.expect is not None:
+            check_expected(cfg, self.expect)
+        self.info, self.cfg = info, cfg
         return self.info
 
     def _need_cfg(self):
@@ -570,7 +575,8 @@ def _selftest(host, args):
     want = sofa_attention(Q, K, V, cfg, params).out
     counters = host.counters() if cfg.counter_width else None
     bad = int(np.sum(out != want))
-    print(f"board: d={cfg.d} max_seq_len={cfg.max_seq_len} clk {info['clk_hz'] / 1e6:g} MHz; "
+    print(f"board: d={cfg.d} max_seq_len={cfg.max_seq_len} predict_keys={cfg.predict_keys} "
+          f"adapt_bins={cfg.adapt_bins} clk {info['clk_hz'] / 1e6:g} MHz; "
           f"S={S}, {args.rows} queries, {'dense' if args.dense else f'top_k={params.top_k}'}")
     busy = (f"; core busy {counters['busy_cycles']} cycles "
             f"= {counters['busy_cycles'] / max(1, args.rows):.0f} per query"
@@ -596,21 +602,25 @@ def add_arguments(parser):
     parser.add_argument("--timeout", type=float_arg(0, 3600, lo_open=True), default=2.0,
                         help="seconds to wait for a reply, above 0 and at most 3600 "
                              "(default: 2.0)")
+    parser.add_argument("--expect", metavar="PRESET|FILE",
+                        help=f"the board must be built from this preset ({', '.join(PRESETS)}) "
+                             f"or JSON config file: IDENT is compared field by field and a "
+                             f"difference is an error (default: none)")
     sub = parser.add_subparsers(dest="host_command", metavar="COMMAND", required=True,
                                 parser_class=type(parser))
     sub.add_parser("ident", help="print the board's configuration")
     sub.add_parser("counters", help="print the performance counters")
     rr = sub.add_parser("read-reg", help="read registers")
-    # A memory board's register space is larger (its IDENT n_regs): checked once it answers.
+    # A memory board's register space is larger (IDENT n_regs), so is an adaptive core's.
     rr.add_argument("addr", type=int_arg(0, 255),
                     help=f"first register, 0 … the board's n_regs - 1 ({N_REGS - 1} on the "
-                         f"on-chip core)")
+                         f"on-chip core without adapt_bins)")
     rr.add_argument("count", type=int_arg(1, 255), nargs="?", default=1,
                     help="registers to read (default: 1)")
     wr = sub.add_parser("write-reg", help="write a register")
     wr.add_argument("addr", type=int_arg(0, 255),
                     help=f"register, 0 … the board's n_regs - 1 ({N_REGS - 1} on the on-chip "
-                         f"core)")
+                         f"core without adapt_bins)")
     wr.add_argument("value", type=int_arg(0, (1 << 32) - 1), help="value, 0 … 2^32-1")
     st = sub.add_parser("selftest", help="random attention on the board vs the golden model")
     st.add_argument("--seq", type=int_arg(1), default=None,
@@ -637,9 +647,21 @@ def check(args):
     if args.host_command == "read-reg":
         check_int("count", args.count, 1, 255 - args.addr + 1)
     if args.sim and args.host_command in ("read-reg", "write-reg"):
-        _check_reg_range(args, N_REGS)
+        _check_reg_range(args, link_regs(preset(args.sim)))
     if args.sim and args.host_command == "selftest":
         _selftest_params(preset(args.sim), args)
+    return _expected_config(args)
+
+
+def _expected_config(args):
+    """The config of ``--expect`` (a preset name, else a JSON file), or None."""
+    from spec.config import PRESETS, load_config
+    if args.expect is None or args.expect in PRESETS:
+        return None if args.expect is None else preset(args.expect)
+    if not args.expect.lower().endswith(".json"):
+        raise ConfigError(f"--expect {args.expect!r} is neither a preset ({', '.join(PRESETS)}) "
+                          f"nor a .json config file")
+    return load_config(path=args.expect, what="--expect")
 
 
 def _check_reg_range(args, n_regs):
@@ -651,12 +673,12 @@ def _check_reg_range(args, n_regs):
 
 def run(args):
     """``sofa host``: one command against a board or a simulated one."""
-    check(args)
+    expect = check(args)
     if args.sim:
         transport = SimulatedBoard(preset(args.sim))
     else:
         transport = SerialTransport(args.port, args.baud)
-    host = SofaHost(transport, timeout=args.timeout, baud=args.baud)
+    host = SofaHost(transport, timeout=args.timeout, baud=args.baud, expect=expect)
     try:
         if args.host_command == "ident":
             for k, v in host.ident().items():

@@ -53,6 +53,12 @@ idle) and answered with ``OVERSIZED``; a frame that stops for ``timeout_cycles``
 with ``TRUNCATED`` (``LINE_ERROR`` if a line error occurred in it: a framing error drops its
 byte, so the frame ends short).
 
+**Versions.** IDENT's second field is the protocol version (:data:`PROTOCOL_VERSION`; what
+each one added: :data:`VERSION_HISTORY`). :func:`parse_ident` refuses any other version with a
+message naming both, before it looks at the length (which differs between versions). Version
+6 appended the compile-time knobs ``predict_keys``, ``adapt_bins`` and ``cores``, and a memory
+board's ``axi_id_width``, a byte each, so the offsets of version 5 hold.
+
 **Nothing is half-written.** The payload is buffered in a ``max_payload``-byte memory and only
 applied (registers written, K/V rows loaded, queries issued) after every check has passed.
 
@@ -75,24 +81,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spec.config import ConfigError
+from spec.config import ConfigError, SofaConfig
 from spec.regmap import COUNTER_BASE, N_REGS, address_words, counter_names
 
 
 __all__ = ["Cmd", "Status", "SOF_REQUEST", "SOF_REPLY", "NO_CMD", "PROTOCOL_VERSION", "N_REGS",
-           "IDENT_FIELDS", "CONFIG_FIELDS", "CRC_POLY", "CRC_INIT", "REQUEST_OVERHEAD",
-           "REPLY_OVERHEAD", "crc16", "elem_bytes", "out_bytes", "ident_bytes", "parse_ident",
+           "VERSION_HISTORY", "IDENT_FIELDS", "CONFIG_FIELDS", "KNOB_FIELDS",
+           "version_message", "CRC_POLY", "CRC_INIT", "REQUEST_OVERHEAD", "REPLY_OVERHEAD",
+           "crc16", "elem_bytes", "out_bytes", "ident_bytes", "parse_ident",
            "check_link_params", "default_queue_bytes", "encode_request", "encode_reply",
            "write_reg_payload", "read_regs_payload", "row_bytes", "load_kv_payload",
            "query_payload", "write_mem_payload", "read_mem_payload", "link_regs",
            "check_mem_bytes", "decode_out", "decode_rows", "Reply", "ReplyParser", "decode_reply",
-           "ProtocolError", "cmd_name"]
+           "ProtocolError", "cmd_name", "config_from_ident", "ident_mismatch",
+           "check_expected"]
 
 
 SOF_REQUEST = 0xA5
 SOF_REPLY = 0x5A
 NO_CMD = 0xFF
-PROTOCOL_VERSION = 5   # 2: counter_width; 3: skid_buffers; 4: queue_bytes, BUSY; 5: memory boards
+PROTOCOL_VERSION = 6
+#: What each protocol version added (the host names it when it refuses another version).
+VERSION_HISTORY = {
+    2: "IDENT counter_width",
+    3: "IDENT skid_buffers",
+    4: "IDENT queue_bytes and the BUSY status",
+    5: "memory boards: IDENT memory, mem_bytes, axi_data_width, WRITE_MEM and READ_MEM",
+    6: "IDENT predict_keys, adapt_bins, cores and axi_id_width",
+}
 #: Bytes of a request / reply frame around its payload.
 REQUEST_OVERHEAD = 6
 REPLY_OVERHEAD = 7
@@ -125,17 +141,23 @@ class Status(enum.IntEnum):
     BUSY = 8
 
 
-#: SofaConfig fields in the IDENT reply, in order, 4 bytes each (a bool as 0 or 1).
-CONFIG_FIELDS = ("d", "data_width", "block_size", "max_seq_len", "sort_width", "k_max",
+#: SofaConfig fields of every board in the IDENT reply, 4 bytes each (a bool as 0 or 1).
+_CONFIG_WORDS = ("d", "data_width", "block_size", "max_seq_len", "sort_width", "k_max",
                  "q_lanes", "mac_lanes", "dlzs_lanes", "exp_frac", "exp_lut_bits", "w_frac",
                  "c_bits", "c_frac", "out_frac", "counter_width", "skid_buffers")
+#: The compile-time knobs of version 6, a byte each, at the end: version 5's offsets hold.
+KNOB_FIELDS = ("predict_keys", "adapt_bins", "cores")
+#: SofaConfig fields IDENT reports on every board (``axi_data_width`` and ``axi_id_width``
+#: only on a memory board; 0 on an on-chip board).
+CONFIG_FIELDS = _CONFIG_WORDS + KNOB_FIELDS
 #: The IDENT reply: ``(name, bytes)`` in order.
 IDENT_FIELDS = (("magic", 4), ("version", 1),
-                *((name, 4) for name in CONFIG_FIELDS),
+                *((name, 4) for name in _CONFIG_WORDS),
                 ("max_payload", 4), ("clk_hz", 4), ("divisor", 4), ("timeout_cycles", 4),
                 ("queue_bytes", 4),
                 ("n_regs", 1), ("counter_base", 1), ("n_counters", 1),
-                ("memory", 1), ("mem_bytes", 4), ("axi_data_width", 2))
+                ("memory", 1), ("mem_bytes", 4), ("axi_data_width", 2),
+                *((name, 1) for name in KNOB_FIELDS), ("axi_id_width", 1))
 _MAGIC = b"SOFA"
 
 
@@ -165,9 +187,11 @@ def default_queue_bytes(max_payload):
 
 
 def link_regs(cfg):
-    """Registers a link reaches: :data:`N_REGS` on the on-chip core, the memory-attached
-    core's whole register space (job descriptor included) on a memory board."""
-    return address_words(cfg) if cfg.memory == "axi" else N_REGS
+    """Registers a link reaches: :data:`N_REGS` on the on-chip core, the whole register
+    space where it reaches further: the memory-attached core's (job descriptor included),
+    and the on-chip core's with the adaptive selection (its ``ADAPT_*`` registers lie
+    above the counters)."""
+    return address_words(cfg) if cfg.memory == "axi" or cfg.adapt_bins else N_REGS
 
 
 def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles, queue_bytes=None,
@@ -183,7 +207,8 @@ def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles, queue_byte
               "n_regs": link_regs(cfg), "counter_base": COUNTER_BASE,
               "n_counters": len(counter_names(cfg)) if cfg.counter_width else 0,
               "memory": int(cfg.memory == "axi"), "mem_bytes": mem_bytes,
-              "axi_data_width": cfg.axi_data_width if cfg.memory == "axi" else 0}
+              "axi_data_width": cfg.axi_data_width if cfg.memory == "axi" else 0,
+              "axi_id_width": cfg.axi_id_width if cfg.memory == "axi" else 0}
     out = bytearray()
     for name, size in IDENT_FIELDS:
         value = values[name]
@@ -194,20 +219,75 @@ def ident_bytes(cfg, *, max_payload, clk_hz, divisor, timeout_cycles, queue_byte
 
 
 def parse_ident(payload):
-    """The fields of an IDENT reply payload as a dict; raises ValueError if malformed."""
+    """The fields of an IDENT reply payload as a dict; raises :class:`ProtocolError` if it is
+    malformed or of another protocol version (checked before the length, which differs
+    between versions, so the message names both versions)."""
+    payload = bytes(payload)
+    if payload[:4] != _MAGIC:
+        raise ProtocolError(f"IDENT reply does not start with the magic {_MAGIC!r} "
+                            f"(got {payload[:4]!r}): not a SOFA board")
+    version = payload[4] if len(payload) > 4 else None
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(version_message(version))
     size = sum(n for _, n in IDENT_FIELDS)
     if len(payload) != size:
-        raise ValueError(f"IDENT reply has {len(payload)} bytes, expected {size}")
+        raise ProtocolError(f"IDENT reply of protocol version {PROTOCOL_VERSION} has "
+                            f"{len(payload)} bytes, expected {size}")
     out, pos = {}, 0
     for name, n in IDENT_FIELDS:
         out[name] = int.from_bytes(payload[pos:pos + n], "little")
         pos += n
-    if out["magic"] != int.from_bytes(_MAGIC, "little"):
-        raise ValueError(f"IDENT magic {out['magic']:#010x} is not {_MAGIC!r}")
-    if out["version"] != PROTOCOL_VERSION:
-        raise ValueError(f"protocol version {out['version']}, this host speaks "
-                         f"{PROTOCOL_VERSION}")
     return out
+
+
+def version_message(version):
+    """Why a host of :data:`PROTOCOL_VERSION` refuses a board speaking ``version``."""
+    if version is None:
+        return "IDENT reply ends before its protocol version byte"
+    if version < PROTOCOL_VERSION:
+        missing = "; ".join(f"{v}: {VERSION_HISTORY[v]}"
+                            for v in range(max(version + 1, 2), PROTOCOL_VERSION + 1))
+        return (f"the board speaks protocol version {version}, this host speaks version "
+                f"{PROTOCOL_VERSION} and refuses older ones (added since: {missing}); "
+                f"rebuild the board's bitstream with this version of SOFA-gen")
+    return (f"the board speaks protocol version {version}, newer than this host's version "
+            f"{PROTOCOL_VERSION}; use the host library of the SOFA-gen that built the board")
+
+
+def config_from_ident(info):
+    """The :class:`SofaConfig` an IDENT reply (dict from :func:`spec.protocol.parse_ident`)
+    names; a :class:`ProtocolError` if it names none (a value no build can have)."""
+    values = {name: info[name] for name in CONFIG_FIELDS}
+    if values["skid_buffers"] not in (0, 1):
+        raise ProtocolError(f"IDENT: skid_buffers = {values['skid_buffers']} is not 0 or 1")
+    values["skid_buffers"] = bool(values["skid_buffers"])
+    if info.get("memory"):
+        values.update(memory="axi", axi_data_width=info["axi_data_width"],
+                      axi_id_width=info["axi_id_width"])
+    try:
+        return SofaConfig(**values, name="board")
+    except ConfigError as e:
+        raise ProtocolError(f"IDENT names no valid configuration: {e}") from None
+
+
+def check_expected(board, expect):
+    """Raise :class:`ProtocolError` naming every IDENT field, with both values, in which a
+    board's config ``board`` differs from the config ``expect`` it should carry."""
+    diff = ident_mismatch(board, expect)
+    if diff:
+        raise ProtocolError(f"IDENT: the board differs from the expected config "
+                            f"{expect.name!r}: {', '.join(diff)}")
+
+
+def ident_mismatch(board, expect):
+    """The IDENT fields in which a board's config ``board`` differs from ``expect``, as
+    ``"name = board's (expected expect's)"`` strings (empty if they agree)."""
+    names = list(CONFIG_FIELDS) + ["memory"]
+    if board.memory == "axi" or expect.memory == "axi":
+        names += ["axi_data_width", "axi_id_width"]
+    return [f"{n} = {getattr(board, n)} (expected {getattr(expect, n)})" for n in names
+            if getattr(board, n) != getattr(expect, n)]
+
 
 
 def check_link_params(cfg, *, max_payload, timeout_cycles, queue_bytes=None):
@@ -237,6 +317,11 @@ def check_link_params(cfg, *, max_payload, timeout_cycles, queue_bytes=None):
     if cfg.max_seq_len > 1 << 16:
         raise ConfigError(f"max_seq_len = {cfg.max_seq_len}: LOAD_KV carries a 16-bit "
                           f"start row")
+    n_regs = link_regs(cfg)
+    if n_regs > 0xFF:
+        raise ConfigError(f"cores = {cfg.cores}: the core's register space has {n_regs} "
+                          f"words, more than the link's one-byte register address reaches "
+                          f"(255); a board takes cores = 1")
 
 
 def check_mem_bytes(cfg, mem_bytes):

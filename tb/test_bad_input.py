@@ -242,6 +242,8 @@ CASES = [
     ("host-sim", ["host", "--sim", "nope", "ident"], "--sim"),
     ("host-port-missing", ["host", "--port", "{tmp}/no-such-tty", "ident"], "--port"),
     ("host-command", ["host", "--sim", "tiny", "frob"], "frob"),
+    *[(f"host-expect-{n}", ["host", "--sim", "tiny", "--expect", v, "ident"], "--expect")
+      for n, v in (("preset", "nope"), ("file", "{tmp}/no-such.json"), ("empty", ""))],
     *[(f"host-baud-{v}", ["host", "--sim", "tiny", "--baud", v, "ident"], "--baud")
       for v in ("0", "-1", "nan", "x")],
     *[(f"host-timeout-{v}", ["host", "--sim", "tiny", "--timeout", v, "ident"], "--timeout")

@@ -14,10 +14,10 @@ from gen.host import CoreRejected, LinkError, SimulatedBoard, SofaHost
 from hw.board import SofaLinkCore
 from spec.config import ConfigError, RunParams, preset
 from hw.hostlink import HostLink
-from spec.protocol import (N_REGS, Cmd, ProtocolError, ReplyParser, Status, crc16, decode_out,
-                           decode_reply, encode_reply, encode_request, ident_bytes,
-                           load_kv_payload, out_bytes, parse_ident, query_payload,
-                           read_regs_payload, write_reg_payload)
+from spec.protocol import (N_REGS, PROTOCOL_VERSION, Cmd, ProtocolError, ReplyParser, Status,
+                           crc16, decode_out, decode_reply, encode_reply, encode_request,
+                           ident_bytes, link_regs, load_kv_payload, out_bytes, parse_ident,
+                           query_payload, read_regs_payload, write_reg_payload)
 from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters
 from sim.golden import sofa_attention
 from tb.streams import TRAFFIC
@@ -211,6 +211,55 @@ def test_two_query_lanes():
     assert np.array_equal(out, sofa_attention(Q, K, V, cfg, params).out)
 
 
+KNOBS = {"tiny-p2": CFG.replace(name="tiny-p2", predict_keys=2),
+         "tiny-adapt": CFG.replace(name="tiny-adapt", adapt_bins=4)}
+
+
+@pytest.mark.parametrize("name", KNOBS)
+def test_knobs_over_the_link(name):
+    """A board built with predict_keys = 2 or with the adaptive selection: the RTL's IDENT
+    names exactly its config; the adaptive budget's registers (above the counters) are
+    reached, read back and used (fewer keys than the fixed budget); O equals the golden
+    model's, and the board model answers the session byte for byte like the RTL."""
+    from gen.host import config_from_ident
+    cfg = KNOBS[name]
+    S = cfg.block_size * 3 + 2
+    Q, K, V = peaked_case(cfg, 11, T=4, S=S)
+    adapt = {"adapt_mass": 128, "adapt_scale": RunParams.scale_from_float(cfg, 1e-4),
+             "adapt_shift": 13} if cfg.adapt_bins else {}
+    params = RunParams(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3), **adapt)
+    steps = [Step(encode_request(Cmd.IDENT)),
+             *map(Step, kv_requests(K, V, cfg=cfg, max_payload=MAX_PAYLOAD)),
+             *map(Step, param_requests(cfg, params)),
+             Step(encode_request(Cmd.READ_REGS, read_regs_payload(
+                 48 if cfg.adapt_bins else 0, 3))),
+             Step(encode_request(Cmd.QUERY, query_payload(cfg, Q))),
+             Step(encode_request(Cmd.READ_REGS, read_regs_payload(
+                 COUNTER_BASE + counter_names().index("keys"), 1)))]
+    replies, rtl, _ = run_script(steps, cfg=cfg, traffic=TRAFFIC[3], seed=4)
+    ident = ok(replies[0], Cmd.IDENT)
+    assert ident == link_dut(cfg).link.ident and config_from_ident(parse_ident(ident)) == cfg
+    regs = ok(replies[-3], Cmd.READ_REGS)
+    if cfg.adapt_bins:
+        assert [int.from_bytes(regs[i:i + 4], "little") for i in range(0, 12, 4)] == \
+            list(adapt.values())
+    res = sofa_attention(Q, K, V, cfg, params)
+    assert np.array_equal(decode_out(cfg, ok(replies[-2], Cmd.QUERY), len(Q)), res.out)
+    keys = int.from_bytes(ok(replies[-1], Cmd.READ_REGS), "little")
+    assert keys == res.counters()["keys"]
+    if cfg.adapt_bins:
+        fixed = sofa_attention(Q, K, V, cfg, RunParams(
+            seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+            scale_log2e=params.scale_log2e))
+        assert keys < fixed.counters()["keys"]
+    board = SimulatedBoard(cfg, max_payload=MAX_PAYLOAD, clk_hz=1_000_000, divisor=8,
+                           timeout_cycles=TIMEOUT)
+    for n, step in enumerate(steps):
+        board.write(step.data)
+        assert board.read(1 << 16, 0) == rtl[n], n
+
+
 def test_reply_latency():
     """First reply byte ``latency`` cycles after the last request byte (IDENT, READ_REGS);
     one more for WRITE_REG."""
@@ -327,11 +376,114 @@ def test_codec():
     vals = np.arange(-cfg.d, cfg.d, 2).reshape(1, cfg.d) * 1000
     payload = b"".join(int(v).to_bytes(3, "little", signed=True) for v in vals.ravel())
     assert np.array_equal(decode_out(cfg, payload, 1), vals)
-    # protocol version 5: 103 bytes (memory, mem_bytes, axi_data_width added)
-    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 103
+    # protocol version 6: 107 bytes (predict_keys, adapt_bins, cores, axi_id_width added)
+    assert len(ident_bytes(cfg, max_payload=1024, clk_hz=1, divisor=4, timeout_cycles=9)) == 107
     info = parse_ident(ident_bytes(cfg.replace(counter_width=0), max_payload=1024, clk_hz=1,
                                    divisor=4, timeout_cycles=9))
     assert info["counter_width"] == 0 and info["n_counters"] == 0
+
+
+def _ident(cfg, **link):
+    return ident_bytes(cfg, **({"max_payload": 1024, "clk_hz": 1, "divisor": 4,
+                                "timeout_cycles": 9} | link))
+
+
+@pytest.mark.parametrize("cfg", [
+    preset("tiny").replace(name="tiny-p2", predict_keys=2),
+    preset("default").replace(name="default-p8", predict_keys=8),
+    preset("tiny").replace(name="tiny-adapt", adapt_bins=4),
+    preset("axi").replace(name="axi-id6", axi_id_width=6),
+    preset("ecp5-axi"),
+], ids=lambda c: c.name)
+def test_ident_reports_the_knobs(cfg):
+    """Version 6: IDENT carries predict_keys, adapt_bins, cores (and a memory board's
+    axi_id_width) in bytes 103 … 106, after version 5's fields at their old offsets; the host
+    rebuilds exactly the board's config from it."""
+    from spec.protocol import config_from_ident, ident_mismatch
+    mem = 1 << 16 if cfg.memory == "axi" else 0
+    raw = _ident(cfg, mem_bytes=mem)
+    assert raw[4] == PROTOCOL_VERSION == 6
+    assert list(raw[103:107]) == [cfg.predict_keys, cfg.adapt_bins, cfg.cores,
+                                  cfg.axi_id_width if mem else 0]
+    info = parse_ident(raw)
+    assert info["mem_bytes"] == mem and info["n_regs"] == link_regs(cfg)
+    board = config_from_ident(info)
+    assert ident_mismatch(board, cfg) == []
+    if not mem:                                          # every field (the name aside)
+        assert board == cfg
+
+
+def test_link_refuses_several_cores():
+    """Several memory-attached cores have more registers than the link's one-byte address
+    reaches: the link is not built, with a message naming cores."""
+    cfg = preset("axi").replace(cores=2)
+    with pytest.raises(ConfigError, match=r"^cores = 2: the core's register space has \d+ "
+                                          r"words, more than .* a board takes cores = 1$"):
+        HostLink(cfg, timeout_cycles=5, mem_bytes=1 << 16)
+
+
+def test_ident_refuses_other_versions():
+    """A board of another protocol version is refused with both versions named (and what
+    the host needs that the board lacks), before the length is looked at."""
+    raw = bytearray(_ident(CFG))
+    for version in (5, 4, 2):
+        old = bytes(raw[:4]) + bytes([version]) + bytes(raw[5:103 if version == 5 else 90])
+        with pytest.raises(ProtocolError) as e:
+            parse_ident(old)
+        msg = str(e.value)
+        assert f"protocol version {version}, this host speaks version 6" in msg, msg
+        assert "predict_keys, adapt_bins, cores" in msg and "\n" not in msg
+    assert "4: IDENT queue_bytes" in msg and "3: IDENT skid_buffers" in msg
+    with pytest.raises(ProtocolError, match="version 7, newer than this host's version 6"):
+        parse_ident(bytes(raw[:4]) + b"\x07" + bytes(raw[5:]) + b"\x00")
+    with pytest.raises(ProtocolError, match="has 106 bytes, expected 107"):
+        parse_ident(bytes(raw[:-1]))
+    with pytest.raises(ProtocolError, match="magic b'SOFA'"):
+        parse_ident(b"SOFB" + bytes(raw[4:]))
+
+
+class _Replies:
+    """A transport that answers every request with one fixed IDENT payload."""
+
+    def __init__(self, payload):
+        self.payload = payload
+
+    def write(self, data):
+        pass
+
+    def read(self, n, timeout):
+        return encode_reply(Cmd.IDENT, Status.OK, self.payload)
+
+    def close(self):
+        pass
+
+
+def test_host_checks_ident():
+    """SofaHost.ident: a board of version 5 is a ProtocolError naming the versions; a value no
+    build can have names the field; with ``expect``, every field the board was built with
+    otherwise is named, with both values."""
+    raw = bytearray(_ident(CFG))
+    raw[4] = 5
+    with pytest.raises(ProtocolError, match="board speaks protocol version 5, this host "
+                                            "speaks version 6"):
+        SofaHost(_Replies(bytes(raw[:103]))).ident()
+    raw[4] = 6
+    raw[103] = 3                                          # predict_keys = 3
+    with pytest.raises(ProtocolError, match="IDENT names no valid configuration: "
+                                            "predict_keys = 3 must be a power of two"):
+        SofaHost(_Replies(bytes(raw))).ident()
+    board = CFG.replace(name="tiny-p2", predict_keys=2)
+    host = SofaHost(SimulatedBoard(board), expect=board)
+    assert host.cfg is None and host.ident()["predict_keys"] == 2 and host.cfg == board
+    with pytest.raises(ProtocolError, match=r"IDENT: the board differs from the expected "
+                                            r"config 'tiny': predict_keys = 2 \(expected 1\)$"):
+        SofaHost(SimulatedBoard(board), expect=CFG).ident()
+    adapt = CFG.replace(name="tiny-adapt", adapt_bins=4, k_max=1)
+    with pytest.raises(ProtocolError, match=r"k_max = 1 \(expected 2\), predict_keys = 1 "
+                                            r"\(expected 2\), adapt_bins = 4 \(expected 0\)"):
+        SofaHost(SimulatedBoard(adapt), expect=board).ident()
+    with pytest.raises(TypeError, match="expect must be a SofaConfig"):
+        SofaHost(SimulatedBoard(CFG), expect="tiny")
 
 
 def test_parameters():
@@ -345,7 +497,7 @@ def test_parameters():
         HostLink(CFG, max_payload=1.5, timeout_cycles=5)
 
 
-def test_host_cli(capsys):
+def test_host_cli(capsys, tmp_path):
     """``python -m gen.host --sim``: ident and a self-test against the golden model."""
     from gen.cli import main as sofa
 
@@ -358,3 +510,15 @@ def test_host_cli(capsys):
     assert "O: 24/24 elements match the golden model" in out
     assert main(["--sim", "tiny", "write-reg", "1", "9"]) == 1        # top_k 9 > k_max
     assert "rejected writing 9 to register TOP_K" in capsys.readouterr().err
+    # --expect: the board's IDENT against a preset or a config file
+    assert main(["--sim", "tiny", "--expect", "tiny", "ident"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name:>16} 1\n" in out for name in ("predict_keys", "cores"))
+    assert main(["--sim", "tiny", "--expect", "ice40", "selftest"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: IDENT: the board differs from the expected config 'ice40': "
+                          "d = 8 (expected 4)") and err.count("\n") == 1, err
+    cfg = tmp_path / "p2.json"
+    cfg.write_text(preset("tiny").replace(predict_keys=2).to_json())
+    assert main(["--sim", "tiny", "--expect", str(cfg), "ident"]) == 1
+    assert ": predict_keys = 1 (expected 2)\n" in capsys.readouterr().err

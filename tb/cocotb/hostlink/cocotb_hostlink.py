@@ -22,9 +22,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
 from spec.config import RunParams
-from spec.protocol import (Cmd, ReplyParser, Status, decode_out, elem_bytes, encode_request,
-                           load_kv_payload, parse_ident, query_payload, read_regs_payload,
-                           write_reg_payload)
+from spec.protocol import (Cmd, ReplyParser, Status, config_from_ident, decode_out, elem_bytes,
+                           encode_request, ident_mismatch, load_kv_payload, parse_ident,
+                           query_payload, read_regs_payload, write_reg_payload)
 from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters
 from sim.golden import sofa_attention
 from sim.workloads import structured
@@ -122,6 +122,8 @@ async def start(dut, *, gap=0.0, seed=0):
     assert (r.cmd, r.status) == (Cmd.IDENT, Status.OK), r
     INFO.update(parse_ident(r.payload))
     assert INFO["divisor"] == DIVISOR and INFO["d"] == CFG.d
+    # every config field IDENT carries (predict_keys, adapt_bins, cores too) is the build's
+    assert ident_mismatch(config_from_ident(INFO), CFG) == []
     return host
 
 
