@@ -7,7 +7,7 @@ the responses, the bus activity after a fault).
 
 Every job's ``O`` is compared bit-exact with :func:`sim.jobs.golden_job` (and the bytes around
 the rows, the write strobes, stay untouched), every exact counter with
-:func:`spec.regmap.expected_counters` (``traffic`` from :func:`sim.jobs.traffic`), and in sparse
+:func:`sim.jobs.job_counters` (per core with several cores, summed), and in sparse
 mode the AR addresses of ID 2 (V) with :func:`sim.jobs.fetch_schedule`.
 
 Environment: ``SOFA_SEED``; ``SOFA_SMALL=1`` for a large config (the ``axi`` preset): shorter
@@ -26,12 +26,13 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
 from gen.rtlsim.axi import (SLVERR, DECERR, AxiProtocolChecker, AxiSlaveModel, attach_checker,
                             axi_ram, axil_master, drive_slave_model, quiet_cocotbext, set_pauses)
 from gen.rtlsim.streams import load_sidecar
-from sim.jobs import fetch_schedule, golden_job, memory_image, read_outputs, traffic
+from sim.jobs import (core_parts, fetch_schedule, golden_job, job_counters, memory_image,
+                      read_outputs)
 from sim.workloads import structured
 from spec.config import RunParams
 from spec.job import (OUT_ELEM_BYTES, TENSORS, JobDescriptor, JobError, bus_bytes, check_job,
                       out_row_bytes, row_beats, row_bytes)
-from spec.regmap import (Reg, counters, expected_counters, job_writes,
+from spec.regmap import (Reg, counters, job_writes,
                          parameter_writes, register)
 
 
@@ -45,6 +46,9 @@ MEM = 1 << 22                          # bytes of the memory model
 POISON = 0xA5                          # O regions are filled with it before a job
 WORD = 4                               # AXI4-Lite: byte address = 4 × word
 COUNTERS = counters(CFG)
+#: The core's index sits above the stream IDs (0 Q, 1 K, 2 V, 3 O) with several cores.
+ID_SHIFT = CFG.axi_id_width - (CFG.cores - 1).bit_length()
+IDS = [(c << ID_SHIFT) | s for c in range(CFG.cores) for s in range(4)]
 quiet_cocotbext()
 
 
@@ -57,7 +61,7 @@ class Recorder(AxiProtocolChecker):
     id, resp)`` and the last cycle any master VALID was high."""
 
     def __init__(self):
-        super().__init__(data_width=CFG.axi_data_width, ids=range(4), incr_only=True)
+        super().__init__(data_width=CFG.axi_data_width, ids=IDS, incr_only=True)
         self.tick = 0
         self.ar, self.aw, self.bad = [], [], []
         self.ar_new, self.aw_new = [], []
@@ -130,10 +134,6 @@ def split_bursts(addr, nbytes):
         out.append(addr)
         addr = min(end, addr + CFG.axi_max_burst * BUS, (addr // 4096 + 1) * 4096)
     return out
-
-
-def calls_of(job):
-    return [min(L, job.queries - b) for _ in range(job.heads) for b in range(0, job.queries, L)]
 
 
 def cycle_budget(job, params, idle=0.0, burst=1):
@@ -268,13 +268,13 @@ class Bench:
         res = golden_job(CFG, params, job, Q, K, V)
         if check:
             self.check_outputs(job, res.out)
-            tr = traffic(CFG, params, job, res)
-            want = expected_counters(CFG, params, res.stats, calls=calls_of(job),
-                                     lengths=res.lengths * job.heads, traffic=tr, rass=rass)
+            want = job_counters(CFG, params, job, Q, K, V, rass=rass)[0]
             for name, value in want.items():
                 assert got[name] == value, f"counter {name}: {got[name]} != expected {value}"
             if fetch and not params.dense:
-                self.check_fetch(job, res, self.mon.ar[v0:], rass)
+                for c, sub, _, _, part in core_parts(CFG, job, Q, K, V):
+                    self.check_fetch(sub, golden_job(CFG, params, sub, *part),
+                                     self.mon.ar[v0:], rass, core=c)
         await self.quiet()
         return res, got
 
@@ -296,9 +296,10 @@ class Bench:
             raise AssertionError(f"O region differs at {len(bad)} bytes, first at "
                                  f"{lo + bad[0]:#x}; O read back:\n{out}\nexpected\n{want}")
 
-    def check_fetch(self, job, res, ars, rass):
-        """The V reads (ARID 2) in issue order are :func:`sim.jobs.fetch_schedule`."""
-        got = [a for _, ident, a, _ in ars if ident == 2]
+    def check_fetch(self, job, res, ars, rass, core=0):
+        """The V reads (ARID 2) of ``core`` in issue order are :func:`sim.jobs.fetch_schedule`
+        of its (sub-)job."""
+        got = [a for _, ident, a, _ in ars if ident == (core << ID_SHIFT) | 2]
         want = [a for h, j in fetch_schedule(CFG, job, res, rass)
                 for a in split_bursts(job.address("v", h, j), row_beats(CFG) * BUS)]
         if got != want:
@@ -370,10 +371,11 @@ async def test_rass(dut):
     params = params_for(S)
     res, on = await bench.run_job(job, Q, K, V, params, rass=True)
     _, off = await bench.run_job(job, Q, K, V, params, rass=False)
-    tr = traffic(CFG, params, job, res)
-    assert on["bytes_v"] == tr["v"] <= off["bytes_v"] == tr["v_no_rass"], (on, off, tr)
+    with_rass = job_counters(CFG, params, job, Q, K, V, rass=True, wrap=False)[0]["bytes_v"]
+    without = job_counters(CFG, params, job, Q, K, V, rass=False, wrap=False)[0]["bytes_v"]
+    assert on["bytes_v"] == with_rass <= off["bytes_v"] == without, (on, off)
     if L > 1:
-        assert tr["v"] < tr["v_no_rass"], "the case shares no V row between lanes"
+        assert with_rass < without, "the case shares no V row between lanes"
 
 
 @cocotb.test()
