@@ -99,6 +99,75 @@ def test_tile_work_matches_golden_and_perf(bc, k, radius):
                 assert abs(cf / exact - 1) < 0.06, (cf, exact)
 
 
+def test_predict_keys_rule():
+    """A layer's core predicts as many keys a cycle as spec.timing.predict_keys_for sizes for
+    its smallest top_k (MiniLM's d = 32: dlzs_cycles 1, mac_cycles 4, so about 4·keep⁻¹/16
+    keys); one under the adaptive budget; each tile's prediction takes ceil(size / P) beats."""
+    from spec.timing import predict_keys_for
+    d = 32
+    for bc in dse.BLOCK_SIZES:
+        for n in (2, 4, 8, 16):
+            k = dse.top_k_for(bc, n)
+            P = dse.layer_predict_keys(d, bc, k, k)
+            assert P == predict_keys_for(dse.layer_config(d, bc, k), k)
+            if n <= 4:                               # 6.25 % and 12.5 % kept need P > 1
+                assert P == {2: 4, 4: 2}[n], (bc, n, P)
+            # several heads: the smallest top_k decides
+            assert dse.layer_predict_keys(d, bc, k, (k, dse.top_k_for(bc, 16))) == P
+    assert dse.layer_predict_keys(d, 64, 32, 2, adapt_bins=32) == 1
+    cfg = dse.layer_config(d, 16, 1, predict_keys=4)
+    assert cfg.predict_keys == 4 and cfg.name == "dse-bc16-k1-p4"
+    assert list(dse.tile_predict_cycles(cfg, np.array([16, 5, 1]))) == [4, 2, 1]
+    assert dse.tile_predict_cycles(dse.layer_config(d, 16, 1), 16) == 16
+
+
+@pytest.mark.parametrize("bc,n", [(16, 2), (16, 4), (32, 2), (32, 4), (64, 2), (64, 4)])
+def test_cycles_with_predict_keys(bc, n):
+    """With predict_keys from the rule the closed form stays within 2 % of core_cycles (a row
+    is at least the divide of the previous one, d cycles), and the cycles fall from the
+    one-key-a-cycle core's towards the multipliers' share."""
+    rng = np.random.default_rng(bc + n)
+    d, T, S = 32, 40, 200
+    k = dse.top_k_for(bc, n)
+    base = dse.layer_config(d, bc, k)
+    cfg = dse.layer_config(d, bc, k, predict_keys=dse.layer_predict_keys(d, bc, k, k))
+    Q, K, V = _random_head(rng, T, S, d)
+    params = RunParams(seq_len=S, top_k=k, radius=base.derived.radius_inf, scale_log2e=3000)
+    res = G.sofa_attention(Q, K, V, base, params, keep_steps=True)
+    work = perf.tile_work(base, Q, K, V, params, res)
+    n_sel = np.array([[w[1] for w in row] for row in work])
+    resc = np.array([[w[2] for w in row] for row in work])
+    exact = dse.exact_cycles(cfg, S, n_sel, resc)
+    assert exact == perf.core_cycles(cfg, params, res, work=work)
+    cf = dse.cycles_closed_form(cfg, S, n_sel, resc)
+    assert abs(cf / exact - 1) < 0.02, (cf, exact)
+    one = dse.exact_cycles(base, S, n_sel, resc)
+    assert exact < 0.65 * one, (exact, one)
+
+
+def test_attend_prices_prediction_with_predict_keys(monkeypatch):
+    """A layer's cycles assume the rule's predict_keys (heads keeping 1 and 4 of 16 keys: the
+    smallest top_k needs 4 keys a cycle): fewer cycles than one key a cycle, the same output,
+    keys kept and dense cycles, and the closed form near core_cycles."""
+    from sim.dse import evaluate
+    from sim.predictors import HeadData
+    rng = np.random.default_rng(3)
+    H, T, S, d = 2, 12, 120, 32
+    heads = [_random_head(rng, T, S, d) for _ in range(H)]
+    hd = HeadData(*(np.stack([h[i] for h in heads]) for i in range(3)),
+                  sq=np.full(H, 0.02), sk=np.full(H, 0.03), sv=np.full(H, 0.01))
+    setting = dse.LayerSetting(16, (dse.HeadSetting(1), dse.HeadSetting(4)))
+    assert dse.layer_predict_keys(d, 16, 4, (1, 4)) == 4
+    out, st = dse.attend(setting, hd, exact=True)
+    monkeypatch.setattr(evaluate, "layer_predict_keys", lambda *args: 1)
+    out1, st1 = dse.attend(setting, hd, exact=True)
+    np.testing.assert_array_equal(out, out1)
+    assert st["kept"] == st1["kept"] and st["cycles_dense"] == st1["cycles_dense"]
+    assert st["cycles"] < 0.8 * st1["cycles"], (st["cycles"], st1["cycles"])
+    assert st["cycles_exact"] < 0.8 * st1["cycles_exact"]
+    assert abs(st["cycles"] / st["cycles_exact"] - 1) < 0.03
+
+
 def test_fast_path_counts_match_fastgolden():
     rng = np.random.default_rng(5)
     H, T, S, d = 3, 7, 90, 16
@@ -191,6 +260,10 @@ def test_quick_outputs(quick_run):
     # The closed-form cycle ratio tracks sim.perf.core_cycles.
     m = results["chosen"]["all"]
     assert abs(m["L_cycle"] / m["L_cycle_exact"] - 1) < 0.05
+    # predict_keys of every layer's core in results.json and the tables of summary.md
+    assert all(ls["predict_keys"] in (1, 2, 4, 8) for ls in results["chosen"]["plan"])
+    assert "| layer | Bc | top_k (keep) | predict_keys |" in md
+    assert "| Bc | top_k | predict_keys |" in md
 
 
 def test_plan_is_accepted_by_the_generator_and_the_golden_model(quick_run):
@@ -204,6 +277,15 @@ def test_plan_is_accepted_by_the_generator_and_the_golden_model(quick_run):
     data = json.loads((quick_run / "plan.json").read_text())
     assert set(data["parameters"]["run_time"]) >= {"seq_len", "top_k", "radius", "scale_log2e"}
     assert "block_size" in data["parameters"]["compile_time"]
+    # predict_keys: per layer its core's (the rule at its smallest top_k), per head its own
+    from spec.timing import predict_keys_for
+    for x, e in zip(layers, data["layers"]):
+        ls, cfg = x["setting"], x["config"]
+        assert e["predict_keys"] == cfg.predict_keys == dse.layer_predict_keys(
+            32, ls.block_size, ls.k_max, [h.top_k for h in ls.heads])
+        assert [h["predict_keys"] for h in e["heads"]] == \
+            [predict_keys_for(cfg, h.top_k) for h in ls.heads]
+        assert x["core"].predict_keys >= cfg.predict_keys
 
     # Layer 0 sees the dense model's Q, K, V: run the golden model with the plan's registers,
     # on the layer's own config and on the shared core, against the fast path.
@@ -491,6 +573,32 @@ def test_bad_adaptive_plan(adaptive_run, tmp_path, path, value, names):
         dse.load_plan(file)
     message = str(e.value)
     assert "\n" not in message and str(file) in message and names in message, message
+
+
+@pytest.mark.parametrize("where,value,message", [
+    ("head", 8, r"head 0: predict_keys = 8, but top_k = \d+ needs \d on the layer's config "
+                r"\(spec.timing.predict_keys_for\); allowed \d$"),
+    ("head", "2", r"head 0: predict_keys"),
+    ("layer", 8, r"layer 0: predict_keys = 8 differs from its config's predict_keys = \d; "
+                 r"allowed \d$"),
+    ("layer", 0, r"layer 0: predict_keys = 0 is out of range; allowed 1 … 8"),
+])
+def test_bad_predict_keys_in_a_plan(quick_run, tmp_path, where, value, message):
+    """The predict_keys a plan shows must be the rule's (a head's) and its config's (a
+    layer's); absent, nothing is checked (a plan written by hand)."""
+    from spec.config import ConfigError
+    doc = json.loads((quick_run / "plan.json").read_text())
+    obj = doc["layers"][0]["heads"][0] if where == "head" else doc["layers"][0]
+    if obj["predict_keys"] == value:
+        value = 4
+    obj["predict_keys"] = value
+    file = tmp_path / "plan.json"
+    file.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=message):
+        dse.load_plan(file)
+    del obj["predict_keys"]
+    file.write_text(json.dumps(doc))
+    dse.load_plan(file)
 
 
 def test_adapt_mass_needs_an_adaptive_layer(tmp_path):

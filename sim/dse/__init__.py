@@ -29,12 +29,17 @@ Terms (all measured in the run, summed over every layer, head and query row):
   rescales) on the same hardware;
 * **L_cycle**: core cycles over dense-mode cycles on the same hardware, from a closed form of
   :func:`sim.perf.core_cycles` over the per-tile work (a row takes the longer of its
-  prediction and its SU-FA work, :func:`cycles_closed_form`); the chosen point and the fixed
-  baseline are also run through ``core_cycles`` itself.
+  prediction and its SU-FA work, :func:`cycles_closed_form`; prediction takes about
+  ``S / predict_keys`` cycles a row); the chosen point and the fixed baseline are also run
+  through ``core_cycles`` itself.
 
 The hardware of a layer is ``sofa_config`` of the accuracy study (``k_max = top_k``, a sorter
 of ``top_k + 12`` inputs, ``max_seq_len = 256``) with the default preset's lane ratio:
-``dlzs_lanes = d`` (one key a cycle) and ``mac_lanes = d/4``. The sorter always takes 12 new
+``dlzs_lanes = d`` and ``mac_lanes = d/4``; it predicts ``predict_keys`` keys a cycle, not
+searched but chosen by the rule :func:`spec.timing.predict_keys_for` for the layer's smallest
+``top_k`` (:func:`layer_predict_keys`: the smallest number for which prediction does not bound
+SU-FA; the objective has no area term, so a searched ``predict_keys`` would always be the
+largest). The plan shows it per layer and per head. The sorter always takes 12 new
 keys a step, so a core built with a larger ``k_max`` selects exactly the same keys for a
 smaller ``top_k``: the layers that share a ``Bc`` can share one core (``cores`` in the plan).
 
@@ -89,11 +94,13 @@ Modules, from the bottom up:
 from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier_at, run_fixed
 from sim.dse.cli import FULL, QUICK, add_arguments, run, settings_from_args
 from sim.dse.cost import (SORT_BATCH, SORT_REF_PER_KEY, comparators, cycles_closed_form,
-                          dense_order, exact_cycles, kept_full, layer_config, prediction_share,
+                          dense_order, exact_cycles, kept_full, layer_config,
+                          layer_predict_keys, prediction_share, tile_predict_cycles,
                           tile_rescales, tile_sizes)
 from sim.dse.evaluate import (Evaluator, Runner, adapt_cost, adapt_registers, aggregate, attend,
                               entry, objective_value)
-from sim.dse.plan import MODEL_NAME, PLAN_FORMAT, cores, load_plan, plan_json, write_plan
+from sim.dse.plan import (MODEL_NAME, PLAN_FORMAT, cores, head_predict_keys, layer_core,
+                          load_plan, plan_json, write_plan)
 from sim.dse.pipeline import adaptive_grid, adaptive_warm_start, run_dse
 from sim.dse.report import summary_markdown, write_outputs, write_plot
 from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, MASS_GRID, RADII_NAT,
@@ -110,9 +117,9 @@ __all__ = [
     "suggest_radius", "warm_start", "MASS_GRID", "TEMPERATURES", "AdaptiveRule", "adaptive_plan",
     "suggest_adaptive",
     # hardware and cost model
-    "SORT_BATCH", "SORT_REF_PER_KEY", "layer_config", "tile_sizes", "dense_order",
-    "comparators", "prediction_share", "kept_full", "tile_rescales", "cycles_closed_form",
-    "exact_cycles",
+    "SORT_BATCH", "SORT_REF_PER_KEY", "layer_config", "layer_predict_keys",
+    "tile_predict_cycles", "tile_sizes", "dense_order", "comparators", "prediction_share",
+    "kept_full", "tile_rescales", "cycles_closed_form", "exact_cycles",
     # evaluation
     "Evaluator", "Runner", "attend", "aggregate", "objective_value", "entry", "adapt_cost",
     "adapt_registers",
@@ -120,7 +127,8 @@ __all__ = [
     "open_storage", "open_study", "search", "best_trials", "choose", "fixed_grid", "run_fixed",
     "best_fixed", "frontier_at", "calibrate_radius",
     # outputs
-    "MODEL_NAME", "PLAN_FORMAT", "cores", "plan_json", "write_plan", "load_plan",
+    "MODEL_NAME", "PLAN_FORMAT", "cores", "layer_core", "head_predict_keys", "plan_json",
+    "write_plan", "load_plan",
     "summary_markdown", "write_plot", "write_outputs",
     # running it
     "FULL", "QUICK", "add_arguments", "settings_from_args", "run", "run_dse", "adaptive_grid",

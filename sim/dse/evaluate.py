@@ -28,7 +28,8 @@ import multiprocessing
 import numpy as np
 
 from sim.dse.cost import (SORT_REF_PER_KEY, comparators, cycles_closed_form, dense_order,
-                          exact_cycles, layer_config, tile_rescales, tile_sizes)
+                          exact_cycles, layer_config, layer_predict_keys, tile_rescales,
+                          tile_sizes)
 from sim.dse.space import BLOCK_SIZES
 from sim.fastgolden import adaptive_eligible_vec, dlzs_scores_fast, sads_rows, sofa_heads
 from sim.golden import exp2_lut
@@ -195,7 +196,10 @@ def attend(setting, hd, registers=False, exact=False):
     bc = setting.block_size
     rule, bins = setting.adapt, setting.adapt_bins
     exact = exact and not bins
-    cfg_layer = layer_config(d, bc, setting.k_max)     # the cycles: the core without the gate
+    # The cycles: the core without the gate, predicting as many keys a cycle as the rule
+    # sizes for the layer's smallest top_k (one with the gate).
+    P = layer_predict_keys(d, bc, setting.k_max, [hs.top_k for hs in setting.heads], bins)
+    cfg_layer = layer_config(d, bc, setting.k_max, predict_keys=P)
     extra_row = adapt_gate_cycles(S, bins)
     out = np.empty((H, T, d))
     st = dict.fromkeys(SUMS, 0.0)

