@@ -260,6 +260,21 @@ def test_knobs_over_the_link(name):
         assert board.read(1 << 16, 0) == rtl[n], n
 
 
+def test_selftest_on_an_adaptive_board(capsys):
+    """``sofa host selftest``'s on-chip path on a board with the adaptive selection: IDENT
+    gives it adapt_bins, so it writes the ADAPT_* registers (the fixed budget) and matches
+    the golden model."""
+    from argparse import Namespace
+    from gen.host import _selftest
+    cfg = KNOBS["tiny-adapt"]
+    host = SofaHost(SimulatedBoard(cfg), expect=cfg)
+    args = Namespace(seq=40, rows=3, top_k=None, scale=1e-3, seed=1, dense=False)
+    assert _selftest(host, args) == 0
+    out = capsys.readouterr().out
+    assert "predict_keys=1 adapt_bins=4" in out and "O: 24/24 elements match" in out
+    assert host.read_regs(48, 3) == [0, 0, 0]
+
+
 def test_reply_latency():
     """First reply byte ``latency`` cycles after the last request byte (IDENT, READ_REGS);
     one more for WRITE_REG."""
