@@ -37,8 +37,8 @@ from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency
                          sufa_latency)
 
 
-__all__ = ["axi_core_cycles", "job_works", "core_steps", "Read", "Bus", "AxiBreakdown", "AR_TIME", "R_TIME",
-           "START_TIME", "BLOCK_GAP"]
+__all__ = ["axi_core_cycles", "job_works", "core_steps", "Read", "Bus", "AxiBreakdown",
+           "AR_TIME", "R_TIME", "START_TIME", "BLOCK_GAP"]
 
 
 #: Cycles from a read command to ARVALID (reader: splitter, AR register) plus the slave's

@@ -36,6 +36,7 @@ LAYERS = {
     "sim.workloads": (1, "models"),
     "sim.jobs": (1, "models"),
     "sim.axiperf": (1, "models"),
+    "sim.multiperf": (1, "models"),
     "sim.ondemand": (1, "models"),
     "sim.minilm": (2, "studies"),
     "sim.predictors": (2, "studies"),
