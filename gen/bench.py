@@ -9,7 +9,10 @@ the MAC-only ideal, PE utilisation, effective (dense-equivalent) operations per 
 cycle, K/V rows read against the lower bound, the prediction's share of the cycles, and the
 cycle model's projection to longer sequences. Every row has ``predict_keys``, ``seq_len``,
 ``keep``, ``source`` (``"rtl"`` or ``"model"``), ``speedup``, ``ideal_mac_ratio``,
-``pe_utilisation`` and ``ops_per_mult_cycle``.
+``pe_utilisation`` and ``ops_per_mult_cycle``. Then the memory-attached core's rows
+(:mod:`gen.axibench`, bench.json's ``memory``; ``--no-memory`` skips them) and the model of
+several memory-attached cores on one memory (:mod:`gen.corebench`, bench.json's ``cores``,
+``cores.png``; ``--no-cores`` skips them).
 
 The default config is the ``default`` preset with ``k_max = 8`` (50 % of a 16-key tile needs
 top_k = 8); ``--preset``/``--config`` choose another.
@@ -23,7 +26,7 @@ import json
 import time
 from pathlib import Path
 
-from gen import axibench
+from gen import axibench, corebench
 from gen.design import add_design_arguments, load_cfg
 from gen.rtlsim.runner import SimulationError, run_cocotb
 from spec.config import ConfigError, RunParams, preset
@@ -227,6 +230,15 @@ def memory_bench(args, log=print):
     return rows, axibench.markdown(cfg, rtl, model, lanes, minilm)
 
 
+def cores_bench(args, log=print):
+    """Several memory-attached cores on one memory, from the model (:mod:`gen.corebench`):
+    ``(rows dict, markdown)``."""
+    cfg = corebench.bench_config()
+    rows = corebench.model_rows(cfg, log=log)
+    corebench.write(args.out, cfg, rows)
+    return {"config": cfg.to_dict(), "rows": rows}, corebench.markdown(cfg, rows)
+
+
 def add_arguments(parser):
     """The options of ``sofa bench``."""
     add_design_arguments(parser, out=False, preset_default="the default preset with "
@@ -252,6 +264,8 @@ def add_arguments(parser):
                              f"{','.join(map(str, axibench.MODEL_SEQ))})")
     parser.add_argument("--no-minilm", dest="minilm", action="store_false",
                         help="skip the MiniLM traffic rows (default: run them)")
+    parser.add_argument("--no-cores", dest="cores", action="store_false",
+                        help="skip the multi-core model's rows (default: run them)")
 
 
 def _seq_list(text):
@@ -314,6 +328,10 @@ def run(args):
     if args.memory:
         report["memory"], memory_md = memory_bench(args)
         md += "\n" + memory_md
+        report["wall_seconds"] = round(time.monotonic() - start, 1)
+    if args.cores:
+        report["cores"], cores_md = cores_bench(args)
+        md += "\n" + cores_md
         report["wall_seconds"] = round(time.monotonic() - start, 1)
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "bench.md").write_text(md)

@@ -34,7 +34,7 @@ def test_every_option_states_its_default():
     bench.add_arguments(recorder)
     assert set(recorder.options) == {"--preset", "--config", "--seq", "--rows", "--out",
                                      "--no-projection", "--no-memory", "--memory-seq",
-                                     "--model-seq", "--no-minilm"}
+                                     "--model-seq", "--no-minilm", "--no-cores"}
     for name, kwargs in recorder.options.items():
         assert "(default: " in kwargs["help"], name
     _, args = parse()
@@ -110,3 +110,25 @@ def test_memory_rows_have_the_fields():
     dense = next(r for r in rows if r["keep"] == 1.0)
     assert dense["speedup"] == 1.0 and all(r["dram_bytes"] <= dense["dram_bytes_dense"]
                                            for r in rows)
+
+
+def test_core_rows_have_the_fields():
+    """The multi-core rows (the model at a short S) carry every field the benchmark promises;
+    one core's efficiency is 1, and shared K changes nothing where a head has one core."""
+    from gen import corebench
+    cfg = corebench.bench_config()
+    rows = corebench.model_rows(cfg, seqs=[64], bandwidths=[8, 32], cores=(2, 4), heads=2,
+                                queries=4, log=lambda *a: None)
+    fields = {"cores", "seq_len", "bytes_per_cycle", "source", "queries_per_cycle",
+              "dram_bytes", "bound", "scaling_efficiency", "shared_k"}
+    assert all(fields <= set(r) for r in rows) and len(rows) == 3 * 2 * 2
+    assert {r["bound"] for r in rows} <= {"compute", "memory"}
+    assert all(r["scaling_efficiency"] == 1.0 for r in rows if r["cores"] == 1)
+    for r in rows:
+        twin = next(x for x in rows if x["shared_k"] != r["shared_k"] and
+                    (x["cores"], x["bytes_per_cycle"]) == (r["cores"], r["bytes_per_cycle"]))
+        if r["cores"] <= 2:
+            assert twin["queries_per_cycle"] == r["queries_per_cycle"]
+        else:                               # 4 cores on 2 heads: 2 cores a head share K
+            assert (twin["dram_bytes"] < r["dram_bytes"]) == (not r["shared_k"])
+    assert "| 4 |" in corebench.markdown(cfg, rows)
