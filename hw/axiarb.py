@@ -13,10 +13,25 @@ before it takes ``AW``), and ``W`` passes the beats of the master at the head of
 until ``WLAST``. A master's ``W`` beats wait, ``WVALID`` held, until its address is granted.
 The queue holds ``masters · max_writes`` entries (every master's bursts awaiting their
 data); when it is full no address is granted.
+
+**Shared reads** (``share_id``): masters in groups (``group_mask``: master ``i``'s leader is
+``i & group_mask``) whose :py:`follow` bit is set do not read ID ``share_id`` themselves.
+Their leader's read of that ID is held back from arbitration until every follower presents
+one too (the same read: the masters are built to ask for the same rows in the same order);
+the leader's handshake takes the followers' addresses with it, and each beat of the read goes
+to the leader and to every follower at once, marked on :py:`shared`. A follower's other reads
+go as usual. While :py:`solo` is high (a job being stopped) no read is shared: leaders and
+followers issue their own (a follower's once its leader has none in flight, so that its reads
+of the ID return in order), and the beats of shared reads still in flight reach all their
+masters (a one-bit queue per master remembers which of its reads were shared). The masters of
+a group must hold ``RREADY`` high (as :class:`hw.axi.AxiReader`
+does): a shared beat is taken when all of them are ready, and a master that is not would see
+``RVALID`` without the beat being its own.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
 
 from hw.axi import axi4_master_members, check_int
 
@@ -42,6 +57,12 @@ class AxiArbiter(wiring.Component):
     max_writes : int
         Write bursts a master may have issued before their data are sent (sizes the ``W``
         order queue).
+    max_reads : int
+        Reads of ``share_id`` a master may have in flight (sizes the queues of shared
+        reads).
+    share_id : int or None
+        The ID whose reads followers share with their leader (None: no sharing, and no
+        :py:`follow`, :py:`group_mask` or :py:`shared`).
 
     Attributes
     ----------
@@ -49,6 +70,14 @@ class AxiArbiter(wiring.Component):
         The port master ``i`` drives (slave flows).
     m_axi_* :
         The shared master port, :func:`hw.axi.axi4_master_members` with the wider ID.
+    follow : In(masters)
+        Per master: take reads of ``share_id`` from the leader (stable during a job).
+    group_mask : In(index_width)
+        A master's leader is its index AND this.
+    shared : Out(masters)
+        Per master: it receives a beat of its leader's shared read this cycle.
+    solo : In(1)
+        Share no new read.
     index_width : int
         Bits of a master's index, ``ceil(log2(masters))``.
     latency : int
@@ -57,17 +86,26 @@ class AxiArbiter(wiring.Component):
 
     latency = 0
 
-    def __init__(self, *, masters, addr_width, data_width, id_width, max_writes):
+    def __init__(self, *, masters, addr_width, data_width, id_width, max_writes,
+                 share_id=None, max_reads=1):
         check_int("AxiArbiter", "masters", masters, 2, 16)
         check_int("AxiArbiter", "id_width", id_width, 1, 31)
         check_int("AxiArbiter", "max_writes", max_writes, 1)
+        if share_id is not None:
+            check_int("AxiArbiter", "share_id", share_id, 0, (1 << id_width) - 1)
+            check_int("AxiArbiter", "max_reads", max_reads, 1)
+        self._max_reads = max_reads
         self._n, self._idw, self._max_writes = masters, id_width, max_writes
+        self._share = share_id
         self.index_width = (masters - 1).bit_length()
         bus = dict(addr_width=addr_width, data_width=data_width)
         members = {}
         for i in range(masters):
             members |= _flip(axi4_master_members(f"s{i}_axi", **bus, id_width=id_width))
         members |= axi4_master_members("m_axi", **bus, id_width=id_width + self.index_width)
+        if share_id is not None:
+            members |= {"follow": In(masters), "group_mask": In(self.index_width),
+                        "shared": Out(masters), "solo": In(1)}
         self._suffixes = [n[len("m_axi_"):] for n in members if n.startswith("m_axi_")]
         super().__init__(members)
 
@@ -76,11 +114,37 @@ class AxiArbiter(wiring.Component):
     def _port(self, i, suffix):
         return getattr(self, f"s{i}_axi_{suffix}")
 
+    def _leader(self, i):
+        return Const(i, self.index_width) & self.group_mask
+
     def _arbitrate(self, m, ch, gate):
         """Round-robin grant of channel ``ch`` (``"ar"``/``"aw"``) onto the shared port,
         ``gate`` allowing a new grant; returns (the granted index, first presentation)."""
         N = self._n
         req = Cat(self._port(i, f"{ch}valid") for i in range(N))
+        share = ch == "ar" and self._share is not None
+        if share:
+            # a follower's shared read waits for its leader's; the leader's waits for all
+            is_k = Cat(self._port(i, "arvalid") & (self._port(i, "arid") == self._share)
+                       for i in range(N))
+            ready = Cat(Cat(~(self.follow[f] & (self._leader(f) == i)) | is_k[f]
+                            for f in range(N) if f != i).all() for i in range(N))
+            # whether each read of share_id was shared, in issue order per master
+            self._was_shared = []
+            for i in range(N):
+                q = fifo.SyncFIFO(width=1, depth=self._max_reads)   # readable a cycle on
+                m.submodules[f"shared_q{i}"] = q
+                self._was_shared.append(q)
+            # alone, a follower's read waits for its leader's reads to return (one ID, one order)
+            lead_busy = Cat(Cat(q.r_rdy & (self._leader(i) == o)
+                                for o, q in enumerate(self._was_shared)).any()
+                            for i in range(N))
+            eligible = Signal(N, name="ar_eligible")
+            with m.If(self.solo):
+                m.d.comb += eligible.eq(req & ~(self.follow & is_k & lead_busy))
+            with m.Else():
+                m.d.comb += eligible.eq(req & ~(self.follow & is_k) & ~(is_k & ~ready))
+            req = eligible
         last = Signal(range(N), name=f"{ch}_last")
         held = Signal(name=f"{ch}_held")
         cur = Signal(range(N), name=f"{ch}_cur")
@@ -110,6 +174,17 @@ class AxiArbiter(wiring.Component):
                     m.d.comb += getattr(self, f"m_axi_{ch}id").eq(
                         Cat(self._port(i, f"{ch}id"), Const(i, self.index_width)))
                     m.d.comb += self._port(i, f"{ch}ready").eq(mr & valid)
+        if share:
+            # the leader's shared read takes its followers' with it
+            k_go = Signal(name="ar_k_go")
+            m.d.comb += k_go.eq(mr & valid & is_k.bit_select(sel, 1))
+            takes = Cat(self.follow[i] & is_k[i] & (self._leader(i) == sel) & ~self.solo
+                        for i in range(N))
+            for i in range(N):
+                with m.If(k_go & takes[i]):
+                    m.d.comb += self._port(i, "arready").eq(1)
+            for i, q in enumerate(self._was_shared):
+                m.d.comb += [q.w_en.eq(k_go & (sel == i)), q.w_data.eq(takes.any())]
         with m.If(valid & mr):
             m.d.sync += [held.eq(0), last.eq(sel)]
         with m.Elif(valid & ~held):
@@ -121,15 +196,32 @@ class AxiArbiter(wiring.Component):
         mid = getattr(self, f"m_axi_{ch}id")
         owner = mid[self._idw:]
         mv = getattr(self, f"m_axi_{ch}valid")
+        share = ch == "r" and self._share is not None
+        to = []                                  # master i takes this beat
         for i in range(self._n):
-            m.d.comb += [self._port(i, f"{ch}valid").eq(mv & (owner == i)),
+            t = owner == i
+            if share:
+                head = Signal(name=f"r_shared_head{i}")  # the owner's oldest read was shared
+                with m.Switch(owner):
+                    for o in range(self._n):
+                        with m.Case(o):
+                            m.d.comb += head.eq(self._was_shared[o].r_data)
+                extra = self.follow[i] & (self._leader(i) == owner) & head & \
+                    (mid[:self._idw] == self._share)
+                t = t | extra
+            to.append(t)
+            m.d.comb += [self._port(i, f"{ch}valid").eq(mv & t),
                          self._port(i, f"{ch}id").eq(mid[:self._idw])]
             for s in suffixes:
                 m.d.comb += self._port(i, s).eq(getattr(self, f"m_axi_{s}"))
-        with m.Switch(owner):
-            for i in range(self._n):
-                with m.Case(i):
-                    m.d.comb += getattr(self, f"m_axi_{ch}ready").eq(self._port(i, f"{ch}ready"))
+        m.d.comb += getattr(self, f"m_axi_{ch}ready").eq(
+            Cat(~to[i] | self._port(i, f"{ch}ready") for i in range(self._n)).all())
+        if share:
+            m.d.comb += self.shared.eq(Cat(
+                mv & self.m_axi_rready & to[i] & (owner != i) for i in range(self._n)))
+            last_k = mv & self.m_axi_rready & self.m_axi_rlast & (mid[:self._idw] == self._share)
+            for o in range(self._n):
+                m.d.comb += self._was_shared[o].r_en.eq(last_k & (owner == o))
 
     def elaborate(self, platform):
         m = Module()

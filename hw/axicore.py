@@ -32,7 +32,7 @@ own). The counters from COUNTER_BASE are totals; each engine's are in its block
 (:data:`spec.regmap.CORE_BASE`).
 """
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -101,7 +101,8 @@ class SofaAxiCore(wiring.Component):
             self._arbiter = AxiArbiter(masters=N, addr_width=cfg.axi_addr_width,
                                        data_width=cfg.axi_data_width,
                                        id_width=cfg.axi_id_width - self._core_bits,
-                                       max_writes=cfg.axi_max_reads)
+                                       max_writes=cfg.axi_max_reads, share_id=1,
+                                       max_reads=cfg.axi_max_reads)
             outer = self._arbiter
         else:
             outer = self.engines[0]
@@ -333,6 +334,8 @@ class SofaAxiCore(wiring.Component):
             with m.State("STOP"):
                 m.d.comb += self.busy.eq(1)
                 m.d.comb += [e.stop.eq(1) for e in engines]
+                if N > 1:
+                    m.d.comb += arb.solo.eq(1)          # no partner waits for a stopped one
                 with m.If(all_idle):
                     m.next = "RESTART"
             with m.State("RESTART"):
@@ -370,6 +373,9 @@ class SofaAxiCore(wiring.Component):
                                                            width=cfg.counter_width)
                 total = incs[0]
             else:
+                for i in range(N):
+                    incs[i]["bytes_k_shared"] = Mux(arb.shared[i], BB, 0)
+                    tops[i]["bytes_k_shared"] = BB
                 # totals: cycles and busy once, the rest summed over the engines
                 own = {"cycles": 1, "busy_cycles": 1}
                 m.submodules.counters = bank = CounterBank(
@@ -408,7 +414,7 @@ class SofaAxiCore(wiring.Component):
                     base = CORE_BASE + i * CORE_WORDS
                     act, fin, err = core_state[i]
                     sub = self._sub[i]
-                    values = {"status": Cat(act, fin, ~work[i]), "error": err,
+                    values = {"status": Cat(act, fin, ~work[i], self._follow[i]), "error": err,
                               "heads": sub["heads"], "queries": sub["queries"],
                               "first_head": sub["first_head"],
                               "first_query": sub["first_query"]}
@@ -481,6 +487,11 @@ class SofaAxiCore(wiring.Component):
         self._sub = [{n: Signal(w, name=f"core{i}_{n}") for n, w in fields.items()}
                      for i in range(N)]
         work = Cat(sub["queries"] != 0 for sub in self._sub)
+        # the shared K stream (spec.job.k_followers): not the group's first core, a whole chunk
+        self._follow = [Signal(name=f"core{i}_follow") for i in range(N)]
+        arb = self._arbiter
+        m.d.comb += [arb.follow.eq(Cat(self._follow)),
+                     arb.group_mask.eq(~((Const(1, cb + 1) << p_log) - 1))]
         with m.If(go):
             m.d.sync += [pbusy.eq(1), pstep.eq(0), walking.eq(0)]
         with m.If(pbusy):
@@ -500,6 +511,8 @@ class SofaAxiCore(wiring.Component):
                             sub["heads"].eq(hc), sub["queries"].eq(Mux(left < chunk, left, chunk)),
                             sub["first_head"].eq(h0), sub["first_query"].eq(t0),
                             sub["q_start"].eq(params["q_start"] + t0),
+                            self._follow[i].eq(params["shared_k"] & ~params["causal"]
+                                               & (p_idx != 0) & (left >= chunk)),
                             *(sub[f"{t}_base"].eq(params[f"{t}_base"] + hoff[t]
                                                   + (qoff[t] if t in qoff else 0))
                               for t in TENSORS)]

@@ -26,7 +26,7 @@ import numpy as np
 from sim.golden import sofa_attention
 from spec.config import ConfigError
 from spec.job import (OUT_ELEM_BYTES, TENSORS, bus_bytes, core_grid, elem_bytes,
-                      query_lengths, row_beats, split_job)
+                      k_followers, query_lengths, row_beats, split_job)
 from spec.regmap import expected_counters, query_groups
 
 
@@ -226,17 +226,21 @@ def core_parts(cfg, job, Q, K, V):
     return out
 
 
-def job_counters(cfg, params, job, Q, K, V, *, rass=True, wrap=True):
+def job_counters(cfg, params, job, Q, K, V, *, rass=True, shared_k=True, wrap=True):
     """The exact counters after a job: ``(totals, {core: counters})``, each core's from its
-    sub-job (:func:`core_parts`; blocks of ``q_lanes`` form within a core's queries), the
+    sub-job (:func:`core_parts`; blocks of ``q_lanes`` form within a core's queries; a K
+    follower's K bytes, :func:`spec.job.k_followers`, are also its ``bytes_k_shared``), the
     totals their sums (wrapped to ``counter_width`` as the registers read with ``wrap``)."""
     per_core, totals = {}, {}
+    follows = k_followers(job, cfg.cores, shared_k)
     for c, sub, _, _, part in core_parts(cfg, job, Q, K, V):
         r = golden_job(cfg, params, sub, *part)
         calls = [n for _ in range(sub.heads) for n in query_groups(sub.queries, cfg.q_lanes)]
+        tr = traffic(cfg, params, sub, r)
+        tr["k_shared"] = tr["k"] if follows[c] else 0
         want = expected_counters(cfg, params, r.stats, calls=calls,
-                                 lengths=r.lengths * sub.heads,
-                                 traffic=traffic(cfg, params, sub, r), rass=rass, wrap=False)
+                                 lengths=r.lengths * sub.heads, traffic=tr, rass=rass,
+                                 wrap=False)
         per_core[c] = want
         for n, v in want.items():
             totals[n] = totals.get(n, 0) + v

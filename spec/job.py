@@ -34,6 +34,13 @@ chunk shorter, chunks past the end empty: those cores stay idle). Core ``c`` tak
 ``c // P`` and chunk ``c mod P``. Its sub-job offsets the base addresses by its first head and
 first query and ``q_start`` by its first query, so causal masking is unchanged.
 
+**Shared K stream** (the SHARED_K register, on by default): the cores of a head group run the
+same heads with the same number of blocks, so they read the same K rows in the same order.
+:func:`k_followers` names the cores that take those reads from the group's first core: the
+core waits at each K read until every follower asks for the same one, issues it once, and
+every one of them receives the beats (``bytes_k_shared`` counts them). The group then moves
+through K in step.
+
 The golden semantics of a job are per query exactly those of :func:`sim.golden.sofa_attention`
 over the query's own keys (:func:`query_lengths`).
 """
@@ -46,7 +53,8 @@ from spec.validate import ConfigError
 
 __all__ = ["JobError", "JobDescriptor", "TENSORS", "elem_bytes", "row_bytes", "out_row_bytes",
            "bus_bytes", "row_beats", "query_lengths", "tensor_end", "job_end", "check_job",
-           "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS", "core_grid", "split_job"]
+           "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS", "core_grid", "split_job",
+           "k_followers"]
 
 
 #: Bytes of one O element in memory.
@@ -209,6 +217,19 @@ def split_job(job, cores):
             changes[f"{t}_base"] = base
         out.append(job.replace(**changes))
     return out
+
+
+def k_followers(job, cores, shared_k=True):
+    """Which cores take the prediction K stream from their head group's first core (the
+    *leader*, core ``c - c mod P``) instead of reading it: with ``shared_k``, in a job that is
+    not causal, every core of a group other than the leader whose chunk is whole (as long as
+    the leader's: the same blocks, hence the same K reads in the same order). A short last
+    chunk, and every core of a causal job (its keys depend on its queries), reads its own."""
+    subs = split_job(job, cores)
+    G, P = core_grid(job.heads, cores)
+    chunk = -(-job.queries // P)
+    return [bool(shared_k and not job.causal and sub is not None and c % P != 0
+                 and sub.queries == chunk) for c, sub in enumerate(subs)]
 
 
 def validate_job(cfg, job):

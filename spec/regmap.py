@@ -246,6 +246,10 @@ REGISTERS = (
         "edge (adapt_bins - 1) << ADAPT_SHIFT fits diff_width bits.",
         lambda cfg: _bits(cfg.derived.diff_width), lambda cfg: 0, _adapt_shift_legal,
         present=_adaptive),
+    # -- several cores (cores > 1; spec.job.split_job) ---------------------------------------
+    _rw("shared_k", 51, "1: the engines of a head group take the prediction K stream from "
+        "one read (spec.job.k_followers); 0: each reads its own.",
+        lambda cfg: 1, lambda cfg: 1, lambda cfg: (0, 1), present=lambda cfg: cfg.cores > 1),
 )
 
 
@@ -320,12 +324,22 @@ _AXI_COUNTER_TABLE = (
     ("b_wait", "timing", "Cycles a write awaits its B response."),
 )
 
+#: Counters of several cores (``cores > 1``), after the memory core's.
+_MULTI_COUNTER_TABLE = (
+    ("bytes_k_shared", "exact", "Bytes of K an engine received from another engine's read "
+                                "(the shared K stream): bytes_k less these were read from "
+                                "memory."),
+)
+
 #: The counters, in address order from :data:`COUNTER_BASE`.
 COUNTERS = tuple(Counter(name, COUNTER_BASE + i, kind, desc)
                  for i, (name, kind, desc) in enumerate(_COUNTER_TABLE)) + \
     tuple(Counter(name, COUNTER_BASE + len(_COUNTER_TABLE) + i, kind, desc,
                   lambda cfg: cfg.memory == "axi")
-          for i, (name, kind, desc) in enumerate(_AXI_COUNTER_TABLE))
+          for i, (name, kind, desc) in enumerate(_AXI_COUNTER_TABLE)) + \
+    tuple(Counter(name, COUNTER_BASE + len(_COUNTER_TABLE) + len(_AXI_COUNTER_TABLE) + i,
+                  kind, desc, lambda cfg: cfg.cores > 1)
+          for i, (name, kind, desc) in enumerate(_MULTI_COUNTER_TABLE))
 
 #: Addresses the register port of the on-chip core decodes (and the host link addresses):
 #: the registers, a gap, then its counters.
@@ -458,11 +472,13 @@ def parameter_writes(cfg, params):
     return register_writes(cfg, values)
 
 
-def job_writes(cfg, job, *, rass=True, irq=False):
+def job_writes(cfg, job, *, rass=True, irq=False, shared_k=True):
     """The register writes that set a :class:`~spec.job.JobDescriptor` (S included)."""
     values = {"seq_len": job.seq_len, "queries": job.queries, "heads": job.heads,
               "causal": int(job.causal), "q_start": job.q_start, "rass": int(rass),
               "irq_enable": int(irq)}
+    if cfg.cores > 1:
+        values["shared_k"] = int(shared_k)
     for t in TENSORS:
         for part in ("base", "stride", "head_stride"):
             values[f"{t}_{part}"] = getattr(job, f"{t}_{part}")
@@ -580,6 +596,8 @@ def expected_counters(cfg, params, stats, *, calls, lengths=None, traffic=None, 
         out |= {"bytes_q": traffic["q"], "bytes_k": traffic["k"],
                 "bytes_v": traffic["v"] if rass else traffic["v_no_rass"],
                 "bytes_o": traffic["o"]}
+    if cfg.cores > 1:
+        out["bytes_k_shared"] = traffic.get("k_shared", 0)
     assert set(out) == set(exact_counters(cfg))
     if wrap:
         mask = (1 << cfg.counter_width) - 1

@@ -22,11 +22,22 @@ class Master:
     """One random master: ``reads`` bursts (IDs 0 and 1) from its read region and ``writes``
     bursts (ID 3) into its write region, presented with random gaps, W possibly ahead of AW."""
 
-    def __init__(self, index, rng, *, reads, writes, idle):
+    def __init__(self, index, rng, *, reads, writes, idle, shared=()):
         self.i, self.rng, self.idle = index, rng, idle
+        self.r_gaps = not shared               # sharing masters hold RREADY high
         base = 2 * REGION * index
-        self.ar = [(rng.randrange(2), base + BYTES * rng.randrange(64), rng.randrange(4))
+        self.ar = [(0, base + BYTES * rng.randrange(64), rng.randrange(4))
                    for _ in range(reads)]
+        if shared:                             # the group's ID-1 reads, in order, mixed in
+            k = list(shared)
+            mixed = []
+            for r in self.ar:
+                mixed.append(r)
+                if k and rng.random() < 0.5:
+                    mixed.append(k.pop(0))
+            self.ar = mixed + k
+        else:
+            self.ar = [(rng.randrange(2), a, n) for _, a, n in self.ar]
         self.aw = []
         for _ in range(writes):
             addr = base + REGION + BYTES * rng.randrange(64)
@@ -62,20 +73,32 @@ class Master:
         if self.cur_w is not None:
             words, k = self.cur_w
             out |= {"wvalid": 1, "wdata": words[k], "wstrb": 0xFF, "wlast": k == len(words) - 1}
-        out["rready"] = int(not self.gap())
+        out["rready"] = int(not (self.r_gaps and self.gap()))
         out["bready"] = int(not self.gap())
         return out
 
 
-def run(masters, *, seed, idle, latency, reads=12, writes=6):
+def run(masters, *, seed, idle, latency, reads=12, writes=6, groups=None, solo_at=None):
+    """``groups``: ``(group_mask, follow bits)``: share ID 1 within groups."""
     rng = random.Random(seed)
-    dut = AxiArbiter(masters=masters, addr_width=AW, data_width=DW, id_width=2, max_writes=2)
+    dut = AxiArbiter(masters=masters, addr_width=AW, data_width=DW, id_width=2, max_writes=2,
+                     share_id=1 if groups else None, max_reads=64)
     model = AxiSlaveModel(data_width=DW, size=1 << AW, seed=seed, idle=idle, latency=latency)
     for a in range(0, 1 << AW, BYTES):
         model.mem[a:a + BYTES] = rng.getrandbits(DW).to_bytes(BYTES, "little")
     initial = bytes(model.mem)
-    ms = [Master(i, random.Random(seed * 100 + i), reads=reads, writes=writes, idle=idle)
+    shared = {}
+    if groups:
+        mask, follow = groups
+        for i in range(masters):
+            lead = i & mask
+            if lead not in shared:
+                shared[lead] = [(1, 2 * REGION * lead + BYTES * rng.randrange(64),
+                                 rng.randrange(4)) for _ in range(reads // 2)]
+    ms = [Master(i, random.Random(seed * 100 + i), reads=reads, writes=writes, idle=idle,
+                 shared=shared.get(i & groups[0], ()) if groups else ())
           for i in range(masters)]
+    want_reads = [len(m.ar) for m in ms]
     want_mem = bytearray(initial)
     for m in ms:
         for addr, words in m.aw:
@@ -96,7 +119,12 @@ def run(masters, *, seed, idle, latency, reads=12, writes=6):
         return getattr(dut, f"s{i}_axi_{n}")
 
     async def bench(ctx):
+        if groups:
+            ctx.set(dut.group_mask, groups[0])
+            ctx.set(dut.follow, groups[1])
         for cycle in range(20_000):
+            if groups and cycle == solo_at:
+                ctx.set(dut.solo, 1)
             for k, v in model.outputs().items():
                 ctx.set(getattr(dut, f"m_axi_{k}"), v)
             outs = [m.outputs() for m in ms]
@@ -114,6 +142,9 @@ def run(masters, *, seed, idle, latency, reads=12, writes=6):
             checker.step(sig)
             if sig["arvalid"] and sig["arready"]:
                 state["grants"].append(sig["arid"] >> shift)
+                if groups and solo_at is None:
+                    assert not (groups[1] >> (sig["arid"] >> shift) & 1
+                                and sig["arid"] & 3 == 1), "a follower read ID 1 itself"
             model.clock(sig)
             rest = values[len(names):]
             for i, m in enumerate(ms):
@@ -146,11 +177,12 @@ def run(masters, *, seed, idle, latency, reads=12, writes=6):
                 if s["bvalid"] and o["bready"]:
                     assert s["bid"] == 3 and s["bresp"] == 0, f"master {i}: B"
                     m.done_writes += 1
-            if all(m.done_reads == reads and m.done_writes == writes for m in ms):
+            if all(m.done_reads == want_reads[m.i] and m.done_writes == writes for m in ms):
                 state["cycles"] = cycle
                 return
         raise AssertionError("timeout: " + ", ".join(
-            f"master {m.i}: {m.done_reads}/{reads} reads, {m.done_writes}/{writes} writes"
+            f"master {m.i}: {m.done_reads}/{want_reads[m.i]} reads, "
+            f"{m.done_writes}/{writes} writes"
             for m in ms))
 
     sim = Simulator(dut)
@@ -185,6 +217,26 @@ def test_round_robin(masters):
     grants = run(masters, seed=3, idle=0.0, latency=0, reads=10, writes=0)["grants"]
     # after reset the master after 0 goes first
     assert grants[:masters * 10] == [(g + 1) % masters for g in range(masters * 10)], grants
+
+
+@pytest.mark.parametrize("masters,mask,follow", [(2, 0b0, 0b10), (4, 0b10, 0b1010),
+                                                  (4, 0b00, 0b1110), (4, 0b00, 0b0100)])
+@pytest.mark.parametrize("idle", [0.0, 0.4])
+def test_shared_reads(masters, mask, follow, idle):
+    """Followers take their leader's ID-1 reads: they never issue them on the shared port,
+    and every one of them receives every beat (data checked per master)."""
+    st = run(masters, seed=masters + follow, idle=idle, latency=4, reads=16, writes=3,
+             groups=(mask, follow))
+    assert st["cycles"] > 0
+
+
+@pytest.mark.parametrize("solo_at", [0, 40])
+def test_solo(solo_at):
+    """SOLO (a job being stopped) from the start or midway: reads already shared still reach
+    every follower, new ones are each master's own; nobody waits for a partner forever.
+    (Followers here ask for the leader's rows, so their own reads return the same data.)"""
+    run(4, seed=11, idle=0.3, latency=5, reads=16, writes=2, groups=(0b10, 0b1010),
+        solo_at=solo_at)
 
 
 def test_parameters():

@@ -10,7 +10,7 @@ import pytest
 
 from sim.jobs import core_parts, golden_job, job_counters, memory_image, read_outputs
 from spec.config import RunParams
-from spec.job import JobError, split_job
+from spec.job import JobError, k_followers, split_job
 from spec.regmap import (core_address, counter_names, exact_counters, job_writes,
                          parameter_writes)
 from tb.support.axicore import AXI_ODD, AXI_TINY, job_case, run_job
@@ -29,12 +29,12 @@ def core_reads(cfg):
 
 
 def run_split_job(cfg, *, H, T, S, causal=False, q_start=0, dense=False, seed=0, idle=0.0,
-                  latency=0, error_at=None):
+                  latency=0, error_at=None, shared_k=True):
     rng = np.random.default_rng(seed)
     job, Q, K, V = job_case(cfg, rng, H=H, T=T, S=S, causal=causal, q_start=q_start, gap=1)
     params = RunParams(seq_len=S, top_k=1, radius=cfg.derived.radius_inf,
                        scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=dense)
-    writes = parameter_writes(cfg, params) + job_writes(cfg, job, irq=True)
+    writes = parameter_writes(cfg, params) + job_writes(cfg, job, irq=True, shared_k=shared_k)
     where = core_reads(cfg)
     errors = ()
     if error_at:
@@ -44,15 +44,16 @@ def run_split_job(cfg, *, H, T, S, causal=False, q_start=0, dense=False, seed=0,
                          seed=seed, idle=idle, latency=latency, reads=where.values(),
                          errors=errors)
     per_core = {key: got[a] for key, a in where.items()}
-    return job, (Q, K, V), params, model, got, per_core
+    return job, (Q, K, V), params, model, got, per_core, shared_k
 
 
-def check(cfg, job, data, params, model, got, per_core):
+def check(cfg, job, data, params, model, got, per_core, shared_k):
     assert got["job_error"] == JobError.NONE and got["irq"] == 1
     res = golden_job(cfg, params, job, *data)
     out = read_outputs(cfg, job, lambda a, n: bytes(model.mem[a:a + n]))
     assert np.array_equal(out, res.out), "O differs from the golden model"
-    totals, want = job_counters(cfg, params, job, *data)
+    totals, want = job_counters(cfg, params, job, *data, shared_k=shared_k)
+    follows = k_followers(job, cfg.cores, shared_k)
     parts = {c: (sub, h0, t0) for c, sub, h0, t0, _ in core_parts(cfg, job, *data)}
     for c, sub in enumerate(split_job(job, cfg.cores)):
         blk = {n: v for (core, n), v in per_core.items() if core == c}
@@ -63,7 +64,8 @@ def check(cfg, job, data, params, model, got, per_core):
             continue
         _, h0, t0 = parts[c]
         assert (blk["heads"], blk["queries"], blk["first_head"], blk["first_query"],
-                blk["status"], blk["error"]) == (sub.heads, sub.queries, h0, t0, 0b010, 0), \
+                blk["status"], blk["error"]) == (sub.heads, sub.queries, h0, t0,
+                                                 0b010 | follows[c] << 3, 0), \
             f"core {c}: {blk}"
         for n, value in want[c].items():
             assert blk[f"counter_{n}"] == value, \
@@ -74,6 +76,7 @@ def check(cfg, job, data, params, model, got, per_core):
     return res
 
 
+@pytest.mark.parametrize("shared_k", [True, False])
 @pytest.mark.parametrize("name,H,T", [
     ("tiny-2", 2, 3),        # heads split
     ("tiny-2", 1, 5),        # queries split, 3 + 2
@@ -81,10 +84,10 @@ def check(cfg, job, data, params, model, got, per_core):
     ("tiny-4", 3, 5),        # odd heads: 1 group, chunks 2, 2, 1, 0 (one idle core)
     ("odd-2", 3, 4),
 ])
-def test_split_job(name, H, T):
+def test_split_job(name, H, T, shared_k):
     cfg = CONFIGS[name]
     check(cfg, *run_split_job(cfg, H=H, T=T, S=2 * cfg.block_size + 3, seed=H * 10 + T,
-                              idle=0.3, latency=5))
+                              idle=0.3, latency=5, shared_k=shared_k))
 
 
 @pytest.mark.parametrize("name", ["tiny-2", "tiny-4"])
@@ -101,9 +104,22 @@ def test_causal_dense_and_idle_cores(name):
 def test_fault_stops_every_core():
     cfg = CONFIGS["tiny-2"]
     S = 2 * cfg.block_size
-    *_, got, per_core = run_split_job(cfg, H=2, T=3, S=S, seed=7, idle=0.1, latency=3,
-                                      error_at=("k", 1, S // 2))   # head 1: core 1's
+    *_, got, per_core, _ = run_split_job(cfg, H=2, T=3, S=S, seed=7, idle=0.1, latency=3,
+                                         error_at=("k", 1, S // 2))   # head 1: core 1's
     assert got["job_error"] == JobError.READ_K and got["irq"] == 1
     assert [per_core[(c, "error")] for c in range(2)] == [0, JobError.READ_K]
     assert [per_core[(c, "status")] & 1 for c in range(2)] == [0, 0]
+    assert got["status"] & 1 == 0
+
+
+@pytest.mark.parametrize("name", ["tiny-2", "tiny-4"])
+def test_fault_in_shared_k(name):
+    """A K row fails under the shared stream: every core of the group receives the error beat,
+    the job stops with READ_K, and nobody waits for a stopped partner."""
+    cfg = CONFIGS[name]
+    S = 2 * cfg.block_size
+    *_, got, per_core, _ = run_split_job(cfg, H=1, T=8, S=S, seed=8, idle=0.2, latency=4,
+                                         error_at=("k", 0, S - 3))
+    assert got["job_error"] == JobError.READ_K and got["irq"] == 1
+    assert [per_core[(c, "error")] for c in range(cfg.cores)] == [JobError.READ_K] * cfg.cores
     assert got["status"] & 1 == 0
