@@ -59,6 +59,14 @@ def test_json_with_preset_base():
       "data_width": 16},
      r"^derived width \w+ needs \d+ bits in an intermediate product, more than the 62"),
     ({"predict_keys": 3}, r"^predict_keys = 3 must be a power of two: 1, 2, 4 or 8$"),
+    ({"cores": 0}, r"^cores = 0 is out of range; allowed 1 … 16$"),
+    ({"cores": 32}, r"^cores = 32 is out of range; allowed 1 … 16$"),
+    ({"cores": 3, "memory": "axi"}, r"^cores = 3 must be a power of two: 1, 2, 4, 8 or 16$"),
+    ({"cores": 2}, r'^cores = 2: several cores share an AXI4 master; allowed cores = 1 with '
+                   r'memory = "onchip", or memory = "axi"$'),
+    ({"cores": 8, "memory": "axi"},
+     r"^axi_id_width = 4 must be at least 5 with cores = 8 \(2 bits of stream ID and 3 of core "
+     r"index\)$"),
     ({"predict_keys": 0}, r"^predict_keys = 0 is out of range; allowed 1 … 8$"),
     ({"predict_keys": 16}, r"^predict_keys = 16 is out of range; allowed 1 … 8$"),
     ({"predict_keys": 2.0}, r"^predict_keys must be an integer 1 … 8, not 2.0$"),
