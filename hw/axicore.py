@@ -436,9 +436,10 @@ class SofaAxiCore(wiring.Component):
         H, Q = params["heads"], params["queries"]
         # G = min(N, lowest set bit of H) head groups of P = N / G cores: log2 G = ctz(H) ≤ cb
         g_log = Signal(range(cb + 1))
-        for j in range(cb + 1):                 # the last true wins: the largest j
-            with m.If(H[:j] == 0):
-                m.d.comb += g_log.eq(j)
+        with m.If(~params["split_queries"]):
+            for j in range(cb + 1):             # the last true wins: the largest j
+                with m.If(H[:j] == 0):
+                    m.d.comb += g_log.eq(j)
         p_log = Signal(range(cb + 1))
         m.d.comb += p_log.eq(cb - g_log)
         hc = Signal(16)                          # heads a group

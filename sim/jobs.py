@@ -209,13 +209,13 @@ def fetch_schedule(cfg, job, result, rass=True):
     return out
 
 
-def core_parts(cfg, job, Q, K, V):
+def core_parts(cfg, job, Q, K, V, split_queries=False):
     """The cores' shares of a job (:func:`spec.job.split_job` with ``cfg.cores``):
     ``[(core, sub-job, first head, first query, (Q, K, V) of the sub-job)]`` for the cores
     with work."""
-    G, P = core_grid(job.heads, cfg.cores)
+    G, P = core_grid(job.heads, cfg.cores, split_queries)
     out = []
-    for c, sub in enumerate(split_job(job, cfg.cores)):
+    for c, sub in enumerate(split_job(job, cfg.cores, split_queries)):
         if sub is None:
             continue
         g, p = divmod(c, P)
@@ -226,14 +226,15 @@ def core_parts(cfg, job, Q, K, V):
     return out
 
 
-def job_counters(cfg, params, job, Q, K, V, *, rass=True, shared_k=True, wrap=True):
+def job_counters(cfg, params, job, Q, K, V, *, rass=True, shared_k=True, split_queries=False,
+                 wrap=True):
     """The exact counters after a job: ``(totals, {core: counters})``, each core's from its
     sub-job (:func:`core_parts`; blocks of ``q_lanes`` form within a core's queries; a K
     follower's K bytes, :func:`spec.job.k_followers`, are also its ``bytes_k_shared``), the
     totals their sums (wrapped to ``counter_width`` as the registers read with ``wrap``)."""
     per_core, totals = {}, {}
-    follows = k_followers(job, cfg.cores, shared_k)
-    for c, sub, _, _, part in core_parts(cfg, job, Q, K, V):
+    follows = k_followers(job, cfg.cores, shared_k, split_queries)
+    for c, sub, _, _, part in core_parts(cfg, job, Q, K, V, split_queries):
         r = golden_job(cfg, params, sub, *part)
         calls = [n for _ in range(sub.heads) for n in query_groups(sub.queries, cfg.q_lanes)]
         tr = traffic(cfg, params, sub, r)

@@ -30,7 +30,10 @@ single-core job unchanged and ``O`` is the same as one core's. Heads are split f
 ``cores`` cores form ``G`` head groups, ``G`` the largest power of two that divides ``heads``
 (at most ``cores``), each of ``heads / G`` consecutive heads; the ``P = cores / G`` cores of a
 group split its queries into chunks of ``ceil(queries / P)`` consecutive queries (the last
-chunk shorter, chunks past the end empty: those cores stay idle). Core ``c`` takes head group
+chunk shorter, chunks past the end empty: those cores stay idle). With the SPLIT_QUERIES
+register set there is one group (``G = 1``): every core takes a chunk of the queries of every
+head, so that with the shared K stream every K row is read once for all the cores (at the
+price of moving through K in step). Core ``c`` takes head group
 ``c // P`` and chunk ``c mod P``. Its sub-job offsets the base addresses by its first head and
 first query and ``q_start`` by its first query, so causal masking is unchanged.
 
@@ -186,19 +189,22 @@ def check_job(cfg, job):
     return JobError.NONE
 
 
-def core_grid(heads, cores):
+def core_grid(heads, cores, split_queries=False):
     """``(G, P)``: head groups and cores a group (:func:`split_job`); ``cores`` a power of
-    two."""
+    two. ``split_queries`` (the SPLIT_QUERIES register): one group, every core a chunk of
+    every head's queries."""
     if cores < 1 or cores & (cores - 1) or heads < 1:
         raise ValueError(f"core_grid: heads = {heads}, cores = {cores}")
+    if split_queries:
+        return 1, cores
     G = min(cores, heads & -heads)           # the lowest set bit: largest power-of-two divisor
     return G, cores // G
 
 
-def split_job(job, cores):
+def split_job(job, cores, split_queries=False):
     """The sub-job of each of ``cores`` cores, in core order: a :class:`JobDescriptor`, or
     None for a core with no queries (see the module docstring)."""
-    G, P = core_grid(job.heads, cores)
+    G, P = core_grid(job.heads, cores, split_queries)
     hc = job.heads // G
     chunk = -(-job.queries // P)
     out = []
@@ -219,14 +225,14 @@ def split_job(job, cores):
     return out
 
 
-def k_followers(job, cores, shared_k=True):
+def k_followers(job, cores, shared_k=True, split_queries=False):
     """Which cores take the prediction K stream from their head group's first core (the
     *leader*, core ``c - c mod P``) instead of reading it: with ``shared_k``, in a job that is
     not causal, every core of a group other than the leader whose chunk is whole (as long as
     the leader's: the same blocks, hence the same K reads in the same order). A short last
     chunk, and every core of a causal job (its keys depend on its queries), reads its own."""
-    subs = split_job(job, cores)
-    G, P = core_grid(job.heads, cores)
+    subs = split_job(job, cores, split_queries)
+    G, P = core_grid(job.heads, cores, split_queries)
     chunk = -(-job.queries // P)
     return [bool(shared_k and not job.causal and sub is not None and c % P != 0
                  and sub.queries == chunk) for c, sub in enumerate(subs)]

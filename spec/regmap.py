@@ -250,6 +250,10 @@ REGISTERS = (
     _rw("shared_k", 51, "1: the engines of a head group take the prediction K stream from "
         "one read (spec.job.k_followers); 0: each reads its own.",
         lambda cfg: 1, lambda cfg: 1, lambda cfg: (0, 1), present=lambda cfg: cfg.cores > 1),
+    _rw("split_queries", 52, "1: every core takes a chunk of every head's queries (one head "
+        "group: with SHARED_K each K row is read once for all cores); 0: heads first "
+        "(spec.job.split_job).",
+        lambda cfg: 1, lambda cfg: 0, lambda cfg: (0, 1), present=lambda cfg: cfg.cores > 1),
 )
 
 
@@ -472,13 +476,14 @@ def parameter_writes(cfg, params):
     return register_writes(cfg, values)
 
 
-def job_writes(cfg, job, *, rass=True, irq=False, shared_k=True):
+def job_writes(cfg, job, *, rass=True, irq=False, shared_k=True, split_queries=False):
     """The register writes that set a :class:`~spec.job.JobDescriptor` (S included)."""
     values = {"seq_len": job.seq_len, "queries": job.queries, "heads": job.heads,
               "causal": int(job.causal), "q_start": job.q_start, "rass": int(rass),
               "irq_enable": int(irq)}
     if cfg.cores > 1:
         values["shared_k"] = int(shared_k)
+        values["split_queries"] = int(split_queries)
     for t in TENSORS:
         for part in ("base", "stride", "head_stride"):
             values[f"{t}_{part}"] = getattr(job, f"{t}_{part}")

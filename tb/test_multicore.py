@@ -29,12 +29,13 @@ def core_reads(cfg):
 
 
 def run_split_job(cfg, *, H, T, S, causal=False, q_start=0, dense=False, seed=0, idle=0.0,
-                  latency=0, error_at=None, shared_k=True):
+                  latency=0, error_at=None, shared_k=True, split_queries=False):
     rng = np.random.default_rng(seed)
     job, Q, K, V = job_case(cfg, rng, H=H, T=T, S=S, causal=causal, q_start=q_start, gap=1)
     params = RunParams(seq_len=S, top_k=1, radius=cfg.derived.radius_inf,
                        scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=dense)
-    writes = parameter_writes(cfg, params) + job_writes(cfg, job, irq=True, shared_k=shared_k)
+    writes = parameter_writes(cfg, params) + job_writes(cfg, job, irq=True, shared_k=shared_k,
+                                                  split_queries=split_queries)
     where = core_reads(cfg)
     errors = ()
     if error_at:
@@ -44,18 +45,21 @@ def run_split_job(cfg, *, H, T, S, causal=False, q_start=0, dense=False, seed=0,
                          seed=seed, idle=idle, latency=latency, reads=where.values(),
                          errors=errors)
     per_core = {key: got[a] for key, a in where.items()}
-    return job, (Q, K, V), params, model, got, per_core, shared_k
+    return job, (Q, K, V), params, model, got, per_core, (shared_k, split_queries)
 
 
-def check(cfg, job, data, params, model, got, per_core, shared_k):
+def check(cfg, job, data, params, model, got, per_core, flags):
+    shared_k, split_queries = flags
     assert got["job_error"] == JobError.NONE and got["irq"] == 1
     res = golden_job(cfg, params, job, *data)
     out = read_outputs(cfg, job, lambda a, n: bytes(model.mem[a:a + n]))
     assert np.array_equal(out, res.out), "O differs from the golden model"
-    totals, want = job_counters(cfg, params, job, *data, shared_k=shared_k)
-    follows = k_followers(job, cfg.cores, shared_k)
-    parts = {c: (sub, h0, t0) for c, sub, h0, t0, _ in core_parts(cfg, job, *data)}
-    for c, sub in enumerate(split_job(job, cfg.cores)):
+    totals, want = job_counters(cfg, params, job, *data, shared_k=shared_k,
+                                split_queries=split_queries)
+    follows = k_followers(job, cfg.cores, shared_k, split_queries)
+    parts = {c: (sub, h0, t0)
+             for c, sub, h0, t0, _ in core_parts(cfg, job, *data, split_queries)}
+    for c, sub in enumerate(split_job(job, cfg.cores, split_queries)):
         blk = {n: v for (core, n), v in per_core.items() if core == c}
         if sub is None:
             assert c not in parts
@@ -110,6 +114,14 @@ def test_fault_stops_every_core():
     assert [per_core[(c, "error")] for c in range(2)] == [0, JobError.READ_K]
     assert [per_core[(c, "status")] & 1 for c in range(2)] == [0, 0]
     assert got["status"] & 1 == 0
+
+
+@pytest.mark.parametrize("name,H,T", [("tiny-4", 2, 8), ("odd-2", 2, 5), ("tiny-2", 4, 3)])
+def test_split_queries(name, H, T):
+    """SPLIT_QUERIES: every core a chunk of every head, K shared by all cores of the job."""
+    cfg = CONFIGS[name]
+    check(cfg, *run_split_job(cfg, H=H, T=T, S=2 * cfg.block_size + 1, seed=H + T, idle=0.3,
+                              latency=4, split_queries=True))
 
 
 @pytest.mark.parametrize("name", ["tiny-2", "tiny-4"])
