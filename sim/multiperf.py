@@ -2,7 +2,8 @@
 that scaling with cores and memory bandwidth can be projected without simulating it.
 
 The job is cut by :func:`spec.job.split_job`: heads into ``G`` groups, the queries of a group
-into ``P = cores / G`` chunks (:func:`spec.job.core_grid`). Assumptions:
+into ``P = cores / G`` chunks (:func:`spec.job.core_grid`). Checked against the RTL in
+``tb/test_multiperf_rtl.py`` (within 5 %). Assumptions:
 
 * **each core** runs its sub-job exactly as one core does (:func:`sim.axiperf.core_steps`,
   the single-core model, unchanged);
@@ -21,24 +22,27 @@ into ``P = cores / G`` chunks (:func:`spec.job.core_grid`). Assumptions:
 * every core starts after the check at start and the split of the job
   (:func:`spec.timing.job_split_cycles`); the job is done :data:`DONE_TIME` cycles after its
   slowest core; idle cores (a chunk past the last query) take no part;
-* **shared K** (``shared_k=True``, a model of a broadcast the RTL does not have): the cores of
-  a head group run the same heads and the same tiles, so each K tile of a block step (head,
-  block of the chunk, tile) is read once, when every core of the group that has the tile
-  asks for it (its ring slot free), with the rows of the longest of them, and every one of
-  them gets it at the same time. The group's cores thus advance their K tiles in lockstep.
+* **shared K** (``shared_k=True``, the SHARED_K register): the K followers of
+  :func:`spec.job.k_followers` (the cores of a head group after its first, the *leader*, whose
+  chunk is whole, in a job that is not causal) run the leader's blocks, so they ask for the
+  same K reads in the same order. Each such read is issued once, when the leader and every
+  follower have asked for it (each core's ring slot free), and all of them get its beats at
+  the same time: the team advances through K in lockstep. Other cores read their own K.
+  ``split_queries=True`` (the SPLIT_QUERIES register) makes one group of all the cores.
 
 ``private=True`` gives every core a bus of its own at ``bytes_per_cycle`` (a shared K read goes
-on the bus of the group's first core): the memory taken out of the picture, which
-:func:`bound_of` compares against.
+on its leader's): the memory taken out of the picture, which :func:`bound_of` compares
+against.
 """
 
 import heapq
 from dataclasses import dataclass
 
 from sim.axiperf import START_TIME, Bus, core_steps, job_works
-from sim.jobs import JobResult, blocks, traffic
+from sim.jobs import JobResult, traffic
 from spec.config import CORES, ConfigError
-from spec.job import bus_bytes, core_grid, query_lengths, row_beats, split_job
+from spec.job import (bus_bytes, core_grid, k_followers, query_lengths, row_beats,
+                      split_job)
 from spec.timing import job_split_cycles
 from spec.validate import check_bool, check_float, check_int
 
@@ -76,6 +80,8 @@ class CorePart:
         The golden job restricted to its heads and queries (``stats`` empty).
     works : list or None
         :func:`sim.axiperf.job_works` restricted likewise, when given.
+    leader : int or None
+        The core whose K stream this core takes (a K follower), or None: it reads its own.
     """
     core: int
     group: int
@@ -84,6 +90,7 @@ class CorePart:
     query: int
     result: JobResult
     works: list = None
+    leader: int = None
 
 
 @dataclass
@@ -108,12 +115,17 @@ def check_cores(cores):
     return cores
 
 
-def split_result(job, result, cores, works=None):
-    """The :class:`CorePart` of every core that has work, in core order."""
+def split_result(job, result, cores, works=None, *, split_queries=False, shared_k=False):
+    """The :class:`CorePart` of every core that has work, in core order
+    (:func:`spec.job.split_job` with ``split_queries``; the K followers of
+    :func:`spec.job.k_followers` with ``shared_k``)."""
     check_cores(cores)
-    _, P = core_grid(job.heads, cores)
+    check_bool("split_queries", split_queries)
+    check_bool("shared_k", shared_k)
+    _, P = core_grid(job.heads, cores, split_queries)
+    follows = k_followers(job, cores, shared_k, split_queries)
     parts = []
-    for c, sub in enumerate(split_job(job, cores)):
+    for c, sub in enumerate(split_job(job, cores, split_queries)):
         if sub is None:
             continue
         g = c // P
@@ -127,7 +139,7 @@ def split_result(job, result, cores, works=None):
                         selections=sels, stats={})
         mine = None if works is None else [works[h][queries] for h in heads]
         parts.append(CorePart(core=c, group=g, job=sub, head=h0, query=t0, result=res,
-                              works=mine))
+                              works=mine, leader=c - c % P if follows[c] else None))
     return parts
 
 
@@ -141,7 +153,7 @@ def _bandwidth(cfg, bytes_per_cycle):
 
 def multi_core_cycles(cfg, params, job, result, tensors=None, *, cores=None,
                       bytes_per_cycle=None, latency=0, rass=True, shared_k=False,
-                      private=False, breakdown=False, works=None):
+                      split_queries=False, private=False, breakdown=False, works=None):
     """Predicted busy cycles of a job on ``cores`` cores sharing one memory (start to done).
 
     Parameters
@@ -152,20 +164,23 @@ def multi_core_cycles(cfg, params, job, result, tensors=None, *, cores=None,
     cores : int, optional
         1, 2, 4, 8 or 16; ``cfg.cores`` by default.
     shared_k : bool
-        Cores of a head group read each K tile once (see the module docstring).
+        The SHARED_K register: K followers take their K from their leader (see the module
+        docstring).
+    split_queries : bool
+        The SPLIT_QUERIES register: one head group, every core a chunk of every head.
     private : bool
         Every core has a bus of its own (the reference of :func:`bound_of`).
     breakdown : bool
         Return a :class:`MultiBreakdown` instead of the cycles.
     """
     cores = check_cores(cfg.cores if cores is None else cores)
-    check_bool("shared_k", shared_k)
     check_bool("private", private)
     check_int("latency", latency, 0)
     BB = bus_bytes(cfg)
     beat_time = BB / _bandwidth(cfg, bytes_per_cycle)
     works = job_works(cfg, params, job, tensors) if works is None else works
-    parts = split_result(job, result, cores, works)
+    parts = split_result(job, result, cores, works, split_queries=split_queries,
+                         shared_k=shared_k)
     buses = [Bus(beat_time, latency) for _ in (parts if private else parts[:1])]
     many = cores > 1
     arb, row = (ARB_TIME, row_beats(cfg)) if many else (0, None)
@@ -173,12 +188,14 @@ def multi_core_cycles(cfg, params, job, result, tensors=None, *, cores=None,
     start = START_TIME + job_split_cycles(cores)
     steps = [core_steps(cfg, params, p.job, p.result.selections, p.works, beat_time=beat_time,
                         latency=latency, rass=rass, start=start) for p in parts]
-    # tiles of each block of each core's heads, for the shared K reads' participants
-    tiles = [[[max(len(w) for w in p.works[h][first:first + n]) for first, n in
-               blocks(cfg, p.job)] for h in range(p.job.heads)] for p in parts]
-    group = {}
-    for i, p in enumerate(parts):
-        group.setdefault(p.group, []).append(i)
+    # a leader and its K followers: the same blocks, so the same K reads in the same order
+    index = {p.core: i for i, p in enumerate(parts)}
+    lead = {i: index[p.leader] for i, p in enumerate(parts) if p.leader is not None}
+    team = {}
+    for i, ld in lead.items():
+        team.setdefault(ld, 1)
+        team[ld] += 1
+    lead.update((ld, ld) for ld in team)
     ends = [None] * len(parts)
     heap, waiting = [], {}
 
@@ -197,21 +214,19 @@ def multi_core_cycles(cfg, params, job, result, tensors=None, *, cores=None,
         advance(i, None)
     while heap:
         t, i, req = heapq.heappop(heap)
-        if not (shared_k and req.stream == "k"):
+        if req.stream != "k" or i not in lead:
             advance(i, serve(i, t, req.beats, req.stream))
             continue
-        h, j, k = req.step
-        members = group[parts[i].group]
-        need = sum(1 for m in members if j < len(tiles[m][h]) and k < tiles[m][h][j])
-        key = (parts[i].group, req.step)
+        # one read for the team, once every one of them has asked for it (its slot free)
+        key = (lead[i], req.step)
         waiting.setdefault(key, []).append((i, req))
-        if len(waiting[key]) == need:
+        if len(waiting[key]) == team[lead[i]]:
             asked = waiting.pop(key)
-            answer = serve(min(m for m, _ in asked), max(r.t for _, r in asked),
+            answer = serve(lead[i], max(r.t for _, r in asked),
                            max(r.beats for _, r in asked), "k")
             for m, _ in asked:
                 advance(m, answer)
-    assert not waiting, "a shared K read never had all its cores"
+    assert not waiting, "a leader's K read never had all its followers"
     total = round(max(ends) + (DONE_TIME if many else 0))
     if breakdown:
         per = [None] * cores
@@ -231,30 +246,21 @@ def bound_of(cycles, private_cycles, busy_fraction):
     return "compute"
 
 
-def multi_traffic(cfg, params, job, result, cores=None, *, shared_k=False):
+def multi_traffic(cfg, params, job, result, cores=None, *, shared_k=False,
+                  split_queries=False):
     """Bytes a job moves on ``cores`` cores: :func:`sim.jobs.traffic` of every core's sub-job,
-    summed (same keys). With ``shared_k`` a head group's K rows are counted once per block
-    step (the longest span of the group's blocks at that step), and every total drops by the
-    K bytes saved; ``k_saved`` says how many."""
+    summed (same keys). With ``shared_k`` the K followers' K comes from their leaders' reads:
+    ``k`` and every total drop by it, and ``k_saved`` says how much (the RTL's
+    ``bytes_k_shared`` total; ``bytes_k`` is ``k + k_saved``)."""
     cores = check_cores(cfg.cores if cores is None else cores)
-    check_bool("shared_k", shared_k)
-    parts = split_result(job, result, cores)
-    out = {}
-    for p in parts:
+    out = {"k_saved": 0}
+    for p in split_result(job, result, cores, split_queries=split_queries,
+                          shared_k=shared_k):
         for key, value in traffic(cfg, params, p.job, p.result).items():
             out[key] = out.get(key, 0) + value
-    out["k_saved"] = 0
-    if shared_k:
-        row = row_beats(cfg) * bus_bytes(cfg)
-        spans = {}                     # (group, block step) -> the longest span at the step
-        for p in parts:
-            for j, (first, n) in enumerate(blocks(cfg, p.job)):
-                span = max(p.result.lengths[first:first + n])
-                spans[p.group, j] = max(spans.get((p.group, j), 0), span)
-        heads = job.heads // core_grid(job.heads, cores)[0]
-        k = heads * row * sum(spans.values())
-        out["k_saved"] = out["k"] - k
-        out["k"] = k
-        for key in ("dram_bytes", "dram_bytes_no_rass", "dram_bytes_dense", "dram_lower_bound"):
-            out[key] -= out["k_saved"]
+            if key == "k" and p.leader is not None:
+                out["k_saved"] += value
+    out["k"] -= out["k_saved"]
+    for key in ("dram_bytes", "dram_bytes_no_rass", "dram_bytes_dense", "dram_lower_bound"):
+        out[key] -= out["k_saved"]
     return out

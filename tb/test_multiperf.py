@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sim.axiperf import axi_core_cycles, job_works
-from sim.jobs import JobResult, golden_job, traffic
+from sim.jobs import JobResult, golden_job, job_counters, traffic
 from sim.multiperf import (bound_of, check_cores, multi_core_cycles, multi_traffic,
                            split_result)
 from spec.config import CORES, ConfigError, RunParams, preset
@@ -128,30 +128,46 @@ def test_compute_bound_scales(dense):
 
 @pytest.mark.parametrize("dense,causal", [(False, False), (True, False), (False, True)],
                          ids=["sparse", "dense", "causal"])
-def test_shared_k_reads_k_once_per_group(dense, causal):
-    """Heads 2, cores 8: groups of 4 cores; shared K reads a group's K once per block step.
-    The model's bus beats equal the traffic model's read bytes, shared or not."""
+def test_shared_k_reads_k_once_per_team(dense, causal):
+    """Heads 2, 16 queries: from 4 cores on a head group has several cores, and with shared K
+    its followers take the leader's K (not in a causal job). The model's bus beats equal the
+    traffic model's read bytes, and the bytes saved are the RTL's ``bytes_k_shared``
+    (sim.jobs.job_counters)."""
     cfg = AXI_TINY
-    job, params, res, works = case(cfg, H=2, T=16, S=48, dense=dense, causal=causal,
-                                   q_start=30 if causal else 0)
-    for cores in CORES:
-        plain = multi_traffic(cfg, params, job, res, cores)
-        shared = multi_traffic(cfg, params, job, res, cores, shared_k=True)
-        if cores <= 2:                      # a core a group: nothing to share
-            assert shared == plain
-        else:
-            assert shared["k"] < plain["k"] and shared["k_saved"] == plain["k"] - shared["k"]
-            assert shared["dram_bytes"] == plain["dram_bytes"] - shared["k_saved"]
+    rng = np.random.default_rng(4)
+    job, Q, K, V = job_case(cfg, rng, H=2, T=16, S=48, causal=causal,
+                            q_start=30 if causal else 0, base=4096)
+    params = RunParams(seq_len=48, top_k=1, radius=cfg.derived.radius_inf,
+                       scale_log2e=RunParams.scale_from_float(cfg, 2e-3), dense=dense)
+    res = golden_job(cfg, params, job, Q, K, V)
+    works = job_works(cfg, params, job, (Q, K, V))
+    for cores, split_queries in itertools.product(CORES, (False, True)):
+        plain = multi_traffic(cfg, params, job, res, cores, split_queries=split_queries)
+        shared = multi_traffic(cfg, params, job, res, cores, shared_k=True,
+                               split_queries=split_queries)
+        teams = cores > (1 if split_queries else 2) and not causal
+        assert (shared["k_saved"] > 0) == teams
+        assert shared["k"] == plain["k"] - shared["k_saved"]
+        assert shared["dram_bytes"] == plain["dram_bytes"] - shared["k_saved"]
         assert shared["v"] == plain["v"] and shared["q"] == plain["q"]
+        if cores > 1:
+            c = cfg.replace(name=f"c{cores}", cores=cores,
+                            axi_id_width=2 + (cores - 1).bit_length())
+            totals, _ = job_counters(c, params, job, Q, K, V, shared_k=True,
+                                     split_queries=split_queries, wrap=False)
+            assert totals["bytes_k_shared"] == shared["k_saved"]
+            assert totals["bytes_k"] == plain["k"]
         for tr, shared_k in ((plain, False), (shared, True)):
             got = multi_core_cycles(cfg, params, job, res, works=works, cores=cores,
                                     bytes_per_cycle=4, latency=3, shared_k=shared_k,
-                                    breakdown=True)
+                                    split_queries=split_queries, breakdown=True)
             assert got.read_beats * bus_bytes(cfg) == reads(tr)
-    # non-causal: K read once per group per block step, a quarter of plain at 8 cores
     if not causal:
-        assert multi_traffic(cfg, params, job, res, 8, shared_k=True)["k"] * 4 == \
-            multi_traffic(cfg, params, job, res, 8)["k"]
+        # 8 cores: two teams of 4 read K a quarter as often; one team of 8, an eighth
+        k = multi_traffic(cfg, params, job, res, 8)["k"]
+        assert multi_traffic(cfg, params, job, res, 8, shared_k=True)["k"] * 4 == k
+        assert multi_traffic(cfg, params, job, res, 8, shared_k=True,
+                             split_queries=True)["k"] * 8 == k
 
 
 def test_no_queries_split_keeps_the_single_core_traffic():
@@ -200,18 +216,20 @@ def test_the_config_cores_is_the_default():
         multi_core_cycles(cfg.replace(cores=1), params, job, res, works=works, cores=4)
 
 
-@pytest.mark.parametrize("heads,queries", [(1, 3), (3, 5), (6, 10), (5, 1)])
-def test_any_shape_and_core_count(heads, queries):
+@pytest.mark.parametrize("heads,queries,causal", [(1, 3, True), (3, 5, False), (6, 10, True),
+                                                  (6, 10, False), (5, 1, False)])
+def test_any_shape_and_core_count(heads, queries, causal):
     """Odd shapes (short blocks, idle cores, heads that are no power of two): every core's end
     is there when it has work, the job ends with the last, and the bus carries the bytes."""
     cfg = AXI_TINY
-    job, params, res, works = case(cfg, H=heads, T=queries, S=24, causal=True, q_start=5)
-    for cores, shared_k in itertools.product(CORES, (False, True)):
+    job, params, res, works = case(cfg, H=heads, T=queries, S=24, causal=causal, q_start=5)
+    for cores, shared_k, split in itertools.product(CORES, (False, True), (False, True)):
         got = multi_core_cycles(cfg, params, job, res, works=works, cores=cores,
                                 bytes_per_cycle=2, latency=1, shared_k=shared_k,
-                                breakdown=True)
-        working = {p.core for p in split_result(job, res, cores)}
+                                split_queries=split, breakdown=True)
+        working = {p.core for p in split_result(job, res, cores, split_queries=split)}
         assert {c for c, end in enumerate(got.ends) if end is not None} == working
         assert got.total == max(e for e in got.ends if e is not None)
-        tr = multi_traffic(cfg, params, job, res, cores, shared_k=shared_k)
+        tr = multi_traffic(cfg, params, job, res, cores, shared_k=shared_k,
+                           split_queries=split)
         assert got.read_beats * bus_bytes(cfg) == reads(tr)
