@@ -3,21 +3,24 @@ from the model (:mod:`sim.multiperf`).
 
 The job: :data:`HEADS` heads of :data:`QUERIES` queries on the structured workload of the
 memory benchmark (:func:`gen.axibench.job_data`), 25 % of each tile kept, RASS on, at S of
-:data:`SEQS`; 1, 2, 4, 8 and 16 cores (:func:`spec.job.split_job`: with 4 heads, 8 and 16
-cores put 2 and 4 cores on a head, where a shared K stream can save reads); a shared bus of
-8, 16 and 32 bytes a cycle with read latency 2; without and with the shared K stream. The
-config is the memory benchmark's (:func:`gen.axibench.bench_config`) with a 256-bit bus, the
-narrowest that carries 32 bytes a cycle.
+:data:`SEQS`; 1, 2, 4, 8 and 16 cores; a shared bus of 8, 16 and 32 bytes a cycle with read
+latency 2; three ways to run it (:data:`VARIANTS`): each core reads its own K (SHARED_K = 0),
+the shared K stream with the split of heads first (SHARED_K = 1, the reset value: from 4 cores
+on, 2 heads leave several cores a head, whose K one read serves), and the shared K stream
+with every core on every head (SPLIT_QUERIES = 1: one read of K serves all the cores). Two
+heads of 32 queries keep every core's chunk whole blocks at 16 cores. The config is the
+memory benchmark's (:func:`gen.axibench.bench_config`) with a 256-bit bus, the narrowest that
+carries 32 bytes a cycle.
 
-Every row: ``memory``, ``cores``, ``seq_len``, ``bytes_per_cycle``, ``shared_k``, ``source``
-(``"model"``), ``queries_per_cycle``, ``dram_bytes`` and ``k_bytes`` (per query),
-``scaling_efficiency`` (queries a cycle over ``cores`` times one core's at the same S and
-bandwidth), ``bound`` (:func:`sim.multiperf.bound_of`: ``"memory"`` when the shared bus is
-busy more than 90 % of the job or the job is more than 5 % slower than with a bus of the full
-width per core, else ``"compute"``), ``bus_busy`` (share of the job's cycles the bus carries
-data), ``demand_bytes_per_cycle`` (the bytes a cycle the cores read when each has a bus of the
-full width: the bandwidth above which memory stops being the bound), ``cycles``,
-``private_cycles``, ``keep``, ``heads``, ``queries``, ``data``.
+Every row: ``memory``, ``cores``, ``seq_len``, ``bytes_per_cycle``, ``shared_k``,
+``split_queries``, ``source`` (``"model"``), ``queries_per_cycle``, ``dram_bytes`` and
+``k_bytes`` (per query), ``scaling_efficiency`` (queries a cycle over ``cores`` times one
+core's at the same S and bandwidth), ``bound`` (:func:`sim.multiperf.bound_of`: ``"memory"``
+when the shared bus is busy more than 90 % of the job or the job is more than 5 % slower than
+with a bus of the full width per core, else ``"compute"``), ``bus_busy`` (share of the job's
+cycles the bus carries data), ``demand_bytes_per_cycle`` (the bytes a cycle the cores read
+when each has a bus of the full width: the bandwidth above which memory stops being the
+bound), ``cycles``, ``private_cycles``, ``keep``, ``heads``, ``queries``, ``data``.
 """
 
 import json
@@ -27,19 +30,22 @@ from sim.axiperf import job_works
 from sim.jobs import golden_job
 from sim.multiperf import bound_of, multi_core_cycles, multi_traffic
 from spec.config import CORES
-from spec.job import core_grid
+from spec.job import k_followers
 
 
 __all__ = ["bench_config", "model_rows", "markdown", "plot", "write", "SEQS", "BANDWIDTHS",
-           "HEADS", "QUERIES", "KEEP", "LATENCY"]
+           "HEADS", "QUERIES", "KEEP", "LATENCY", "VARIANTS"]
 
 
 SEQS = (4096, 16384)
 BANDWIDTHS = (8, 16, 32)
-HEADS = 4
-QUERIES = 8
+HEADS = 2
+QUERIES = 32
 KEEP = 0.25
 LATENCY = axibench.LATENCY
+#: ``(shared_k, split_queries)`` of the rows, and their names in bench.md.
+VARIANTS = {(False, False): "own K", (True, False): "shared K",
+            (True, True): "shared K, split queries"}
 
 
 def bench_config():
@@ -51,7 +57,7 @@ def bench_config():
 
 def model_rows(cfg, seqs=SEQS, bandwidths=BANDWIDTHS, cores=CORES, heads=HEADS,
                queries=QUERIES, log=print):
-    """The model's rows over ``seqs`` × ``cores`` × ``bandwidths`` × shared K off and on."""
+    """The model's rows over ``seqs`` × ``cores`` × :data:`VARIANTS` × ``bandwidths``."""
     rows = []
     cores = sorted(set(cores) | {1})                   # one core: the efficiency's baseline
     for S in seqs:
@@ -64,26 +70,29 @@ def model_rows(cfg, seqs=SEQS, bandwidths=BANDWIDTHS, cores=CORES, heads=HEADS,
         T = job.heads * job.queries
         one = {}
         for N in cores:
-            for shared_k in (False, True):
-                if shared_k and core_grid(job.heads, N)[1] == 1:
-                    # a core a head group: nothing to share, the same figures
-                    rows += [r | {"shared_k": True} for r in rows
-                             if r["seq_len"] == S and r["cores"] == N]
+            for shared_k, split in VARIANTS:
+                if (shared_k or split) and (N == 1 or not split and
+                                            not any(k_followers(job, N, shared_k))):
+                    # no core takes another's K and the split is the same: the same figures
+                    rows += [r | {"shared_k": shared_k, "split_queries": split} for r in rows
+                             if r["seq_len"] == S and r["cores"] == N
+                             and not r["shared_k"] and not r["split_queries"]]
                     continue
-                tr = multi_traffic(big, params, job, res, N, shared_k=shared_k)
-                free = multi_core_cycles(big, params, job, res, works=works, cores=N,
-                                         latency=LATENCY, shared_k=shared_k, private=True)
+                kw = dict(cores=N, shared_k=shared_k, split_queries=split)
+                tr = multi_traffic(big, params, job, res, **kw)
+                free = multi_core_cycles(big, params, job, res, works=works, latency=LATENCY,
+                                         private=True, **kw)
                 for bpc in bandwidths:
-                    got = multi_core_cycles(big, params, job, res, works=works, cores=N,
+                    got = multi_core_cycles(big, params, job, res, works=works,
                                             bytes_per_cycle=bpc, latency=LATENCY,
-                                            shared_k=shared_k, breakdown=True)
+                                            breakdown=True, **kw)
                     qpc = T / got.total
                     one.setdefault(bpc, qpc)            # cores[0] is 1
                     rows.append({
                         "memory": "axi", "cores": N, "seq_len": S, "bytes_per_cycle": bpc,
-                        "shared_k": shared_k, "source": "model", "queries_per_cycle": qpc,
-                        "dram_bytes": tr["dram_bytes"] / T, "k_bytes": tr["k"] / T,
-                        "scaling_efficiency": qpc / (N * one[bpc]),
+                        "shared_k": shared_k, "split_queries": split, "source": "model",
+                        "queries_per_cycle": qpc, "dram_bytes": tr["dram_bytes"] / T,
+                        "k_bytes": tr["k"] / T, "scaling_efficiency": qpc / (N * one[bpc]),
                         "demand_bytes_per_cycle": (tr["q"] + tr["k"] + tr["v"]) / free,
                         "bound": bound_of(got.total, free, got.busy_fraction),
                         "bus_busy": got.busy_fraction, "cycles": got.total,
@@ -99,42 +108,44 @@ def _k(n):
 
 def markdown(cfg, rows):
     """The multi-core section of bench.md."""
+    heads, queries = rows[0]["heads"], rows[0]["queries"]
+    bws = sorted({r["bytes_per_cycle"] for r in rows})
     lines = ["## Several memory-attached cores on one memory (model)", "",
              f"`{cfg.name}` per core: d = {cfg.d}, Bc = {cfg.block_size}, {cfg.q_lanes} "
              f"query lanes, {cfg.axi_data_width}-bit bus shared by the cores (read latency "
-             f"{LATENCY}). Job: {HEADS} heads × {QUERIES} queries, structured data, "
-             f"{KEEP:.0%} of each tile kept, RASS on; split by `spec.job.split_job`. "
+             f"{LATENCY}). Job: {heads} heads × {queries} queries, structured data, "
+             f"{KEEP:.0%} of each tile kept, RASS on; split by `spec.job.split_job`. K: "
+             "*own*, every core reads its K (SHARED_K = 0); *shared*, the cores of a head "
+             "group take one read of K (SHARED_K = 1); *shared, split queries*, every core "
+             "takes a chunk of every head and one read of K serves all (SPLIT_QUERIES = 1). "
              "Cells: queries per 1,000 cycles, scaling efficiency (throughput over cores × "
-             "one core's at the same bandwidth), bound (C compute, M memory). *Shared K*: a "
-             "head group's cores read each K tile once (a model of a broadcast the RTL does "
-             "not have; it matters from 8 cores on, where a head has several cores).", "",
-             "*Demand*: the bytes a cycle the cores would read with a full-width bus each; "
-             "memory is the bound below it.", "",
-             "| S | shared K | cores | DRAM B/query | demand B/cycle | "
-             + " | ".join(f"{b} B/cycle" for b in BANDWIDTHS) + " |",
-             "|---|---|---|---|---|" + "---|" * len(BANDWIDTHS)]
+             "one core's at the same bandwidth), bound (C compute, M memory). *Demand*: the "
+             "bytes a cycle the cores would read with a full-width bus each; memory is the "
+             "bound below it.", "",
+             "| S | K | cores | DRAM B/query | demand B/cycle | "
+             + " | ".join(f"{b} B/cycle" for b in bws) + " |",
+             "|---|---|---|---|---|" + "---|" * len(bws)]
     for S in sorted({r["seq_len"] for r in rows}):
-        for shared_k in (False, True):
+        for (shared_k, split), name in VARIANTS.items():
             for N in sorted({r["cores"] for r in rows}):
-                cells, dram, demand = [], None, None
-                for b in BANDWIDTHS:
-                    r = next((x for x in rows if x["seq_len"] == S and x["cores"] == N
-                              and x["bytes_per_cycle"] == b and x["shared_k"] == shared_k),
-                             None)
-                    if r is None:
-                        cells.append("")
-                        continue
-                    dram, demand = r["dram_bytes"], r["demand_bytes_per_cycle"]
-                    cells.append(f"{1000 * r['queries_per_cycle']:.3f}, "
-                                 f"{r['scaling_efficiency']:.0%}, {r['bound'][0].upper()}")
-                lines.append(f"| {_k(S)} | {'on' if shared_k else 'off'} | {N} | "
-                             f"{dram:,.0f} | {demand:.1f} | " + " | ".join(cells) + " |")
+                mine = {r["bytes_per_cycle"]: r for r in rows if r["seq_len"] == S
+                        and r["cores"] == N and r["shared_k"] == shared_k
+                        and r["split_queries"] == split}
+                if not mine:
+                    continue
+                cells = [f"{1000 * r['queries_per_cycle']:.3f}, "
+                         f"{r['scaling_efficiency']:.0%}, {r['bound'][0].upper()}"
+                         if (r := mine.get(b)) else "" for b in bws]
+                r = next(iter(mine.values()))
+                lines.append(f"| {_k(S)} | {name} | {N} | {r['dram_bytes']:,.0f} | "
+                             f"{r['demand_bytes_per_cycle']:.1f} | " + " | ".join(cells) + " |")
     lines += ["", "![scaling efficiency](cores.png)", ""]
     return "\n".join(lines)
 
 
 def plot(rows, path):
-    """Scaling efficiency against cores, a line per bandwidth and S (dashed: shared K)."""
+    """Scaling efficiency against cores, a line per bandwidth, S and :data:`VARIANTS`
+    (solid: own K, dashed: shared K, dotted: shared K with split queries)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -142,16 +153,15 @@ def plot(rows, path):
     seqs = sorted({r["seq_len"] for r in rows})
     for j, bpc in enumerate(sorted({r["bytes_per_cycle"] for r in rows})):
         for m, S in enumerate(seqs):
-            for shared_k in (False, True):
+            for v, ((shared_k, split), name) in enumerate(VARIANTS.items()):
                 pts = sorted((r["cores"], r["scaling_efficiency"]) for r in rows
                              if r["bytes_per_cycle"] == bpc and r["seq_len"] == S
-                             and r["shared_k"] == shared_k)
+                             and r["shared_k"] == shared_k and r["split_queries"] == split)
                 if not pts:
                     continue
-                ax.plot(*zip(*pts), color=f"C{j}", ls="--" if shared_k else "-",
+                ax.plot(*zip(*pts), color=f"C{j}", ls=("-", "--", ":")[v % 3],
                         marker="os^v"[m % 4], alpha=0.8,
-                        label=f"{bpc} B/cycle, S = {_k(S)}" + (", shared K" if shared_k
-                                                                 else ""))
+                        label=f"{bpc} B/cycle, S = {_k(S)}, {name}")
     ax.axhline(0.9, color="k", lw=0.8, ls=":", label="90 %")
     ax.set_xscale("log", base=2)
     ticks = sorted({r["cores"] for r in rows})

@@ -38,7 +38,7 @@ def test_every_option_states_its_default():
     for name, kwargs in recorder.options.items():
         assert "(default: " in kwargs["help"], name
     _, args = parse()
-    assert args.rows == 4 and args.seq is None and args.projection
+    assert args.rows == bench.ROWS == 16 and args.seq is None and args.projection
     assert str(args.out) == "build/bench"
 
 
@@ -97,6 +97,33 @@ def test_bad_memory_seq(capsys, value):
         assert err.startswith(f"error: argument {option}:") and err.count("\n") == 1
 
 
+def test_call_rows():
+    """The cycle model's cost of a call (tiny at S = 64): every ratio at its sized
+    predict_keys for every count of queries, the fill and drain paid once a call (the same
+    for every count), so the cycles a query fall and the speed-up rises with the queries;
+    the table is in bench.md."""
+    from spec.config import preset
+    from spec.timing import predict_keys_for
+    cfg = preset("tiny").replace(name="t", k_max=4, sort_width=8)
+    ks = bench.top_ks(cfg, bench.RATIOS)
+    calls = bench.call_rows(cfg, 64, ks, counts=(1, 4, 16))
+    assert len(calls) == 3 * len(ks)
+    fields = {"predict_keys", "source", "seq_len", "queries", "keep", "cycles_per_query",
+              "speedup", "ideal_mac_ratio", "of_ideal_mac", "pe_utilisation", "fill_cycles",
+              "drain_cycles"}
+    for k in ks:
+        mine = [c for c in calls if c["mode"] == f"top_k={k}"]
+        assert all(fields <= set(c) and c["source"] == "model" for c in mine)
+        assert {c["predict_keys"] for c in mine} == {predict_keys_for(cfg, k)}
+        assert len({(c["fill_cycles"], c["drain_cycles"]) for c in mine}) == 1
+        assert mine[0]["fill_cycles"] > 0 and mine[0]["drain_cycles"] > cfg.d
+        per_query = [c["cycles_per_query"] for c in mine]
+        assert per_query == sorted(per_query, reverse=True), per_query
+        assert mine[-1]["speedup"] > mine[0]["speedup"]
+    md = "\n".join(bench.call_markdown(calls, 16))
+    assert "(cycle model, S = 64)" in md and md.count("\n| ") == 1 + len(calls)
+
+
 def test_memory_rows_have_the_fields():
     """The memory core's rows carry every field the benchmark promises (the RTL's counters
     turned into rows; the model's rows at a short S)."""
@@ -114,21 +141,24 @@ def test_memory_rows_have_the_fields():
 
 def test_core_rows_have_the_fields():
     """The multi-core rows (the model at a short S) carry every field the benchmark promises;
-    one core's efficiency is 1, and shared K changes nothing where a head has one core."""
+    one core's efficiency is 1; the shared K stream reads less K where cores share a head."""
     from gen import corebench
     cfg = corebench.bench_config()
     rows = corebench.model_rows(cfg, seqs=[64], bandwidths=[8, 32], cores=(2, 4), heads=2,
                                 queries=4, log=lambda *a: None)
     fields = {"cores", "seq_len", "bytes_per_cycle", "source", "queries_per_cycle",
-              "dram_bytes", "bound", "scaling_efficiency", "shared_k"}
-    assert all(fields <= set(r) for r in rows) and len(rows) == 3 * 2 * 2
+              "dram_bytes", "bound", "scaling_efficiency", "shared_k", "split_queries"}
+    assert all(fields <= set(r) for r in rows) and len(rows) == 3 * 3 * 2
     assert {r["bound"] for r in rows} <= {"compute", "memory"}
     assert all(r["scaling_efficiency"] == 1.0 for r in rows if r["cores"] == 1)
-    for r in rows:
-        twin = next(x for x in rows if x["shared_k"] != r["shared_k"] and
-                    (x["cores"], x["bytes_per_cycle"]) == (r["cores"], r["bytes_per_cycle"]))
-        if r["cores"] <= 2:
-            assert twin["queries_per_cycle"] == r["queries_per_cycle"]
-        else:                               # 4 cores on 2 heads: 2 cores a head share K
-            assert (twin["dram_bytes"] < r["dram_bytes"]) == (not r["shared_k"])
+
+    def k_bytes(cores, shared_k, split):
+        return {r["k_bytes"] for r in rows if (r["cores"], r["shared_k"], r["split_queries"])
+                == (cores, shared_k, split)}
+
+    # two cores: heads split, nothing shared; with split queries one read serves both
+    assert k_bytes(2, True, False) == k_bytes(2, False, False)
+    assert {2 * k for k in k_bytes(2, True, True)} == k_bytes(2, False, False)
+    # four cores on two heads: two cores a head share K
+    assert {2 * k for k in k_bytes(4, True, False)} == k_bytes(4, False, False)
     assert "| 4 |" in corebench.markdown(cfg, rows)
