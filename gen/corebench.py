@@ -149,7 +149,7 @@ def plot(rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     seqs = sorted({r["seq_len"] for r in rows})
     for j, bpc in enumerate(sorted({r["bytes_per_cycle"] for r in rows})):
         for m, S in enumerate(seqs):
@@ -171,7 +171,7 @@ def plot(rows, path):
     ax.set_ylim(0, 1.1)
     ax.set_title("several cores on one memory (model)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
