@@ -46,9 +46,11 @@ def test_axicore_verilator(name, group):
     run(name, GROUPS[group])
 
 
-@pytest.mark.parametrize("name,group", [("axi-small-c2", "jobs"), ("axi-small-c2", "timing"),
-                                        ("axi-small-c2", "errors"), ("axi-odd-c4", "jobs"),
-                                        ("axi-odd-c4", "timing")])
+@pytest.mark.parametrize("name,group", [
+    ("axi-small-c2", "jobs"), ("axi-small-c2", "errors"), ("axi-odd-c4", "jobs"),
+    # the idle × backpressure intensities and the stress run: make test-all
+    pytest.param("axi-small-c2", "timing", marks=pytest.mark.slow),
+    pytest.param("axi-odd-c4", "timing", marks=pytest.mark.slow)])
 def test_multicore_verilator(name, group):
     """Two and four cores behind the arbiter (``cores > 1``): whole jobs split across them
     (queries that do not divide by the cores, idle cores in the odd config's short blocks),

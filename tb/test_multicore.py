@@ -80,14 +80,18 @@ def check(cfg, job, data, params, model, got, per_core, flags):
     return res
 
 
-@pytest.mark.parametrize("shared_k", [True, False])
-@pytest.mark.parametrize("name,H,T", [
-    ("tiny-2", 2, 3),        # heads split
-    ("tiny-2", 1, 5),        # queries split, 3 + 2
-    ("tiny-4", 2, 5),        # 2 head groups × 2 query chunks
-    ("tiny-4", 3, 5),        # odd heads: 1 group, chunks 2, 2, 1, 0 (one idle core)
-    ("odd-2", 3, 4),
-])
+SHAPES = [("tiny-2", 2, 3),        # heads split
+          ("tiny-2", 1, 5),        # queries split, 3 + 2
+          ("tiny-4", 2, 5),        # 2 head groups × 2 query chunks
+          ("tiny-4", 3, 5),        # odd heads: 1 group, chunks 2, 2, 1, 0 (one idle core)
+          ("odd-2", 3, 4)]         # a follower (chunks 2, 2)
+
+
+@pytest.mark.parametrize("name,H,T,shared_k", [
+    *((*shape, True) for shape in SHAPES),
+    # without the shared K stream only where it had followers in make test; all in test-all
+    *(pytest.param(*shape, False, marks=() if shape[0] == "odd-2" else pytest.mark.slow)
+      for shape in SHAPES)])
 def test_split_job(name, H, T, shared_k):
     cfg = CONFIGS[name]
     check(cfg, *run_split_job(cfg, H=H, T=T, S=2 * cfg.block_size + 3, seed=H * 10 + T,
@@ -116,7 +120,9 @@ def test_fault_stops_every_core():
     assert got["status"] & 1 == 0
 
 
-@pytest.mark.parametrize("name,H,T", [("tiny-4", 2, 8), ("odd-2", 2, 5), ("tiny-2", 4, 3)])
+@pytest.mark.parametrize("name,H,T", [("tiny-4", 2, 8),
+                                      pytest.param("odd-2", 2, 5, marks=pytest.mark.slow),
+                                      pytest.param("tiny-2", 4, 3, marks=pytest.mark.slow)])
 def test_split_queries(name, H, T):
     """SPLIT_QUERIES: every core a chunk of every head, K shared by all cores of the job."""
     cfg = CONFIGS[name]
