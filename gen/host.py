@@ -552,7 +552,8 @@ def _memory_selftest(host, args, S, top_k, scale):
     return 0 if bad == 0 else 1
 
 
-def _selftest(host, args):
+def selftest(host, args):
+    """``sofa host selftest`` on ``host`` with the parsed ``args``; 0 if ``O`` matches."""
     from sim.golden import sofa_attention
     from sim.workloads import structured
     info = host.ident()
@@ -604,8 +605,7 @@ def add_arguments(parser):
                              "(default: 2.0)")
     parser.add_argument("--expect", metavar="PRESET|FILE",
                         help=f"the board must be built from this preset ({', '.join(PRESETS)}) "
-                             f"or JSON config file: IDENT is compared field by field and a "
-                             f"difference is an error (default: none)")
+                             f"or JSON config: every IDENT field is compared (default: none)")
     sub = parser.add_subparsers(dest="host_command", metavar="COMMAND", required=True,
                                 parser_class=type(parser))
     sub.add_parser("ident", help="print the board's configuration")
@@ -694,7 +694,7 @@ def run(args):
             _check_reg_range(args, host.ident()["n_regs"])
             print(f"status {host.write_reg(args.addr, args.value):#x}")
         else:
-            return _selftest(host, args)
+            return selftest(host, args)
     finally:
         host.close()
     return 0

@@ -265,11 +265,11 @@ def test_selftest_on_an_adaptive_board(capsys):
     gives it adapt_bins, so it writes the ADAPT_* registers (the fixed budget) and matches
     the golden model."""
     from argparse import Namespace
-    from gen.host import _selftest
+    from gen.host import selftest
     cfg = KNOBS["tiny-adapt"]
     host = SofaHost(SimulatedBoard(cfg), expect=cfg)
     args = Namespace(seq=40, rows=3, top_k=None, scale=1e-3, seed=1, dense=False)
-    assert _selftest(host, args) == 0
+    assert selftest(host, args) == 0
     out = capsys.readouterr().out
     assert "predict_keys=1 adapt_bins=4" in out and "O: 24/24 elements match" in out
     assert host.read_regs(48, 3) == [0, 0, 0]
