@@ -6,8 +6,10 @@ few dominant keys per query, :func:`sim.workloads.structured`), every output che
 the golden model, once for each ``predict_keys`` of :data:`PREDICT_KEYS` the config allows (a
 build each). Writes ``<out>/bench.json`` and ``<out>/bench.md``: cycles, speed-up over dense,
 the MAC-only ideal, PE utilisation, effective (dense-equivalent) operations per multiplier and
-cycle, K/V rows read against the lower bound, the prediction's share of the cycles, and the
-cycle model's projection to longer sequences. Every row has ``predict_keys``, ``seq_len``,
+cycle, K/V rows read against the lower bound, the prediction's share of the cycles, the
+cycle model's projection to longer sequences, and the cycle model's cost of a call against
+its number of queries (bench.json's ``per_call``: the fill and drain a call pays once).
+The RTL runs put :data:`ROWS` queries through one call (``--rows``). Every row has ``predict_keys``, ``seq_len``,
 ``keep``, ``source`` (``"rtl"`` or ``"model"``), ``speedup``, ``ideal_mac_ratio``,
 ``pe_utilisation`` and ``ops_per_mult_cycle``. Then the memory-attached core's rows
 (:mod:`gen.axibench`, bench.json's ``memory``; ``--no-memory`` skips them) and the model of
@@ -34,7 +36,8 @@ from spec.validate import check_int, check_out_dir, int_arg, make_out_dir, path_
 
 
 __all__ = ["add_arguments", "check", "run", "bench_config", "top_ks", "bench_keys", "metrics",
-           "projections", "markdown", "RATIOS", "PREDICT_KEYS", "PROJECT_SEQ", "FAILURES"]
+           "projections", "call_rows", "call_markdown", "markdown", "RATIOS", "PREDICT_KEYS", "PROJECT_SEQ",
+           "ROWS", "CALL_QUERIES", "FAILURES"]
 
 
 #: Sparse runs keep these shares of a tile's keys (top_k = ratio × block_size).
@@ -43,6 +46,12 @@ RATIOS = (0.5, 0.25, 0.125, 0.0625)
 PREDICT_KEYS = (1, 2, 4)
 #: Sequence lengths of the cycle model's projection.
 PROJECT_SEQ = (4096, 16384)
+#: Queries per run (``--rows``): a call pays the pipeline's fill and the last row's divide and
+#: output once (about 150 cycles at ``default``), which a short sparse row cannot hide at 4
+#: queries; a sequence of S keys brings S queries, so 16 is the nearer figure.
+ROWS = 16
+#: Queries per call of the cycle model's table of the per-call cost (:func:`call_rows`).
+CALL_QUERIES = (1, 4, 16, 64)
 #: What a failed run raises (the command line's exit status 1).
 FAILURES = (SimulationError,)
 
@@ -117,11 +126,56 @@ def metrics(cfg, record, dense):
     pred_ops = 0 if record["dense"] else COST_WEIGHTS["shift_add"] * cfg.d * S * T
     out["ideal_ops_speedup"] = (2 * cfg.d * S * T) / (useful + pred_ops)
     out["of_ideal"] = out["speedup"] / out["ideal_speedup"]
+    out["of_ideal_mac"] = out["speedup"] / out["ideal_mac_ratio"]
     out["of_ideal_ops"] = out["speedup"] / out["ideal_ops_speedup"]
     return out
 
 
-def projections(cfg, ks, seed=1, rows=2):
+def call_rows(cfg, seq, ks, counts=CALL_QUERIES, seed=1):
+    """The cycle model at S = ``seq`` for calls of each number of queries of ``counts``, on
+    the bench's data (:func:`sim.workloads.structured` as :mod:`gen.rtlsim.bench_tb` draws
+    it), each kept ratio with the ``predict_keys`` sized for it
+    (:func:`spec.timing.predict_keys_for`) against dense mode on the same build: how the
+    pipeline's fill and drain, paid once a call, weigh with the number of queries
+    (``source = "model"``; ``fill_cycles``, ``drain_cycles`` from
+    :class:`sim.perf.CycleBreakdown`)."""
+    import numpy as np
+    from sim.golden import sofa_attention
+    from sim.perf import core_cycles, tile_work
+    from sim.workloads import structured
+    from spec.timing import predict_keys_for
+    out = []
+    c = RunParams.scale_from_float(cfg, 1e-3)
+    for T in counts:
+        rng = np.random.default_rng(seed)
+        Q, K, V = structured(cfg, rng, T, seq, dominant=max(3, seq // 64))
+        dense = {}
+        for k in ks:
+            P = predict_keys_for(cfg, k)
+            one = cfg.replace(predict_keys=P)
+            if P not in dense:
+                params = RunParams(seq_len=seq, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                                   scale_log2e=c, dense=True)
+                dense[P] = core_cycles(one, params, sofa_attention(Q, K, V, cfg, params),
+                                       Q, K, V)
+            params = RunParams(seq_len=seq, top_k=k, radius=cfg.derived.radius_inf,
+                               scale_log2e=c)
+            res = sofa_attention(Q, K, V, cfg, params)
+            b = core_cycles(one, params, res, work=tile_work(cfg, Q, K, V, params, res),
+                            breakdown=True)
+            keys = res.counters()["keys"]
+            row = {"predict_keys": P, "source": "model", "seq_len": seq, "queries": T,
+                   "mode": f"top_k={k}", "keep": k / cfg.block_size,
+                   "cycles_per_query": b.total / T, "speedup": dense[P] / b.total,
+                   "ideal_mac_ratio": seq * T / keys,
+                   "pe_utilisation": 2 * cfg.d * keys / (2 * cfg.mac_lanes * b.total),
+                   "fill_cycles": b.fill, "drain_cycles": b.drain}
+            row["of_ideal_mac"] = row["speedup"] / row["ideal_mac_ratio"]
+            out.append(row)
+    return out
+
+
+def projections(cfg, ks, seed=1, rows=ROWS):
     """The cycle model at longer S, on structured data from the golden model, for each
     ``predict_keys`` of :func:`bench_keys` (rows with ``source = "model"``)."""
     import numpy as np
@@ -160,7 +214,7 @@ def projections(cfg, ks, seed=1, rows=2):
     return out
 
 
-def markdown(cfg, rows, proj, wall):
+def markdown(cfg, rows, proj, wall, calls=()):
     lines = [
         f"# SOFA core benchmark: `{cfg.name}` (d={cfg.d}, Bc={cfg.block_size}, "
         f"mac_lanes={cfg.mac_lanes}, dlzs_lanes={cfg.dlzs_lanes})",
@@ -169,16 +223,16 @@ def markdown(cfg, rows, proj, wall):
         f"S = {rows[0]['seq_len']}, {rows[0]['queries']} queries, structured data. "
         f"Wall time {wall:.0f} s.",
         "",
-        "| keys/cycle | mode | keys kept | cycles/query | speed-up | MAC ratio | ideal (ops) | "
-        "of ideal (ops) | ideal (overlapped) | of ideal (overl.) | PE util. | ops/mult·cycle | "
+        "| keys/cycle | mode | keys kept | cycles/query | speed-up | MAC ratio | of MAC ratio | "
+        "ideal (ops) | of ideal (ops) | ideal (overlapped) | of ideal (overl.) | PE util. | ops/mult·cycle | "
         "K/V rows read / lower bound | K rows for prediction | prediction share | rescales |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['predict_keys']} | {r['mode']} | {r['keep']:.2%} | "
             f"{r['cycles_per_query']:.0f} | {r['speedup']:.2f}× | {r['ideal_mac_ratio']:.2f}× | "
-            f"{r['ideal_ops_speedup']:.2f}× | {r['of_ideal_ops']:.0%} | "
+            f"{r['of_ideal_mac']:.0%} | {r['ideal_ops_speedup']:.2f}× | {r['of_ideal_ops']:.0%} | "
             f"{r['ideal_speedup']:.2f}× | {r['of_ideal']:.0%} | "
             f"{r['pe_utilisation']:.0%} | {r['ops_per_mult_cycle']:.2f} | "
             f"{r['kv_rows_read']} / {r['kv_rows_lower_bound']} | "
@@ -189,7 +243,8 @@ def markdown(cfg, rows, proj, wall):
         "count with SOFA's area ratio for a shift-add. *ideal (overlapped)*: dense SU-FA "
         "cycles over max(sparse SU-FA cycles, prediction cycles), a perfect pipeline that "
         "overlaps prediction with attention on this hardware. The MAC ratio alone (dense MACs / "
-        "sparse MACs) is in bench.json as `ideal_mac_ratio`. "
+        "sparse MACs) is *MAC ratio* (`ideal_mac_ratio` in bench.json), the speed-up's share "
+        "of it *of MAC ratio*. "
         "*PE util.*: useful multiplies (2·d per selected key) over "
         "(2·mac_lanes × cycles). *ops/mult·cycle*: dense-equivalent operations (4·S·d a "
         "query: Q·Kᵀ and P·V, two a MAC) over multipliers (2·mac_lanes·q_lanes) × cycles; "
@@ -207,7 +262,35 @@ def markdown(cfg, rows, proj, wall):
                      f"{p['cycles_per_query']:.0f} | {p['speedup']:.2f}× | "
                      f"{p['ideal_mac_ratio']:.2f}× | {p['pe_utilisation']:.0%} | "
                      f"{p['ops_per_mult_cycle']:.2f} |")
+    if calls:
+        lines += ["", *call_markdown(calls, rows[0]["queries"])]
     return "\n".join(lines) + "\n"
+
+
+def call_markdown(calls, queries):
+    """The lines of bench.md's table of :func:`call_rows`; ``queries``: those of the RTL
+    rows."""
+    lines = [
+        f"## Queries per call (cycle model, S = {calls[0]['seq_len']})",
+        "",
+        "A call pays the pipeline's fill (query to SU-FA's first key: K read, DLZS, SADS "
+        "over the first tile) and drain (SU-FA's last key to the last output element: "
+        "SU-FA's pipeline, the divider, `d` output beats) once; every query pays its keys, "
+        "its rescales and a few cycles of hand-over. Each kept ratio at the "
+        "`predict_keys` sized for it (`spec.timing.predict_keys_for`), against dense mode "
+        f"with as many queries; the RTL rows above are at {queries} queries.",
+        "",
+        "| keys/cycle | keys kept | queries | cycles/query | speed-up | MAC ratio | "
+        "of MAC ratio | PE util. | fill + drain (cycles a call) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in sorted(calls, key=lambda c: (-c["keep"], c["queries"])):
+        lines.append(f"| {c['predict_keys']} | {c['keep']:.2%} | {c['queries']} | "
+                     f"{c['cycles_per_query']:.0f} | {c['speedup']:.2f}× | "
+                     f"{c['ideal_mac_ratio']:.2f}× | {c['of_ideal_mac']:.0%} | "
+                     f"{c['pe_utilisation']:.0%} | {c['fill_cycles']} + "
+                     f"{c['drain_cycles']} |")
+    return lines
 
 
 def memory_bench(args, log=print):
@@ -245,13 +328,15 @@ def add_arguments(parser):
                          "k_max = 8, named bench")
     parser.add_argument("--seq", metavar="S", type=int_arg(),
                         help="sequence length, 1 … max_seq_len (default: max_seq_len)")
-    parser.add_argument("--rows", metavar="T", type=int_arg(), default=4,
-                        help="queries per run, at least 1 (default: 4)")
+    parser.add_argument("--rows", metavar="T", type=int_arg(), default=ROWS,
+                        help=f"queries per run, at least 1 (default: {ROWS})")
     parser.add_argument("--out", metavar="DIR", type=path_arg, default=Path("build/bench"),
                         help="output directory (default: build/bench)")
     parser.add_argument("--no-projection", dest="projection", action="store_false",
                         help="skip the cycle model's projection to S = "
-                             f"{' and '.join(map(str, PROJECT_SEQ))} (default: projected)")
+                             f"{' and '.join(map(str, PROJECT_SEQ))} and its table of "
+                             f"{', '.join(map(str, CALL_QUERIES))} queries a call "
+                             "(default: projected)")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the memory-attached core's rows (default: run them)")
     parser.add_argument("--memory-seq", metavar="S,...", type=_seq_list,
@@ -320,11 +405,12 @@ def run(args):
         rows += [metrics(one, run_, dense) | {"seq_len": seq, "queries": args.rows}
                  for run_ in raw["runs"]]
         print(f"predict_keys = {P}: RTL done", flush=True)
-    proj = projections(cfg, ks) if args.projection else []
+    proj = projections(cfg, ks, rows=args.rows) if args.projection else []
+    calls = call_rows(cfg, seq, ks) if args.projection else []
     wall = time.monotonic() - start
     report = {"config": cfg.to_dict(), "seq_len": seq, "queries": args.rows, "runs": rows,
-              "projection": proj, "wall_seconds": round(wall, 1)}
-    md = markdown(cfg, rows, proj, wall)
+              "projection": proj, "per_call": calls, "wall_seconds": round(wall, 1)}
+    md = markdown(cfg, rows, proj, wall, calls)
     if args.memory:
         report["memory"], memory_md = memory_bench(args)
         md += "\n" + memory_md

@@ -49,6 +49,8 @@ class CycleBreakdown:
     predict: int          # cycles DLZS streams keys
     sufa: int             # cycles of SU-FA work (keys and rescales)
     rows: int
+    fill: int = 0         # cycles before SU-FA's first operation (once per call)
+    drain: int = 0        # SU-FA's last operation to the last output element (once per call)
 
 
 def tile_work(cfg, Q, K, V, params, res):
@@ -186,9 +188,11 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
             t_sufa = max(t_sufa, t_div)
             t_div = t_sufa + div_time
         t_sufa += sufa_row_gap
+    end = round(t_sufa - sufa_row_gap)     # SU-FA's last operation of the call
     # The last group's other lanes' rows leave one by one after the first.
     t_sufa += (len(work[(len(work) - 1) // L * L:]) - 1) * cfg.d * div_ii
     total = round(t_sufa - sufa_row_gap + tail + (0 if params.dense else 4))
     if breakdown:
-        return CycleBreakdown(total=total, predict=predict, sufa=sufa, rows=len(work))
+        return CycleBreakdown(total=total, predict=predict, sufa=sufa, rows=len(work),
+                              fill=round(starts[0]) if starts else 0, drain=total - end)
     return total

@@ -38,7 +38,7 @@ def test_every_option_states_its_default():
     for name, kwargs in recorder.options.items():
         assert "(default: " in kwargs["help"], name
     _, args = parse()
-    assert args.rows == 4 and args.seq is None and args.projection
+    assert args.rows == bench.ROWS == 16 and args.seq is None and args.projection
     assert str(args.out) == "build/bench"
 
 
@@ -95,6 +95,33 @@ def test_bad_memory_seq(capsys, value):
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: argument {option}:") and err.count("\n") == 1
+
+
+def test_call_rows():
+    """The cycle model's cost of a call (tiny at S = 64): every ratio at its sized
+    predict_keys for every count of queries, the fill and drain paid once a call (the same
+    for every count), so the cycles a query fall and the speed-up rises with the queries;
+    the table is in bench.md."""
+    from spec.config import preset
+    from spec.timing import predict_keys_for
+    cfg = preset("tiny").replace(name="t", k_max=4, sort_width=8)
+    ks = bench.top_ks(cfg, bench.RATIOS)
+    calls = bench.call_rows(cfg, 64, ks, counts=(1, 4, 16))
+    assert len(calls) == 3 * len(ks)
+    fields = {"predict_keys", "source", "seq_len", "queries", "keep", "cycles_per_query",
+              "speedup", "ideal_mac_ratio", "of_ideal_mac", "pe_utilisation", "fill_cycles",
+              "drain_cycles"}
+    for k in ks:
+        mine = [c for c in calls if c["mode"] == f"top_k={k}"]
+        assert all(fields <= set(c) and c["source"] == "model" for c in mine)
+        assert {c["predict_keys"] for c in mine} == {predict_keys_for(cfg, k)}
+        assert len({(c["fill_cycles"], c["drain_cycles"]) for c in mine}) == 1
+        assert mine[0]["fill_cycles"] > 0 and mine[0]["drain_cycles"] > cfg.d
+        per_query = [c["cycles_per_query"] for c in mine]
+        assert per_query == sorted(per_query, reverse=True), per_query
+        assert mine[-1]["speedup"] > mine[0]["speedup"]
+    md = "\n".join(bench.call_markdown(calls, 16))
+    assert "(cycle model, S = 64)" in md and md.count("\n| ") == 1 + len(calls)
 
 
 def test_memory_rows_have_the_fields():
