@@ -13,7 +13,8 @@ from spec.regmap import register_map
 
 CONFIGS = {**PRESETS, "axi64": preset("axi").replace(name="axi64", axi_addr_width=48),
            "lanes2": preset("tiny").replace(name="lanes2", q_lanes=2),
-           "wide": preset("tiny").replace(name="wide", data_width=12, counter_width=16)}
+           "wide": preset("tiny").replace(name="wide", data_width=12, counter_width=16),
+           "cores4": preset("axi").replace(name="cores4", cores=4)}
 
 
 def rdl_registers(root):
