@@ -5,8 +5,8 @@ core also the AXI4-Lite window (SLVERR beyond it) and refused job starts.
 
 Configs: ``tiny`` (on chip; its Verilator build is shared with tb/test_top_verilator.py),
 ``tiny16`` (16-bit data: a 36-bit radius, so RADIUS_HI stages its top bits; no counters, which
-read 0), ``axi-small`` and ``axi-odd`` (memory-attached; builds shared with
-tb/test_axicore_verilator.py).
+read 0), ``axi-small``, ``axi-odd`` and ``axi-small-c2`` (memory-attached, the last with two
+cores and their per-core blocks; builds shared with tb/test_axicore_verilator.py).
 """
 
 import pytest
@@ -14,11 +14,11 @@ import pytest
 from gen.rtlsim.runner import run_cocotb
 from hw.top import sofa_top
 from spec.config import preset
-from tb.support.axicore import AXI_ODD, AXI_SMALL
+from tb.support.axicore import AXI_ODD, AXI_SMALL, AXI_SMALL_C2
 
 CONFIGS = {"tiny": preset("tiny"),
            "tiny16": preset("tiny").replace(name="tiny16", data_width=16, counter_width=0),
-           "axi-small": AXI_SMALL, "axi-odd": AXI_ODD}
+           "axi-small": AXI_SMALL, "axi-odd": AXI_ODD, "axi-small-c2": AXI_SMALL_C2}
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -7,12 +7,14 @@ unused address) is ignored and sets the error flag and ERROR_ADDR; STATUS bit 1 
 bit 0 the counters; reads return the low word of a parameter, STATUS, ERROR_ADDR, and 0 at
 unused addresses. The memory-attached core adds CONTROL (bit 0 starts a job: with the
 descriptor the registers hold, which :func:`spec.job.check_job` refuses or accepts), JOB_STATUS
-(bit 0 done, cleared by writing 1) and JOB_ERROR.
+(bit 0 done, cleared by writing 1) and JOB_ERROR. With several cores, each core's block
+(:data:`spec.regmap.CORE_BASE`) is read-only: while no job has run, ``status`` reads "no
+queries" (bit 2), the sub-job and error 0, the counters as the totals'.
 """
 
 from spec.job import JobDescriptor, JobError, check_job
-from spec.regmap import (WORD_BITS, Reg, address_words, counters, register,
-                         registers)
+from spec.regmap import (CORE_BASE, CORE_COUNTER_OFFSET, CORE_REGS, CORE_WORDS, WORD_BITS, Reg,
+                         address_words, counters, register, registers)
 
 __all__ = ["RegisterModel", "port_words"]
 
@@ -41,6 +43,14 @@ class RegisterModel:
         self.done = 0
         self.job_error = JobError.NONE
         self.started = False
+        self.core = {}                   # address -> (core, name) of the per-core blocks
+        if cfg.cores > 1:
+            for c in range(cfg.cores):
+                base = CORE_BASE + c * CORE_WORDS
+                self.core |= {base + off: (c, name) for name, off, _, _ in CORE_REGS}
+                if cfg.counter_width:
+                    self.core |= {base + CORE_COUNTER_OFFSET + i: (c, f"counter_{k.name}")
+                                  for i, k in enumerate(counters(cfg))}
 
     def value(self, name):
         return self.values[register(name).address]
@@ -88,6 +98,12 @@ class RegisterModel:
         if self.axi and addr == Reg.JOB_ERROR:
             return int(self.job_error)
         counter = self.counters.get(addr)
+        if counter is None and addr in self.core:
+            name = self.core[addr][1]
+            if name == "status":
+                return 0b100
+            if name.startswith("counter_"):
+                counter = next(k for k in counters(self.cfg) if k.name == name[8:])
         if counter is not None:
             if counter.name == "cycles" or (counter.kind == "timing" and self.started):
                 return None
@@ -100,5 +116,6 @@ class RegisterModel:
         if want is None or got == want:
             return None
         name = next((r.name for r in registers(self.cfg) if r.address == addr), None) or \
-            (f"counter {self.counters[addr].name}" if addr in self.counters else "unused")
+            (f"counter {self.counters[addr].name}" if addr in self.counters else None) or \
+            (f"core {self.core[addr][0]} {self.core[addr][1]}" if addr in self.core else "unused")
         return f"{name} (address {addr}) reads {got:#x}, the map says {want:#x}"
