@@ -47,8 +47,10 @@ def test_axicore_verilator(name, group):
 
 
 @pytest.mark.parametrize("name,group", [
-    ("axi-small-c2", "jobs"), ("axi-small-c2", "errors"), ("axi-odd-c4", "jobs"),
-    # the idle × backpressure intensities and the stress run: make test-all
+    ("axi-small-c2", "jobs"), ("axi-small-c2", "errors"),
+    # four cores (a second build), the idle × backpressure intensities and the stress run:
+    # make test-all (tb/test_multicore.py runs four cores in make test)
+    pytest.param("axi-odd-c4", "jobs", marks=pytest.mark.slow),
     pytest.param("axi-small-c2", "timing", marks=pytest.mark.slow),
     pytest.param("axi-odd-c4", "timing", marks=pytest.mark.slow)])
 def test_multicore_verilator(name, group):
