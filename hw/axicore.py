@@ -250,7 +250,7 @@ class SofaAxiCore(wiring.Component):
         run_start = Signal()                     # start the engines (that have work)
         split_go, split_done = Signal(), Signal()
         if N > 1:
-            work = self._split(m, cfg, params, split_go, split_done)
+            work, subs, follow = self._split(m, cfg, params, split_go, split_done)
             for i, e in enumerate(engines):
                 m.d.comb += e.start.eq(run_start & work[i])
         else:
@@ -413,8 +413,8 @@ class SofaAxiCore(wiring.Component):
                 for i in range(N):
                     base = CORE_BASE + i * CORE_WORDS
                     act, fin, err = core_state[i]
-                    sub = self._sub[i]
-                    values = {"status": Cat(act, fin, ~work[i], self._follow[i]), "error": err,
+                    sub = subs[i]
+                    values = {"status": Cat(act, fin, ~work[i], follow[i]), "error": err,
                               "heads": sub["heads"], "queries": sub["queries"],
                               "first_head": sub["first_head"],
                               "first_query": sub["first_query"]}
@@ -430,7 +430,7 @@ class SofaAxiCore(wiring.Component):
     def _split(self, m, cfg, params, go, finished):
         """The sub-job of every engine (:func:`spec.job.split_job`), computed from a pulse on
         ``go``; ``finished`` rises when every engine's descriptor is set. Returns the engines'
-        "has queries" bits."""
+        "has queries" bits, their sub-job registers and their K-follower bits."""
         N, cb = cfg.cores, self._core_bits
         aw = cfg.axi_addr_width
         H, Q = params["heads"], params["queries"]
@@ -485,13 +485,13 @@ class SofaAxiCore(wiring.Component):
         qoff = {t: Signal(aw, name=f"split_qoff_{t}") for t in ("q", "o")}
         fields = {"heads": 16, "queries": 24, "first_head": 16, "first_query": 24,
                   "q_start": 32, **{f"{t}_base": aw for t in TENSORS}}
-        self._sub = [{n: Signal(w, name=f"core{i}_{n}") for n, w in fields.items()}
+        subs = [{n: Signal(w, name=f"core{i}_{n}") for n, w in fields.items()}
                      for i in range(N)]
-        work = Cat(sub["queries"] != 0 for sub in self._sub)
+        work = Cat(sub["queries"] != 0 for sub in subs)
         # the shared K stream (spec.job.k_followers): not the group's first core, a whole chunk
-        self._follow = [Signal(name=f"core{i}_follow") for i in range(N)]
+        follow = [Signal(name=f"core{i}_follow") for i in range(N)]
         arb = self._arbiter
-        m.d.comb += [arb.follow.eq(Cat(self._follow)),
+        m.d.comb += [arb.follow.eq(Cat(follow)),
                      arb.group_mask.eq(~((Const(1, cb + 1) << p_log) - 1))]
         with m.If(go):
             m.d.sync += [pbusy.eq(1), pstep.eq(0), walking.eq(0)]
@@ -507,12 +507,12 @@ class SofaAxiCore(wiring.Component):
             with m.Switch(core):
                 for i in range(N):
                     with m.Case(i):
-                        sub = self._sub[i]
+                        sub = subs[i]
                         m.d.sync += [
                             sub["heads"].eq(hc), sub["queries"].eq(Mux(left < chunk, left, chunk)),
                             sub["first_head"].eq(h0), sub["first_query"].eq(t0),
                             sub["q_start"].eq(params["q_start"] + t0),
-                            self._follow[i].eq(params["shared_k"] & ~params["causal"]
+                            follow[i].eq(params["shared_k"] & ~params["causal"]
                                                & (p_idx != 0) & (left >= chunk)),
                             *(sub[f"{t}_base"].eq(params[f"{t}_base"] + hoff[t]
                                                   + (qoff[t] if t in qoff else 0))
@@ -532,8 +532,8 @@ class SofaAxiCore(wiring.Component):
         m.d.sync += last.eq(walking & (core == N - 1))
         m.d.comb += finished.eq(last)
         for i, e in enumerate(self.engines):
-            sub = self._sub[i]
+            sub = subs[i]
             for name, _ in e.job.shape():
                 m.d.comb += e.job[name].eq(sub[name] if name in sub else params[name])
         assert job_split_cycles(N) == NP + 5 + N
-        return work
+        return work, subs, follow

@@ -25,7 +25,7 @@ import numpy as np
 
 from sim.golden import sofa_attention
 from spec.config import ConfigError
-from spec.job import (OUT_ELEM_BYTES, TENSORS, bus_bytes, core_grid, elem_bytes,
+from spec.job import (OUT_ELEM_BYTES, TENSORS, bus_bytes, core_shares, elem_bytes,
                       k_followers, query_lengths, row_beats, split_job)
 from spec.regmap import expected_counters, query_groups
 
@@ -213,13 +213,12 @@ def core_parts(cfg, job, Q, K, V, split_queries=False):
     """The cores' shares of a job (:func:`spec.job.split_job` with ``cfg.cores``):
     ``[(core, sub-job, first head, first query, (Q, K, V) of the sub-job)]`` for the cores
     with work."""
-    G, P = core_grid(job.heads, cfg.cores, split_queries)
     out = []
+    shares = core_shares(job, cfg.cores, split_queries)
     for c, sub in enumerate(split_job(job, cfg.cores, split_queries)):
         if sub is None:
             continue
-        g, p = divmod(c, P)
-        h0, t0 = g * sub.heads, p * -(-job.queries // P)
+        h0, _, t0, _ = shares[c]
         part = (np.asarray(Q)[h0:h0 + sub.heads, t0:t0 + sub.queries],
                 np.asarray(K)[h0:h0 + sub.heads], np.asarray(V)[h0:h0 + sub.heads])
         out.append((c, sub, h0, t0, part))

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from sim.axiperf import START_TIME, Bus, core_steps, job_works
 from sim.jobs import JobResult, traffic
 from spec.config import CORES, ConfigError
-from spec.job import (bus_bytes, core_grid, k_followers, query_lengths, row_beats,
-                      split_job)
+from spec.job import (bus_bytes, core_grid, core_shares, k_followers, query_lengths,
+                      row_beats, split_job)
 from spec.timing import job_split_cycles
 from spec.validate import check_bool, check_float, check_int
 
@@ -125,11 +125,12 @@ def split_result(job, result, cores, works=None, *, split_queries=False, shared_
     _, P = core_grid(job.heads, cores, split_queries)
     follows = k_followers(job, cores, shared_k, split_queries)
     parts = []
+    shares = core_shares(job, cores, split_queries)
     for c, sub in enumerate(split_job(job, cores, split_queries)):
         if sub is None:
             continue
         g = c // P
-        h0, t0 = g * sub.heads, sub.q_start - job.q_start
+        h0, _, t0, _ = shares[c]
         heads, queries = range(h0, h0 + sub.heads), slice(t0, t0 + sub.queries)
         sels = None if result.selections is None else \
             [result.selections[h][queries] for h in heads]

@@ -56,7 +56,7 @@ from spec.validate import ConfigError
 
 __all__ = ["JobError", "JobDescriptor", "TENSORS", "elem_bytes", "row_bytes", "out_row_bytes",
            "bus_bytes", "row_beats", "query_lengths", "tensor_end", "job_end", "check_job",
-           "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS", "core_grid", "split_job",
+           "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS", "core_grid", "core_shares", "split_job",
            "k_followers"]
 
 
@@ -201,9 +201,9 @@ def core_grid(heads, cores, split_queries=False):
     return G, cores // G
 
 
-def split_job(job, cores, split_queries=False):
-    """The sub-job of each of ``cores`` cores, in core order: a :class:`JobDescriptor`, or
-    None for a core with no queries (see the module docstring)."""
+def core_shares(job, cores, split_queries=False):
+    """Each core's share of a job, in core order: ``(first head, heads, first query,
+    queries)``, or None for a core with no queries (see the module docstring)."""
     G, P = core_grid(job.heads, cores, split_queries)
     hc = job.heads // G
     chunk = -(-job.queries // P)
@@ -212,12 +212,22 @@ def split_job(job, cores, split_queries=False):
         g, p = divmod(c, P)
         t0 = p * chunk
         n = min(chunk, job.queries - t0)
-        if n <= 0:
+        out.append((g * hc, hc, t0, n) if n > 0 else None)
+    return out
+
+
+def split_job(job, cores, split_queries=False):
+    """The sub-job of each of ``cores`` cores, in core order: a :class:`JobDescriptor`, or
+    None for a core with no queries (its share by :func:`core_shares`)."""
+    out = []
+    for share in core_shares(job, cores, split_queries):
+        if share is None:
             out.append(None)
             continue
+        h0, hc, t0, n = share
         changes = {"heads": hc, "queries": n, "q_start": job.q_start + t0}
         for t in TENSORS:
-            base = getattr(job, f"{t}_base") + g * hc * getattr(job, f"{t}_head_stride")
+            base = getattr(job, f"{t}_base") + h0 * getattr(job, f"{t}_head_stride")
             if t in ("q", "o"):
                 base += t0 * getattr(job, f"{t}_stride")
             changes[f"{t}_base"] = base
