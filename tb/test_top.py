@@ -16,7 +16,7 @@ from hw.top import SofaCore
 from spec.regmap import COUNTER_BASE, Reg, counter_names, expected_counters, parameter_writes
 from sim.golden import sofa_attention
 from sim.perf import core_cycles
-from tb.streams import TRAFFIC
+from tb.streams import TRAFFIC, stream_get
 from tb.support.stimulus import peaked_case
 
 TINY = preset("tiny")
@@ -85,15 +85,8 @@ def run_core(cfg, Q, K, V, params, traffic=None, seed=0, timeout=300_000, iterat
         ctx.set(dut.q.valid, 0)
 
     async def sink(ctx):
-        for _ in range(T * cfg.d):
-            if traffic is not None:
-                for _ in range(traffic.gaps(rng_o, traffic.backpressure)):
-                    ctx.set(dut.o.ready, 0)
-                    await ctx.tick()
-            ctx.set(dut.o.ready, 1)
-            payload, = await ctx.tick().sample(dut.o.payload).until(dut.o.valid)
-            got.append(int(payload.value))
-        ctx.set(dut.o.ready, 0)
+        beats = await stream_get(ctx, dut.o, T * cfg.d, rng=rng_o, traffic=traffic)
+        got.extend(int(p.value) for p in beats)
         for _ in range(4):
             await ctx.tick()
         regs["busy_after"] = ctx.get(dut.busy)

@@ -6,6 +6,7 @@ import random
 import numpy as np
 from amaranth.sim import Simulator
 
+from tb.streams import stream_get
 from tb.support.amsim import run_until
 
 from hw.sads import COUNTERS
@@ -161,14 +162,8 @@ def drive_rows(dut, cfg, rows, want, counters_of, *, traffic=None, seed=0, settl
         ctx.set(dut.ahat.valid, 0)
 
     async def sink(ctx):
-        for _ in range(len(want)):
-            if traffic is not None:
-                for _ in range(traffic.gaps(sink_rng, traffic.backpressure)):
-                    ctx.set(dut.sel.ready, 0)
-                    await ctx.tick()
-            ctx.set(dut.sel.ready, 1)
-            payload, = await ctx.tick().sample(dut.sel.payload).until(dut.sel.valid)
-            got.append({name: int(getattr(payload, name)) for name in want[0]})
+        beats = await stream_get(ctx, dut.sel, len(want), rng=sink_rng, traffic=traffic)
+        got.extend({name: int(getattr(p, name)) for name in want[0]} for p in beats)
         ctx.set(dut.sel.ready, 1)
         for _ in range(settle):                                  # catch extra beats
             _, _, valid = await ctx.tick().sample(dut.sel.valid)
