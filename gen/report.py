@@ -82,7 +82,7 @@ def target_mhz(cfg, family):
 
 def _memory_throughput(cfg, seq, *, seed=1, rows=8):
     """Cycles per query of the memory board from the memory core's cycle model
-    (:func:`sim.axiperf.axi_core_cycles`, one bus beat a cycle, the block RAM's two-cycle read
+    (:func:`sim.axiperf.axi_core_cycles`, one bus beat a cycle, the block RAM's three-cycle read
     latency), sparse at ``k_max`` and dense, one head of ``rows`` queries."""
     import numpy as np
     from hw.axiram import AxiBram

@@ -24,8 +24,11 @@ class AxiBram(wiring.Component):
     One burst at a time: the slave takes an AR or an AW (alternating when both wait), serves it
     to its last beat (read data one beat a cycle under RREADY; write data one beat a cycle,
     then one B response) and only then takes the next address. Between bursts it serves a host
-    request. Narrow transfers (``AxSIZE`` below the bus) put their data on the lanes of their
-    address, as the AXI4 specification says.
+    request; the host port is registered both ways, so ``host_ack`` comes two (write) or three
+    (read) cycles after the request when no burst is in progress. The write port's inputs
+    pass a register (a beat is written a cycle after its handshake). Narrow transfers
+    (``AxSIZE`` below the bus) put their data on the lanes of their address, as the AXI4
+    specification says.
 
     Responses, per beat (reads) or per burst (writes, the worst of its beats):
 
@@ -59,7 +62,8 @@ class AxiBram(wiring.Component):
     host_ack : Out(1)
         One cycle: the request is done.
     read_latency : int
-        ``2``: cycles from the AR handshake to the first RVALID.
+        ``3``: cycles from the AR handshake to the first RVALID (the address, the block RAM,
+        the output register).
     """
 
     def __init__(self, *, size, data_width, addr_width, id_width, prefix="s_axi"):
@@ -90,7 +94,7 @@ class AxiBram(wiring.Component):
         return self._size
 
     #: Cycles from the AR handshake to the first RVALID.
-    READ_LATENCY = 2
+    READ_LATENCY = 3
 
     @property
     def read_latency(self):
@@ -133,21 +137,43 @@ class AxiBram(wiring.Component):
         m.d.comb += beat_resp.eq(Mux(bad, RESP_SLVERR, Mux(in_range, RESP_OKAY, RESP_DECERR)))
         word = addr[lane_bits:lane_bits + word_bits]
 
-        # Read pipeline: the port's address is presented one cycle before the beat; with its
-        # enable low (beat stalled) the port holds its data.
+        # Read pipeline: the port's address is presented one cycle before its data (stage b),
+        # which passes an output register (stage r) on its way to the bus, so the block RAMs'
+        # data and their bank multiplexer end at a flip-flop next to them. A stalled beat
+        # holds both stages; with its enable low the port holds its data.
+        b_valid = Signal()
+        b_last = Signal()
+        b_resp = Signal(2)
+        b_ok = Signal()
         r_valid = Signal()
         r_last = Signal()
         r_resp = Signal(2)
+        r_data = Signal(self._dw, reset_less=True)
         r_issue = Signal()
-        r_ok = Signal()
         m.d.comb += [
             a("rid").eq(bid), a("rvalid").eq(r_valid), a("rlast").eq(r_last),
-            a("rresp").eq(r_resp), a("rdata").eq(Mux(r_ok, rd.data, 0)),
+            a("rresp").eq(r_resp), a("rdata").eq(r_data),
             a("bid").eq(bid), a("bresp").eq(resp),
         ]
 
+        # The host port is registered on its way in and out (the link sits far from the 64
+        # block RAMs and a byte may take a few cycles): a request seen here is a cycle old, so
+        # HOST_GAP skips the cycle in which the acked request still shows.
+        h_addr = Signal.like(self.host_addr)
+        h_wdata = Signal(8)
+        h_we = Signal()
+        h_re = Signal()
+        m.d.sync += [h_addr.eq(self.host_addr), h_wdata.eq(self.host_wdata),
+                     h_we.eq(self.host_we), h_re.eq(self.host_re)]
         host_lane = Signal(range(nbytes))
-        m.d.comb += self.host_rdata.eq(rd.data.word_select(host_lane, 8))
+
+        # The write port's address, data and byte enables pass a register (the write lands a
+        # cycle after the beat or host request; no read of it can come sooner than two cycles
+        # after): the block RAMs' inputs come straight from flip-flops.
+        wr_addr = Signal(len(wr.addr))
+        wr_data = Signal(self._dw)
+        wr_en = Signal(nbytes)
+        m.d.sync += [wr.addr.eq(wr_addr), wr.data.eq(wr_data), wr.en.eq(wr_en)]
 
         def accept(ch):
             """Take the AR or AW address (``ch`` "ar" or "aw") as the burst."""
@@ -171,43 +197,50 @@ class AxiBram(wiring.Component):
                     accept("aw")
                     m.d.sync += [resp.eq(RESP_OKAY), prefer_write.eq(0)]
                     m.next = "WRITE"
-                with m.Elif(self.host_we):
-                    m.d.comb += [wr.addr.eq(self.host_addr[lane_bits:]),
-                                 wr.data.eq(Cat(*[self.host_wdata] * nbytes)),
-                                 wr.en.eq(Const(1, nbytes) << self.host_addr[:lane_bits]
-                                          if lane_bits else 1),
-                                 self.host_ack.eq(1)]
-                    m.next = "HOST_GAP"
-                with m.Elif(self.host_re):
-                    m.d.comb += [rd.addr.eq(self.host_addr[lane_bits:]), rd.en.eq(1)]
-                    m.d.sync += host_lane.eq(self.host_addr[:lane_bits] if lane_bits else 0)
+                with m.Elif(h_we):
+                    m.d.comb += [wr_addr.eq(h_addr[lane_bits:]),
+                                 wr_data.eq(Cat(*[h_wdata] * nbytes)),
+                                 wr_en.eq(Const(1, nbytes) << h_addr[:lane_bits]
+                                          if lane_bits else 1)]
+                    m.next = "HOST_ACK"
+                with m.Elif(h_re):
+                    m.d.comb += [rd.addr.eq(h_addr[lane_bits:]), rd.en.eq(1)]
+                    m.d.sync += host_lane.eq(h_addr[:lane_bits] if lane_bits else 0)
                     m.next = "HOST_READ"
 
-            with m.State("HOST_READ"):
+            with m.State("HOST_READ"):              # the byte into a register
+                m.d.sync += self.host_rdata.eq(rd.data.word_select(host_lane, 8))
+                m.next = "HOST_ACK"
+
+            with m.State("HOST_ACK"):
                 m.d.comb += self.host_ack.eq(1)
                 m.next = "HOST_GAP"
 
-            with m.State("HOST_GAP"):               # the host drops its request
+            with m.State("HOST_GAP"):               # h_we/h_re still show the request acked
                 m.next = "IDLE"
 
             with m.State("READ"):
                 # r_issue: beats remain to be read from the port.
-                advance = ~r_valid | a("rready")
-                m.d.comb += [rd.addr.eq(word), rd.en.eq(advance)]
-                with m.If(advance):
-                    m.d.sync += r_valid.eq(r_issue)       # low after the last beat
+                advance = ~r_valid | a("rready")          # stage r moves
+                fill = ~b_valid | advance                 # stage b moves
+                m.d.comb += [rd.addr.eq(word), rd.en.eq(fill)]
+                with m.If(fill):
+                    m.d.sync += b_valid.eq(r_issue)       # low after the last beat
                     with m.If(r_issue):
-                        m.d.sync += [r_last.eq(left == 0), r_resp.eq(beat_resp),
-                                     r_ok.eq(beat_resp == RESP_OKAY), addr.eq(nxt),
+                        m.d.sync += [b_last.eq(left == 0), b_resp.eq(beat_resp),
+                                     b_ok.eq(beat_resp == RESP_OKAY), addr.eq(nxt),
                                      left.eq(left - 1), r_issue.eq(left != 0)]
+                with m.If(advance):
+                    m.d.sync += [r_valid.eq(b_valid), r_last.eq(b_last), r_resp.eq(b_resp),
+                                 r_data.eq(Mux(b_ok, rd.data, 0))]
                     with m.If(r_valid & r_last):
                         m.next = "IDLE"
 
             with m.State("WRITE"):
-                m.d.comb += [a("wready").eq(1), wr.addr.eq(word), wr.data.eq(a("wdata"))]
+                m.d.comb += [a("wready").eq(1), wr_addr.eq(word), wr_data.eq(a("wdata"))]
                 with m.If(a("wvalid")):
                     with m.If(beat_resp == RESP_OKAY):
-                        m.d.comb += wr.en.eq(a("wstrb"))
+                        m.d.comb += wr_en.eq(a("wstrb"))
                     with m.Elif(resp == RESP_OKAY):
                         m.d.sync += resp.eq(beat_resp)
                     m.d.sync += [addr.eq(nxt), left.eq(left - 1)]

@@ -163,3 +163,45 @@ def test_parameters():
         AxiBram(size=1024, data_width=48, addr_width=16, id_width=2)
     with pytest.raises(ValueError, match="size"):
         AxiBram(size=1 << 17, data_width=64, addr_width=16, id_width=2)
+
+
+def test_latencies():
+    """AR handshake to the first RVALID is ``read_latency`` cycles; host_ack comes two cycles
+    after the cycle of a write request and three after that of a read request (the host port
+    is registered both ways)."""
+    dut = AxiBram(size=1024, data_width=64, addr_width=16, id_width=2)
+    seen = {}
+
+    async def main(ctx):
+        ctx.set(dut.host_addr, 9)
+        ctx.set(dut.host_wdata, 0x5A)
+        for kind, port in (("write", dut.host_we), ("read", dut.host_re)):
+            ctx.set(port, 1)
+            n = 0                                  # cycles after the request's
+            while True:
+                _, _, ack, byte = await ctx.tick().sample(dut.host_ack, dut.host_rdata)
+                n += 1
+                if ack:
+                    break
+            ctx.set(port, 0)
+            seen[kind] = n - 1
+            seen[kind + "_byte"] = int(byte)
+        await ctx.tick().repeat(3)
+        for k, v in (("id", 1), ("addr", 8), ("len", 0), ("size", 3), ("burst", 1),
+                     ("valid", 1)):
+            ctx.set(getattr(dut, f"s_axi_ar{k}"), v)
+        ctx.set(dut.s_axi_rready, 1)
+        await ctx.tick().until(dut.s_axi_arready)
+        ctx.set(dut.s_axi_arvalid, 0)
+        n = 1                                      # counted from the handshake's cycle
+        while not ctx.get(dut.s_axi_rvalid):
+            await ctx.tick()
+            n += 1
+        seen["ar"] = n
+        seen["rdata"] = ctx.get(dut.s_axi_rdata)
+        seen["done"] = True
+
+    run_until(dut, [main], lambda: seen.get("done"), timeout=200)
+    assert (seen["write"], seen["read"]) == (2, 3)
+    assert seen["read_byte"] == 0x5A and seen["rdata"] == 0x5A << 8
+    assert seen["ar"] == dut.read_latency == 3
