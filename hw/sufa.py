@@ -514,15 +514,30 @@ class SUFA(wiring.Component):
 
         # == stage 6: divide ====================================================================
         m.submodules.divider = div = self._divider()
+        # A one-entry bypass buffer in front of the divider: the ring offers its head while
+        # the buffer is empty and shifts at once; an element the divider does not take waits
+        # in the buffer. The ring's enable (its whole width) then comes from flip-flops, not
+        # from the divider's ready. Without a stall the divider sees the same elements in the
+        # same cycles; under a stall the next row can be handed over while one waits.
+        head = Signal.like(div.i.payload)
+        held = Signal.like(div.i.payload)
+        held_valid = Signal()
         m.d.comb += [
-            div.i.valid.eq(d_valid),
-            div.i.payload.num.eq(d_ring[0] << cfg.out_frac),
-            div.i.payload.den.eq(d_l),
-            div.i.payload.tag.first.eq(d_idx == 0),
-            div.i.payload.tag.last.eq(d_idx == D - 1),
-            div.i.payload.tag.zero.eq(d_l == 0),
+            head.num.eq(d_ring[0] << cfg.out_frac),
+            head.den.eq(d_l),
+            head.tag.first.eq(d_idx == 0),
+            head.tag.last.eq(d_idx == D - 1),
+            head.tag.zero.eq(d_l == 0),
+            div.i.valid.eq(held_valid | d_valid),
+            div.i.payload.eq(Mux(held_valid, held, head)),
         ]
-        with m.If(div.i.valid & div.i.ready):
+        with m.If(~held_valid):
+            m.d.sync += held.eq(head)
+        with m.If(held_valid):
+            with m.If(div.i.ready):
+                m.d.sync += held_valid.eq(0)
+        with m.Elif(d_valid):
+            m.d.sync += held_valid.eq(~div.i.ready)
             m.d.sync += [d_ring[i].eq(d_ring[(i + 1) % D]) for i in range(D)]
             m.d.sync += d_idx.eq(Mux(d_idx == D - 1, 0, d_idx + 1))
             with m.If(d_idx == D - 1):
