@@ -66,7 +66,7 @@ BOARDS = {
                         note="UART on the FTDI's second channel (usually /dev/ttyUSB1)"),
     "ulx3s-85f": Board("amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5-axi", "ecp5",
                        clk_mhz=37.5, note="UART on the FTDI (US1 port); the memory board "
-                       "(the ecp5-axi preset over 128 KiB of block RAM) at 37.5 MHz from the "
+                       "(the ecp5-axi preset over 64 KiB of block RAM) at 37.5 MHz from the "
                        "25 MHz oscillator through the PLL (make report's seeds reach 41-50 "
                        "MHz; the target is 75)"),
     "ulx3s-45f": Board("amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "ecp5",

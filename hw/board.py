@@ -40,9 +40,10 @@ DEFAULT_BAUD = 115200
 #: gaps of a few milliseconds at most; 50 ms keeps a slow host from being answered TRUNCATED.
 DEFAULT_TIMEOUT_S = 0.05
 DEFAULT_MAX_PAYLOAD = 1024
-#: Block RAM behind a memory board's core: 128 KiB (64 of the ECP5-85F's 208 DP16KD at 128
-#: bits), Q, K, V and O of a d = 64 head up to S = 320.
-DEFAULT_MEM_BYTES = 128 * 1024
+#: Block RAM behind a memory board's core: 64 KiB (32 of the ECP5-85F's 208 DP16KD, few
+#: enough to sit near the core): Q, K, V and O of a d = 32 head (the ecp5-axi preset) up to
+#: S = 292 with every query, S = 1014 with four.
+DEFAULT_MEM_BYTES = 64 * 1024
 
 
 def link_queue_bytes(family):

@@ -547,11 +547,13 @@ PRESETS = {
     "axi": SofaConfig(name="axi", d=64, block_size=16, max_seq_len=65536, sort_width=16,
                       k_max=4, q_lanes=2, mac_lanes=8, dlzs_lanes=16, memory="axi",
                       axi_data_width=128, axi_max_burst=16, axi_max_reads=8),
-    # The ECP5 memory board (ulx3s-85f, orangecrab-85f): the axi preset with one query lane,
-    # half the logic, so the board top fits and routes beside 128 KiB of block RAM.
-    "ecp5-axi": SofaConfig(name="ecp5-axi", d=64, block_size=16, max_seq_len=65536,
-                           sort_width=16, k_max=4, q_lanes=1, mac_lanes=8, dlzs_lanes=16,
-                           memory="axi", axi_data_width=128, axi_max_burst=16,
+    # The ECP5 memory board (ulx3s-85f, orangecrab-85f): one query lane and d = 32 (the head
+    # size of all-MiniLM-L6-v2, 384 / 12), half the lanes and a 64-bit bus at the axi preset's
+    # pace (a row in four beats, eight cycles a key in SU-FA): half the datapath, so the
+    # board top stays local beside its block RAM for 75 MHz (docs/board-flow.md).
+    "ecp5-axi": SofaConfig(name="ecp5-axi", d=32, block_size=16, max_seq_len=65536,
+                           sort_width=16, k_max=4, q_lanes=1, mac_lanes=4, dlzs_lanes=8,
+                           memory="axi", axi_data_width=64, axi_max_burst=16,
                            axi_max_reads=8),
 }
 
