@@ -314,10 +314,25 @@ def memory_bench(args, log=print):
 
 
 def cores_bench(args, log=print):
-    """Several memory-attached cores on one memory, from the model (:mod:`gen.corebench`):
-    ``(rows dict, markdown)``."""
+    """Several memory-attached cores on one memory (:mod:`gen.corebench`): 1, 2 and 4 cores on
+    Verilator, 1 … 16 from the model; ``(rows dict, markdown)``."""
+    from hw.top import sofa_top
     cfg = corebench.bench_config()
-    rows = corebench.model_rows(cfg, log=log)
+    results = []
+    for N in corebench.RTL_CORES:
+        one = cfg.replace(cores=N)
+        jobs = corebench.rtl_jobs(one, N, S=args.cores_seq)
+        raw = (args.out / f"core_runs-c{N}.json").resolve()
+        need = max(j["seq"] for j in jobs) * 8 * cfg.d * corebench.RTL_HEADS + (1 << 20)
+        run_cocotb("sofa_top", sofa_top, one, "gen.rtlsim.corebench_tb",
+                   name=f"bench-{cfg.name}-c{N}",
+                   extra_env={"SOFA_COREBENCH_JOBS": json.dumps(jobs),
+                              "SOFA_COREBENCH_OUT": raw,
+                              "SOFA_COREBENCH_MEM": 1 << need.bit_length()})
+        results += json.loads(raw.read_text())["jobs"]
+        log(f"cores: RTL with {N} core(s) done")
+    rtl = corebench.rtl_rows(cfg, results, log=log)
+    rows = rtl + corebench.model_rows(cfg, log=log)
     corebench.write(args.out, cfg, rows)
     return {"config": cfg.to_dict(), "rows": rows}, corebench.markdown(cfg, rows)
 
@@ -350,7 +365,12 @@ def add_arguments(parser):
     parser.add_argument("--no-minilm", dest="minilm", action="store_false",
                         help="skip the MiniLM traffic rows (default: run them)")
     parser.add_argument("--no-cores", dest="cores", action="store_false",
-                        help="skip the multi-core model's rows (default: run them)")
+                        help="skip the multi-core rows, RTL and model (default: run them)")
+    parser.add_argument("--cores-seq", metavar="S", type=int_arg(1, 65536),
+                        default=corebench.RTL_SEQ,
+                        help="S of the multi-core RTL runs, 1 … 65536 (default: "
+                             f"{corebench.RTL_SEQ}; the model's rows are at "
+                             f"{' and '.join(map(str, corebench.SEQS))})")
 
 
 def _seq_list(text):

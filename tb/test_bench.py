@@ -34,7 +34,7 @@ def test_every_option_states_its_default():
     bench.add_arguments(recorder)
     assert set(recorder.options) == {"--preset", "--config", "--seq", "--rows", "--out",
                                      "--no-projection", "--no-memory", "--memory-seq",
-                                     "--model-seq", "--no-minilm", "--no-cores"}
+                                     "--model-seq", "--no-minilm", "--no-cores", "--cores-seq"}
     for name, kwargs in recorder.options.items():
         assert "(default: " in kwargs["help"], name
     _, args = parse()
@@ -87,9 +87,9 @@ def test_no_counters_is_refused_before_the_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("value", ["0", "a", "1024,", "70000", "-3"])
 def test_bad_memory_seq(capsys, value):
-    """--memory-seq and --model-seq take lengths 1 … 65536, each checked."""
+    """--memory-seq, --model-seq and --cores-seq take lengths 1 … 65536, each checked."""
     from gen.cli import main
-    for option in ("--memory-seq", "--model-seq"):
+    for option in ("--memory-seq", "--model-seq", "--cores-seq"):
         with pytest.raises(SystemExit) as e:
             main(["bench", option, value])
         assert e.value.code == 2
@@ -162,3 +162,51 @@ def test_core_rows_have_the_fields():
     # four cores on two heads: two cores a head share K
     assert {2 * k for k in k_bytes(4, True, False)} == k_bytes(4, False, False)
     assert "| 4 |" in corebench.markdown(cfg, rows)
+
+
+def test_core_rtl_jobs_and_rows():
+    """The multi-core RTL jobs: every bandwidth, only the variants that read or split
+    differently from each core reading its own K; their rows (here from counters the way the
+    testbench reads them, :func:`sim.jobs.job_counters`, and the model's cycles standing in for
+    the RTL's) carry the fields, the bus bytes count a shared K read once, one core's
+    efficiency is 1 and the model's error is 0 against itself."""
+    from gen import axibench, corebench
+    from sim.jobs import golden_job, job_counters
+    from sim.multiperf import multi_core_cycles
+    cfg = corebench.bench_config()
+    kw = dict(S=64, bandwidths=(8, 64), heads=2, queries=8)
+    jobs = {N: corebench.rtl_jobs(cfg.replace(cores=N), N, **kw) for N in (1, 2, 4)}
+    variants = {N: {(j["shared_k"], j["split_queries"]) for j in js} for N, js in jobs.items()}
+    assert variants == {1: {(False, False)}, 2: {(False, False), (True, True)},
+                        4: set(corebench.VARIANTS)}
+    assert all({j["bytes_per_cycle"] for j in js} == {8, 64} for js in jobs.values())
+    results = []
+    for N, js in jobs.items():
+        one = cfg.replace(cores=N)
+        for spec in js:
+            job, params, tensors = axibench.job_data(one, spec)
+            res = golden_job(one, params, job, *tensors)
+            totals, _ = job_counters(one, params, job, *tensors, shared_k=spec["shared_k"],
+                                     split_queries=spec["split_queries"])
+            totals["busy_cycles"] = multi_core_cycles(
+                one, params, job, res, tensors, cores=N, bytes_per_cycle=spec["bytes_per_cycle"],
+                latency=corebench.LATENCY, shared_k=spec["shared_k"],
+                split_queries=spec["split_queries"])
+            results.append(spec | {"counters": totals, "core_busy_cycles": []})
+    rows = corebench.rtl_rows(cfg, results, log=lambda *a: None)
+    assert len(rows) == 3 * 3 * 2 and {r["source"] for r in rows} == {"rtl"}
+    fields = {"cores", "seq_len", "bytes_per_cycle", "source", "queries_per_cycle",
+              "dram_bytes", "bound", "scaling_efficiency", "model_cycles", "model_error"}
+    assert all(fields <= set(r) for r in rows)
+    assert all(r["model_error"] == 0 for r in rows)
+    assert all(r["scaling_efficiency"] == 1.0 for r in rows if r["cores"] == 1)
+    model = corebench.model_rows(cfg, seqs=[64], bandwidths=[8, 64], cores=(2, 4), heads=2,
+                                 queries=8, log=lambda *a: None)
+    for r in rows:
+        m = next(m for m in model if all(m[k] == r[k] for k in
+                                         ("cores", "bytes_per_cycle", "shared_k",
+                                          "split_queries")))
+        assert r["k_bytes"] == m["k_bytes"] and r["dram_bytes"] == m["dram_bytes"]
+        assert r["cycles"] == m["cycles"] and r["bound"] == m["bound"]
+    md = corebench.markdown(cfg, rows + model)
+    assert "on Verilator" in md and "within 0.0%" in md

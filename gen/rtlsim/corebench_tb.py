@@ -1,0 +1,90 @@
+"""The multi-core benchmark's testbench: ``cores`` memory-attached cores (:class:`hw.axicore.
+SofaAxiCore`) on Verilator, with cocotbext-axi's AxiRam as the one memory they share and
+AxiLiteMaster on the registers. Each job of ``SOFA_COREBENCH_JOBS`` (a JSON list written by
+:mod:`gen.corebench`) is laid out in memory, run with its SHARED_K and SPLIT_QUERIES, and
+checked: every O element against :func:`sim.jobs.golden_job`, every exact counter (the totals
+and each core's block) against :func:`sim.jobs.job_counters`. The counters of each job go to
+``SOFA_COREBENCH_OUT``.
+
+A job's ``bytes_per_cycle`` is the memory's read bandwidth: AxiRam's R channel may carry a beat
+only on every ``bus bytes / bytes_per_cycle``-th cycle (a fixed pause pattern), the model's
+beat slots (:class:`sim.axiperf.Bus`). The write channel is not throttled (the model does not
+share it either).
+"""
+
+import itertools
+import json
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from gen.axibench import job_data
+from gen.rtlsim.axi import axi_ram, axil_master
+from gen.rtlsim.streams import load_sidecar
+from sim.jobs import golden_job, job_counters, memory_image, read_outputs
+from spec.job import JobError, bus_bytes
+from spec.regmap import (COUNTER_BASE, Reg, core_address, counter_names, job_writes,
+                         parameter_writes)
+
+
+def read_pauses(cfg, bytes_per_cycle):
+    """AxiRam's R pause pattern for ``bytes_per_cycle``: one free cycle in every
+    ``bus bytes / bytes_per_cycle``."""
+    every = bus_bytes(cfg) // bytes_per_cycle
+    return itertools.cycle([False] + [True] * (every - 1))
+
+
+async def run_job(dut, cfg, ram, lite, spec):
+    job, params, (Q, K, V) = job_data(cfg, spec)
+    for addr, data in memory_image(cfg, job, Q, K, V).items():
+        ram.write(addr, data)
+    ram.read_if.r_channel.set_pause_generator(read_pauses(cfg, spec["bytes_per_cycle"]))
+    writes = parameter_writes(cfg, params) + job_writes(
+        cfg, job, shared_k=spec["shared_k"], split_queries=spec["split_queries"])
+    for addr, value in writes:
+        await lite.write_dword(4 * addr, value)
+    await lite.write_dword(4 * Reg.STATUS, 0b11)
+    await lite.write_dword(4 * Reg.CONTROL, 1)
+    while not (await lite.read_dword(4 * Reg.JOB_STATUS)) & 1:
+        await ClockCycles(dut.clk, 500)
+    error = await lite.read_dword(4 * Reg.JOB_ERROR)
+    assert error == JobError.NONE, f"job error {JobError(error).name}"
+    names = counter_names(cfg)
+    counters = {name: await lite.read_dword(4 * (COUNTER_BASE + n))
+                for n, name in enumerate(names)}
+    per_core = {}
+    if cfg.cores > 1:
+        for c in range(cfg.cores):
+            per_core[c] = {name: await lite.read_dword(4 * core_address(cfg, c, f"counter_{name}"))
+                           for name in names}
+    res = golden_job(cfg, params, job, Q, K, V)
+    out = read_outputs(cfg, job, lambda a, n: bytes(ram.read(a, n)))
+    assert np.array_equal(out, res.out), "O differs from the golden model"
+    want, want_cores = job_counters(cfg, params, job, Q, K, V, shared_k=spec["shared_k"],
+                                    split_queries=spec["split_queries"])
+    for name, value in want.items():
+        assert counters[name] == value, f"counter {name}: {counters[name]} != {value}"
+    for c, got in per_core.items():
+        for name, value in want_cores.get(c, {}).items():
+            assert got[name] == value, f"core {c} counter {name}: {got[name]} != {value}"
+    return {**spec, "counters": counters,
+            "core_busy_cycles": [per_core[c]["busy_cycles"] for c in sorted(per_core)]}
+
+
+@cocotb.test()
+async def bench(dut):
+    cfg, _ = load_sidecar()
+    jobs = json.loads(os.environ["SOFA_COREBENCH_JOBS"])
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    ram = axi_ram(dut, size=int(os.environ["SOFA_COREBENCH_MEM"]))
+    lite = axil_master(dut)
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    results = [await run_job(dut, cfg, ram, lite, spec) for spec in jobs]
+    with open(os.environ["SOFA_COREBENCH_OUT"], "w") as f:
+        json.dump({"jobs": results}, f, indent=2)
