@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from spec.config import ConfigError
 from spec.validate import check_float, check_out_dir, float_arg
 from gen.artifacts import elaborate, write_if_changed
 from gen.design import (add_design_arguments, check_unit, default_out_dir, load_cfg,
@@ -134,6 +135,8 @@ def render_markdown(report):
             pct = 100.0 * v["used"] / v["available"] if v.get("available") else 0.0
             lines.append(f"| {bel} | {v['used']} | {v.get('available')} | {pct:.1f} |")
         lines.append("")
+    if r.get("nextpnr_args"):
+        lines += [f"nextpnr options: `{' '.join(r['nextpnr_args'])}`", ""]
     times = r.get("times_s") or {}
     if times:
         lines.append("Run times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
@@ -149,8 +152,13 @@ def _write_reports(report, out_dir, work):
         (directory / "report.md").write_text(md)
 
 
+#: nextpnr's placers and routers ``sofa synth-report`` may choose (``--placer``, ``--router``).
+PLACERS = ("heap", "sa", "static")
+ROUTERS = ("router1", "router2")
+
+
 def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True, seed=1,
-                 component_factory=None, log=None):
+                 placer=None, router=None, component_factory=None, log=None):
     """Synthesise, place and route ``component_factory(cfg)`` and write the report.
 
     Parameters
@@ -167,6 +175,10 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
         Also synthesise the harness around a stub core to estimate its overhead.
     seed : int
         nextpnr placement seed.
+    placer, router : str, optional
+        nextpnr's placer (:data:`PLACERS`) and router (:data:`ROUTERS`); its defaults
+        (HeAP, router1) if None. A design that fills much of an ECP5 routes far better with
+        ``static`` and ``router2``, as the board flows use them.
     component_factory : callable, optional
         ``cfg -> wiring.Component``; defaults to ``hw.top.sofa_top``.
     log : callable, optional
@@ -186,6 +198,13 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
     dev = get_device(device or default_device(cfg))
     freq = dev.default_freq_mhz if freq_mhz is None else \
         check_float("freq_mhz", freq_mhz, 0, MAX_FREQ_MHZ, lo_open=True)
+    if placer is not None and placer not in PLACERS:
+        raise ConfigError(f"placer {placer!r} is unknown; choose {', '.join(PLACERS)}")
+    if router is not None and router not in ROUTERS:
+        raise ConfigError(f"router {router!r} is unknown; choose {', '.join(ROUTERS)}")
+    pnr_args = ["--freq", f"{freq:g}", "--seed", str(seed)]
+    pnr_args += ["--placer", placer] if placer else []
+    pnr_args += ["--router", router] if router else []
     if component_factory is None:
         from hw.top import sofa_top as component_factory
     out_dir = Path(out_dir) if out_dir is not None else ROOT / "build" / cfg.name
@@ -217,6 +236,7 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
         "ii": getattr(core, "ii", None),
         "cells": cells,
         "yosys_command": yosys_command,
+        "nextpnr_args": pnr_args,
         "utilization": None,
         "clocks": None,
         "config": cfg.to_dict(),
@@ -242,8 +262,7 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
         raise DoesNotFit(report["message"])
 
     try:
-        pnr, t_pnr = place_and_route(work, dev, dev.constraints,
-                                     ["--freq", f"{freq:g}", "--seed", str(seed)], log,
+        pnr, t_pnr = place_and_route(work, dev, dev.constraints, pnr_args, log,
                                      allow_unconstrained=True)
     except DoesNotFit as e:
         report["fits"] = False
@@ -265,7 +284,7 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
 def add_arguments(parser):
     """The options of ``sofa synth-report``: the design (``--preset``/``--config``, ``--unit``,
     ``--out``, as ``sofa verilog`` takes them) and the flow (``--device``, ``--freq``,
-    ``--seed``, ``--no-overhead``)."""
+    ``--seed``, ``--placer``, ``--router``, ``--no-overhead``)."""
     add_design_arguments(parser, unit=True)
     parser.add_argument("--device", metavar="DEV",
                         help=f"target device: {', '.join(DEVICES)} (default: ice40-up5k for "
@@ -275,6 +294,12 @@ def add_arguments(parser):
                              f"{MAX_FREQ_MHZ:g} (default: the device's, 100 on ECP5, 24 on "
                              f"iCE40)")
     add_seed_argument(parser, 1)
+    parser.add_argument("--placer", choices=PLACERS,
+                        help="nextpnr's placer (default: nextpnr's, heap); the board flows "
+                             "use static")
+    parser.add_argument("--router", choices=ROUTERS,
+                        help="nextpnr's router (default: nextpnr's, router1); the board "
+                             "flows use router2")
     parser.add_argument("--no-overhead", dest="overhead", action="store_false",
                         help="skip the extra Yosys run that measures the harness overhead "
                              "(default: measure it)")
@@ -301,7 +326,8 @@ def run(args):
     fails."""
     cfg, out_dir, factory = check(args)
     report = synth_report(cfg, device=args.device, freq_mhz=args.freq, out_dir=out_dir,
-                          overhead=args.overhead, seed=args.seed, component_factory=factory)
+                          overhead=args.overhead, seed=args.seed, placer=args.placer,
+                          router=args.router, component_factory=factory)
     res = report["resources"]
     met = {True: "met", False: "NOT met", None: "unknown"}[report["timing_met"]]
     fmax = report["fmax_mhz"]
