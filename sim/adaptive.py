@@ -102,22 +102,31 @@ class SofaAdaptive(SofaDLZS):
 
 class ExactTopP(Predictor):
     """Oracle: the exact cumulative-mass (top-p) rule. Each row keeps its keys in descending
-    exact softmax probability until their mass reaches ``p`` (at least one key; ties: lower
-    index). Cost as :class:`ExactTopK`."""
+    exact score until their mass reaches ``p`` (at least one key; ties: lower index), the
+    mass taken from the exact softmax softened by ``temperature`` (1: the model's own
+    probabilities; the adaptive budget's temperature makes it that rule with perfect scores
+    and no bins). Cost as :class:`ExactTopK`."""
     family = "exact"
 
-    def __init__(self, p):
+    def __init__(self, p, temperature=1.0):
         if not 0 < p <= 1:
             raise ConfigError(f"p = {p} must be in (0, 1]")
-        self.p = float(p)
-        self.name = f"exact top-p (oracle, p={p:.3f})"
+        if not temperature > 0:
+            raise ConfigError(f"temperature = {temperature} must be > 0")
+        self.p, self.temperature = float(p), float(temperature)
+        t = "" if temperature == 1 else f", T={temperature:g}"
+        self.name = f"exact top-p (oracle, p={p:.3f}{t})"
 
     def params(self):
-        return {"p": self.p}
+        return {"p": self.p, "temperature": self.temperature}
 
     def select(self, hd):
         H, T, S, d = hd.shape
         probs = hd.probs()
+        if self.temperature != 1:
+            z = hd.scores * (hd.logit_scale / self.temperature)[:, None, None]
+            probs = np.exp(z - z.max(axis=-1, keepdims=True))
+            probs /= probs.sum(axis=-1, keepdims=True)
         order = hd.rank
         sorted_p = np.take_along_axis(probs, desc_order(hd.scores), axis=-1)
         before = np.cumsum(sorted_p, axis=-1) - sorted_p       # mass of the better keys

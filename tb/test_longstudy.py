@@ -42,7 +42,7 @@ def test_quick_long_rows_carry_the_headline_fields(model, short_long, tmp_path):
     assert len(set(names)) == len(names)
     assert sum("adaptive" in n for n in names) >= 2 and sum("oracle" in n for n in names) >= 2
     adaptive = [r for r in rows if "adaptive" in r["name"]]
-    assert adaptive[0]["kept"] < adaptive[1]["kept"]          # p = 96/256 < 128/256
+    assert adaptive[0]["kept"] < adaptive[1]["kept"]          # p = 72/256 < 96/256
     assert res["kept_per_head"]["kept"] and len(res["kept_per_head"]["kept"]) == 6
     json.dumps(jsonable(res), allow_nan=False)
     plots = LS.write_long_plots(res, tmp_path)
@@ -78,6 +78,14 @@ def test_exact_top_p_oracle(short_long):
         assert ((got - smallest < pp) | (mask.sum(axis=-1) == 1)).all()
     top1 = ExactTopK(1 / 128).select(hd).mask
     assert (ExactTopP(1e-9).select(hd).mask == top1).all()
+    # a temperature softens the mass: more keys for the same p, the same order of keys
+    assert (ExactTopP(0.5, 1.0).select(hd).mask == ExactTopP(0.5).select(hd).mask).all()
+    soft = ExactTopP(0.5, 2.0).select(hd).mask
+    assert soft.sum() > ExactTopP(0.5).select(hd).mask.sum()
+    n = soft.sum(axis=-1)
+    assert (soft == (hd.rank < n[..., None])).all()
+    with pytest.raises(ConfigError, match="temperature = 0 must be > 0"):
+        ExactTopP(0.5, 0)
 
 
 def test_per_layer_search_meets_the_budget(model, short_long):
