@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from sim import longstudy as LS
 from sim.accuracy import jsonable
-from sim.adaptive import ExactTopP, SofaAdaptive
+from sim.adaptive import ExactTopP, SofaAdaptive, TailBlend
 from sim.minilm import LONG_TEXT_DIR, MiniLM, load_texts
 from sim.predictors import ExactTopK
 from spec.config import ConfigError
@@ -86,6 +86,25 @@ def test_exact_top_p_oracle(short_long):
     assert (soft == (hd.rank < n[..., None])).all()
     with pytest.raises(ConfigError, match="temperature = 0 must be > 0"):
         ExactTopP(0.5, 0)
+
+
+def test_tail_blend(short_long):
+    """The blend keeps the adaptive budget's keys, pays a bin sweep and ``d`` MACs a row more,
+    and with every key kept gives its output unchanged (no dropped mass)."""
+    _, data = short_long
+    hd = data.layers[0][3]
+    H, T, S, d = hd.shape
+    ad = SofaAdaptive(64, 32, 60, 2.0)
+    sel, blend = ad.select(hd), TailBlend(ad).select(hd)
+    assert (blend.mask == sel.mask).all() and "adaptive" not in TailBlend(ad).name
+    assert blend.ops["int8_mac"] == sel.ops["int8_mac"] + H * T * d
+    assert blend.ops["adapt_bin"] == 2 * sel.ops["adapt_bin"]
+    assert not np.allclose(blend.out, sel.out)
+    full = SofaAdaptive(16, 16, 256, 2.0)
+    assert full.select(hd).mask.all()
+    assert np.allclose(TailBlend(full).select(hd).out, full.select(hd).out)
+    with pytest.raises(ConfigError, match="alpha = 0 must be > 0"):
+        TailBlend(ad, 0)
 
 
 def test_per_layer_search_meets_the_budget(model, short_long):
