@@ -67,7 +67,7 @@ BOARDS = {
     "ulx3s-85f": Board("amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5-axi", "ecp5",
                        clk_mhz=37.5, note="UART on the FTDI (US1 port); the memory board "
                        "(the ecp5-axi preset over 64 KiB of block RAM) at 37.5 MHz from the "
-                       "25 MHz oscillator through the PLL (make report's seeds reach 41-50 "
+                       "25 MHz oscillator through the PLL (make report's seeds reach 50-58 "
                        "MHz; the target is 75)"),
     "ulx3s-45f": Board("amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "ecp5",
                        note="UART on the FTDI (US1 port); the on-chip ecp5 preset at the 25 "
