@@ -4,33 +4,33 @@ from the RTL (1, 2 and 4 cores on Verilator, :mod:`gen.rtlsim.corebench_tb`) and
 
 The job: :data:`HEADS` heads of :data:`QUERIES` queries on the structured workload of the
 memory benchmark (:func:`gen.axibench.job_data`), 25 % of each tile kept, RASS on, at S of
-:data:`SEQS`; 1, 2, 4, 8 and 16 cores; a shared bus of 8, 16 and 32 bytes a cycle with read
-latency 2 (and 64, the bus's full width); three ways to run it (:data:`VARIANTS`): each core reads its own K (SHARED_K = 0),
+:data:`SEQS`; 1, 2, 4, 8 and 16 cores; a shared bus of 4, 8, 16 and 32 bytes a cycle with read
+latency 2; three ways to run it (:data:`VARIANTS`): each core reads its own K (SHARED_K = 0),
 the shared K stream with the split of heads first (SHARED_K = 1, the reset value: from 4 cores
 on, 2 heads leave several cores a head, whose K one read serves), and the shared K stream
 with every core on every head (SPLIT_QUERIES = 1: one read of K serves all the cores). Two
-heads of 32 queries keep every core's chunk whole blocks at 16 cores. The config is the
-memory benchmark's (:func:`gen.axibench.bench_config`) with a 512-bit bus, so that 64 bytes a
-cycle, more than four cores ask for with the shared K stream and split queries, shows where
-the compute is the bound.
+heads of 16 queries keep every core's chunk whole blocks at 16 cores. The config:
+:func:`bench_config`.
 
-**RTL rows** (:func:`rtl_jobs`): the same config with 1, 2 and 4 cores at S = :data:`RTL_SEQ`
-on a smaller job (:data:`RTL_HEADS` heads of :data:`RTL_QUERIES` queries: at 4 cores the chunks
-are still whole blocks), every bandwidth and way to run it, the memory's bandwidth set by
-pausing AxiRam's R channel; the cycles are the core's ``busy_cycles``, the bytes its counters
-(both exact against the golden model and :func:`sim.jobs.job_counters`). Each RTL row also
-carries the model's cycles for the same job (``model_cycles``, ``model_error``) and the
-model's ``bound`` for it.
+**RTL rows** (:func:`rtl_jobs`): the same config with 1, 2 and 4 cores on Verilator at S =
+:data:`RTL_SEQ` on a smaller job (:data:`RTL_HEADS` heads of :data:`RTL_QUERIES` queries: at 4
+cores the chunks are still whole blocks), every bandwidth and way to run it, the memory's
+bandwidth set by pausing AxiRam's R channel; the cycles are the core's ``busy_cycles``, the
+bytes its counters (both exact against the golden model and :func:`sim.jobs.job_counters`).
+Each RTL row also carries the model's cycles for the same job (``model_cycles``,
+``model_error``), the model's ``bound`` for it and each core's ``busy_cycles``
+(``core_busy_cycles``).
 
 Every row: ``memory``, ``cores``, ``seq_len``, ``bytes_per_cycle``, ``shared_k``,
-``split_queries``, ``source`` (``"model"``), ``queries_per_cycle``, ``dram_bytes`` and
+``split_queries``, ``source`` (``"rtl"`` or ``"model"``), ``queries_per_cycle``, ``dram_bytes`` and
 ``k_bytes`` (per query), ``scaling_efficiency`` (queries a cycle over ``cores`` times one
 core's at the same S and bandwidth), ``bound`` (:func:`sim.multiperf.bound_of`: ``"memory"``
 when the shared bus is busy more than 90 % of the job or the job is more than 5 % slower than
 with a bus of the full width per core, else ``"compute"``), ``bus_busy`` (share of the job's
 cycles the bus carries data), ``demand_bytes_per_cycle`` (the bytes a cycle the cores read
 when each has a bus of the full width: the bandwidth above which memory stops being the
-bound), ``cycles``, ``private_cycles``, ``keep``, ``heads``, ``queries``, ``data``.
+bound), ``cycles``, ``private_cycles`` (model rows), ``keep``, ``heads``, ``queries``,
+``data``.
 """
 
 import json
@@ -49,24 +49,28 @@ __all__ = ["bench_config", "model_rows", "rtl_jobs", "rtl_rows", "markdown", "pl
 
 
 SEQS = (4096, 16384)
-BANDWIDTHS = (8, 16, 32, 64)
+BANDWIDTHS = (4, 8, 16, 32)
 HEADS = 2
-QUERIES = 32
+QUERIES = 16
 KEEP = 0.25
 LATENCY = axibench.LATENCY
-RTL_SEQ = 1024
+RTL_SEQ = 4096
 RTL_CORES = (1, 2, 4)
 RTL_HEADS = 2
-RTL_QUERIES = 8
+RTL_QUERIES = 4
 #: ``(shared_k, split_queries)`` of the rows, and their names in bench.md.
 VARIANTS = {(False, False): "own K", (True, False): "shared K",
             (True, True): "shared K, split queries"}
 
 
 def bench_config():
-    """The memory benchmark's config with a 512-bit bus (64 bytes a cycle at most) and the
-    AXI IDs the arbiter needs for 16 cores; one core's config (the model takes ``cores``)."""
-    return axibench.bench_config().replace(name="corebench", axi_data_width=512,
+    """One core of the benchmark (the model takes ``cores``): the memory benchmark's config
+    (:func:`gen.axibench.bench_config`) with the memory board's compute (d = 32, one query
+    lane, 8 DLZS and 4 MAC lanes: a quarter of the ``axi`` preset's datapath, so that three
+    Verilator builds of 1, 2 and 4 cores fit ``make bench``), a 256-bit bus (a K row a beat,
+    32 bytes a cycle at most) and the AXI IDs the arbiter needs for 16 cores."""
+    return axibench.bench_config().replace(name="corebench", d=32, q_lanes=1, mac_lanes=4,
+                                           dlzs_lanes=8, axi_data_width=256,
                                            axi_id_width=2 + (max(CORES) - 1).bit_length())
 
 

@@ -174,12 +174,12 @@ def test_core_rtl_jobs_and_rows():
     from sim.jobs import golden_job, job_counters
     from sim.multiperf import multi_core_cycles
     cfg = corebench.bench_config()
-    kw = dict(S=64, bandwidths=(8, 64), heads=2, queries=8)
+    kw = dict(S=64, bandwidths=(4, 32), heads=2, queries=4)
     jobs = {N: corebench.rtl_jobs(cfg.replace(cores=N), N, **kw) for N in (1, 2, 4)}
     variants = {N: {(j["shared_k"], j["split_queries"]) for j in js} for N, js in jobs.items()}
     assert variants == {1: {(False, False)}, 2: {(False, False), (True, True)},
                         4: set(corebench.VARIANTS)}
-    assert all({j["bytes_per_cycle"] for j in js} == {8, 64} for js in jobs.values())
+    assert all({j["bytes_per_cycle"] for j in js} == {4, 32} for js in jobs.values())
     results = []
     for N, js in jobs.items():
         one = cfg.replace(cores=N)
@@ -200,8 +200,8 @@ def test_core_rtl_jobs_and_rows():
     assert all(fields <= set(r) for r in rows)
     assert all(r["model_error"] == 0 for r in rows)
     assert all(r["scaling_efficiency"] == 1.0 for r in rows if r["cores"] == 1)
-    model = corebench.model_rows(cfg, seqs=[64], bandwidths=[8, 64], cores=(2, 4), heads=2,
-                                 queries=8, log=lambda *a: None)
+    model = corebench.model_rows(cfg, seqs=[64], bandwidths=[4, 32], cores=(2, 4), heads=2,
+                                 queries=4, log=lambda *a: None)
     for r in rows:
         m = next(m for m in model if all(m[k] == r[k] for k in
                                          ("cores", "bytes_per_cycle", "shared_k",
