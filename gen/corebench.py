@@ -203,7 +203,7 @@ def markdown(cfg, rows):
     bws = sorted({r["bytes_per_cycle"] for r in rows})
     lines = ["## Several memory-attached cores on one memory (model)", "",
              f"`{cfg.name}` per core: d = {cfg.d}, Bc = {cfg.block_size}, {cfg.q_lanes} "
-             f"query lanes, {cfg.axi_data_width}-bit bus shared by the cores (read latency "
+             f"query lane{'s' if cfg.q_lanes > 1 else ''}, {cfg.axi_data_width}-bit bus shared by the cores (read latency "
              f"{LATENCY}). Job: {heads} heads × {queries} queries, structured data, "
              f"{KEEP:.0%} of each tile kept, RASS on; split by `spec.job.split_job`. K: "
              "*own*, every core reads its K (SHARED_K = 0); *shared*, the cores of a head "
