@@ -25,7 +25,7 @@ from collections import Counter, deque
 
 __all__ = ["AxiProtocolError", "AxiProtocolChecker", "AxiSlaveModel", "CHANNELS",
            "pause_generator", "quiet_cocotbext", "set_pauses", "axi_ram", "axil_master",
-           "attach_checker", "drive_slave_model", "port_signals"]
+           "attach_checker", "drive_slave_model", "port_signals", "run_memory_job"]
 
 #: channel -> (VALID, READY, payload signals); AW, W, AR are driven by the master.
 CHANNELS = {
@@ -572,3 +572,29 @@ def drive_slave_model(dut, model, *, prefix="m_axi", clk=None):
                          for k, h in signals.items()})
 
     return cocotb.start_soon(run())
+
+
+async def run_memory_job(dut, cfg, ram, lite, job, tensors, writes, *, poll=200):
+    """One job of a memory-attached core through its registers (the benchmarks' testbenches):
+    Q, K, V into ``ram``, the register ``writes`` (parameters and job), STATUS cleared, start,
+    JOB_STATUS polled every ``poll`` cycles; fails on a JOB_ERROR. Returns ``(counters, O)``:
+    the total counters by name and O read back from ``ram``."""
+    from cocotb.triggers import ClockCycles
+
+    from sim.jobs import memory_image, read_outputs
+    from spec.job import JobError
+    from spec.regmap import COUNTER_BASE, Reg, counter_names
+
+    for addr, data in memory_image(cfg, job, *tensors).items():
+        ram.write(addr, data)
+    for addr, value in writes:
+        await lite.write_dword(4 * addr, value)
+    await lite.write_dword(4 * Reg.STATUS, 0b11)
+    await lite.write_dword(4 * Reg.CONTROL, 1)
+    while not (await lite.read_dword(4 * Reg.JOB_STATUS)) & 1:
+        await ClockCycles(dut.clk, poll)
+    error = await lite.read_dword(4 * Reg.JOB_ERROR)
+    assert error == JobError.NONE, f"job error {JobError(error).name}"
+    counters = {name: await lite.read_dword(4 * (COUNTER_BASE + n))
+                for n, name in enumerate(counter_names(cfg))}
+    return counters, read_outputs(cfg, job, lambda a, n: bytes(ram.read(a, n)))

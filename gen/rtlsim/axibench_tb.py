@@ -15,31 +15,17 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from gen.axibench import job_data
-from gen.rtlsim.axi import axi_ram, axil_master
+from gen.rtlsim.axi import axi_ram, axil_master, run_memory_job
 from gen.rtlsim.streams import load_sidecar
-from sim.jobs import golden_job, memory_image, read_outputs, traffic
-from spec.job import JobError
-from spec.regmap import (COUNTER_BASE, Reg, counter_names, expected_counters, job_writes,
-                         parameter_writes)
+from sim.jobs import golden_job, traffic
+from spec.regmap import expected_counters, job_writes, parameter_writes
 
 
 async def run_job(dut, cfg, ram, lite, spec):
     job, params, (Q, K, V) = job_data(cfg, spec)
-    for addr, data in memory_image(cfg, job, Q, K, V).items():
-        ram.write(addr, data)
-    for addr, value in parameter_writes(cfg, params) + job_writes(cfg, job, rass=spec["rass"]):
-        await lite.write_dword(4 * addr, value)
-    await lite.write_dword(4 * Reg.STATUS, 0b11)
-    await lite.write_dword(4 * Reg.CONTROL, 1)
-    while not (await lite.read_dword(4 * Reg.JOB_STATUS)) & 1:
-        await ClockCycles(dut.clk, 200)
-    error = await lite.read_dword(4 * Reg.JOB_ERROR)
-    assert error == JobError.NONE, f"job error {JobError(error).name}"
-    counters = {}
-    for n, name in enumerate(counter_names(cfg)):
-        counters[name] = await lite.read_dword(4 * (COUNTER_BASE + n))
+    writes = parameter_writes(cfg, params) + job_writes(cfg, job, rass=spec["rass"])
+    counters, out = await run_memory_job(dut, cfg, ram, lite, job, (Q, K, V), writes)
     res = golden_job(cfg, params, job, Q, K, V)
-    out = read_outputs(cfg, job, lambda a, n: bytes(ram.read(a, n)))
     assert np.array_equal(out, res.out), "O differs from the golden model"
     tr = traffic(cfg, params, job, res)
     calls = [min(cfg.q_lanes, job.queries - b) for b in range(0, job.queries, cfg.q_lanes)]

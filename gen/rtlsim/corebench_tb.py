@@ -22,12 +22,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from gen.axibench import job_data
-from gen.rtlsim.axi import axi_ram, axil_master
+from gen.rtlsim.axi import axi_ram, axil_master, run_memory_job
 from gen.rtlsim.streams import load_sidecar
-from sim.jobs import golden_job, job_counters, memory_image, read_outputs
-from spec.job import JobError, bus_bytes
-from spec.regmap import (COUNTER_BASE, Reg, core_address, counter_names, job_writes,
-                         parameter_writes)
+from sim.jobs import golden_job, job_counters
+from spec.job import bus_bytes
+from spec.regmap import core_address, counter_names, job_writes, parameter_writes
 
 
 def read_pauses(cfg, bytes_per_cycle):
@@ -39,29 +38,17 @@ def read_pauses(cfg, bytes_per_cycle):
 
 async def run_job(dut, cfg, ram, lite, spec):
     job, params, (Q, K, V) = job_data(cfg, spec)
-    for addr, data in memory_image(cfg, job, Q, K, V).items():
-        ram.write(addr, data)
     ram.read_if.r_channel.set_pause_generator(read_pauses(cfg, spec["bytes_per_cycle"]))
     writes = parameter_writes(cfg, params) + job_writes(
         cfg, job, shared_k=spec["shared_k"], split_queries=spec["split_queries"])
-    for addr, value in writes:
-        await lite.write_dword(4 * addr, value)
-    await lite.write_dword(4 * Reg.STATUS, 0b11)
-    await lite.write_dword(4 * Reg.CONTROL, 1)
-    while not (await lite.read_dword(4 * Reg.JOB_STATUS)) & 1:
-        await ClockCycles(dut.clk, 500)
-    error = await lite.read_dword(4 * Reg.JOB_ERROR)
-    assert error == JobError.NONE, f"job error {JobError(error).name}"
+    counters, out = await run_memory_job(dut, cfg, ram, lite, job, (Q, K, V), writes, poll=500)
     names = counter_names(cfg)
-    counters = {name: await lite.read_dword(4 * (COUNTER_BASE + n))
-                for n, name in enumerate(names)}
     per_core = {}
     if cfg.cores > 1:
         for c in range(cfg.cores):
             per_core[c] = {name: await lite.read_dword(4 * core_address(cfg, c, f"counter_{name}"))
                            for name in names}
     res = golden_job(cfg, params, job, Q, K, V)
-    out = read_outputs(cfg, job, lambda a, n: bytes(ram.read(a, n)))
     assert np.array_equal(out, res.out), "O differs from the golden model"
     want, want_cores = job_counters(cfg, params, job, Q, K, V, shared_k=spec["shared_k"],
                                     split_queries=spec["split_queries"])
