@@ -25,7 +25,7 @@ from collections import Counter, deque
 
 __all__ = ["AxiProtocolError", "AxiProtocolChecker", "AxiSlaveModel", "CHANNELS",
            "pause_generator", "quiet_cocotbext", "set_pauses", "axi_ram", "axil_master",
-           "attach_checker", "drive_slave_model", "port_signals", "run_memory_job"]
+           "attach_checker", "drive_slave_model", "port_signals", "run_memory_job", "run_memory_bench"]
 
 #: channel -> (VALID, READY, payload signals); AW, W, AR are driven by the master.
 CHANNELS = {
@@ -598,3 +598,30 @@ async def run_memory_job(dut, cfg, ram, lite, job, tensors, writes, *, poll=200)
     counters = {name: await lite.read_dword(4 * (COUNTER_BASE + n))
                 for n, name in enumerate(counter_names(cfg))}
     return counters, read_outputs(cfg, job, lambda a, n: bytes(ram.read(a, n)))
+
+
+async def run_memory_bench(dut, run_job, prefix):
+    """A benchmark testbench's body: clock, reset, AxiRam of ``<prefix>_MEM`` bytes and the
+    AXI4-Lite master, then ``run_job(dut, cfg, ram, lite, spec)`` for each job of the JSON list
+    ``<prefix>_JOBS``; their results go to ``<prefix>_OUT`` as ``{"jobs": [...]}``."""
+    import json
+    import os
+
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles, RisingEdge
+
+    from gen.rtlsim.streams import load_sidecar
+
+    cfg, _ = load_sidecar()
+    jobs = json.loads(os.environ[f"{prefix}_JOBS"])
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    ram = axi_ram(dut, size=int(os.environ.get(f"{prefix}_MEM", str(1 << 22))))
+    lite = axil_master(dut)
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    results = [await run_job(dut, cfg, ram, lite, spec) for spec in jobs]
+    with open(os.environ[f"{prefix}_OUT"], "w") as f:
+        json.dump({"jobs": results}, f, indent=2)

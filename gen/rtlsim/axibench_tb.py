@@ -6,17 +6,12 @@ JSON list written by :mod:`gen.axibench`) is laid out in memory (structured data
 with the traffic model. The counters of each job go to ``SOFA_AXIBENCH_OUT``.
 """
 
-import json
-import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from gen.axibench import job_data
-from gen.rtlsim.axi import axi_ram, axil_master, run_memory_job
-from gen.rtlsim.streams import load_sidecar
+from gen.rtlsim.axi import run_memory_bench, run_memory_job
 from sim.jobs import golden_job, traffic
 from spec.regmap import expected_counters, job_writes, parameter_writes
 
@@ -38,16 +33,4 @@ async def run_job(dut, cfg, ram, lite, spec):
 
 @cocotb.test()
 async def bench(dut):
-    cfg, _ = load_sidecar()
-    jobs = json.loads(os.environ["SOFA_AXIBENCH_JOBS"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    size = int(os.environ.get("SOFA_AXIBENCH_MEM", str(1 << 22)))
-    ram = axi_ram(dut, size=size)
-    lite = axil_master(dut)
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    results = [await run_job(dut, cfg, ram, lite, spec) for spec in jobs]
-    with open(os.environ["SOFA_AXIBENCH_OUT"], "w") as f:
-        json.dump({"jobs": results}, f, indent=2)
+    await run_memory_bench(dut, run_job, "SOFA_AXIBENCH")

@@ -13,17 +13,12 @@ share it either).
 """
 
 import itertools
-import json
-import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from gen.axibench import job_data
-from gen.rtlsim.axi import axi_ram, axil_master, run_memory_job
-from gen.rtlsim.streams import load_sidecar
+from gen.rtlsim.axi import run_memory_bench, run_memory_job
 from sim.jobs import golden_job, job_counters
 from spec.job import bus_bytes
 from spec.regmap import core_address, counter_names, job_writes, parameter_writes
@@ -63,15 +58,4 @@ async def run_job(dut, cfg, ram, lite, spec):
 
 @cocotb.test()
 async def bench(dut):
-    cfg, _ = load_sidecar()
-    jobs = json.loads(os.environ["SOFA_COREBENCH_JOBS"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    ram = axi_ram(dut, size=int(os.environ["SOFA_COREBENCH_MEM"]))
-    lite = axil_master(dut)
-    await ClockCycles(dut.clk, 4)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    results = [await run_job(dut, cfg, ram, lite, spec) for spec in jobs]
-    with open(os.environ["SOFA_COREBENCH_OUT"], "w") as f:
-        json.dump({"jobs": results}, f, indent=2)
+    await run_memory_bench(dut, run_job, "SOFA_COREBENCH")
