@@ -32,6 +32,7 @@ from gen import axibench, corebench
 from gen.design import add_design_arguments, load_cfg
 from gen.rtlsim.runner import SimulationError, run_cocotb
 from spec.config import ConfigError, RunParams, preset
+from spec.job import job_end
 from spec.validate import check_int, check_out_dir, int_arg, make_out_dir, path_arg
 
 
@@ -293,16 +294,22 @@ def call_markdown(calls, queries):
     return lines
 
 
+def _memory_bytes(cfg, jobs):
+    """AxiRam's size for bench ``jobs``: the power of two above the end of the largest job's
+    tensors as :func:`gen.axibench.job_data` lays them out (:func:`spec.job.job_end`)."""
+    end = max(job_end(cfg, axibench.job_data(cfg, j)[0]) for j in jobs)
+    return 1 << end.bit_length()
+
+
 def memory_bench(args, log=print):
     """The memory-attached core's rows (:mod:`gen.axibench`): ``(rows dict, markdown)``."""
     from hw.top import sofa_top
     cfg = axibench.bench_config()
     raw = (args.out / "axi_runs.json").resolve()
     jobs = axibench.rtl_jobs(cfg, args.memory_seq)
-    need = max(j["seq"] for j in jobs) * 8 * cfg.d + (1 << 20)
     run_cocotb("sofa_top", sofa_top, cfg, "gen.rtlsim.axibench_tb", name=f"bench-{cfg.name}",
                extra_env={"SOFA_AXIBENCH_JOBS": json.dumps(jobs), "SOFA_AXIBENCH_OUT": raw,
-                          "SOFA_AXIBENCH_MEM": 1 << need.bit_length()})
+                          "SOFA_AXIBENCH_MEM": _memory_bytes(cfg, jobs)})
     rtl = axibench.rtl_rows(cfg, json.loads(raw.read_text())["jobs"])
     log("memory core: RTL done")
     model = axibench.model_rows(cfg, args.model_seq, log=log)
@@ -323,12 +330,11 @@ def cores_bench(args, log=print):
         one = cfg.replace(cores=N)
         jobs = corebench.rtl_jobs(one, N, S=args.cores_seq)
         raw = (args.out / f"core_runs-c{N}.json").resolve()
-        need = max(j["seq"] for j in jobs) * 8 * cfg.d * corebench.RTL_HEADS + (1 << 20)
         run_cocotb("sofa_top", sofa_top, one, "gen.rtlsim.corebench_tb",
                    name=f"bench-{cfg.name}-c{N}",
                    extra_env={"SOFA_COREBENCH_JOBS": json.dumps(jobs),
                               "SOFA_COREBENCH_OUT": raw,
-                              "SOFA_COREBENCH_MEM": 1 << need.bit_length()})
+                              "SOFA_COREBENCH_MEM": _memory_bytes(one, jobs)})
         results += json.loads(raw.read_text())["jobs"]
         log(f"cores: RTL with {N} core(s) done")
     rtl = corebench.rtl_rows(cfg, results, log=log)

@@ -34,6 +34,8 @@ bound), ``cycles``, ``private_cycles`` (model rows), ``keep``, ``heads``, ``quer
 """
 
 import json
+from itertools import groupby
+from operator import itemgetter
 
 from gen import axibench
 from sim.axiperf import job_works
@@ -158,29 +160,32 @@ def rtl_rows(cfg, results, log=print):
     S, H, T = results[0]["seq"], results[0]["heads"], results[0]["queries"]
     big, job, params, _, res, works = _workload(cfg, S, H, T)
     rows, one = [], {}
-    for r in sorted(results, key=lambda r: (r["cores"], r["shared_k"], r["split_queries"],
-                                            r["bytes_per_cycle"])):
-        N, bpc, c = r["cores"], r["bytes_per_cycle"], r["counters"]
-        tr, free, got = _model(big, job, params, res, works, cores=N,
-                               shared_k=r["shared_k"], split=r["split_queries"],
-                               bandwidths=[bpc])
-        cycles, model = c["busy_cycles"], got[bpc]
-        # a K follower's bytes_k came with its leader's reads: on the bus once
-        read = c["bytes_q"] + c["bytes_k"] - c.get("bytes_k_shared", 0) + c["bytes_v"]
-        qpc = H * T / cycles
-        one.setdefault(bpc, qpc)                         # one core comes first
-        rows.append({
-            "memory": "axi", "cores": N, "seq_len": S, "bytes_per_cycle": bpc,
-            "shared_k": r["shared_k"], "split_queries": r["split_queries"], "source": "rtl",
-            "queries_per_cycle": qpc, "dram_bytes": (read + c["bytes_o"]) / (H * T),
-            "k_bytes": (c["bytes_k"] - c.get("bytes_k_shared", 0)) / (H * T),
-            "scaling_efficiency": qpc / (N * one[bpc]),
-            "demand_bytes_per_cycle": (tr["q"] + tr["k"] + tr["v"]) / free,
-            "bound": bound_of(model.total, free, model.busy_fraction),
-            "bus_busy": read / cycles / bpc, "cycles": cycles,
-            "core_busy_cycles": r["core_busy_cycles"], "model_cycles": model.total,
-            "model_error": model.total / cycles - 1, "keep": KEEP, "heads": H,
-            "queries": T, "data": "structured"})
+    point = itemgetter("cores", "shared_k", "split_queries")
+    # one model run a core count and variant covers all its bandwidths; one core comes first
+    for (N, shared_k, split), group in groupby(
+            sorted(results, key=lambda r: (*point(r), r["bytes_per_cycle"])), key=point):
+        group = list(group)
+        tr, free, got = _model(big, job, params, res, works, cores=N, shared_k=shared_k,
+                               split=split, bandwidths=[r["bytes_per_cycle"] for r in group])
+        for r in group:
+            bpc, c = r["bytes_per_cycle"], r["counters"]
+            cycles, model = c["busy_cycles"], got[bpc]
+            # a K follower's bytes_k came with its leader's reads: on the bus once
+            k_read = c["bytes_k"] - c.get("bytes_k_shared", 0)
+            read = c["bytes_q"] + k_read + c["bytes_v"]
+            qpc = H * T / cycles
+            one.setdefault(bpc, qpc)
+            rows.append({
+                "memory": "axi", "cores": N, "seq_len": S, "bytes_per_cycle": bpc,
+                "shared_k": shared_k, "split_queries": split, "source": "rtl",
+                "queries_per_cycle": qpc, "dram_bytes": (read + c["bytes_o"]) / (H * T),
+                "k_bytes": k_read / (H * T), "scaling_efficiency": qpc / (N * one[bpc]),
+                "demand_bytes_per_cycle": (tr["q"] + tr["k"] + tr["v"]) / free,
+                "bound": bound_of(model.total, free, model.busy_fraction),
+                "bus_busy": read / cycles / bpc, "cycles": cycles,
+                "core_busy_cycles": r["core_busy_cycles"], "model_cycles": model.total,
+                "model_error": model.total / cycles - 1, "keep": KEEP, "heads": H,
+                "queries": T, "data": "structured"})
     for N in sorted({r["cores"] for r in rows}):
         for shared_k, split in VARIANTS:
             if _same_as_own(job, N, shared_k, split):
@@ -203,8 +208,8 @@ def markdown(cfg, rows):
     bws = sorted({r["bytes_per_cycle"] for r in rows})
     lines = ["## Several memory-attached cores on one memory (model)", "",
              f"`{cfg.name}` per core: d = {cfg.d}, Bc = {cfg.block_size}, {cfg.q_lanes} "
-             f"query lane{'s' if cfg.q_lanes > 1 else ''}, {cfg.axi_data_width}-bit bus shared by the cores (read latency "
-             f"{LATENCY}). Job: {heads} heads × {queries} queries, structured data, "
+             f"query lane{'s' if cfg.q_lanes > 1 else ''}, {cfg.axi_data_width}-bit bus "
+             f"shared by the cores (read latency {LATENCY}). Job: {heads} heads × {queries} queries, structured data, "
              f"{KEEP:.0%} of each tile kept, RASS on; split by `spec.job.split_job`. K: "
              "*own*, every core reads its K (SHARED_K = 0); *shared*, the cores of a head "
              "group take one read of K (SHARED_K = 1); *shared, split queries*, every core "

@@ -18,6 +18,8 @@ cocotb calls (``Task.kill``, ``setimmediatevalue``, ``Edge(signal)``, ``Event.da
 that need them, so the cycle models import without them.
 """
 
+import json
+import os
 import random
 import warnings
 from collections import Counter, deque
@@ -25,7 +27,8 @@ from collections import Counter, deque
 
 __all__ = ["AxiProtocolError", "AxiProtocolChecker", "AxiSlaveModel", "CHANNELS",
            "pause_generator", "quiet_cocotbext", "set_pauses", "axi_ram", "axil_master",
-           "attach_checker", "drive_slave_model", "port_signals", "run_memory_job", "run_memory_bench"]
+           "attach_checker", "drive_slave_model", "port_signals", "run_memory_job",
+           "run_memory_bench"]
 
 #: channel -> (VALID, READY, payload signals); AW, W, AR are driven by the master.
 CHANNELS = {
@@ -604,9 +607,6 @@ async def run_memory_bench(dut, run_job, prefix):
     """A benchmark testbench's body: clock, reset, AxiRam of ``<prefix>_MEM`` bytes and the
     AXI4-Lite master, then ``run_job(dut, cfg, ram, lite, spec)`` for each job of the JSON list
     ``<prefix>_JOBS``; their results go to ``<prefix>_OUT`` as ``{"jobs": [...]}``."""
-    import json
-    import os
-
     import cocotb
     from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles, RisingEdge

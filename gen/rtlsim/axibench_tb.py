@@ -6,7 +6,6 @@ JSON list written by :mod:`gen.axibench`) is laid out in memory (structured data
 with the traffic model. The counters of each job go to ``SOFA_AXIBENCH_OUT``.
 """
 
-
 import cocotb
 import numpy as np
 
