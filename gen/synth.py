@@ -158,7 +158,7 @@ ROUTERS = ("router1", "router2")
 
 
 def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True, seed=1,
-                 placer=None, router=None, component_factory=None, log=None):
+                 placer=None, router=None, congested=False, component_factory=None, log=None):
     """Synthesise, place and route ``component_factory(cfg)`` and write the report.
 
     Parameters
@@ -179,6 +179,10 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
         nextpnr's placer (:data:`PLACERS`) and router (:data:`ROUTERS`); its defaults
         (HeAP, router1) if None. A design that fills much of an ECP5 routes far better with
         ``static`` and ``router2``, as the board flows use them.
+    congested : bool
+        For a design too dense to route otherwise: placement by wire length alone
+        (``--no-tmdriv``) and router2's alternate weights (``--router2-alt-weights``). Needs
+        ``router = "router2"``. Two ``ecp5-axi`` cores on the ECP5-85F route only this way.
     component_factory : callable, optional
         ``cfg -> wiring.Component``; defaults to ``hw.top.sofa_top``.
     log : callable, optional
@@ -202,9 +206,14 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
         raise ConfigError(f"placer {placer!r} is unknown; choose {', '.join(PLACERS)}")
     if router is not None and router not in ROUTERS:
         raise ConfigError(f"router {router!r} is unknown; choose {', '.join(ROUTERS)}")
+    if congested and router != "router2":
+        raise ConfigError(f"congested placement and routing use router2's alternate weights; "
+                          f"router {router or 'router1 (nextpnr default)'} has none: choose "
+                          f"router2")
     pnr_args = ["--freq", f"{freq:g}", "--seed", str(seed)]
     pnr_args += ["--placer", placer] if placer else []
     pnr_args += ["--router", router] if router else []
+    pnr_args += ["--no-tmdriv", "--router2-alt-weights"] if congested else []
     if component_factory is None:
         from hw.top import sofa_top as component_factory
     out_dir = Path(out_dir) if out_dir is not None else ROOT / "build" / cfg.name
@@ -284,7 +293,7 @@ def synth_report(cfg, *, device=None, freq_mhz=None, out_dir=None, overhead=True
 def add_arguments(parser):
     """The options of ``sofa synth-report``: the design (``--preset``/``--config``, ``--unit``,
     ``--out``, as ``sofa verilog`` takes them) and the flow (``--device``, ``--freq``,
-    ``--seed``, ``--placer``, ``--router``, ``--no-overhead``)."""
+    ``--seed``, ``--placer``, ``--router``, ``--congested``, ``--no-overhead``)."""
     add_design_arguments(parser, unit=True)
     parser.add_argument("--device", metavar="DEV",
                         help=f"target device: {', '.join(DEVICES)} (default: ice40-up5k for "
@@ -300,6 +309,10 @@ def add_arguments(parser):
     parser.add_argument("--router", choices=ROUTERS,
                         help="nextpnr's router (default: nextpnr's, router1); the board "
                              "flows use router2")
+    parser.add_argument("--congested", action="store_true",
+                        help="place by wire length alone and route with router2's alternate "
+                             "weights, for designs too dense to route otherwise (needs "
+                             "--router router2)")
     parser.add_argument("--no-overhead", dest="overhead", action="store_false",
                         help="skip the extra Yosys run that measures the harness overhead "
                              "(default: measure it)")
@@ -313,6 +326,9 @@ def check(args):
         get_device(args.device)
     if args.freq is not None:
         check_float("--freq", args.freq, 0, MAX_FREQ_MHZ, lo_open=True)
+    if args.congested and args.router != "router2":
+        raise ConfigError(f"--congested needs --router router2 (router2's alternate weights), "
+                          f"not {args.router or 'the default router1'}")
     cfg = load_cfg(args)
     factory, _ = check_unit(args.unit, cfg)
     return cfg, check_out_dir("--out", default_out_dir(args, cfg)), factory
@@ -327,7 +343,8 @@ def run(args):
     cfg, out_dir, factory = check(args)
     report = synth_report(cfg, device=args.device, freq_mhz=args.freq, out_dir=out_dir,
                           overhead=args.overhead, seed=args.seed, placer=args.placer,
-                          router=args.router, component_factory=factory)
+                          router=args.router, congested=args.congested,
+                          component_factory=factory)
     res = report["resources"]
     met = {True: "met", False: "NOT met", None: "unknown"}[report["timing_met"]]
     fmax = report["fmax_mhz"]
