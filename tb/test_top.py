@@ -545,3 +545,28 @@ def test_predict_keys_sizing_rule(name):
     assert predict_keys_for(preset("axi"), 1) == 1
     with pytest.raises(ConfigError, match=r"^top_k = 0 is out of range; allowed 1 … 16$"):
         predict_keys_for(preset("default"), 0)
+
+
+@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
+@pytest.mark.parametrize("name", ADAPT)
+@pytest.mark.parametrize("mass", [128, 40])
+def test_core_tail_blend(name, mass, traffic):
+    """The tail blend (TAIL_SCALE != 0; hw/tail.py behind each lane's SU-FA, f from the gate,
+    the mean V row swept before the first query): O and every counter equal the golden
+    model's, and the blend moved some rows."""
+    cfg = ADAPT[name]
+    S = cfg.block_size * 3 + 2
+    Q, K, V = peaked_case(cfg, 13, T=4, S=S)
+    c_sel, shift = {128: (1e-4, 13), 40: (2e-4, 12)}[mass]
+    base = dict(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                scale_log2e=RunParams.scale_from_float(cfg, 2e-3), adapt_mass=mass,
+                adapt_scale=RunParams.scale_from_float(cfg, c_sel), adapt_shift=shift)
+    params = RunParams(**base, tail_scale=RunParams.scale_from_float(cfg, 3e-4))
+    res, regs = check(cfg, Q, K, V, params, traffic, seed=7)
+    plain = sofa_attention(Q, K, V, cfg, RunParams(**base))
+    assert any(res.tail_f) and not np.array_equal(res.out, plain.out)
+    assert res.counters() == plain.counters()
+    if traffic is TRAFFIC[0]:
+        model = core_cycles(cfg, params, res, Q, K, V)
+        assert abs(model - regs["busy_cycles"]) <= 0.05 * regs["busy_cycles"], \
+            (model, regs["busy_cycles"])
