@@ -3,6 +3,7 @@ outputs, Â, per-tile selections and SADS counters, per-row SU-FA state, key ord
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from spec.config import ConfigError, RunParams, SofaConfig, preset
 from sim import fastgolden as F
@@ -309,3 +310,33 @@ def test_tail_needs_adaptive():
                   tail_scale=top + 1).validate(cfg)
     RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, adapt_mass=9,
               tail_scale=top).validate(cfg)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_tail_fast_equals_golden_property(data):
+    """Hypothesis: random tiny-sized heads, masses, scales, shifts and tail scales; the fast
+    model's blended output and f equal the golden model's, and every blended element lies
+    between SU-FA's and the mean V row's."""
+    bins = data.draw(st.integers(2, 8), label="bins")
+    cfg = TINY.replace(adapt_bins=bins)
+    S = data.draw(st.integers(1, cfg.max_seq_len), label="S")
+    T = data.draw(st.integers(1, 4), label="T")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    Q, K, V = (rng.integers(-128, 128, size=(n, cfg.d)) for n in (T, S, S))
+    top = (1 << cfg.c_bits) - 1
+    params = RunParams(seq_len=S, top_k=data.draw(st.integers(1, cfg.k_max), label="top_k"),
+                       radius=cfg.derived.radius_inf,
+                       scale_log2e=data.draw(st.integers(1, top), label="c"),
+                       adapt_mass=data.draw(st.integers(1, 256), label="mass"),
+                       adapt_scale=data.draw(st.integers(0, top), label="c_sel"),
+                       adapt_shift=data.draw(st.integers(0, 8), label="shift"),
+                       tail_scale=data.draw(st.integers(1, top), label="tail_scale"))
+    gold = G.sofa_attention(Q, K, V, cfg, params)
+    fast = F.sofa_attention_fast(Q, K, V, cfg, params)
+    assert_same(fast, gold)
+    assert fast.tail_f[0].tolist() == gold.tail_f
+    plain = G.sofa_attention(Q, K, V, cfg, RunParams(**{**params.__dict__, "tail_scale": 0}))
+    lo, hi = np.minimum(plain.out, gold.vbar), np.maximum(plain.out, gold.vbar)
+    assert np.all((gold.out >= lo) & (gold.out <= hi))

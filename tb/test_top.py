@@ -570,3 +570,36 @@ def test_core_tail_blend(name, mass, traffic):
         model = core_cycles(cfg, params, res, Q, K, V)
         assert abs(model - regs["busy_cycles"]) <= 0.05 * regs["busy_cycles"], \
             (model, regs["busy_cycles"])
+
+
+def test_tail_register_range():
+    """TAIL_SCALE (address 53, with adapt_bins) takes 0 … 2^c_bits − 1; a larger value is
+    rejected with the error flag and its address, never clamped; a core without bins has no
+    such register (a write there is rejected as an unused address)."""
+    log = []
+    for cfg in (ADAPT["tiny-adapt"], TINY):
+        dut = dut_for(cfg)
+
+        async def bench(ctx, dut=dut, cfg=cfg):
+            for value in ((1 << cfg.c_bits) - 1, 1 << cfg.c_bits):
+                ctx.set(dut.reg_addr, Reg.STATUS)
+                ctx.set(dut.reg_wdata, 2)
+                ctx.set(dut.reg_we, 1)
+                await ctx.tick()
+                ctx.set(dut.reg_addr, 53)
+                ctx.set(dut.reg_wdata, value)
+                await ctx.tick()
+                ctx.set(dut.reg_we, 0)
+                log.append((cfg.name, value, await read_reg(ctx, dut, 53),
+                            await read_reg(ctx, dut, Reg.STATUS) & 2,
+                            await read_reg(ctx, dut, Reg.ERROR_ADDR)))
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+    top = (1 << ADAPT["tiny-adapt"].c_bits) - 1
+    assert Reg.TAIL_SCALE == 53
+    assert log[0] == ("tiny-adapt", top, top, 0, 0)
+    assert log[1][1:4] == (top + 1, top, 2) and log[1][4] == 53
+    assert log[2][3] == 2 and log[2][4] == 53 and log[3][3] == 2
