@@ -216,8 +216,8 @@ def adaptive_tail_vec(ahat, cfg, b_star, tail_scale, shift, lut):
     bins = np.minimum(nb - 1, (ahat.max(axis=1, keepdims=True) - ahat) >> shift)
     cnt = np.zeros((N, nb), np.int64)
     np.add.at(cnt, (np.repeat(np.arange(N), S), bins.ravel()), 1)
-    edge = -(np.arange(nb, dtype=np.int64)[None, :] << shift)
-    part = cnt * exp2_fx_vec(exp_arg_vec(edge, np.asarray(tail_scale, np.int64)[:, None], cfg),
+    edges = -(np.arange(nb, dtype=np.int64)[None, :] << shift)       # the bins' upper edges
+    part = cnt * exp2_fx_vec(exp_arg_vec(edges, np.asarray(tail_scale, np.int64)[:, None], cfg),
                              cfg, lut)
     total = part.sum(axis=1)
     drop = (part * (np.arange(nb)[None, :] > np.asarray(b_star)[:, None])).sum(axis=1)

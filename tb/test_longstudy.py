@@ -49,6 +49,16 @@ def test_quick_long_rows_carry_the_headline_fields(model, short_long, tmp_path):
     assert [f for _, f in plots] == ["long_cosine_vs_saved.png", "adaptive_kept_per_head.png"]
     md = LS.long_markdown(res)
     assert "| SOFA adaptive |" in md and "exact top-p (oracle)" in md
+    assert "| SOFA adaptive+tail |" in md
+    # The headline: the best adaptive row (the tail blend's included) at >= 75 % saved.
+    ok = [r for r in rows if "adaptive" in r["name"] and r["saved"] >= LS.SAVED_TARGET]
+    best = LS.best_adaptive(rows, 128)
+    assert best is (max(ok, key=lambda r: r["cos_mean"]) if ok else None)
+    assert LS.best_adaptive(rows, 512) is None
+    fake = [dict(r, saved=0.8) for r in rows]
+    assert LS.best_adaptive(fake, 128)["name"].startswith("SOFA adaptive+tail")
+    assert "**Headline** (128 tokens, the best adaptive row" in LS.long_markdown(
+        dict(res, rows=fake))
 
 
 def test_adaptive_cost_is_charged(short_long):
