@@ -380,9 +380,11 @@ class SofaCore(wiring.Component):
         # query until the head's mean V row is current (the V sweep below).
         tail_on = Signal()
         vbar_ok = Signal(init=1)
+        q_ready = lane_ok & (~closing | (~pend_valid & sizes.w_rdy))
+        if cfg.adapt_bins:
+            q_ready = q_ready & (~tail_on | vbar_ok)
         m.d.comb += [
-            self.q.ready.eq(lane_ok & (~closing | (~pend_valid & sizes.w_rdy))
-                            & (~tail_on | vbar_ok)),
+            self.q.ready.eq(q_ready),
             take_q.eq(self.q.valid & self.q.ready),
             sizes.w_en.eq(take_q & closing),
             sizes.w_data.eq(qp + 1),
