@@ -19,7 +19,7 @@ from sim.fastgolden import sofa_heads
 from sim.predictors import LOG2E, Selection, SofaDLZS, Predictor, desc_order, sofa_config
 
 
-__all__ = ["SofaAdaptive", "ExactTopP", "SofaAdaptiveTail"]
+__all__ = ["SofaAdaptive", "ExactTopP", "SofaAdaptiveTail", "tail_ops"]
 
 
 class SofaAdaptive(SofaDLZS):
@@ -139,6 +139,19 @@ class ExactTopP(Predictor):
                                          "int8_mac": d * int(mask.sum())})
 
 
+def tail_ops(heads, rows, seq_len, d, bins):
+    """The tail blend's operations (keys of :data:`sim.predictors.COST_WEIGHTS`) for
+    ``heads`` heads of ``rows`` query rows and ``seq_len`` keys each, ``d`` elements a row
+    and ``bins`` histogram bins: ``tail_bin`` per bin and row (the second weight sweep),
+    ``tail_frac`` per row (f's division), ``tail_mac`` per output element (the blend),
+    ``tail_vsum`` per key, element and head (V's column sums) and ``tail_vdiv`` per element
+    and head (the mean's division). What :class:`SofaAdaptiveTail` charges, and the DSE
+    (:func:`sim.dse.evaluate.tail_cost`)."""
+    H, T, S = heads, rows, seq_len
+    return {"tail_bin": H * T * bins, "tail_frac": H * T, "tail_mac": H * T * d,
+            "tail_vsum": H * S * d, "tail_vdiv": H * d}
+
+
 class SofaAdaptiveTail(SofaAdaptive):
     """:class:`SofaAdaptive` with the tail blend (docs/numerics.md, "Tail blend"), bit-exact
     through :mod:`sim.fastgolden`: each output row becomes ``O + f·(mean(V) − O)`` with
@@ -205,7 +218,6 @@ class SofaAdaptiveTail(SofaAdaptive):
         mask = res.mask()
         ops = {"shift_add": H * T * S * d, "adapt_key": H * T * S,
                "adapt_bin": H * T * self.bins, "int8_mac": 2 * d * int(mask.sum()),
-               "tail_bin": H * T * self.bins, "tail_frac": H * T, "tail_mac": H * T * d,
-               "tail_vsum": H * S * d, "tail_vdiv": H * d}
+               **tail_ops(H, T, S, d, self.bins)}
         out = res.out / float(1 << cfg.out_frac)
         return Selection(mask=mask, ops=ops, out=out, info=res.counters()), res, cfg, scale

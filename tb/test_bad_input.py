@@ -203,6 +203,10 @@ CASES = [
     ("dse-search-and-adapt-temperature", ["dse", "--quick", "--adaptive", "--search-temperature",
                                           "--adapt-temperature", "2", "--out", "{out}"],
      "--adapt-temperature"),
+    *[(f"dse-tail-{v or 'empty'}", ["dse", "--quick", "--adaptive", "--tail", v, "--out",
+                                     "{out}"], "--tail")
+      for v in ("0", "-1", "3", "nan", "inf", "x", "")],
+    ("dse-tail-alone", ["dse", "--quick", "--tail", "on", "--out", "{out}"], "--tail"),
     ("dse-adaptive-radius-trials", ["dse", "--quick", "--adaptive", "--radius-trials", "2",
                                     "--out", "{out}"], "--radius-trials"),
     ("dse-out-file", ["dse", "--quick", "--out", "{tmp}/afile"], "--out"),
