@@ -314,9 +314,13 @@ def write_plot(ctx, out):
                     ["-o", "--s", ":^"][j % 3], color="C1", ms=4,
                     label=f"fixed ratio, Bc = {bc}")
         au = sorted(ctx.get("adaptive_uniform") or [], key=lambda e: e[key]["saved"])
-        if au:
-            ax.plot([100 * e[key]["saved"] for e in au], [e[key]["cos_mean"] for e in au],
-                    "-D", color="C4", ms=4, label="adaptive, one mass")
+        for tail, color in ((False, "C4"), (True, "C5")):     # without / with the blend
+            pts = [e for e in au if bool(e.get("tail_alpha")) == tail]
+            if pts:
+                ax.plot([100 * e[key]["saved"] for e in pts],
+                        [e[key]["cos_mean"] for e in pts], "-D", color=color, ms=4,
+                        label="adaptive, one mass"
+                        + (f", tail alpha {pts[0]['tail_alpha']:g}" if tail else ""))
         rad = ctx.get("radius") or {}
         for name, marker, color in (("uniform", "D", "C2"), ("per_layer", "P", "C2")):
             if rad.get(name):
