@@ -588,6 +588,27 @@ def test_adaptive_tail_search_trials(tmp_path, capsys):
     assert {trials[0].params[f"L{l}_tail"] for l in range(6)} == {dse.TAIL_ALPHA}
 
 
+def test_tail_settings(tmp_path):
+    """--tail: off (the default) leaves the search as it was; on is the study's alpha in
+    every layer, a number that alpha, search the per-layer space; the study is named so and
+    the rule of the run carries a fixed alpha."""
+    import argparse
+    from sim.dse.pipeline import adaptive_rule
+    p = dse.add_arguments(argparse.ArgumentParser())
+    want = {None: None, "off": None, "on": dse.TAIL_ALPHA, "1.0": 1.0, "search": "search"}
+    for arg, tail in want.items():
+        argv = ["--quick", "--adaptive", "--out", str(tmp_path)] + \
+            ([] if arg is None else ["--tail", arg])
+        s = dse.settings_from_args(p.parse_args(argv), 2)
+        assert s["tail"] == tail
+        assert s["study"].endswith("-tail") == (tail is not None)
+        rule = adaptive_rule(s)
+        assert rule.tail_alpha == (tail if isinstance(tail, float) else 0.0)
+        assert ("tail_alpha" in rule.to_dict()) == isinstance(tail, float)
+    assert dse.AdaptiveRule().to_dict() == {"block_size": 64, "cap": 32, "temperature": 1.5,
+                                            "bins": 32, "beta": 0.25}     # as before
+
+
 @pytest.mark.parametrize("value,names", [
     ("3", "--tail 3: alpha is out of range; allowed: off, on (alpha 1.4), search, or an "
           "alpha 0.5 … 2"),

@@ -101,7 +101,7 @@ def add_arguments(p):
                    help=f"with --adaptive: the tail blend (TAIL_SCALE = alpha·c, charged as the "
                         f"study charges it): off; on (alpha {TAIL_ALPHA:g} in every layer); "
                         f"search (alpha per layer from "
-                        f"{', '.join('off' if a == 0 else f'{a:g}' for a in TAIL_ALPHAS)}); "
+                        f"{', '.join('off' if a == 0 else f'{a:.1f}' for a in TAIL_ALPHAS)}); "
                         f"or a number, alpha in every layer, {TAIL_RANGE[0]:g} … "
                         f"{TAIL_RANGE[1]:g} (default: off)")
     p.add_argument("--quick", action="store_true",

@@ -39,7 +39,7 @@ from sim.dse.study import (best_trials, choose, counts, delete_study, open_stora
                            quiet_optuna, search, trial_rows, worker_id)
 
 
-__all__ = ["run_dse", "log_line", "adaptive_grid", "adaptive_warm_start"]
+__all__ = ["run_dse", "log_line", "adaptive_grid", "adaptive_warm_start", "adaptive_rule"]
 
 
 def adaptive_grid(quick=False):
@@ -69,6 +69,17 @@ def adaptive_warm_start(ev, rule, budget, search_idx, per_head,
             for m in MASS_GRID[i:i + 2]]
 
 
+def adaptive_rule(s):
+    """The adaptive rule of the settings ``s`` (None without ``--adaptive``), with a fixed
+    ``--tail`` alpha (``--tail search`` sets it per layer, from the trial; off: 0)."""
+    t = s.get("adapt_temperature")
+    if t is None:
+        return None
+    tail = s.get("tail")
+    return AdaptiveRule(temperature=t, tail_alpha=0.0 if tail in (None, "search")
+                        else float(tail))
+
+
 def log_line(msg):
     """The default log: one line on stdout, flushed (progress bars go to stderr)."""
     print(msg, flush=True)
@@ -94,14 +105,8 @@ class _Run:
 
     @property
     def rule(self):
-        """The adaptive rule of an ``--adaptive`` run (None otherwise), with a fixed
-        ``--tail`` alpha (``--tail search`` sets it per layer, from the trial)."""
-        t = self.s.get("adapt_temperature")
-        if t is None:
-            return None
-        tail = self.s.get("tail")
-        return AdaptiveRule(temperature=t, tail_alpha=0.0 if tail in (None, "search")
-                            else float(tail))
+        """The adaptive rule of an ``--adaptive`` run (None otherwise)."""
+        return adaptive_rule(self.s)
 
     @property
     def search_tail(self):
@@ -258,8 +263,9 @@ def _baselines_and_choice(r, study, ctx):
         if len(alphas) > 1:                    # the best without the blend, for comparison
             off = best_fixed([e for e in ctx["adaptive_uniform"] if not e["tail_alpha"]],
                              budget)
-            ctx["adaptive_best_off"] = off
-            if off is not None:
+            if off is not ab:                  # shown when the blend's best is another
+                ctx["adaptive_best_off"] = off
+            if off is not None and off is not ab:
                 log(f"best uniform adaptive mass without the tail blend: "
                     f"p={off['adapt_mass']}/256, saved {pct(off['all']['saved'])}, cosine "
                     f"{off['all']['cos_mean']:.4f}")

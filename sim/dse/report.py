@@ -39,7 +39,7 @@ def _tail_text(tail):
         return "the tail blend off"
     if tail == "search":
         return ("the tail blend's alpha per layer from {" + ", ".join(
-            "off" if a == 0 else f"{a:g}" for a in TAIL_ALPHAS) + "} (TAIL_SCALE = alpha·c; "
+            "off" if a == 0 else f"{a:.1f}" for a in TAIL_ALPHAS) + "} (TAIL_SCALE = alpha·c; "
             "its cost charged: tail_bin per bin and row, tail_frac per row, tail_mac per "
             "output element, tail_vsum and tail_vdiv per head, sim.adaptive.tail_ops)")
     return (f"the tail blend at alpha {tail:g} in every layer (TAIL_SCALE = alpha·c; its "
