@@ -285,15 +285,15 @@ class SimulatedBoard:
         return 0
 
     def _query(self, Q):
-        """``O`` of one QUERY frame (one call: its last query closes a group of lanes); the
-        exact counters from :func:`spec.regmap.expected_counters`, the busy cycles from the
-        cycle model."""
+        """``O`` of one QUERY frame (one call); its counters: exact ones, busy from the model."""
         from sim.golden import sofa_attention
         from sim.perf import core_cycles
         cfg = self.cfg
         S = self.regs[Reg.SEQ_LEN]
         adapt = {name: self.regs[register(name).address] for name in
-                 ("adapt_mass", "adapt_scale", "adapt_shift")} if cfg.adapt_bins else {}
+                 ("adapt_mass", "adapt_scale", "adapt_shift", "tail_scale")} if cfg.adapt_bins else {}
+        if adapt and (not adapt["adapt_mass"] or self.regs[Reg.DENSE]):
+            adapt["tail_scale"] = 0            # the core blends only with the adaptive budget
         params = RunParams(seq_len=S, top_k=self.regs[Reg.TOP_K], radius=self.regs[Reg.RADIUS],
                            scale_log2e=self.regs[Reg.SCALE], dense=bool(self.regs[Reg.DENSE]),
                            **adapt)

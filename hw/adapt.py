@@ -20,8 +20,18 @@ keys when ``mass = 0``, the fixed budget):
 5. **emit**: the buffer is read once more and every key leaves on :py:`o` with
    ``eligible = bin ≤ b_star`` (two cycles a key, held under backpressure).
 
-The run-time registers arrive on the ``mass``, ``sel_scale`` and ``shift`` inputs and must be
-stable while a row is in the unit.
+With the tail blend on (``tail_scale ≠ 0`` and ``mass ≠ 0``), steps 4 and 5 have two more
+between them (:func:`sim.golden.adaptive_tail`, docs/numerics.md "Tail blend"):
+
+4a. **tail sweep**: the bin weights again at the scale ``tail_scale`` (the same exponent path,
+    ``adapt_bins + 3`` cycles), summing ``cnt[b]·W2[b]`` into ``total`` and, for the bins
+    above ``b_star``, into ``drop``;
+4b. **tail divide**: ``f = floor(drop · 2^TAIL_FRAC / total)``, a restoring division of one
+    bit a cycle (``TAIL_FRAC`` cycles), then ``f`` leaves on :py:`f` (one beat a row, held
+    until taken) before the row's keys are emitted.
+
+The run-time registers arrive on the ``mass``, ``sel_scale``, ``shift`` and ``tail_scale``
+inputs and must be stable while a row is in the unit.
 """
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
@@ -30,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.dlzs import ahat_layout
 from spec.config import ConfigError
-from spec.numerics import exp2_lut
+from spec.numerics import TAIL_FRAC, exp2_lut
 from spec.regmap import ADAPT_MASS_FRAC, register
 
 
@@ -53,8 +63,10 @@ class AdaptiveGate(wiring.Component):
         A row's keys ``0 … S−1`` in order, ``first`` on key 0 and ``last`` on key ``S−1``.
     o : Out(stream.Signature(gated_layout(cfg)))
         The same keys in the same order with ``eligible``.
-    mass, sel_scale, shift : In
-        The registers ``ADAPT_MASS``, ``ADAPT_SCALE``, ``ADAPT_SHIFT``.
+    mass, sel_scale, shift, tail_scale : In
+        The registers ``ADAPT_MASS``, ``ADAPT_SCALE``, ``ADAPT_SHIFT``, ``TAIL_SCALE``.
+    f : Out(stream.Signature(TAIL_FRAC))
+        The tail blend's ``f`` of each row (only with ``tail_scale ≠ 0`` and ``mass ≠ 0``).
     """
 
     def __init__(self, cfg):
@@ -67,6 +79,8 @@ class AdaptiveGate(wiring.Component):
             "mass": In(register("adapt_mass").value_width(cfg)),
             "sel_scale": In(register("adapt_scale").value_width(cfg)),
             "shift": In(register("adapt_shift").value_width(cfg)),
+            "tail_scale": In(register("tail_scale").value_width(cfg)),
+            "f": Out(stream.Signature(TAIL_FRAC)),
         })
 
     def elaborate(self, platform):
@@ -100,7 +114,14 @@ class AdaptiveGate(wiring.Component):
         edge = Signal(der.diff_width + 1)
         m.d.comb += edge.eq(b << self.shift)
         prod = Signal(signed(der.diff_width + 1 + cfg.c_bits + 1))
-        m.d.sync += prod.eq(-(edge * self.sel_scale))
+        tailing = Signal()                        # the tail sweep: W2 at tail_scale
+        m.d.sync += prod.eq(-(edge * Mux(tailing, self.tail_scale, self.sel_scale)))
+        tail_on = Signal()
+        m.d.comb += tail_on.eq((self.tail_scale != 0) & (self.mass != 0))
+        drop = Signal(der.l_width)
+        rem = Signal(der.l_width + 1)             # the division's remainder
+        quo = Signal(TAIL_FRAC)
+        dstep = Signal(range(TAIL_FRAC + 1))
         lo = -((cfg.w_frac + 2) << cfg.exp_frac)
         x = Signal(signed(len(prod)))
         arg = prod >> (cfg.c_frac - cfg.exp_frac)                       # EXP_ARG_FLOOR
@@ -184,6 +205,35 @@ class AdaptiveGate(wiring.Component):
                     with m.If(~found & ((cum_next << ADAPT_MASS_FRAC) >= goal)):
                         m.d.sync += [b_star.eq(pb), found.eq(1)]
                 with m.If(step == nb):
+                    with m.If(tail_on):
+                        m.d.sync += [b.eq(0), step.eq(0), total.eq(0), drop.eq(0)]
+                        m.next = "TAIL"
+                    with m.Else():
+                        m.next = "EDGE"
+            with m.State("TAIL"):
+                # As WEIGHT at tail_scale: step s, prod of bin s, w of s−1, part of s−2 (bin
+                # pb), sums of s−3; the weight registers are left as they are.
+                m.d.comb += tailing.eq(1)
+                m.d.sync += [b.eq(Mux(b == nb - 1, b, b + 1)), step.eq(step + 1),
+                             part.eq(cnt[wc] * w), pb.eq(wc)]
+                drop_next = Mux(pb > b_star, drop + part, drop)
+                with m.If(step >= 3):
+                    m.d.sync += [total.eq(total + part), drop.eq(drop_next)]
+                with m.If(step == nb + 2):             # the last bin's part is in drop_next
+                    m.d.sync += [rem.eq(drop_next), quo.eq(0), dstep.eq(0)]
+                    m.next = "TAIL_DIV"
+            with m.State("TAIL_DIV"):
+                # TAIL_FRAC_FLOOR: one quotient bit a cycle, drop < total.
+                m.d.comb += tailing.eq(1)
+                twice = rem << 1
+                fits = twice >= total
+                m.d.sync += [rem.eq(Mux(fits, twice - total, twice)),
+                             quo.eq((quo << 1) | fits), dstep.eq(dstep + 1)]
+                with m.If(dstep == TAIL_FRAC - 1):
+                    m.next = "TAIL_OUT"
+            with m.State("TAIL_OUT"):
+                m.d.comb += [self.f.valid.eq(1), self.f.payload.eq(quo)]
+                with m.If(self.f.ready):
                     m.next = "EDGE"
             with m.State("EDGE"):
                 m.d.sync += [thr.eq(edge_value),

@@ -1,6 +1,6 @@
 """The generated top level, ``sofa_top``: the SOFA core (DLZS → SADS → SU-FA over on-chip K/V)."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,6 +8,8 @@ from hw.counters import CounterBank, unit_increments
 from hw.dlzs import DLZS, row_layout
 from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
 from hw.adapt import AdaptiveGate
+from hw.divider import Divider
+from hw.tail import TailBlend, vbar_layout
 from hw.sads import SADS, sel_layout
 from hw.sadsbank import SADSBank
 from hw.skid import SkidBuffer
@@ -181,6 +183,87 @@ class SofaCore(wiring.Component):
         m.d.comb += bank.clear.eq(clear)
         return bank
 
+    def _tail(self, m, params, dense, tail_on, vbar_ok, seq_len, take_kv, v_rd, gates):
+        """The tail blend (docs/numerics.md, "Tail blend"): the head's mean V row and a
+        :class:`hw.tail.TailBlend` behind each lane's SU-FA; returns the lanes' ``O`` streams.
+
+        The mean V row is computed while the core is idle, before the first query that needs
+        it: after a K/V load or a ``SEQ_LEN`` write it is stale, and with the blend on no
+        query is taken until a sweep has read V rows ``0 … S−1`` through lane 0's fetch port
+        (one a cycle, ``d`` column sums of ``sbits(max_seq_len·2^(W−1))`` bits) and divided
+        each sum by S (``TAIL_MEAN_ROUND``, an iterative :class:`hw.divider.Divider`). With
+        the blend off the lanes' ``O`` bypass the units (no added latency)."""
+        cfg = self._cfg
+        d = cfg.d
+        cw = (cfg.max_seq_len << (cfg.data_width - 1)).bit_length() + 1
+        m.d.comb += tail_on.eq((params["adapt_mass"] != 0) & (params["tail_scale"] != 0)
+                               & ~dense)
+        vbar = Signal(vbar_layout(cfg))
+        vb = [Signal(signed(cfg.derived.out_width), name=f"vbar{e}") for e in range(d)]
+        m.d.comb += vbar.eq(Cat(*vb))
+        colsum = [Signal(signed(cw), name=f"colsum{e}") for e in range(d)]
+        stale = Signal(init=1)
+        with m.If(take_kv | (self.reg_we & (self.reg_addr == Reg.SEQ_LEN))):
+            m.d.sync += stale.eq(1)
+        m.submodules.vbar_div = div = Divider(cw + cfg.out_frac, cfg.derived.seq_len_width,
+                                              cfg.derived.out_width, iterative=True,
+                                              tag_shape=range(d))
+        ptr = Signal(range(cfg.max_seq_len + 1))
+        rv = Signal()                          # a V row arrives on the port
+        e_in = Signal(range(d + 1))
+        e_out = Signal(range(d + 1))
+        row = data.View(row_layout(cfg), v_rd.data)
+        m.d.comb += div.o.ready.eq(1)
+        with m.FSM(name="vbar_fsm"):
+            with m.State("READY"):
+                m.d.comb += vbar_ok.eq(~stale)
+                with m.If(tail_on & stale & ~self.busy):
+                    m.d.sync += [stale.eq(0), ptr.eq(0), rv.eq(0)] + \
+                        [c.eq(0) for c in colsum]
+                    m.next = "SUM"
+            with m.State("SUM"):
+                more = ptr < seq_len
+                with m.If(more):
+                    m.d.comb += [v_rd.addr.eq(ptr), v_rd.en.eq(1)]
+                m.d.sync += [rv.eq(more), ptr.eq(Mux(more, ptr + 1, ptr))]
+                with m.If(rv):
+                    m.d.sync += [c.eq(c + row[e]) for e, c in enumerate(colsum)]
+                with m.If(~more & ~rv):
+                    m.d.sync += [e_in.eq(0), e_out.eq(0)]
+                    m.next = "DIVIDE"
+            with m.State("DIVIDE"):
+                m.d.comb += [div.i.valid.eq(e_in < d),
+                             div.i.payload.num.eq(Array(colsum)[e_in] << cfg.out_frac),
+                             div.i.payload.den.eq(seq_len),
+                             div.i.payload.tag.eq(e_in)]
+                with m.If(div.i.valid & div.i.ready):
+                    m.d.sync += e_in.eq(e_in + 1)
+                with m.If(div.o.valid):
+                    m.d.sync += e_out.eq(e_out + 1)
+                    with m.Switch(div.o.payload.tag):
+                        for e in range(d):
+                            with m.Case(e):
+                                m.d.sync += vb[e].eq(div.o.payload.quot)
+                    with m.If(e_out == d - 1):
+                        m.next = "READY"
+        lane_o = []
+        for i, gate in enumerate(gates):
+            m.submodules[f"tail{i}"] = blend = TailBlend(cfg)
+            wiring.connect(m, gate.f, blend.f)
+            src = self._sufa[i].o
+            m.d.comb += [blend.vbar.eq(vbar), blend.en.eq(tail_on),
+                         blend.i.payload.eq(src.payload)]
+            o = stream.Signature(out_layout(cfg)).create(path=(f"lane_o{i}",))
+            m.d.comb += [
+                blend.i.valid.eq(src.valid & tail_on),
+                src.ready.eq(Mux(tail_on, blend.i.ready, o.ready)),
+                o.valid.eq(Mux(tail_on, blend.o.valid, src.valid)),
+                o.payload.eq(Mux(tail_on, blend.o.payload.as_value(), src.payload.as_value())),
+                blend.o.ready.eq(o.ready & tail_on),
+            ]
+            lane_o.append(o)
+        return lane_o
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
@@ -293,8 +376,15 @@ class SofaCore(wiring.Component):
             for i in lanes:
                 with m.Case(i):
                     m.d.comb += lane_ok.eq(q_fifos[i].w_rdy & (dense | dlzs[i].q.ready))
+        # The tail blend (adapt_bins > 0, TAIL_SCALE and ADAPT_MASS set, sparse mode) takes no
+        # query until the head's mean V row is current (the V sweep below).
+        tail_on = Signal()
+        vbar_ok = Signal(init=1)
+        q_ready = lane_ok & (~closing | (~pend_valid & sizes.w_rdy))
+        if cfg.adapt_bins:
+            q_ready = q_ready & (~tail_on | vbar_ok)
         m.d.comb += [
-            self.q.ready.eq(lane_ok & (~closing | (~pend_valid & sizes.w_rdy))),
+            self.q.ready.eq(q_ready),
             take_q.eq(self.q.valid & self.q.ready),
             sizes.w_en.eq(take_q & closing),
             sizes.w_data.eq(qp + 1),
@@ -318,6 +408,7 @@ class SofaCore(wiring.Component):
                 m.d.sync += [qp.eq(qp + 1), grp.eq(grp | (1 << qp))]
 
         # -- K reader: K rows 0 … S-1, each read once for every lane of the group ---------------
+        gates = []                             # the lanes' adaptive gates (adapt_bins > 0)
         if P == 1:
             k_rd = k_mem.read_port()
         else:
@@ -363,9 +454,11 @@ class SofaCore(wiring.Component):
                 m.submodules[f"adapt{i}"] = gate = AdaptiveGate(cfg)
                 m.d.comb += [gate.mass.eq(params["adapt_mass"]),
                              gate.sel_scale.eq(params["adapt_scale"]),
-                             gate.shift.eq(params["adapt_shift"])]
+                             gate.shift.eq(params["adapt_shift"]),
+                             gate.tail_scale.eq(params["tail_scale"])]
                 wiring.connect(m, skid.o, gate.i)
                 wiring.connect(m, gate.o, sads[i].ahat)
+                gates.append(gate)
             else:
                 wiring.connect(m, skid.o, sads[i].ahat)
         with m.If(kr_start):
@@ -422,11 +515,13 @@ class SofaCore(wiring.Component):
         # -- fetch, per lane: K and V rows of each selected key into SU-FA --------------------
         f_valid = Signal(L)
         fetched = []                           # a non-empty key fetched, per lane
+        v_frs = []                             # the lanes' V read ports
         for i in lanes:
             if P == 1:
                 k_fr, v_fr = k_mem.read_port(), v_mem.read_port()
             else:
                 k_frs, v_fr = [bank.read_port() for bank in k_banks], v_mem.read_port()
+            v_frs.append(v_fr)
             f_meta = Signal(sel_layout(cfg), name=f"f_meta{i}")
             src_valid = Mux(dense, dg_take & dg_mask[i], sads[i].sel.valid)
             src = data.View(sel_layout(cfg),
@@ -460,14 +555,18 @@ class SofaCore(wiring.Component):
         m.submodules.o_skid = o_skid = SkidBuffer(out_layout(cfg), skid=cfg.skid_buffers)
         wiring.connect(m, o_skid.o, wiring.flipped(self.o))
         o_in = o_skid.i
+        lane_o = [sufa[i].o for i in lanes]
+        if cfg.adapt_bins:
+            lane_o = self._tail(m, params, dense, tail_on, vbar_ok, seq_len, take_kv, v_frs[0],
+                                gates)
         op = Signal(range(L))
         with m.Switch(op):
             for i in lanes:
                 with m.Case(i):
                     m.d.comb += [
-                        o_in.valid.eq(sufa[i].o.valid & sizes.r_rdy),
-                        o_in.payload.eq(sufa[i].o.payload),
-                        sufa[i].o.ready.eq(o_in.ready & sizes.r_rdy),
+                        o_in.valid.eq(lane_o[i].valid & sizes.r_rdy),
+                        o_in.payload.eq(lane_o[i].payload),
+                        lane_o[i].ready.eq(o_in.ready & sizes.r_rdy),
                     ]
         # busy until the row has left the core
         m.d.comb += row_out.eq(self.o.valid & self.o.ready & self.o.payload.last)

@@ -4,8 +4,9 @@
 :mod:`sim.fastgolden` (the registers ``adapt_mass``, ``adapt_scale``, ``adapt_shift`` per
 head); :class:`ExactTopP` is the oracle of the same rule on exact probabilities. Both return a
 :class:`sim.predictors.Selection` like every predictor of :mod:`sim.predictors`.
-:class:`TailBlend` is a float model of a formal stage that is not built: the adaptive
-budget's output blended with a mean of V by the row's predicted dropped mass.
+:class:`SofaAdaptiveTail` adds the tail blend (bit-exact, the RTL's ``TAIL_SCALE``): the
+adaptive budget's output blended with the head's mean V row by the row's predicted dropped
+mass.
 """
 
 import math
@@ -18,7 +19,7 @@ from sim.fastgolden import sofa_heads
 from sim.predictors import LOG2E, Selection, SofaDLZS, Predictor, desc_order, sofa_config
 
 
-__all__ = ["SofaAdaptive", "ExactTopP", "TailBlend"]
+__all__ = ["SofaAdaptive", "ExactTopP", "SofaAdaptiveTail", "tail_ops"]
 
 
 class SofaAdaptive(SofaDLZS):
@@ -138,39 +139,85 @@ class ExactTopP(Predictor):
                                          "int8_mac": d * int(mask.sum())})
 
 
-class TailBlend(Predictor):
-    """A proposal, not built (float model): :class:`SofaAdaptive`'s bit-exact selection and
-    output ``o_kept``, then ``o = (1 − f)·o_kept + f·mean(V)`` per row, with ``mean(V)`` the
-    head's mean value row and ``f`` the row's dropped mass predicted from DLZS alone, the
-    softmax of ``alpha·c·Â`` over the keys that were not kept (``alpha`` corrects DLZS's
-    underestimate of the score; 1.4 was the best of 1.0 … 1.8 on the short texts joined in
-    pairs). Renormalising over the kept keys moves every row towards them; the blend puts
-    the dropped tail back as its mean (docs/evaluation.md, "Why 0.941 and not 0.95").
+def tail_ops(heads, rows, seq_len, d, bins):
+    """The tail blend's operations (keys of :data:`sim.predictors.COST_WEIGHTS`) for
+    ``heads`` heads of ``rows`` query rows and ``seq_len`` keys each, ``d`` elements a row
+    and ``bins`` histogram bins: ``tail_bin`` per bin and row (the second weight sweep),
+    ``tail_frac`` per row (f's division), ``tail_mac`` per output element (the blend),
+    ``tail_vsum`` per key, element and head (V's column sums) and ``tail_vdiv`` per element
+    and head (the mean's division). What :class:`SofaAdaptiveTail` charges, and the DSE
+    (:func:`sim.dse.evaluate.tail_cost`)."""
+    H, T, S = heads, rows, seq_len
+    return {"tail_bin": H * T * bins, "tail_frac": H * T, "tail_mac": H * T * d,
+            "tail_vsum": H * S * d, "tail_vdiv": H * d}
 
-    Cost: :class:`SofaAdaptive`'s, plus ``d`` MACs a row (the blend) and a second bin sweep
-    a row (``f`` from the gate's histogram at scale ``alpha·c``); the mean of V, ``d`` adds a
-    key once per head, is not counted (about ``d/T`` a pair)."""
-    family = "proposal"
 
-    def __init__(self, adaptive, alpha=1.4):
-        if not alpha > 0:
-            raise ConfigError(f"alpha = {alpha} must be > 0")
-        self.adaptive, self.alpha = adaptive, float(alpha)
-        self.name = (f"tail blend (float model, not built) on p={adaptive.mass}/256 "
-                     f"T={adaptive.temperature:g} alpha={alpha:g}")
+class SofaAdaptiveTail(SofaAdaptive):
+    """:class:`SofaAdaptive` with the tail blend (docs/numerics.md, "Tail blend"), bit-exact
+    through :mod:`sim.fastgolden`: each output row becomes ``O + f·(mean(V) − O)`` with
+    ``mean(V)`` the head's mean V row and ``f`` the row's dropped mass predicted from the
+    gate's histogram (a second weight sweep at ``alpha·c``: the softmax of ``alpha·c·Â``
+    over the bins above ``b_star``; ``alpha`` corrects DLZS's underestimate of the score,
+    1.4 the best of 1.0 … 1.8 on the short texts joined in pairs). Renormalising over the
+    kept keys moves every row towards them; the blend puts the dropped tail back as its mean.
+
+    Register per head: ``tail_scale = alpha·c`` (``c = s_q·s_k·log2(e)/√d``, ``c_frac``
+    fraction bits). Cost: :class:`SofaAdaptive`'s plus ``tail_bin`` per bin and row,
+    ``tail_frac`` per row, ``tail_mac`` per output element, ``tail_vsum`` per key, element
+    and head (the column sums of V) and ``tail_vdiv`` per element and head
+    (:data:`sim.predictors.COST_WEIGHTS`)."""
+
+    def __init__(self, block_size, cap, mass, temperature=1.5, alpha=1.4, bins=32, beta=0.25,
+                 max_seq_len=512, label=None):
+        if not (isinstance(alpha, (int, float)) and alpha > 0):
+            raise ConfigError(f"alpha = {alpha!r} must be a number > 0 (tail_scale = "
+                              f"alpha·c must fit the c_bits register)")
+        super().__init__(block_size, cap, mass, temperature, bins, beta, max_seq_len, label)
+        self.alpha = float(alpha)
+        if label is None:
+            self.name = self.name.replace("SOFA adaptive", "SOFA adaptive+tail", 1) + \
+                f" alpha={alpha:g}"
+
+    def for_layer(self, layer):
+        if not isinstance(self.mass, tuple):
+            return self
+        key = (layer, self.mass[layer])
+        if key not in self._layers:
+            p = SofaAdaptiveTail(self.block_size, self.top_k, self.mass[layer],
+                                 self.temperature, self.alpha, self.bins, self.beta,
+                                 self.max_seq_len)
+            p._cfgs = self._cfgs
+            self._layers[key] = p
+        return self._layers[key]
 
     def params(self):
-        return dict(self.adaptive.params(), alpha=self.alpha)
+        return dict(super().params(), alpha=self.alpha)
 
-    def select(self, hd):
-        sel, res, cfg, _ = self.adaptive.run(hd)
+    def tail_registers(self, cfg, hd):
+        """``tail_scale`` per head of ``hd``; a ConfigError if ``alpha·c`` does not fit."""
+        top = register("tail_scale").legal(cfg)[1]
+        out = []
+        for h in range(hd.shape[0]):
+            value = round(float(hd.logit_scale[h]) * LOG2E * self.alpha * (1 << cfg.c_frac))
+            if not 1 <= value <= top:
+                raise ConfigError(f"tail_scale = {value} (alpha = {self.alpha:g} times head "
+                                  f"{h}'s c) is outside the register's 1 … {top}")
+            out.append(value)
+        return out
+
+    def run(self, hd):
+        if isinstance(self.mass, tuple):
+            raise ValueError("SofaAdaptiveTail with a mass per layer: select through "
+                             "for_layer")
         H, T, S, d = hd.shape
-        z = res.ahat * (self.alpha * hd.logit_scale)[:, None, None]
-        w = np.exp(z - z.max(axis=-1, keepdims=True))
-        f = (w * ~sel.mask).sum(axis=-1, keepdims=True) / w.sum(axis=-1, keepdims=True)
-        vbar = hd.V.astype(np.float64).mean(axis=1)[:, None, :]
-        ops = dict(sel.ops)
-        ops["int8_mac"] += H * T * d
-        ops["adapt_bin"] += H * T * self.adaptive.bins
-        return Selection(mask=sel.mask, ops=ops, out=(1 - f) * sel.out + f * vbar,
-                         info=sel.info)
+        cfg, scale, radius = self.run_params(hd)
+        a_scale, a_shift = self.adapt_registers(cfg, hd)
+        res = sofa_heads(hd.Q, hd.K, hd.V, cfg, seq_len=S, top_k=self.top_k, radius=radius,
+                         scale_log2e=scale, adapt_mass=self.mass, adapt_scale=a_scale,
+                         adapt_shift=a_shift, tail_scale=self.tail_registers(cfg, hd))
+        mask = res.mask()
+        ops = {"shift_add": H * T * S * d, "adapt_key": H * T * S,
+               "adapt_bin": H * T * self.bins, "int8_mac": 2 * d * int(mask.sum()),
+               **tail_ops(H, T, S, d, self.bins)}
+        out = res.out / float(1 << cfg.out_frac)
+        return Selection(mask=mask, ops=ops, out=out, info=res.counters()), res, cfg, scale

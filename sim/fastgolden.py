@@ -32,12 +32,14 @@ import numpy as np
 
 from spec.config import ConfigError, RunParams
 from sim.golden import check_inputs, exp2_lut, tile_ranges
+from spec.numerics import TAIL_FRAC
 from spec.regmap import ADAPT_MASS_FRAC
 
 
 __all__ = ["matmul_exact", "FastResult", "sofa_heads", "sofa_attention_fast", "dlzs_scores_fast",
            "exact_scores_fast", "sads_rows", "pow2_operand", "exp2_fx_vec", "exp_arg_vec",
-           "divide_vec", "adaptive_eligible_vec"]
+           "divide_vec", "adaptive_eligible_vec", "adaptive_tail_vec", "tail_means_vec",
+           "tail_blend_vec"]
 
 
 _NEG = np.iinfo(np.int64).min
@@ -132,6 +134,11 @@ class FastResult:
         Final SU-FA state (``m`` undefined where ``has_m`` is false: no key visited).
     has_m : bool [H, T]
     keys, misses, rescales : int64 [H, T]
+    tail_f : int64 [H, T] or None
+        The tail blend's ``f`` per row (None when no head blends; 0 for a head that does
+        not); ``out`` is then blended.
+    vbar : int64 [H, d] or None
+        Each head's mean V row (``out_frac`` fraction bits) when the blend is on somewhere.
     """
     out: np.ndarray
     ahat: np.ndarray
@@ -150,6 +157,8 @@ class FastResult:
     keys: np.ndarray
     misses: np.ndarray
     rescales: np.ndarray
+    tail_f: np.ndarray = None
+    vbar: np.ndarray = None
 
     def mask(self):
         """Boolean ``[H, T, S]`` of the visited keys."""
@@ -195,6 +204,43 @@ def adaptive_eligible_vec(ahat, cfg, mass, sel_scale, shift, lut):
     reach = (cum << ADAPT_MASS_FRAC) >= np.asarray(mass, np.int64)[:, None] * cum[:, -1:]
     b_star = np.argmax(reach, axis=1)          # the last bin always reaches it
     return bins <= b_star[:, None], b_star
+
+
+def adaptive_tail_vec(ahat, cfg, b_star, tail_scale, shift, lut):
+    """:func:`sim.golden.adaptive_tail` for every row of ``ahat`` [N, S]; ``b_star``,
+    ``tail_scale``, ``shift`` [N]. Returns ``f`` [N] (``TAIL_FRAC_FLOOR``)."""
+    ahat = np.asarray(ahat, np.int64)
+    N, S = ahat.shape
+    nb = cfg.adapt_bins
+    shift = np.asarray(shift, np.int64)[:, None]
+    bins = np.minimum(nb - 1, (ahat.max(axis=1, keepdims=True) - ahat) >> shift)
+    cnt = np.zeros((N, nb), np.int64)
+    np.add.at(cnt, (np.repeat(np.arange(N), S), bins.ravel()), 1)
+    edges = -(np.arange(nb, dtype=np.int64)[None, :] << shift)       # the bins' upper edges
+    part = cnt * exp2_fx_vec(exp_arg_vec(edges, np.asarray(tail_scale, np.int64)[:, None], cfg),
+                             cfg, lut)
+    total = part.sum(axis=1)
+    drop = (part * (np.arange(nb)[None, :] > np.asarray(b_star)[:, None])).sum(axis=1)
+    return (drop << TAIL_FRAC) // total
+
+
+def tail_means_vec(V, seq_len, cfg):
+    """:func:`sim.golden.tail_means` for every head of ``V`` [H, S, d]: [H, d]
+    (``TAIL_MEAN_ROUND``)."""
+    colsum = np.asarray(V, np.int64)[:, :seq_len].sum(axis=1)
+    num = colsum << cfg.out_frac
+    q, r = np.divmod(np.abs(num), seq_len)
+    q = q + (2 * r >= seq_len)
+    return np.where(num < 0, -q, q)
+
+
+def tail_blend_vec(out, vbar, f):
+    """:func:`spec.numerics.tail_blend` elementwise: ``out`` [..., d], ``vbar`` [..., d] and
+    ``f`` [...] broadcast (``TAIL_BLEND_ROUND``)."""
+    out = np.asarray(out, np.int64)
+    f = np.asarray(f, np.int64)[..., None]
+    return out + ((f * (np.asarray(vbar, np.int64) - out) + (1 << (TAIL_FRAC - 1)))
+                  >> TAIL_FRAC)
 
 
 def sads_rows(ahat, cfg, top_k, radius, seq_len, eligible=None):
@@ -257,7 +303,8 @@ def sads_rows(ahat, cfg, top_k, radius, seq_len, eligible=None):
 
 
 def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
-               dense=False, adapt_mass=0, adapt_scale=0, adapt_shift=0, ahat=None):
+               dense=False, adapt_mass=0, adapt_scale=0, adapt_shift=0, tail_scale=0,
+               ahat=None):
     """The SOFA pipeline of :func:`sim.golden.sofa_attention` for ``H`` heads at once.
 
     Parameters
@@ -278,6 +325,8 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
     adapt_mass, adapt_scale, adapt_shift : int or sequence of int (one per head)
         The adaptive budget's registers (:class:`spec.config.RunParams`); ``adapt_mass = 0``
         is the fixed budget.
+    tail_scale : int or sequence of int (one per head)
+        The tail blend's register (``alpha·c``; 0: off), only with ``adapt_mass > 0``.
     ahat : int [H, T, S], optional
         Predicted scores to select from instead of DLZS on ``Q``, ``K`` (the on-demand mode
         predicts them from the activations X: :func:`sim.ondemand.predict_scores`); SU-FA
@@ -294,20 +343,23 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
     radius = der.radius_inf if radius is None else radius
     rad = _per_head(radius, H, "radius")
     cs = _per_head(scale_log2e, H, "scale_log2e")
-    am, asc, ash = (_per_head(v, H, n) for v, n in ((adapt_mass, "adapt_mass"),
-                                                     (adapt_scale, "adapt_scale"),
-                                                     (adapt_shift, "adapt_shift")))
+    am, asc, ash, tsc = (_per_head(v, H, n) for v, n in ((adapt_mass, "adapt_mass"),
+                                                          (adapt_scale, "adapt_scale"),
+                                                          (adapt_shift, "adapt_shift"),
+                                                          (tail_scale, "tail_scale")))
     for h in range(H):                       # ranges and shapes, with the golden model's messages
         check_inputs(Q[h], K[h], V[h], cfg,
                      RunParams(seq_len=S, top_k=top_k, radius=int(rad[h]),
                                scale_log2e=int(cs[h]), dense=dense, adapt_mass=int(am[h]),
-                               adapt_scale=int(asc[h]), adapt_shift=int(ash[h])))
+                               adapt_scale=int(asc[h]), adapt_shift=int(ash[h]),
+                               tail_scale=int(tsc[h])))
     N = H * T
     lut = np.asarray(exp2_lut(cfg), dtype=np.int64)
     scores = exact_scores_fast(Q, K, cfg)                       # [H, T, S]
     flat_scores = scores.reshape(N, S)
     tiles = tile_ranges(S, cfg.block_size)
     nt = len(tiles)
+    tail_f = None
     if dense:
         ahat = None
         kt = cfg.block_size
@@ -329,9 +381,13 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
         eligible = None
         if (am > 0).any():
             rows_m = np.repeat(am, T)
-            eligible, _ = adaptive_eligible_vec(ahat.reshape(N, S), cfg, rows_m,
-                                                np.repeat(asc, T), np.repeat(ash, T), lut)
+            eligible, b_star = adaptive_eligible_vec(ahat.reshape(N, S), cfg, rows_m,
+                                                     np.repeat(asc, T), np.repeat(ash, T), lut)
             eligible |= (rows_m == 0)[:, None]        # heads on the fixed budget
+            if (tsc > 0).any():
+                rows_t = np.repeat(tsc, T)
+                tail_f = adaptive_tail_vec(ahat.reshape(N, S), cfg, b_star, rows_t,
+                                           np.repeat(ash, T), lut) * (rows_t > 0)
         sel, sel_ahat, cnt = sads_rows(ahat.reshape(N, S), cfg, top_k, np.repeat(rad, T), S,
                                        eligible)
 
@@ -403,6 +459,11 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
                 if a.size:
                     accumulate(rs[a], s_s[a, p:p + 1], idx_s[a, p:p + 1], val_s[a, p:p + 1])
     out = divide_vec(o, l, cfg)
+    vbar = None
+    if tail_f is not None:
+        vbar = tail_means_vec(V, S, cfg)
+        out = tail_blend_vec(out, np.repeat(vbar, T, axis=0), tail_f)
+        tail_f = tail_f.reshape(H, T)
     shape = (H, T)
     return FastResult(
         out=out.reshape(H, T, cfg.d), ahat=ahat, scores=scores,
@@ -413,7 +474,7 @@ def sofa_heads(Q, K, V, cfg, *, seq_len=None, top_k=1, radius=None, scale_log2e,
         entered=cnt["entered"].reshape(H, T, nt), steps=cnt["steps"].reshape(H, T, nt),
         m=m.reshape(shape), has_m=has_m.reshape(shape), l=l.reshape(shape),
         o=o.reshape(H, T, cfg.d), keys=keys.reshape(shape), misses=misses.reshape(shape),
-        rescales=rescales.reshape(shape))
+        rescales=rescales.reshape(shape), tail_f=tail_f, vbar=vbar)
 
 
 def sofa_attention_fast(Q, K, V, cfg, params):
@@ -424,4 +485,5 @@ def sofa_attention_fast(Q, K, V, cfg, params):
     return sofa_heads(Q, K, V, cfg, seq_len=params.seq_len, top_k=params.top_k,
                       radius=params.radius, scale_log2e=params.scale_log2e,
                       dense=params.dense, adapt_mass=params.adapt_mass,
-                      adapt_scale=params.adapt_scale, adapt_shift=params.adapt_shift)
+                      adapt_scale=params.adapt_scale, adapt_shift=params.adapt_shift,
+                      tail_scale=params.tail_scale)

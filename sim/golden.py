@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spec.config import ConfigError
-from spec.numerics import div_round_half_away, exp2_fx, exp2_lut, exp_arg
+from spec.numerics import (div_round_half_away, exp2_fx, exp2_lut, exp_arg, tail_blend,
+                           tail_fraction, tail_mean)
 from spec.regmap import ADAPT_MASS_FRAC
 
 
 __all__ = [
     "lzc", "log_shift", "dlzs_term", "dlzs_scores", "exact_scores",
-    "tile_ranges", "sads_row", "TileSelection", "adaptive_eligible",
+    "tile_ranges", "sads_row", "TileSelection", "adaptive_eligible", "adaptive_tail",
+    "tail_means", "tail_blend_row",
     "exp2_lut", "exp2_fx", "exp_arg", "div_round_half_away",
     "sufa_row", "RowTrace", "sofa_attention", "GoldenResult", "check_inputs",
 ]
@@ -157,6 +159,43 @@ def adaptive_eligible(ahat_row, cfg, *, mass, sel_scale, shift, lut=None):
     return [b <= b_star for b in bins], b_star
 
 
+def adaptive_tail(ahat_row, cfg, *, b_star, tail_scale, shift, lut=None):
+    """The tail blend's dropped mass ``f`` of one row (docs/numerics.md, "Tail blend"), from
+    the adaptive gate's histogram (the bins of :func:`adaptive_eligible`, same ``shift``) and
+    its ``b_star``: a second weight sweep at the scale ``tail_scale`` (``alpha·c``),
+
+    ``W2[b] = exp2_fx(exp_arg(−(b << shift), tail_scale))`` (the bin's upper edge),
+    ``total = Σ_b cnt[b]·W2[b]``, ``drop = Σ_{b > b_star} cnt[b]·W2[b]``,
+    ``f = floor(drop · 2^TAIL_FRAC / total)`` (``TAIL_FRAC_FLOOR``).
+
+    The bins above ``b_star`` are the keys that are not eligible; keys eligible but dropped
+    by the per-tile cap are not counted. ``W2[0]`` is 1.0 and bin 0 is never dropped, so
+    ``drop < total``."""
+    lut = exp2_lut(cfg) if lut is None else lut
+    a = [int(v) for v in ahat_row]
+    nb = cfg.adapt_bins
+    top = max(a)
+    cnt = [0] * nb
+    for v in a:
+        cnt[min(nb - 1, (top - v) >> shift)] += 1
+    weight = [exp2_fx(exp_arg(-(b << shift), tail_scale, cfg), cfg, lut) for b in range(nb)]
+    total = sum(c * w for c, w in zip(cnt, weight))
+    drop = sum(c * w for b, (c, w) in enumerate(zip(cnt, weight)) if b > b_star)
+    return tail_fraction(drop, total)
+
+
+def tail_means(V, seq_len, cfg):
+    """The head's mean V row, ``d`` elements with ``out_frac`` fraction bits: the column sums
+    of V's rows ``0 … S−1``, each divided by S (``TAIL_MEAN_ROUND``)."""
+    colsum = np.asarray(V, dtype=np.int64)[:seq_len].sum(axis=0)
+    return np.array([tail_mean(c, seq_len, cfg) for c in colsum], dtype=np.int64)
+
+
+def tail_blend_row(out_row, vbar, f):
+    """One output row blended with the mean V row by ``f`` (``TAIL_BLEND_ROUND``)."""
+    return np.array([tail_blend(o, v, f) for o, v in zip(out_row, vbar)], dtype=np.int64)
+
+
 def sads_row(ahat_row, cfg, *, top_k, radius, seq_len=None, eligible=None):
     """SADS selection for one query row: a :class:`TileSelection` per tile.
 
@@ -288,12 +327,19 @@ class GoldenResult:
         Per row, per tile (None in dense mode).
     rows : list of RowTrace
         Final SU-FA state and counts per row.
+    tail_f : list of int or None
+        The tail blend's ``f`` per row (None when the blend is off); ``out`` is then the
+        blended output.
+    vbar : ndarray [d] or None
+        The head's mean V row of the tail blend (None when it is off).
     """
     out: np.ndarray
     ahat: np.ndarray
     scores: np.ndarray
     selection: list
     rows: list
+    tail_f: list = None
+    vbar: np.ndarray = None
 
     def counters(self):
         """Totals of the events the hardware counts."""
@@ -340,7 +386,9 @@ def sofa_attention(Q, K, V, cfg, params, keep_steps=False):
     """The whole SOFA pipeline for one head; returns a :class:`GoldenResult`.
 
     Sparse mode: DLZS Â, the adaptive budget's eligible keys if ``params.adaptive``, SADS
-    per tile, SU-FA over the selection in SADS order. Dense mode:
+    per tile, SU-FA over the selection in SADS order; with ``params.tail`` each output row is
+    then blended with the head's mean V row by its predicted dropped mass
+    (:func:`adaptive_tail`, :func:`tail_means`, :func:`tail_blend_row`). Dense mode:
     every key of every tile in natural order through the same SU-FA.
     """
     Q, K, V = check_inputs(Q, K, V, cfg, params)
@@ -349,21 +397,30 @@ def sofa_attention(Q, K, V, cfg, params, keep_steps=False):
     tiles_nat = [list(range(a, b)) for a, b in tile_ranges(params.seq_len, cfg.block_size)]
     ahat = None if params.dense else dlzs_scores(Q, K, cfg)
     selection, rows, out = [], [], []
+    tail_f, vbar = ([], tail_means(V, params.seq_len, cfg)) if params.tail else (None, None)
     for i in range(Q.shape[0]):
         if params.dense:
             order = tiles_nat
         else:
             eligible = None
             if params.adaptive:
-                eligible, _ = adaptive_eligible(ahat[i], cfg, mass=params.adapt_mass,
-                                                sel_scale=params.adapt_scale,
-                                                shift=params.adapt_shift, lut=lut)
+                eligible, b_star = adaptive_eligible(ahat[i], cfg, mass=params.adapt_mass,
+                                                     sel_scale=params.adapt_scale,
+                                                     shift=params.adapt_shift, lut=lut)
+                if params.tail:
+                    tail_f.append(adaptive_tail(ahat[i], cfg, b_star=b_star,
+                                                tail_scale=params.tail_scale,
+                                                shift=params.adapt_shift, lut=lut))
             sel = sads_row(ahat[i], cfg, top_k=params.top_k, radius=params.radius,
                            eligible=eligible)
             selection.append(sel)
             order = [t.indices for t in sel]
         tr = sufa_row(Q[i], K, V, order, params.scale_log2e, cfg, lut, keep_steps)
         rows.append(tr)
-        out.append(divide_row(tr, cfg))
+        o_row = divide_row(tr, cfg)
+        if params.tail:
+            o_row = tail_blend_row(o_row, vbar, tail_f[-1])
+        out.append(o_row)
     return GoldenResult(out=np.array(out, dtype=np.int64), ahat=ahat, scores=scores,
-                        selection=None if params.dense else selection, rows=rows)
+                        selection=None if params.dense else selection, rows=rows,
+                        tail_f=tail_f, vbar=vbar)

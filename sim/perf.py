@@ -28,16 +28,20 @@ With the adaptive gate (``adapt_bins > 0``, sparse) a row passes through the gat
 DLZS fills it at ``dlzs_cycles`` a key, the gate counts it and sweeps its bins, then replays it
 to SADS (:func:`spec.timing.adapt_sweep_cycles` and the cycles a key there), or at the SADS ``ii``
 per key that enters the sorter where that is slower; the next row fills the gate after that
-(DLZS has its keys ready, so only the first row waits for DLZS's latency).
+(DLZS has its keys ready, so only the first row waits for DLZS's latency). The tail blend
+adds its sweep and division to every row's gate time (:func:`spec.timing.tail_sweep_cycles`);
+its two output stages and the mean V row's sweep (before the call, while the core is idle)
+are not modelled.
 """
 
 from dataclasses import dataclass
 
 
 from sim.golden import exp2_lut, sufa_row, tile_ranges
+from spec.numerics import TAIL_FRAC
 from spec.timing import (ADAPT_COUNT_CYCLES, ADAPT_EMIT_CYCLES, adapt_sweep_cycles,
                          divider_timing, dlzs_latency, sads_bank_timing, sads_timing,
-                         sufa_latency)
+                         sufa_latency, tail_sweep_cycles)
 
 
 __all__ = ["core_cycles", "tile_work", "CycleBreakdown"]
@@ -137,6 +141,8 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
         # latency).
         emit_time = ADAPT_EMIT_CYCLES
         gate_think = adapt_sweep_cycles(cfg.adapt_bins)
+        if params.tail:                    # the tail sweep and f's division (hw/adapt.py)
+            gate_think += tail_sweep_cycles(cfg.adapt_bins, TAIL_FRAC)
         t_pred += dlzs_lat + 2
         lag = sads_lat + 3
     for g in range(0, len(work), L):

@@ -67,6 +67,17 @@ COST_WEIGHTS = {
     # the count x weight multiply (11 x 16 bits), its exp2 and the running sum.
     "adapt_key": 0.6,
     "adapt_bin": 3.0,
+    # The tail blend (SofaAdaptiveTail, docs/numerics.md "Tail blend") [INFERRED, the same
+    # scaling]: per bin and row, the second weight sweep (as adapt_bin); per row, f's
+    # TAIL_FRAC-step restoring division (12 subtracts of ~26 bits); per output element, the
+    # blend f·(vbar − O) (a 12 x 18-bit multiply, 12·18/64 = 3.4, and two 18-bit adds);
+    # per key and head, the column sum of V (d adds of ~17 bits, as a shift-add); per
+    # element and head, the mean's division (about 25 subtracts of ~26 bits).
+    "tail_bin": 3.0,
+    "tail_frac": 4.0,
+    "tail_mac": 4.0,
+    "tail_vsum": 0.2,
+    "tail_vdiv": 8.0,
 }
 
 

@@ -477,6 +477,11 @@ class RunParams:
         unsigned with ``c_frac`` fraction bits like ``scale_log2e``.
     adapt_shift : int
         Histogram bin width ``2^adapt_shift`` in Â units.
+    tail_scale : int
+        The tail blend (docs/numerics.md, "Tail blend"): ``alpha·c``, log2 units per Â unit
+        of the softmax that predicts a row's dropped mass, unsigned with ``c_frac`` fraction
+        bits like ``scale_log2e``; 0 (the default) is off. Needs the adaptive budget
+        (``adapt_mass > 0``) in sparse mode.
     """
     seq_len: int
     top_k: int
@@ -486,15 +491,22 @@ class RunParams:
     adapt_mass: int = 0
     adapt_scale: int = 0
     adapt_shift: int = 0
+    tail_scale: int = 0
 
     @property
     def adaptive(self):
         """The adaptive budget is on (``adapt_mass > 0``)."""
         return self.adapt_mass > 0
 
+    @property
+    def tail(self):
+        """The tail blend is on (``tail_scale > 0``; :meth:`validate` requires the adaptive
+        budget in sparse mode with it)."""
+        return self.tail_scale > 0
+
     def validate(self, cfg):
         """Each value within what its register takes (:mod:`spec.regmap`); S at least 1."""
-        for name in ("adapt_mass", "adapt_scale", "adapt_shift"):
+        for name in ("adapt_mass", "adapt_scale", "adapt_shift", "tail_scale"):
             value = getattr(self, name)
             if not cfg.adapt_bins and value != 0:
                 raise ConfigError(f"{name} = {value!r} needs a core with adaptive selection "
@@ -502,7 +514,8 @@ class RunParams:
         regs = (("seq_len", None), ("top_k", "top_k"), ("radius", "radius"),
                 ("scale_log2e", "scale"))
         if cfg.adapt_bins:
-            regs += tuple((n, n) for n in ("adapt_mass", "adapt_scale", "adapt_shift"))
+            regs += tuple((n, n) for n in ("adapt_mass", "adapt_scale", "adapt_shift",
+                                           "tail_scale"))
         for name, reg in regs:
             lo, hi = (1, cfg.max_seq_len) if reg is None else register(reg).legal(cfg)
             value = getattr(self, name)
@@ -513,6 +526,11 @@ class RunParams:
                                   f"allowed {lo} … {hi}")
         if not isinstance(self.dense, bool):
             raise ConfigError(f"dense must be true or false, not {self.dense!r}")
+        if self.tail_scale and (self.dense or not self.adaptive):
+            raise ConfigError(f"tail_scale = {self.tail_scale} (the tail blend) needs the "
+                              f"adaptive budget in sparse mode; this call has adapt_mass = "
+                              f"{self.adapt_mass}, dense = {self.dense}; allowed tail_scale = 0 "
+                              f"there, or adapt_mass 1 … 256 with dense = false")
         return self
 
     @staticmethod

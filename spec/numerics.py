@@ -19,6 +19,18 @@ docstrings of the golden model (:mod:`sim.golden`) and of the units (:mod:`hw`):
 ``DIV_ROUND_HALF_AWAY``
     ``O = o·2^out_frac / l`` rounded half away from zero: :func:`div_round_half_away`.
 
+The tail blend (docs/numerics.md, "Tail blend") adds three:
+
+``TAIL_MEAN_ROUND``
+    The head's mean V row ``vbar = (Σ_{j<S} V[j]) · 2^out_frac / S``, rounded half away
+    from zero (``DIV_ROUND_HALF_AWAY``): :func:`tail_mean`.
+``TAIL_FRAC_FLOOR``
+    The dropped mass ``f = floor(drop · 2^TAIL_FRAC / total)``, UQ0.``TAIL_FRAC``:
+    :func:`tail_fraction`.
+``TAIL_BLEND_ROUND``
+    ``O + f·(vbar − O) / 2^TAIL_FRAC`` rounded half up (add ``2^(TAIL_FRAC−1)``, arithmetic
+    shift right): :func:`tail_blend`.
+
 The on-demand K/V mode (prediction from the activations X, docs/numerics.md) adds the stored
 weight format of phase 1.1, :func:`lz_encode` / :func:`lz_decode`, and two steps:
 
@@ -33,12 +45,14 @@ import math
 
 
 __all__ = ["ROUNDING_STEPS", "exp2_lut", "exp2_fx", "exp_arg", "div_round_half_away",
+           "TAIL_FRAC", "tail_mean", "tail_fraction", "tail_blend",
            "LZ_BITS", "LZ_ZERO", "LZ_WEIGHT_MAX", "lz_encode", "lz_decode", "khat_truncate"]
 
 
 #: The named rounding steps, in datapath order.
 ROUNDING_STEPS = ("EXP_ARG_FLOOR", "LUT_ADDR_TRUNC", "LUT_ROUND", "EXP_SHIFT_FLOOR",
-                  "RESCALE_FLOOR", "DIV_ROUND_HALF_AWAY")
+                  "RESCALE_FLOOR", "DIV_ROUND_HALF_AWAY", "TAIL_MEAN_ROUND", "TAIL_FRAC_FLOOR",
+                  "TAIL_BLEND_ROUND")
 
 
 def exp2_lut(cfg):
@@ -81,6 +95,35 @@ def div_round_half_away(num, den):
     if 2 * r >= den:
         q += 1
     return -q if num < 0 else q
+
+
+# -- the tail blend (the adaptive budget's formal stage) ---------------------------------
+
+#: Fraction bits of the tail blend's dropped mass ``f`` (UQ0.TAIL_FRAC; ``f < 1`` always,
+#: since the row's best bin is kept).
+TAIL_FRAC = 12
+
+
+def tail_mean(colsum, seq_len, cfg):
+    """``TAIL_MEAN_ROUND``: one element of the head's mean V row with ``out_frac`` fraction
+    bits, ``round_half_away(colsum · 2^out_frac / S)`` for ``colsum = Σ_{j<S} V[j, e]``."""
+    return div_round_half_away(int(colsum) << cfg.out_frac, seq_len)
+
+
+def tail_fraction(drop, total):
+    """``TAIL_FRAC_FLOOR``: ``floor(drop · 2^TAIL_FRAC / total)`` for ``0 <= drop < total``,
+    the row's predicted dropped mass (0 … 2^TAIL_FRAC - 1)."""
+    drop, total = int(drop), int(total)
+    if not 0 <= drop < total:
+        raise ValueError(f"tail_fraction: need 0 <= drop < total, got {drop}, {total}")
+    return (drop << TAIL_FRAC) // total
+
+
+def tail_blend(o, vbar, f):
+    """``TAIL_BLEND_ROUND``: ``o + ((f·(vbar − o) + 2^(TAIL_FRAC−1)) >> TAIL_FRAC)``, one
+    output element ``o`` (``out_frac`` fraction bits) moved towards ``vbar`` by ``f``."""
+    o = int(o)
+    return o + ((int(f) * (int(vbar) - o) + (1 << (TAIL_FRAC - 1))) >> TAIL_FRAC)
 
 
 # -- on-demand K/V: the stored weight format of phase 1.1 ---------------------------------

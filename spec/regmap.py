@@ -246,6 +246,11 @@ REGISTERS = (
         "edge (adapt_bins - 1) << ADAPT_SHIFT fits diff_width bits.",
         lambda cfg: _bits(cfg.derived.diff_width), lambda cfg: 0, _adapt_shift_legal,
         present=_adaptive),
+    _rw("tail_scale", 53, "Tail blend: alpha·c, log2 units per Â unit of the softmax that "
+        "predicts a row's dropped mass f (O becomes (1 - f)·O + f·mean(V)), c_bits bits with "
+        "c_frac fraction bits; 0: off. Acts only with ADAPT_MASS != 0 in sparse mode.",
+        lambda cfg: cfg.c_bits, lambda cfg: 0, lambda cfg: (0, (1 << cfg.c_bits) - 1),
+        present=_adaptive),
     # -- several cores (cores > 1; spec.job.split_job) ---------------------------------------
     _rw("shared_k", 51, "1: the engines of a head group take the prediction K stream from "
         "one read (spec.job.k_followers); 0: each reads its own.",
@@ -472,7 +477,7 @@ def parameter_writes(cfg, params):
               "scale": params.scale_log2e, "dense": int(params.dense)}
     if cfg.adapt_bins:
         values.update(adapt_mass=params.adapt_mass, adapt_scale=params.adapt_scale,
-                      adapt_shift=params.adapt_shift)
+                      adapt_shift=params.adapt_shift, tail_scale=params.tail_scale)
     return register_writes(cfg, values)
 
 

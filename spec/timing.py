@@ -18,7 +18,7 @@ from spec.validate import check_int
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
            "SadsTiming", "sads_timing", "SadsBankTiming", "sads_bank_timing", "predict_keys_for", "sufa_latency", "core_latency", "EXP2_LATENCY",
            "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES", "JOB_SPLIT_PRODUCTS", "job_split_cycles", "ADAPT_COUNT_CYCLES",
-           "ADAPT_EMIT_CYCLES", "adapt_sweep_cycles", "adapt_gate_cycles"]
+           "ADAPT_EMIT_CYCLES", "adapt_sweep_cycles", "adapt_gate_cycles", "tail_sweep_cycles"]
 
 
 #: Tiles of V rows the memory-attached core holds on chip (one fetched while the lanes attend
@@ -96,6 +96,13 @@ def adapt_sweep_cycles(bins):
     threshold sweep with its registered product, ``bins + 1``; the key threshold, the first
     read and the first key, 3)."""
     return 2 * bins + 8
+
+
+def tail_sweep_cycles(bins, frac=12):
+    """:class:`hw.adapt.AdaptiveGate` with the tail blend on: the cycles its row adds before
+    the first key leaves, ``bins + frac + 4`` (the tail sweep, ``bins + 3``; the division of
+    ``f``, ``frac = TAIL_FRAC`` cycles; ``f`` out, 1, when it is taken at once)."""
+    return bins + frac + 4
 
 
 def adapt_gate_cycles(seq_len, bins):

@@ -10,10 +10,12 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.sim import Simulator
 
 from hw.adapt import AdaptiveGate
-from sim.golden import adaptive_eligible
+from sim.golden import adaptive_eligible, adaptive_tail
 from spec.config import RunParams, preset
 from spec.regmap import register
-from spec.timing import ADAPT_COUNT_CYCLES, ADAPT_EMIT_CYCLES, adapt_sweep_cycles
+from spec.numerics import TAIL_FRAC
+from spec.timing import (ADAPT_COUNT_CYCLES, ADAPT_EMIT_CYCLES, adapt_sweep_cycles,
+                         tail_sweep_cycles)
 from tb.streams import TRAFFIC, run_streams
 
 CONFIGS = {
@@ -133,3 +135,91 @@ def test_row_timing(name):
         assert seen["out"][0] - seen["in"][-1] == \
             ADAPT_COUNT_CYCLES * S + adapt_sweep_cycles(cfg.adapt_bins)
         assert {b - a for a, b in zip(seen["out"], seen["out"][1:])} == {ADAPT_EMIT_CYCLES}
+
+
+# -- the tail blend's f (tail_scale != 0) -------------------------------------------------------
+
+class TailBench(Elaboratable):
+    """The gate with all four registers tied to constants."""
+
+    def __init__(self, gate, mass, sel_scale, shift, tail_scale):
+        self.gate = gate
+        self.regs = (mass, sel_scale, shift, tail_scale)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.gate = g = self.gate
+        mass, sel_scale, shift, tail_scale = self.regs
+        m.d.comb += [g.mass.eq(mass), g.sel_scale.eq(sel_scale), g.shift.eq(shift),
+                     g.tail_scale.eq(tail_scale)]
+        return m
+
+
+@pytest.mark.parametrize("traffic", TRAFFIC, ids=repr)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_gate_tail_equals_golden(name, traffic):
+    """With TAIL_SCALE != 0 the gate sends one f a row, equal to sim.golden.adaptive_tail,
+    and the same eligible keys; with ADAPT_MASS = 0 it sends none (backpressure on f too)."""
+    cfg = CONFIGS[name]
+    rng = random.Random(f"tail{name}{traffic!r}")
+    top = (1 << cfg.c_bits) - 1
+    settings = [(128, 1 << (cfg.c_frac - 8), 3, 1 << (cfg.c_frac - 7)),
+                (40, 1 << (cfg.c_frac - 5), 0, top),
+                (256, 1 << (cfg.c_frac - 12), 6, 1),
+                (200, 12345, 5, 23456),
+                (0, 1 << (cfg.c_frac - 8), 3, 999)]
+    for mass, c_sel, shift, t_scale in settings:
+        rows = rows_for(cfg, rng, 3)
+        beats = [{"value": v, "index": j, "first": int(j == 0), "last": int(j == len(row) - 1)}
+                 for row in rows for j, v in enumerate(row)]
+        dut = AdaptiveGate(cfg)
+        n_f = len(rows) if mass else 0
+        out, fs = run_streams(TailBench(dut, mass, c_sel, shift, t_scale), [(dut.i, beats)],
+                              [(dut.o, len(beats)), (dut.f, n_f)], traffic=traffic,
+                              seed=shift + mass, timeout=40 * len(beats) + 4000)
+        k = 0
+        for r, row in enumerate(rows):
+            want, b_star = adaptive_eligible(row, cfg, mass=mass, sel_scale=c_sel, shift=shift)
+            if mass:
+                assert fs[r] == adaptive_tail(row, cfg, b_star=b_star, tail_scale=t_scale,
+                                              shift=shift), (mass, t_scale, r)
+            for j in range(len(row)):
+                assert out[k].eligible == (want[j] or not mass)
+                k += 1
+
+
+@pytest.mark.parametrize("name", ["tiny", "wide"])
+def test_tail_row_timing(name):
+    """Measured: with the tail blend on, a row's first key leaves ``tail_sweep_cycles(bins)``
+    cycles later than without (f taken at once)."""
+    cfg = CONFIGS[name]
+    S = 5
+    delays = []
+    for t_scale in (0, 1 << (cfg.c_frac - 7)):
+        dut = AdaptiveGate(cfg)
+        bench = TailBench(dut, 128, 1 << (cfg.c_frac - 8), 3, t_scale)
+        seen = {"in": [], "out": []}
+
+        async def testbench(ctx):
+            ctx.set(dut.o.ready, 1)
+            ctx.set(dut.f.ready, 1)
+            for cycle in range(8 * S + 6 * cfg.adapt_bins + 80):
+                j = len(seen["in"])
+                ctx.set(dut.i.valid, j < S)
+                ctx.set(dut.i.payload, {"value": (7 * j) % 50, "index": min(j, S - 1),
+                                        "first": int(j == 0), "last": int(j == S - 1)})
+                _, _, took, gave = await ctx.tick().sample(dut.i.valid & dut.i.ready,
+                                                           dut.o.valid & dut.o.ready)
+                if took:
+                    seen["in"].append(cycle)
+                if gave:
+                    seen["out"].append(cycle)
+
+        sim = Simulator(bench)
+        sim.add_clock(1e-8)
+        sim.add_testbench(testbench)
+        sim.run()
+        assert len(seen["out"]) == S
+        delays.append(seen["out"][0] - seen["in"][-1])
+    assert delays[0] == ADAPT_COUNT_CYCLES * S + adapt_sweep_cycles(cfg.adapt_bins)
+    assert delays[1] - delays[0] == tail_sweep_cycles(cfg.adapt_bins, TAIL_FRAC)

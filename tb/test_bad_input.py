@@ -207,6 +207,10 @@ CASES = [
     ("dse-search-and-adapt-temperature", ["dse", "--quick", "--adaptive", "--search-temperature",
                                           "--adapt-temperature", "2", "--out", "{out}"],
      "--adapt-temperature"),
+    *[(f"dse-tail-{v or 'empty'}", ["dse", "--quick", "--adaptive", "--tail", v, "--out",
+                                     "{out}"], "--tail")
+      for v in ("0", "-1", "3", "nan", "inf", "x", "")],
+    ("dse-tail-alone", ["dse", "--quick", "--tail", "on", "--out", "{out}"], "--tail"),
     ("dse-adaptive-radius-trials", ["dse", "--quick", "--adaptive", "--radius-trials", "2",
                                     "--out", "{out}"], "--radius-trials"),
     ("dse-out-file", ["dse", "--quick", "--out", "{tmp}/afile"], "--out"),
@@ -515,3 +519,34 @@ def test_make_targets(tmp_path, target, variables, names):
     assert len(errors) == 1 and names in errors[0], r.stderr
     assert "Traceback" not in r.stderr
     assert not (ROOT / "build" / stem).exists()
+
+
+# -- the tail blend's parameters: each error names the parameter, the value and what is allowed --
+
+def test_tail_blend_bad_parameters():
+    from spec.config import RunParams, preset
+    from sim.adaptive import SofaAdaptiveTail
+    cfg = preset("tiny").replace(adapt_bins=4)
+    top = (1 << cfg.c_bits) - 1
+    base = dict(seq_len=8, top_k=1, radius=0, scale_log2e=1)
+    cases = [
+        (preset("tiny"), dict(adapt_mass=0, tail_scale=5),
+         "tail_scale = 5 needs a core with adaptive selection (adapt_bins > 0); this config "
+         "has adapt_bins = 0"),
+        (cfg, dict(tail_scale=5),
+         "tail_scale = 5 (the tail blend) needs the adaptive budget in sparse mode; this call "
+         "has adapt_mass = 0, dense = False; allowed tail_scale = 0 there, or adapt_mass "
+         "1 … 256 with dense = false"),
+        (cfg, dict(adapt_mass=64, dense=True, tail_scale=5), "dense = True"),
+        (cfg, dict(adapt_mass=64, tail_scale=top + 1),
+         f"tail_scale = {top + 1} is out of range for this config; allowed 0 … {top}"),
+        (cfg, dict(adapt_mass=64, tail_scale=-1), "tail_scale = -1 is out of range"),
+        (cfg, dict(adapt_mass=64, tail_scale=1.5), "tail_scale must be an integer, not 1.5"),
+    ]
+    for c, kw, msg in cases:
+        with pytest.raises(ConfigError) as e:
+            RunParams(**base, **kw).validate(c)
+        assert msg in str(e.value), (kw, str(e.value))
+    for alpha in (0, -1.4, float("nan"), "1.4"):
+        with pytest.raises(ConfigError, match=f"alpha = {alpha!r} must be a number > 0"):
+            SofaAdaptiveTail(64, 32, 56, 2.0, alpha=alpha)

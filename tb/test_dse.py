@@ -476,12 +476,225 @@ def test_adaptive_temperature_search(tmp_path, capsys):
     assert plan[0].adapt.temperature == t.params["T"] and "L0_mass" in t.params
 
 
+# -- the tail blend in the adaptive budget --------------------------------------------------
+
+def test_adaptive_tail_evaluation_equals_sofa_adaptive_tail():
+    """A uniform adaptive plan with the tail blend gives what the study's SofaAdaptiveTail
+    gives through the same model (the same cosine, keys and compute), and against the plan
+    without the blend: another cosine, and beyond the kept keys' MACs (the later layers'
+    inputs differ) exactly the blend's ops (sim.adaptive.tail_ops) more in every layer."""
+    from sim.adaptive import SofaAdaptiveTail, tail_ops
+    from sim.longstudy import ADAPTIVE, TAIL_ALPHA
+    from sim.minilm import cosine
+    from sim.predictors import HeadData
+    ev = dse.Evaluator(dict(list(_texts().items())[:1]), max_tokens=64)
+    mass = 80
+    rule = dse.AdaptiveRule(tail_alpha=TAIL_ALPHA)
+    assert rule.tail and dse.TAIL_ALPHA == TAIL_ALPHA
+    on = ev.run_text(dse.adaptive_plan([mass] * 6, rule, 12), 0)
+    off = ev.run_text(dse.adaptive_plan([mass] * 6, rule, 12, [0.0] * 6), 0)
+    pred = SofaAdaptiveTail(ADAPTIVE["block_size"], ADAPTIVE["cap"], mass,
+                            ADAPTIVE["temperature"], TAIL_ALPHA)
+    seen = {"kept": 0, "cost": 0.0}
+
+    def hook(layer, q, k, v):
+        hd = HeadData.from_float(q, k, v)
+        sel = pred.select(hd)
+        seen["kept"] += int(sel.mask.sum())
+        seen["cost"] += int8_equivalent(sel.ops)
+        return sel.out * hd.sv[:, None, None]
+
+    cos = cosine(ev.model.embed(ev.ids[0], hook), ev.ref[0])
+    assert on["cos"] == cos and on["kept"] == seen["kept"]
+    assert on["cost"] == pytest.approx(seen["cost"], rel=1e-12)
+    S = len(ev.ids[0])
+    blend = 6 * int8_equivalent(tail_ops(12, S, S, 32, rule.bins))
+    assert on["cos"] != off["cos"]                               # the blend is applied
+    keys = 2 * 32 * (on["kept"] - off["kept"])
+    assert on["cost"] - off["cost"] - keys == pytest.approx(blend, rel=1e-12)  # and charged
+
+
+def test_adaptive_tail_attend_registers_and_terms():
+    """One layer with the blend on: each head's tail_scale is SofaAdaptiveTail's register,
+    the output is the fast model's with that register (not the output without it), the
+    keys are those without the blend, and each cost term grows by the blend's share."""
+    from sim.adaptive import SofaAdaptiveTail, tail_ops
+    from sim.predictors import HeadData
+    from spec.numerics import TAIL_FRAC
+    from spec.timing import tail_sweep_cycles
+    rng = np.random.default_rng(5)
+    H, T, S, d = 3, 6, 80, 32
+    heads = [_random_head(rng, T, S, d) for _ in range(H)]
+    hd = HeadData(*(np.stack([h[i] for h in heads]) for i in range(3)),
+                  sq=np.full(H, 0.02), sk=np.array([0.03, 0.02, 0.04]), sv=np.full(H, 0.01))
+    rule = dse.AdaptiveRule(block_size=32, cap=8)
+    masses = (40, 128, 200)
+    off = dse.adaptive_plan([masses], rule)[0]
+    on = dse.adaptive_plan([masses], rule, alphas=[1.8])[0]
+    assert on.adapt.tail_alpha == 1.8 and not off.adapt.tail
+    o0, s0 = dse.attend(off, hd, registers=True)
+    o1, s1 = dse.attend(on, hd, registers=True)
+    cfg = dse.layer_config(d, 32, 8, adapt_bins=rule.bins)
+    want = SofaAdaptiveTail(32, 8, 64, rule.temperature, 1.8, rule.bins,
+                            rule.beta).tail_registers(cfg, hd)
+    assert [r["tail_scale"] for r in s1["registers"]] == want and min(want) > 0
+    assert [r["tail_scale"] for r in s0["registers"]] == [0] * H
+    assert len(set(want)) > 1                                     # per head, from its c
+    regs = s1["registers"]
+    fast = sofa_heads(hd.Q, hd.K, hd.V, cfg, seq_len=S, top_k=8,
+                      radius=[r["radius"] for r in regs],
+                      scale_log2e=[r["scale_log2e"] for r in regs], adapt_mass=list(masses),
+                      adapt_scale=[r["adapt_scale"] for r in regs],
+                      adapt_shift=[r["adapt_shift"] for r in regs], tail_scale=want)
+    np.testing.assert_array_equal(o1, fast.out / float(1 << cfg.out_frac))
+    assert not np.array_equal(o0, o1)
+    assert s1["kept"] == s0["kept"]
+    assert s1["cost"] - s0["cost"] == pytest.approx(
+        int8_equivalent(tail_ops(H, T, S, d, rule.bins)))
+    assert s1["sort_ops"] - s0["sort_ops"] == H * T * rule.bins
+    assert s1["exp"] - s0["exp"] == H * T * rule.bins
+    assert s1["cycles"] > s0["cycles"] and s1["cycles_dense"] == s0["cycles_dense"]
+    assert tail_sweep_cycles(rule.bins, TAIL_FRAC) > 0
+
+
+def test_adaptive_tail_search_space():
+    """``L{l}_tail`` sets each layer's alpha (0: off); the rule's JSON has tail_alpha only
+    when the blend is on (a rule without it reads as before)."""
+    rule = dse.AdaptiveRule()
+    assert dse.TAIL_ALPHAS == (0.0, 1.0, 1.4, 1.8)
+    params = {**{f"L{l}_mass": 64 for l in range(3)},
+              **{f"L{l}_tail": a for l, a in enumerate((0.0, 1.4, 1.8))}}
+    plan = dse.plan_from_params(params, 3, 2, adaptive=rule)
+    assert [ls.adapt.tail_alpha for ls in plan] == [0.0, 1.4, 1.8]
+    assert [ls.adapt.tail for ls in plan] == [False, True, True]
+    assert "tail_alpha" not in plan[0].adapt.to_dict()
+    assert plan[2].adapt.to_dict()["tail_alpha"] == 1.8
+    assert dse.AdaptiveRule(**plan[2].adapt.to_dict()) == plan[2].adapt
+    fixed = dse.plan_from_params({f"L{l}_mass": 64 for l in range(3)}, 3, 2,
+                                 adaptive=dse.AdaptiveRule(tail_alpha=1.0))
+    assert {ls.adapt.tail_alpha for ls in fixed} == {1.0}
+
+
+def test_adaptive_tail_search_trials(tmp_path, capsys):
+    """--tail search adds L{l}_tail per trial from TAIL_ALPHAS, warm-started at the study's
+    alpha in every layer; the study's name says so."""
+    storage = _storage(tmp_path / "t.db")
+    code, out, err = run(capsys, *QUICK, "--adaptive", "--tail", "search", "--worker",
+                         "--trials", "3", "--storage", storage, "--out", str(tmp_path))
+    assert code == 0, err
+    trials = _complete(storage, "sofa-dse-quick-adaptive-tail")
+    assert len(trials) == 3
+    assert all(t.params[f"L{l}_tail"] in dse.TAIL_ALPHAS for t in trials for l in range(6))
+    assert {trials[0].params[f"L{l}_tail"] for l in range(6)} == {dse.TAIL_ALPHA}
+
+
+def test_tail_settings(tmp_path):
+    """--tail: off (the default) leaves the search as it was; on is the study's alpha in
+    every layer, a number that alpha, search the per-layer space; the study is named so and
+    the rule of the run carries a fixed alpha."""
+    import argparse
+    from sim.dse.pipeline import adaptive_rule
+    p = dse.add_arguments(argparse.ArgumentParser())
+    want = {None: None, "off": None, "on": dse.TAIL_ALPHA, "1.0": 1.0, "search": "search"}
+    for arg, tail in want.items():
+        argv = ["--quick", "--adaptive", "--out", str(tmp_path)] + \
+            ([] if arg is None else ["--tail", arg])
+        s = dse.settings_from_args(p.parse_args(argv), 2)
+        assert s["tail"] == tail
+        assert s["study"].endswith("-tail") == (tail is not None)
+        rule = adaptive_rule(s)
+        assert rule.tail_alpha == (tail if isinstance(tail, float) else 0.0)
+        assert ("tail_alpha" in rule.to_dict()) == isinstance(tail, float)
+    assert dse.AdaptiveRule().to_dict() == {"block_size": 64, "cap": 32, "temperature": 1.5,
+                                            "bins": 32, "beta": 0.25}     # as before
+
+
+@pytest.mark.parametrize("value,names", [
+    ("3", "--tail 3: alpha is out of range; allowed: off, on (alpha 1.4), search, or an "
+          "alpha 0.5 … 2"),
+    ("0", "--tail 0: alpha is out of range"),
+    ("nan", "--tail nan: alpha is out of range"),
+    ("maybe", "--tail 'maybe' is not a mode or a number; allowed: off, on"),
+])
+def test_bad_tail_option(tmp_path, capsys, value, names):
+    code, out, err = run(capsys, *QUICK, "--adaptive", "--tail", value, "--out",
+                         str(tmp_path))
+    assert code == 2 and names in err and len(err.strip().splitlines()) == 1, err
+    code, out, err = run(capsys, *QUICK, "--tail", "search", "--out", str(tmp_path))
+    assert code == 2 and "--tail search needs --adaptive" in err, err
+
+
 @pytest.fixture(scope="module")
 def adaptive_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dse-adaptive")
     assert sofa_dse([*QUICK, "--adaptive", "--per-head", "--fresh", "--workers", "1",
                      "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def adaptive_tail_run(tmp_path_factory):
+    """``--adaptive --tail search``: the mass and the tail blend's alpha per layer."""
+    out = tmp_path_factory.mktemp("dse-adaptive-tail")
+    assert sofa_dse([*QUICK, "--adaptive", "--tail", "search", "--fresh", "--workers", "1",
+                     "--out", str(out)]) == 0
+    return out
+
+
+def test_adaptive_tail_plan_round_trip(adaptive_tail_run):
+    """``--tail search``: plan.json, results.json and summary.md carry each layer's alpha,
+    every register set its tail_scale (non-zero exactly where the blend is on), the uniform
+    points come with and without the blend, and the golden model with the plan's registers
+    reproduces the fast path (blend included) on a layer with the blend on."""
+    out = adaptive_tail_run
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["tail"] == "search"
+    rule = dse.AdaptiveRule(**results["settings"]["adaptive"])
+    assert rule == dse.AdaptiveRule()                   # the alphas are the layers'
+    ch = results["chosen"]
+    want = dse.plan_from_params(ch["params"], 6, 12, adaptive=rule)
+    assert all(f"L{l}_tail" in ch["params"] for l in range(6))
+    loaded = dse.load_plan(out / "plan.json")
+    assert loaded["plan"] == want
+    alphas = [ls.adapt.tail_alpha for ls in want]
+    data = json.loads((out / "plan.json").read_text())
+    assert "tail_scale" in data["parameters"]["run_time"]
+    assert [x["tail_alpha"] for x in data["layers"]] == alphas
+    assert [ls["tail_alpha"] for ls in ch["plan"]] == alphas
+    for x, ls in zip(loaded["layers"], want):
+        for regs in x["registers"].values():
+            assert all(p.tail == ls.adapt.tail for p in regs)
+    summary = (out / "summary.md").read_text()
+    assert "| tail alpha |" in summary and "tail blend" in summary
+    assert any(e["tail_alpha"] for e in results["adaptive_uniform"]) and \
+        any(not e["tail_alpha"] for e in results["adaptive_uniform"])
+    assert max(alphas) > 0, "the search kept no layer with the blend"
+    l = alphas.index(max(alphas))
+
+    from sim.predictors import HeadData
+    ev = dse.Evaluator(dict(list(_texts().items())[:1]), max_tokens=dse.QUICK["max_tokens"])
+    x = loaded["layers"][l]
+    p = x["registers"][ev.names[0]][0]
+    assert p.tail_scale > 0
+    hd = None
+
+    def hook(layer, q, k, v):                 # the layer's inputs in the plan's own run
+        nonlocal hd
+        if layer == l:
+            hd = HeadData.from_float(q, k, v)
+        h = HeadData.from_float(q, k, v)
+        o, _ = dse.attend(want[layer], h)
+        return o * h.sv[:, None, None]
+
+    ev.model.embed(ev.ids[0], hook)
+    fast = sofa_heads(hd.Q[:1], hd.K[:1], hd.V[:1], x["config"], seq_len=p.seq_len,
+                      top_k=p.top_k, radius=p.radius, scale_log2e=p.scale_log2e,
+                      adapt_mass=p.adapt_mass, adapt_scale=p.adapt_scale,
+                      adapt_shift=p.adapt_shift, tail_scale=p.tail_scale)
+    assert fast.tail_f is not None and fast.tail_f.max() > 0
+    for cfg in (x["config"], x["core"]):
+        gold = G.sofa_attention(hd.Q[0][:4], hd.K[0], hd.V[0], cfg, p)
+        np.testing.assert_array_equal(gold.out, fast.out[0, :4])
 
 
 def test_adaptive_plan_round_trip(adaptive_run):
@@ -502,7 +715,9 @@ def test_adaptive_plan_round_trip(adaptive_run):
     assert loaded["cores"]["bc64"].adapt_bins == rule.bins
     assert load_config(path=out / "core_bc64.json") == loaded["cores"]["bc64"]
     data = json.loads((out / "plan.json").read_text())
-    assert {"adapt_mass", "adapt_scale", "adapt_shift"} <= set(data["parameters"]["run_time"])
+    assert {"adapt_mass", "adapt_scale", "adapt_shift", "tail_scale"} <= \
+        set(data["parameters"]["run_time"])
+    assert all(x["tail_alpha"] == 0 for x in data["layers"])      # no --tail: the blend off
     assert "adapt_bins" in data["parameters"]["compile_time"]
     assert results["adaptive_uniform"] and "## Uniform adaptive points" in \
         (out / "summary.md").read_text()
@@ -520,7 +735,8 @@ def test_adaptive_plan_round_trip(adaptive_run):
         fast = sofa_heads(hd.Q[h:h + 1], hd.K[h:h + 1], hd.V[h:h + 1], x["config"],
                           seq_len=p.seq_len, top_k=p.top_k, radius=p.radius,
                           scale_log2e=p.scale_log2e, adapt_mass=p.adapt_mass,
-                          adapt_scale=p.adapt_scale, adapt_shift=p.adapt_shift)
+                          adapt_scale=p.adapt_scale, adapt_shift=p.adapt_shift,
+                          tail_scale=p.tail_scale)
         assert fast.blocked_mass.sum() > 0                # the budget blocked keys
         for cfg in (x["config"], x["core"]):
             gold = G.sofa_attention(hd.Q[h][:4], hd.K[h], hd.V[h], cfg, p)
@@ -573,6 +789,46 @@ def test_bad_adaptive_plan(adaptive_run, tmp_path, path, value, names):
         dse.load_plan(file)
     message = str(e.value)
     assert "\n" not in message and str(file) in message and names in message, message
+
+
+def test_bad_tail_in_a_plan(adaptive_tail_run, tmp_path):
+    """tail_scale must be non-zero exactly in the layers whose rule has the blend on, and a
+    layer's tail_alpha must be its rule's; a plan from before the blend (no tail_scale, no
+    tail_alpha) reads as the blend off."""
+    from spec.config import ConfigError
+    adaptive_run = adaptive_tail_run
+    base = json.loads((adaptive_run / "plan.json").read_text())
+    on = [l for l, x in enumerate(base["layers"]) if x["tail_alpha"]]
+    off = [l for l, x in enumerate(base["layers"]) if not x["tail_alpha"]]
+    assert on, "the search kept no layer with the blend"
+    cases = [((on[0], "registers", "TEXT", 2, "tail_scale"), 0, "tail_scale = 0, but the "
+              "layer's tail_alpha is"),
+             ((on[0], "adaptive", "tail_alpha"), -1.0, "adaptive.tail_alpha = -1"),
+             ((on[0], "tail_alpha"), 0.5, "tail_alpha = 0.5 differs from its rule's")]
+    if off:
+        cases.append(((off[0], "registers", "TEXT", 2, "tail_scale"), 100,
+                      "tail_scale = 100, but the layer's tail_alpha is 0; allowed 0"))
+    file = tmp_path / "plan.json"
+    for path, value, names in cases:
+        doc = json.loads(json.dumps(base))
+        obj = doc["layers"]
+        *head, last = path
+        for k in head:
+            obj = obj[next(iter(obj)) if k == "TEXT" else k]
+        obj[last] = value
+        file.write_text(json.dumps(doc))
+        with pytest.raises(ConfigError) as e:
+            dse.load_plan(file)
+        assert "\n" not in str(e.value) and names in str(e.value), (path, str(e.value))
+    if off:                                      # as written before the blend: still loads
+        doc = json.loads(json.dumps(base))
+        x = doc["layers"][off[0]]
+        del x["tail_alpha"]
+        for regs in x["registers"].values():
+            for r in regs:
+                del r["tail_scale"]
+        file.write_text(json.dumps(doc))
+        assert dse.load_plan(file)["plan"] == dse.load_plan(adaptive_run / "plan.json")["plan"]
 
 
 @pytest.mark.parametrize("where,value,message", [

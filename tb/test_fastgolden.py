@@ -3,6 +3,7 @@ outputs, Â, per-tile selections and SADS counters, per-row SU-FA state, key ord
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from spec.config import ConfigError, RunParams, SofaConfig, preset
 from sim import fastgolden as F
@@ -237,3 +238,105 @@ def test_adaptive_registers_need_bins():
                   adapt_shift=99).validate(cfg)
     with pytest.raises(ConfigError, match="adapt_bins = 1 must be 0"):
         TINY.replace(adapt_bins=1)
+
+
+# -- the tail blend (tail_scale > 0, with the adaptive budget) -----------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", range(len(ADAPT_CASES)))
+def test_fast_equals_golden_tail(case, kind):
+    """The blended output, ``f`` per row and the mean V row agree; ``f`` is the golden
+    :func:`sim.golden.adaptive_tail` of the row; with ``f = 0`` the row is SU-FA's."""
+    cfg, T, S, top_k, radius, c, mass, c_sel, shift = ADAPT_CASES[case]
+    rng = np.random.default_rng(900 + 10 * case + KINDS.index(kind))
+    Q, K, V = random_case(rng, cfg, T, S, kind)
+    base = RunParams(seq_len=S, top_k=top_k,
+                     radius=cfg.derived.radius_inf if radius is None else radius,
+                     scale_log2e=RunParams.scale_from_float(cfg, c), adapt_mass=mass,
+                     adapt_scale=RunParams.scale_from_float(cfg, c_sel), adapt_shift=shift)
+    params = base.__class__(**{**base.__dict__,
+                               "tail_scale": RunParams.scale_from_float(cfg, min(1.4 * c, 0.06))})
+    gold = G.sofa_attention(Q, K, V, cfg, params)
+    plain = G.sofa_attention(Q, K, V, cfg, base)
+    fast = F.sofa_attention_fast(Q, K, V, cfg, params)
+    assert_same(fast, gold)
+    assert fast.tail_f[0].tolist() == gold.tail_f
+    np.testing.assert_array_equal(fast.vbar[0], gold.vbar)
+    assert plain.tail_f is None and F.sofa_attention_fast(Q, K, V, cfg, base).tail_f is None
+    for i in range(T):
+        f = gold.tail_f[i]
+        assert 0 <= f < 1 << 12
+        want = [o + ((f * (v - o) + 2048) >> 12) for o, v in zip(plain.out[i], gold.vbar)]
+        assert gold.out[i].tolist() == want
+        lo = np.minimum(plain.out[i], gold.vbar)
+        hi = np.maximum(plain.out[i], gold.vbar)
+        assert np.all((gold.out[i] >= lo) & (gold.out[i] <= hi))   # between O and mean(V)
+
+
+def test_tail_by_hand():
+    """The hand case of :func:`test_adaptive_eligible_by_hand` with tail_scale = 1 log2 unit
+    per Â unit: edge weights 1, 2^-4, 2^-8, 2^-12; b_star = 1 drops bins 2 and 3."""
+    from spec.numerics import TAIL_FRAC, tail_blend, tail_mean
+    cfg = TINY.replace(adapt_bins=4)
+    one = 1 << cfg.w_frac
+    ahat = [20, 19, 16, 15, 12, 0, -50]      # bins 0, 0, 1, 1, 2, 3, 3
+    w = [one, one >> 4, one >> 8, one >> 12]
+    total = 2 * w[0] + 2 * w[1] + w[2] + 2 * w[3]
+    drop = w[2] + 2 * w[3]
+    f = G.adaptive_tail(ahat, cfg, b_star=1, tail_scale=1 << cfg.c_frac, shift=2)
+    assert f == (drop << TAIL_FRAC) // total
+    assert G.adaptive_tail(ahat, cfg, b_star=3, tail_scale=1 << cfg.c_frac, shift=2) == 0
+    assert tail_mean(-7, 2, cfg) == -224 and tail_mean(5, 3, cfg) == 107   # 106.67 -> 107
+    assert tail_blend(100, 0, 1 << (TAIL_FRAC - 1)) == 50
+    assert tail_blend(-3, 0, 1 << (TAIL_FRAC - 1)) == -1     # -1.5 rounds half up to -1
+    assert tail_blend(40, 40, 4095) == 40
+
+
+def test_tail_needs_adaptive():
+    cfg = TINY
+    with pytest.raises(ConfigError, match="tail_scale = 5 needs a core with adaptive"):
+        RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, tail_scale=5).validate(cfg)
+    cfg = TINY.replace(adapt_bins=4)
+    with pytest.raises(ConfigError, match=r"tail_scale = 5 \(the tail blend\) needs the "
+                                          r"adaptive budget .* adapt_mass = 0"):
+        RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, tail_scale=5).validate(cfg)
+    with pytest.raises(ConfigError, match=r"tail_scale = 5 .* dense = True"):
+        RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, adapt_mass=9, dense=True,
+                  tail_scale=5).validate(cfg)
+    top = (1 << cfg.c_bits) - 1
+    with pytest.raises(ConfigError, match=f"tail_scale = {top + 1} is out of range for this "
+                                          f"config; allowed 0 … {top}"):
+        RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, adapt_mass=9,
+                  tail_scale=top + 1).validate(cfg)
+    RunParams(seq_len=8, top_k=1, radius=0, scale_log2e=1, adapt_mass=9,
+              tail_scale=top).validate(cfg)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_tail_fast_equals_golden_property(data):
+    """Hypothesis: random tiny-sized heads, masses, scales, shifts and tail scales; the fast
+    model's blended output and f equal the golden model's, and every blended element lies
+    between SU-FA's and the mean V row's."""
+    bins = data.draw(st.integers(2, 8), label="bins")
+    cfg = TINY.replace(adapt_bins=bins)
+    S = data.draw(st.integers(1, cfg.max_seq_len), label="S")
+    T = data.draw(st.integers(1, 4), label="T")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    Q, K, V = (rng.integers(-128, 128, size=(n, cfg.d)) for n in (T, S, S))
+    top = (1 << cfg.c_bits) - 1
+    params = RunParams(seq_len=S, top_k=data.draw(st.integers(1, cfg.k_max), label="top_k"),
+                       radius=cfg.derived.radius_inf,
+                       scale_log2e=data.draw(st.integers(1, top), label="c"),
+                       adapt_mass=data.draw(st.integers(1, 256), label="mass"),
+                       adapt_scale=data.draw(st.integers(0, top), label="c_sel"),
+                       adapt_shift=data.draw(st.integers(0, 8), label="shift"),
+                       tail_scale=data.draw(st.integers(1, top), label="tail_scale"))
+    gold = G.sofa_attention(Q, K, V, cfg, params)
+    fast = F.sofa_attention_fast(Q, K, V, cfg, params)
+    assert_same(fast, gold)
+    assert fast.tail_f[0].tolist() == gold.tail_f
+    plain = G.sofa_attention(Q, K, V, cfg, RunParams(**{**params.__dict__, "tail_scale": 0}))
+    lo, hi = np.minimum(plain.out, gold.vbar), np.maximum(plain.out, gold.vbar)
+    assert np.all((gold.out >= lo) & (gold.out <= hi))

@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from sim import longstudy as LS
 from sim.accuracy import jsonable
-from sim.adaptive import ExactTopP, SofaAdaptive, TailBlend
+from sim.adaptive import ExactTopP, SofaAdaptive, SofaAdaptiveTail
 from sim.minilm import LONG_TEXT_DIR, MiniLM, load_texts
 from sim.predictors import ExactTopK
 from spec.config import ConfigError
@@ -49,6 +49,16 @@ def test_quick_long_rows_carry_the_headline_fields(model, short_long, tmp_path):
     assert [f for _, f in plots] == ["long_cosine_vs_saved.png", "adaptive_kept_per_head.png"]
     md = LS.long_markdown(res)
     assert "| SOFA adaptive |" in md and "exact top-p (oracle)" in md
+    assert "| SOFA adaptive+tail |" in md
+    # The headline: the best adaptive row (the tail blend's included) at >= 75 % saved.
+    ok = [r for r in rows if "adaptive" in r["name"] and r["saved"] >= LS.SAVED_TARGET]
+    best = LS.best_adaptive(rows, 128)
+    assert best is (max(ok, key=lambda r: r["cos_mean"]) if ok else None)
+    assert LS.best_adaptive(rows, 512) is None
+    fake = [dict(r, saved=0.8) for r in rows]
+    assert LS.best_adaptive(fake, 128)["name"].startswith("SOFA adaptive+tail")
+    assert "**Headline** (128 tokens, the best adaptive row" in LS.long_markdown(
+        dict(res, rows=fake))
 
 
 def test_adaptive_cost_is_charged(short_long):
@@ -89,22 +99,33 @@ def test_exact_top_p_oracle(short_long):
 
 
 def test_tail_blend(short_long):
-    """The blend keeps the adaptive budget's keys, pays a bin sweep and ``d`` MACs a row more,
-    and with every key kept gives its output unchanged (no dropped mass)."""
+    """The blend keeps the adaptive budget's keys, pays its cost on top (a second bin sweep,
+    f's division a row, the blend per output element, the column sums and the mean of V per
+    head), is the bit-exact fast model's output, and with every key kept gives the adaptive
+    budget's output unchanged (no dropped mass)."""
     _, data = short_long
     hd = data.layers[0][3]
     H, T, S, d = hd.shape
     ad = SofaAdaptive(64, 32, 60, 2.0)
-    sel, blend = ad.select(hd), TailBlend(ad).select(hd)
-    assert (blend.mask == sel.mask).all() and "adaptive" not in TailBlend(ad).name
-    assert blend.ops["int8_mac"] == sel.ops["int8_mac"] + H * T * d
-    assert blend.ops["adapt_bin"] == 2 * sel.ops["adapt_bin"]
+    tail = SofaAdaptiveTail(64, 32, 60, 2.0, alpha=1.4)
+    sel, blend = ad.select(hd), tail.select(hd)
+    assert (blend.mask == sel.mask).all()
+    assert tail.name == "SOFA adaptive+tail Bc=64 cap=32 p=60/256 T=2 alpha=1.4"
+    extra = {k: v for k, v in blend.ops.items() if k not in sel.ops}
+    assert extra == {"tail_bin": H * T * 32, "tail_frac": H * T, "tail_mac": H * T * d,
+                     "tail_vsum": H * S * d, "tail_vdiv": H * d}
+    assert all(blend.ops[k] == v for k, v in sel.ops.items())
     assert not np.allclose(blend.out, sel.out)
-    full = SofaAdaptive(16, 16, 256, 2.0)
+    _, res, cfg, _ = tail.run(hd)
+    assert res.tail_f is not None and (res.tail_f > 0).any()
+    assert np.array_equal(blend.out, res.out / float(1 << cfg.out_frac))
+    full = SofaAdaptiveTail(16, 16, 256, 2.0)
     assert full.select(hd).mask.all()
-    assert np.allclose(TailBlend(full).select(hd).out, full.select(hd).out)
-    with pytest.raises(ConfigError, match="alpha = 0 must be > 0"):
-        TailBlend(ad, 0)
+    assert np.array_equal(full.select(hd).out, SofaAdaptive(16, 16, 256, 2.0).select(hd).out)
+    with pytest.raises(ConfigError, match="alpha = 0 must be a number > 0"):
+        SofaAdaptiveTail(64, 32, 60, 2.0, alpha=0)
+    with pytest.raises(ConfigError, match="tail_scale = .* is outside the register's 1"):
+        SofaAdaptiveTail(64, 32, 60, 2.0, alpha=1e6).select(hd)
 
 
 def test_per_layer_search_meets_the_budget(model, short_long):

@@ -545,3 +545,128 @@ def test_predict_keys_sizing_rule(name):
     assert predict_keys_for(preset("axi"), 1) == 1
     with pytest.raises(ConfigError, match=r"^top_k = 0 is out of range; allowed 1 … 16$"):
         predict_keys_for(preset("default"), 0)
+
+
+@pytest.mark.parametrize("traffic", [TRAFFIC[0], TRAFFIC[3]], ids=repr)
+@pytest.mark.parametrize("name", ADAPT)
+@pytest.mark.parametrize("mass", [128, 40])
+def test_core_tail_blend(name, mass, traffic):
+    """The tail blend (TAIL_SCALE != 0; hw/tail.py behind each lane's SU-FA, f from the gate,
+    the mean V row swept before the first query): O and every counter equal the golden
+    model's, and the blend moved some rows."""
+    cfg = ADAPT[name]
+    S = cfg.block_size * 3 + 2
+    Q, K, V = peaked_case(cfg, 13, T=4, S=S)
+    c_sel, shift = {128: (1e-4, 13), 40: (2e-4, 12)}[mass]
+    base = dict(seq_len=S, top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                scale_log2e=RunParams.scale_from_float(cfg, 2e-3), adapt_mass=mass,
+                adapt_scale=RunParams.scale_from_float(cfg, c_sel), adapt_shift=shift)
+    params = RunParams(**base, tail_scale=RunParams.scale_from_float(cfg, 3e-4))
+    res, regs = check(cfg, Q, K, V, params, traffic, seed=7)
+    plain = sofa_attention(Q, K, V, cfg, RunParams(**base))
+    assert any(res.tail_f) and not np.array_equal(res.out, plain.out)
+    assert res.counters() == plain.counters()
+    if traffic is TRAFFIC[0]:
+        model = core_cycles(cfg, params, res, Q, K, V)
+        assert abs(model - regs["busy_cycles"]) <= 0.05 * regs["busy_cycles"], \
+            (model, regs["busy_cycles"])
+
+
+def test_tail_register_range():
+    """TAIL_SCALE (address 53, with adapt_bins) takes 0 … 2^c_bits − 1; a larger value is
+    rejected with the error flag and its address, never clamped; a core without bins has no
+    such register (a write there is rejected as an unused address)."""
+    log = []
+    for cfg in (ADAPT["tiny-adapt"], TINY):
+        dut = dut_for(cfg)
+
+        async def bench(ctx, dut=dut, cfg=cfg):
+            for value in ((1 << cfg.c_bits) - 1, 1 << cfg.c_bits):
+                ctx.set(dut.reg_addr, Reg.STATUS)
+                ctx.set(dut.reg_wdata, 2)
+                ctx.set(dut.reg_we, 1)
+                await ctx.tick()
+                ctx.set(dut.reg_addr, 53)
+                ctx.set(dut.reg_wdata, value)
+                await ctx.tick()
+                ctx.set(dut.reg_we, 0)
+                log.append((cfg.name, value, await read_reg(ctx, dut, 53),
+                            await read_reg(ctx, dut, Reg.STATUS) & 2,
+                            await read_reg(ctx, dut, Reg.ERROR_ADDR)))
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+    top = (1 << ADAPT["tiny-adapt"].c_bits) - 1
+    assert Reg.TAIL_SCALE == 53
+    assert log[0] == ("tiny-adapt", top, top, 0, 0)
+    assert log[1][1:4] == (top + 1, top, 2) and log[1][4] == 53
+    assert log[2][3] == 2 and log[2][4] == 53 and log[3][3] == 2
+
+
+def test_tail_mean_follows_loads_and_seq_len():
+    """The mean V row is swept again after a K/V load and after a SEQ_LEN write, without a
+    reset in between: three calls on one core (new V rows, then a shorter S), each O equal to
+    the golden model's with its own mean; a call with the blend off needs no sweep."""
+    cfg = ADAPT["odd-adapt"]
+    S = cfg.block_size * 3 + 2
+    dut = dut_for(cfg)
+    rng = np.random.default_rng(21)
+    Q, K, V = peaked_case(cfg, 14, T=3, S=S)
+    V2 = rng.integers(-128, 128, size=V.shape)
+    base = dict(top_k=cfg.k_max, radius=cfg.derived.radius_inf,
+                scale_log2e=RunParams.scale_from_float(cfg, 2e-3), adapt_mass=40,
+                adapt_scale=RunParams.scale_from_float(cfg, 2e-4), adapt_shift=12,
+                tail_scale=RunParams.scale_from_float(cfg, 3e-4))
+    calls = [(V, RunParams(seq_len=S, **base), True), (V2, RunParams(seq_len=S, **base), True),
+             (V2, RunParams(seq_len=S - 7, **base), False),
+             (V2, RunParams(seq_len=S - 7, **dict(base, tail_scale=0)), False)]
+    got = []
+
+    async def host(ctx):
+        async def write(addr, value):
+            ctx.set(dut.reg_addr, addr)
+            ctx.set(dut.reg_wdata, value)
+            ctx.set(dut.reg_we, 1)
+            await ctx.tick()
+            ctx.set(dut.reg_we, 0)
+
+        for Vc, params, load in calls:
+            if load:                         # waits for the previous call to leave the core
+                for j in range(S):
+                    ctx.set(dut.kv_load.valid, 1)
+                    ctx.set(dut.kv_load.payload, {"index": j, "k": [int(x) for x in K[j]],
+                                                  "v": [int(x) for x in Vc[j]]})
+                    await ctx.tick().until(dut.kv_load.ready)
+                ctx.set(dut.kv_load.valid, 0)
+            else:
+                while ctx.get(dut.busy):
+                    await ctx.tick()
+            for reg, value in parameter_writes(cfg, params):
+                await write(reg, value)
+            for i in range(len(Q)):
+                ctx.set(dut.q.valid, 1)
+                ctx.set(dut.q.payload, {"data": [int(x) for x in Q[i]],
+                                        "last": int(i == len(Q) - 1)})
+                await ctx.tick().until(dut.q.ready)
+            ctx.set(dut.q.valid, 0)
+            await ctx.tick()
+
+    async def sink(ctx):
+        for _ in calls:
+            beats = await stream_get(ctx, dut.o, len(Q) * cfg.d)
+            got.append(np.array([int(p.value) for p in beats]).reshape(len(Q), cfg.d))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host, background=True)
+    sim.add_testbench(sink)
+    sim.run()
+    assert len(got) == len(calls)
+    outs = []
+    for (Vc, params, _), o in zip(calls, got):
+        res = sofa_attention(Q, K[:params.seq_len], Vc[:params.seq_len], cfg, params)
+        assert np.array_equal(o, res.out), params
+        outs.append(res.out)
+    assert not np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[1], outs[2])

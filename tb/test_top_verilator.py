@@ -1,5 +1,6 @@
 """The SOFA core (``sofa_top``) on Verilator end to end (cocotb, ``tb/cocotb/top/cocotb_top.py``)
-against the golden model: tiny (one and two query lanes, and with the adaptive budget) and
+against the golden model: tiny (one and two query lanes, and with the adaptive budget and
+its tail blend, one and two lanes) and
 ice40 at S = max_seq_len, tiny with ``predict_keys = 4``, and the default preset at S = 512;
 ``make test-all`` adds ecp5, the default preset's whole 1024, tiny with two lanes at
 ``predict_keys = 2`` and the default preset with ``predict_keys = 4`` at 1024."""
@@ -13,6 +14,8 @@ from gen.rtlsim.runner import run_cocotb
 
 EXTRA = {"tiny2": preset("tiny").replace(name="tiny2", q_lanes=2),
             "tiny-adapt": preset("tiny").replace(name="tiny-adapt", adapt_bins=4),
+            # The adaptive budget and tail blend with two lanes and an odd bin count.
+            "tiny2-adapt": preset("tiny").replace(name="tiny2-adapt", q_lanes=2, adapt_bins=5),
             # Several keys predicted a cycle (banked K, SADSBank), with two lanes at P = 2.
             "tiny-pk4": preset("tiny").replace(name="tiny-pk4", predict_keys=4),
             "tiny2-pk2": preset("tiny").replace(name="tiny2-pk2", q_lanes=2, predict_keys=2),
@@ -20,7 +23,8 @@ EXTRA = {"tiny2": preset("tiny").replace(name="tiny2", q_lanes=2),
 
 
 @pytest.mark.parametrize("name,seq", [("tiny", None), ("tiny2", None), ("ice40", None),
-                                      ("tiny-adapt", None), ("tiny-pk4", None),
+                                      ("tiny-adapt", None), ("tiny2-adapt", None),
+                                      ("tiny-pk4", None),
                                       pytest.param("tiny2-pk2", None, marks=pytest.mark.slow),
                                       pytest.param("ecp5", None, marks=pytest.mark.slow),
                                       ("default", 512),

@@ -68,7 +68,12 @@ adaptive selection budget (:class:`sim.adaptive.SofaAdaptive`, docs/numerics.md)
 :data:`sim.longstudy.ADAPTIVE` or ``--adapt-temperature``, 32 bins, beta 0.25; with
 ``--search-temperature`` one temperature from :data:`TEMPERATURES` is searched too); each trial runs
 the bit-exact datapath with the ``adapt_*`` registers, and the rule's own cost is charged in
-every term. Uniform masses are evaluated as baselines beside the fixed-ratio points.
+every term. Uniform masses are evaluated as baselines beside the fixed-ratio points. With
+``--tail`` the rule has the tail blend (:class:`sim.adaptive.SofaAdaptiveTail`, ``TAIL_SCALE
+= alpha·c``): ``on`` or a number, one alpha in every layer; ``search``, an alpha per layer
+from :data:`TAIL_ALPHAS` (off, 1.0, 1.4, 1.8); each trial then runs with the ``tail_scale``
+register and is charged the blend's cost (:func:`sim.adaptive.tail_ops`), and the uniform
+masses are evaluated with and without the blend.
 
 Outputs in ``OUT`` (default ``build/dse``): ``plan.json`` (the chosen configuration; see
 :func:`plan_json`), ``core_bc<Bc>.json`` (a ``SofaConfig`` file for ``sofa verilog --config``
@@ -98,13 +103,13 @@ from sim.dse.cost import (SORT_BATCH, SORT_REF_PER_KEY, comparators, cycles_clos
                           layer_predict_keys, prediction_share, tile_predict_cycles,
                           tile_rescales, tile_sizes)
 from sim.dse.evaluate import (Evaluator, Runner, adapt_cost, adapt_registers, aggregate, attend,
-                              entry, objective_value)
+                              entry, objective_value, tail_cost, tail_registers)
 from sim.dse.plan import (MODEL_NAME, PLAN_FORMAT, cores, head_predict_keys, layer_core,
                           load_plan, plan_json, write_plan)
 from sim.dse.pipeline import adaptive_grid, adaptive_warm_start, run_dse
 from sim.dse.report import summary_markdown, write_outputs, write_plot
 from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, MASS_GRID, RADII_NAT,
-                           RADIUS_RANGE, TEMPERATURES, AdaptiveRule, HeadSetting, LayerSetting, adaptive_plan,
+                           RADIUS_RANGE, TAIL_ALPHA, TAIL_ALPHAS, TEMPERATURES, AdaptiveRule, HeadSetting, LayerSetting, adaptive_plan,
                            plan_from_params, suggest_adaptive, suggest_main, suggest_radius,
                            top_k_for, uniform_plan, warm_start)
 from sim.dse.study import best_trials, choose, open_storage, open_study, search
@@ -115,14 +120,14 @@ __all__ = [
     "BLOCK_SIZES", "KEEP_DEN", "KEEP_STEPS", "RADII_NAT", "RADIUS_RANGE", "HeadSetting",
     "LayerSetting", "top_k_for", "uniform_plan", "plan_from_params", "suggest_main",
     "suggest_radius", "warm_start", "MASS_GRID", "TEMPERATURES", "AdaptiveRule", "adaptive_plan",
-    "suggest_adaptive",
+    "suggest_adaptive", "TAIL_ALPHA", "TAIL_ALPHAS",
     # hardware and cost model
     "SORT_BATCH", "SORT_REF_PER_KEY", "layer_config", "layer_predict_keys",
     "tile_predict_cycles", "tile_sizes", "dense_order", "comparators", "prediction_share",
     "kept_full", "tile_rescales", "cycles_closed_form", "exact_cycles",
     # evaluation
     "Evaluator", "Runner", "attend", "aggregate", "objective_value", "entry", "adapt_cost",
-    "adapt_registers",
+    "adapt_registers", "tail_cost", "tail_registers",
     # studies and baselines
     "open_storage", "open_study", "search", "best_trials", "choose", "fixed_grid", "run_fixed",
     "best_fixed", "frontier_at", "calibrate_radius",

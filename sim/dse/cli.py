@@ -16,7 +16,8 @@ from spec.validate import (check_float, check_int, check_out_dir, float_arg, int
                            path_arg)
 from sim.dse.cost import prediction_share
 from sim.dse.pipeline import log_line, run_dse
-from sim.dse.space import BLOCK_SIZES, MASS_GRID, TEMPERATURES, AdaptiveRule, pct
+from sim.dse.space import (BLOCK_SIZES, MASS_GRID, TAIL_ALPHA, TAIL_ALPHAS, TEMPERATURES,
+                           AdaptiveRule, pct)
 from sim.minilm import TEXT_DIR, ModelMissing, check_text_lengths, load_texts
 
 
@@ -35,6 +36,10 @@ MAX_SEED = (1 << 32) - 1
 #: Largest ``--adapt-temperature``: beyond it the selection softmax is nearly flat (every key
 #: in the first bins), and ``adapt_shift`` saturates.
 MAX_TEMPERATURE = 8.0
+
+#: The range of a fixed ``--tail ALPHA`` (the long-input study swept 1.0 … 1.8; at 2.0 the
+#: largest head's ``alpha·c`` still fits ``tail_scale``'s c_bits).
+TAIL_RANGE = (0.5, 2.0)
 
 #: What ``sofa`` adds to its "interrupted" line.
 INTERRUPTED = "rerun the same command to resume the study"
@@ -92,6 +97,13 @@ def add_arguments(p):
     p.add_argument("--search-temperature", action="store_true",
                    help=f"with --adaptive: search one temperature for the whole model too, "
                         f"from {', '.join(f'{t:g}' for t in TEMPERATURES)} (default: off)")
+    p.add_argument("--tail", metavar="MODE",
+                   help=f"with --adaptive: the tail blend (TAIL_SCALE = alpha·c, charged as the "
+                        f"study charges it): off; on (alpha {TAIL_ALPHA:g} in every layer); "
+                        f"search (alpha per layer from "
+                        f"{', '.join('off' if a == 0 else f'{a:.1f}' for a in TAIL_ALPHAS)}); "
+                        f"or a number, alpha in every layer, {TAIL_RANGE[0]:g} … "
+                        f"{TAIL_RANGE[1]:g} (default: off)")
     p.add_argument("--quick", action="store_true",
                    help=f"test-sized: {QUICK['n_texts']} texts cut to {QUICK['max_tokens']} "
                         f"tokens, {QUICK['trials']} trials, a small fixed grid (default: off)")
@@ -139,6 +151,27 @@ def _parse_budget(text):
     return v
 
 
+def _parse_tail(text):
+    """``--tail``: ``None`` (off), ``"search"`` or a fixed alpha."""
+    t = str(text).strip().lower()
+    if t == "off":
+        return None
+    if t == "search":
+        return "search"
+    if t == "on":
+        return TAIL_ALPHA
+    allowed = (f"off, on (alpha {TAIL_ALPHA:g}), search, or an alpha {TAIL_RANGE[0]:g} … "
+               f"{TAIL_RANGE[1]:g}")
+    try:
+        v = float(t)
+    except ValueError:
+        raise ConfigError(f"--tail {text!r} is not a mode or a number; allowed: "
+                          f"{allowed}") from None
+    if not (math.isfinite(v) and TAIL_RANGE[0] <= v <= TAIL_RANGE[1]):
+        raise ConfigError(f"--tail {text}: alpha is out of range; allowed: {allowed}")
+    return v
+
+
 def _check_storage(url):
     """Parse the URL and load its dialect (no connection yet)."""
     if "://" not in url:
@@ -182,6 +215,10 @@ def settings_from_args(args, n_texts):
     if args.search_temperature and args.adapt_temperature is not None:
         raise ConfigError(f"--adapt-temperature {args.adapt_temperature:g} cannot be used with "
                           f"--search-temperature (it searches the temperature)")
+    if args.tail is not None and not args.adaptive:
+        raise ConfigError(f"--tail {args.tail} needs --adaptive (the tail blend is part of "
+                          f"the adaptive budget)")
+    s["tail"] = None if args.tail is None else _parse_tail(args.tail)
     if args.adaptive and args.radius_trials is not None:
         raise ConfigError(f"--radius-trials {args.radius_trials}: the radius-only comparison "
                           f"is not run with --adaptive; leave it out")
@@ -208,6 +245,7 @@ def settings_from_args(args, n_texts):
     s["study"] = args.study_name or ("sofa-dse" + ("-quick" if args.quick else "")
                                      + ("-adaptive" if args.adaptive else "")
                                      + ("-temperature" if args.search_temperature else "")
+                                     + ("" if s["tail"] is None else "-tail")
                                      + ("-per-head" if args.per_head else ""))
     s["storage"] = args.storage or f"sqlite:///{Path(args.out).resolve() / 'study.db'}"
     _check_storage(s["storage"])

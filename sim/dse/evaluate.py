@@ -17,16 +17,25 @@ prediction (:func:`spec.timing.adapt_gate_cycles`, the cycle model's terms for t
 exact cycle count (``sim.perf.core_cycles``) needs the SADS counts per tile of the golden
 model, which the DSE's vectorised run does not keep, so adaptive layers have none.
 
+A layer whose rule has the tail blend on (``tail_alpha > 0``) runs with the register
+``tail_scale`` of :class:`sim.adaptive.SofaAdaptiveTail` (:func:`tail_registers`, as the host
+writes it) and is charged the blend's cost as the study charges it
+(:func:`sim.adaptive.tail_ops`, :func:`tail_cost`); in the other terms, a compare (``b >
+b_star``) and an exp2 per bin and row (the second weight sweep) and the gate's extra cycles
+per row (:func:`spec.timing.tail_sweep_cycles`).
+
 :func:`aggregate` turns per-text sums into the metrics of the objective
 (:func:`objective_value`); :class:`Runner` evaluates ``(plan, text)`` tasks in this process or
 in a pool of forked processes.
 """
 
+import dataclasses
 import math
 import multiprocessing
 
 import numpy as np
 
+from sim.adaptive import tail_ops
 from sim.dse.cost import (SORT_REF_PER_KEY, comparators, cycles_closed_form, dense_order,
                           exact_cycles, layer_config, layer_predict_keys, tile_rescales,
                           tile_sizes)
@@ -34,11 +43,14 @@ from sim.dse.space import BLOCK_SIZES
 from sim.fastgolden import adaptive_eligible_vec, dlzs_scores_fast, sads_rows, sofa_heads
 from sim.golden import exp2_lut
 from sim.minilm import MiniLM, cosine
-from sim.predictors import COST_WEIGHTS, HeadData, head_registers, radius_register
-from spec.timing import adapt_gate_cycles
+from sim.predictors import (COST_WEIGHTS, HeadData, head_registers, int8_equivalent,
+                            radius_register)
+from spec.numerics import TAIL_FRAC
+from spec.timing import adapt_gate_cycles, tail_sweep_cycles
 
 
-__all__ = ["SUMS", "Evaluator", "attend", "adapt_cost", "adapt_registers", "aggregate",
+__all__ = ["SUMS", "Evaluator", "attend", "adapt_cost", "adapt_registers", "tail_cost",
+           "tail_registers", "aggregate",
            "objective_value", "entry", "Runner"]
 
 #: The per-text sums of :meth:`Evaluator.run_text` that :func:`aggregate` adds up.
@@ -103,7 +115,8 @@ class Evaluator:
                                       hs.radius_nat, hs.adapt_mass, setting.adapt)[h]
                 cost += (COST_WEIGHTS["shift_add"] * H * T * S * d
                          + COST_WEIGHTS["int8_mac"] * 2 * d * kept
-                         + adapt_cost(setting.adapt_bins, H * T, S))
+                         + adapt_cost(setting.adapt_bins, H * T, S)
+                         + tail_cost(setting.adapt, H, T, S, d))
                 dense += 2.0 * d * H * T * S
         return 1.0 - cost / dense
 
@@ -111,6 +124,8 @@ class Evaluator:
         """Keys kept per head ``[H]`` of the dense run's ``layer`` on text ``ti`` under one
         setting, every head alike (cached; the text must be one of ``screen``); with
         ``adapt_mass > 0`` under the adaptive budget of ``rule``."""
+        if rule is not None and rule.tail:       # the blend does not change the selection
+            rule = dataclasses.replace(rule, tail_alpha=0.0)
         key = (ti, layer, bc, top_k, radius_nat, adapt_mass, rule)
         if key not in self._kept_cache:
             ahat, lscale = self.dense[ti][layer]
@@ -177,6 +192,23 @@ def adapt_registers(rule, cfg, logit_scale):
     return rule.predictor().adapt_registers(cfg, _Scales(logit_scale))
 
 
+def tail_registers(rule, cfg, logit_scale):
+    """``tail_scale`` per head of the logit scales ``logit_scale`` under ``rule`` (0 each
+    with the blend off): those of :class:`sim.adaptive.SofaAdaptiveTail` itself."""
+    if rule is None or not rule.tail:
+        return [0] * len(logit_scale)
+    return rule.predictor().tail_registers(cfg, _Scales(logit_scale))
+
+
+def tail_cost(rule, heads, rows, seq_len, d):
+    """The tail blend's compute (INT8-MAC equivalents) for ``heads`` heads of ``rows`` rows
+    of ``seq_len`` keys under ``rule`` (0 with the blend off or no rule): the
+    :func:`sim.adaptive.tail_ops` that :class:`sim.adaptive.SofaAdaptiveTail` charges."""
+    if rule is None or not rule.tail:
+        return 0.0
+    return int8_equivalent(tail_ops(heads, rows, seq_len, d, rule.bins))
+
+
 def adapt_cost(bins, rows, seq_len):
     """The adaptive rule's own compute (INT8-MAC equivalents) over ``rows`` rows of
     ``seq_len`` keys: ``adapt_key`` per pair, ``adapt_bin`` per bin and row (0 without
@@ -200,7 +232,8 @@ def attend(setting, hd, registers=False, exact=False):
     # sizes for the layer's smallest top_k (one with the gate).
     P = layer_predict_keys(d, bc, setting.k_max, [hs.top_k for hs in setting.heads], bins)
     cfg_layer = layer_config(d, bc, setting.k_max, predict_keys=P)
-    extra_row = adapt_gate_cycles(S, bins)
+    tail = bool(bins) and rule.tail
+    extra_row = adapt_gate_cycles(S, bins) + (tail_sweep_cycles(bins, TAIL_FRAC) if tail else 0)
     out = np.empty((H, T, d))
     st = dict.fromkeys(SUMS, 0.0)
     if exact:
@@ -218,7 +251,8 @@ def attend(setting, hd, registers=False, exact=False):
         if bins:
             a_scale, a_shift = adapt_registers(rule, cfg, hd.logit_scale[heads])
             adapt = {"adapt_mass": [setting.heads[h].adapt_mass for h in heads],
-                     "adapt_scale": a_scale, "adapt_shift": a_shift}
+                     "adapt_scale": a_scale, "adapt_shift": a_shift,
+                     "tail_scale": tail_registers(rule, cfg, hd.logit_scale[heads])}
         res = sofa_heads(hd.Q[heads], hd.K[heads], hd.V[heads], cfg, seq_len=S,
                          top_k=top_k, radius=radius, scale_log2e=scale, **adapt)
         out[heads] = res.out / float(1 << cfg.out_frac)
@@ -233,12 +267,15 @@ def attend(setting, hd, registers=False, exact=False):
         st["rows"] += G * T
         st["kept"] += kept
         st["cost"] += (COST_WEIGHTS["shift_add"] * G * T * S * d
-                       + COST_WEIGHTS["int8_mac"] * 2 * d * kept + adapt_cost(bins, G * T, S))
+                       + COST_WEIGHTS["int8_mac"] * 2 * d * kept + adapt_cost(bins, G * T, S)
+                       + tail_cost(rule, G, T, S, d))
         st["dense_cost"] += 2.0 * d * G * T * S
-        # The adaptive rule: an eligibility compare a key, a mass compare and a weight a bin.
+        # The adaptive rule: an eligibility compare a key, a mass compare and a weight a bin;
+        # the tail blend: a compare (b > b_star) and a weight a bin.
         st["sort_ops"] += (comparators(top_k) * int(res.steps.sum())
-                           + (G * T * (S + bins) if bins else 0))
-        st["exp"] += kept + int(resc.sum()) + G * T * bins
+                           + (G * T * (S + bins) if bins else 0)
+                           + (G * T * bins if tail else 0))
+        st["exp"] += kept + int(resc.sum()) + G * T * bins * (2 if tail else 1)
         st["exp_dense"] += G * T * S + int(resc_d.sum())
         # Cycles on the layer's core (k_max of the layer: its sorter sets key_time).
         shp = (G, T, -1)

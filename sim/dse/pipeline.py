@@ -18,7 +18,10 @@ With ``--adaptive`` the study searches the adaptive budget's mass per layer (or 
 instead (:func:`sim.dse.space.suggest_adaptive`), warm-started with the uniform masses just
 inside the budget by the screen; step 3 adds the uniform adaptive points (one mass in every
 layer and head, :func:`adaptive_grid`) and the best of them within the budget; step 4 is
-not run.
+not run. With ``--tail`` the rule has the tail blend: one alpha in every layer, or with
+``--tail search`` an alpha per layer searched too (warm-started at
+:data:`sim.longstudy.TAIL_ALPHA`); the uniform points are then evaluated with and without
+the blend (at that alpha, or the fixed one).
 """
 
 import time
@@ -29,13 +32,14 @@ from sim.dse.baselines import best_fixed, calibrate_radius, fixed_grid, frontier
 from sim.dse.evaluate import Evaluator, Runner, entry
 from sim.dse.plan import layer_core
 from sim.dse.report import write_outputs
-from sim.dse.space import (MASS_GRID, TEMPERATURES, AdaptiveRule, adaptive_plan, pct,
-                           suggest_adaptive, suggest_main, suggest_radius, warm_start)
+from sim.dse.space import (MASS_GRID, TAIL_ALPHA, TAIL_ALPHAS, TEMPERATURES, AdaptiveRule,
+                           adaptive_plan, pct, suggest_adaptive, suggest_main, suggest_radius,
+                           warm_start)
 from sim.dse.study import (best_trials, choose, counts, delete_study, open_storage, open_study,
                            quiet_optuna, search, trial_rows, worker_id)
 
 
-__all__ = ["run_dse", "log_line", "adaptive_grid", "adaptive_warm_start"]
+__all__ = ["run_dse", "log_line", "adaptive_grid", "adaptive_warm_start", "adaptive_rule"]
 
 
 def adaptive_grid(quick=False):
@@ -44,21 +48,36 @@ def adaptive_grid(quick=False):
 
 
 def adaptive_warm_start(ev, rule, budget, search_idx, per_head,
-                        search_temperature=False):
+                        search_temperature=False, search_tail=False):
     """Uniform starting points of the adaptive space: the largest mass whose screened
     compute saved on the search texts meets the budget, and the next one above it (the
     screen is an estimate beyond layer 0), as trial parameters (with
-    ``search_temperature`` at the rule's temperature)."""
+    ``search_temperature`` at the rule's temperature, with ``search_tail`` the tail blend at
+    :data:`sim.longstudy.TAIL_ALPHA` in every layer, its cost in the screen)."""
     nl, nh = ev.n_layers, ev.n_heads
+    alphas = [TAIL_ALPHA] * nl if search_tail else None
     ok = [m for m in MASS_GRID
-          if ev.screen_saved(adaptive_plan([m] * nl, rule, nh), search_idx) >= budget]
+          if ev.screen_saved(adaptive_plan([m] * nl, rule, nh, alphas),
+                             search_idx) >= budget]
     if not ok:
         return []
     i = MASS_GRID.index(max(ok))
     tags = [f"H{h}" for h in range(nh)] if per_head else [""]
     temp = {"T": rule.temperature} if search_temperature else {}
-    return [{**temp, **{f"L{l}{t}_mass": m for l in range(nl) for t in tags}}
+    tail = {f"L{l}_tail": TAIL_ALPHA for l in range(nl)} if search_tail else {}
+    return [{**temp, **{f"L{l}{t}_mass": m for l in range(nl) for t in tags}, **tail}
             for m in MASS_GRID[i:i + 2]]
+
+
+def adaptive_rule(s):
+    """The adaptive rule of the settings ``s`` (None without ``--adaptive``), with a fixed
+    ``--tail`` alpha (``--tail search`` sets it per layer, from the trial; off: 0)."""
+    t = s.get("adapt_temperature")
+    if t is None:
+        return None
+    tail = s.get("tail")
+    return AdaptiveRule(temperature=t, tail_alpha=0.0 if tail in (None, "search")
+                        else float(tail))
 
 
 def log_line(msg):
@@ -87,8 +106,11 @@ class _Run:
     @property
     def rule(self):
         """The adaptive rule of an ``--adaptive`` run (None otherwise)."""
-        t = self.s.get("adapt_temperature")
-        return None if t is None else AdaptiveRule(temperature=t)
+        return adaptive_rule(self.s)
+
+    @property
+    def search_tail(self):
+        return self.s.get("tail") == "search"
 
     @property
     def weights(self):
@@ -134,7 +156,10 @@ def _main_study(r):
         signature.update(kind="adaptive", adaptive=rule.to_dict())
         if search_t:
             signature["temperatures"] = list(TEMPERATURES)
-        warm = adaptive_warm_start(ev, rule, budget, search_idx, s["per_head"], search_t)
+        if r.search_tail:
+            signature["tail_alphas"] = list(TAIL_ALPHAS)
+        warm = adaptive_warm_start(ev, rule, budget, search_idx, s["per_head"], search_t,
+                                   r.search_tail)
     else:
         # the cycle term changed with predict_keys: older studies priced one key a cycle
         signature["cycle_model"] = "predict_keys by spec.timing.predict_keys_for"
@@ -154,7 +179,8 @@ def _main_study(r):
 
     def suggest(trial):
         if rule is not None:
-            return suggest_adaptive(trial, nl, nh, s["per_head"], rule, search_t)
+            return suggest_adaptive(trial, nl, nh, s["per_head"], rule, search_t,
+                                    r.search_tail)
         return suggest_main(trial, nl, nh, s["per_head"])
 
     t1 = time.time()
@@ -187,11 +213,11 @@ def _main_study(r):
         "workers": s["workers"], "study": s["study"], "texts": names,
         "search_texts": [names[i] for i in search_idx], "max_tokens": s["max_tokens"],
         "quick": s["quick"], "adaptive": None if rule is None else rule.to_dict(),
-        "search_temperature": search_t}
+        "search_temperature": search_t, "tail": s.get("tail")}
     ctx["plan_settings"] = {k: ctx["settings"][k] for k in
                             ("budget", "weights", "seed", "trials", "per_head", "study",
                              "texts", "search_texts", "max_tokens", "adaptive",
-                             "search_temperature")}
+                             "search_temperature", "tail")}
     ch = ctx["chosen"]
     ctx["plan_settings"]["trial"] = None if ch is None else ch["trial"]
     files = write_outputs(ctx, Path(s["out"]), ev)
@@ -217,15 +243,32 @@ def _baselines_and_choice(r, study, ctx):
     ctx["adaptive_uniform"], ctx["adaptive_best"] = [], None
     if rule is not None:                       # one mass in every layer and head
         masses = adaptive_grid(s["quick"])
-        plans = [adaptive_plan([m] * ev.n_layers, rule, ev.n_heads) for m in masses]
-        for m, plan, res in zip(masses, plans, runner.evaluate(plans, r.all_idx)):
-            ctx["adaptive_uniform"].append(entry(f"adaptive p={m}/256", plan, res,
-                                                 r.search_idx, r.held_idx, adapt_mass=m))
+        # with the tail blend: each mass without it and with it (the search's default alpha
+        # or the fixed one)
+        alphas = [0.0] if s.get("tail") is None else \
+            [0.0, TAIL_ALPHA if r.search_tail else rule.tail_alpha]
+        points = [(m, a) for a in alphas for m in masses]
+        plans = [adaptive_plan([m] * ev.n_layers, rule, ev.n_heads, [a] * ev.n_layers)
+                 for m, a in points]
+        for (m, a), plan, res in zip(points, plans, runner.evaluate(plans, r.all_idx)):
+            name = f"adaptive p={m}/256" + (f" tail alpha={a:g}" if a else "")
+            ctx["adaptive_uniform"].append(entry(name, plan, res, r.search_idx, r.held_idx,
+                                                 adapt_mass=m, tail_alpha=a))
         ctx["adaptive_best"] = best_fixed(ctx["adaptive_uniform"], budget)
         ab = ctx["adaptive_best"]
         if ab is not None:
-            log(f"best uniform adaptive mass within the budget: p={ab['adapt_mass']}/256, "
-                f"saved {pct(ab['all']['saved'])}, cosine {ab['all']['cos_mean']:.4f}")
+            log(f"best uniform adaptive mass within the budget: p={ab['adapt_mass']}/256"
+                + (f", tail alpha {ab['tail_alpha']:g}" if ab["tail_alpha"] else "")
+                + f", saved {pct(ab['all']['saved'])}, cosine {ab['all']['cos_mean']:.4f}")
+        if len(alphas) > 1:                    # the best without the blend, for comparison
+            off = best_fixed([e for e in ctx["adaptive_uniform"] if not e["tail_alpha"]],
+                             budget)
+            if off is not ab:                  # shown when the blend's best is another
+                ctx["adaptive_best_off"] = off
+            if off is not None and off is not ab:
+                log(f"best uniform adaptive mass without the tail blend: "
+                    f"p={off['adapt_mass']}/256, saved {pct(off['all']['saved'])}, cosine "
+                    f"{off['all']['cos_mean']:.4f}")
     ctx["wall"]["fixed"] = time.time() - t1
 
     t1 = time.time()
@@ -235,8 +278,11 @@ def _baselines_and_choice(r, study, ctx):
     if ch is not None:
         ctx["fixed_interp"] = frontier_at(ctx["fixed"], ch["all"]["saved"])
         P = "/".join(str(layer_core(ls, ev.d).predict_keys) for ls in ch["plan"])
+        tail = "" if rule is None or s.get("tail") is None else "; tail alpha per layer " + \
+            "/".join(f"{ls.adapt.tail_alpha:g}" if ls.adapt.tail else "off"
+                     for ls in ch["plan"])
         log(f"best: trial {ch['trial']}, saved {pct(ch['all']['saved'])}, cosine "
-            f"{ch['all']['cos_mean']:.4f} (all texts); predict_keys per layer {P}")
+            f"{ch['all']['cos_mean']:.4f} (all texts); predict_keys per layer {P}{tail}")
     if fb is not None:
         log(f"best fixed ratio within the budget: Bc={fb['block_size']} top_k={fb['top_k']}, "
             f"saved {pct(fb['all']['saved'])}, cosine {fb['all']['cos_mean']:.4f}")

@@ -16,8 +16,11 @@ a shared core the largest of its layers'. Each head shows what its own ``top_k``
 
 A plan of the adaptive space (``sofa dse --adaptive``) has per head ``adapt_mass`` (``p =
 adapt_mass/256``), per layer its rule (``adaptive``: Bc, cap, temperature, bins, beta), per
-text the registers ``adapt_mass``, ``adapt_scale`` and ``adapt_shift`` beside the others, and
-cores with ``adapt_bins`` (a core with bins runs a fixed-budget layer with ``adapt_mass = 0``).
+text the registers ``adapt_mass``, ``adapt_scale``, ``adapt_shift`` and ``tail_scale`` (the
+tail blend, ``alpha·c``; 0: off) beside the others, and cores with ``adapt_bins`` (a core with
+bins runs a fixed-budget layer with ``adapt_mass = 0``). A layer with the tail blend on has
+``tail_alpha`` in its rule; a plan written before the blend (no ``tail_scale``) reads as the
+blend off.
 """
 
 import dataclasses
@@ -46,8 +49,9 @@ PLAN_FORMAT = "sofa-dse-plan/1"
 #: The :class:`spec.config.RunParams` fields, the core's run-time registers.
 RUN_TIME = ("seq_len", "top_k", "radius", "scale_log2e", "dense")
 #: The adaptive budget's run-time registers (a core with ``adapt_bins > 0``).
-ADAPT_RUN_TIME = ("adapt_mass", "adapt_scale", "adapt_shift")
-#: The fields of a layer's ``adaptive`` rule (:class:`sim.dse.space.AdaptiveRule`).
+ADAPT_RUN_TIME = ("adapt_mass", "adapt_scale", "adapt_shift", "tail_scale")
+#: The fields of a layer's ``adaptive`` rule (:class:`sim.dse.space.AdaptiveRule`); with the
+#: tail blend on also ``tail_alpha``.
 RULE_FIELDS = ("block_size", "cap", "temperature", "bins", "beta")
 
 
@@ -93,8 +97,9 @@ def plan_json(entry, names, d, settings):
       independent choice: R in natural-log logit units), and ``registers``: per text, per
       head, the run-time registers (``RunParams`` fields) the host writes for that input
       (``radius`` and ``scale_log2e`` depend on the input's quantisation scales); under the
-      adaptive budget also per head ``adapt_mass``, the layer's rule ``adaptive`` and the
-      registers ``adapt_mass``, ``adapt_scale`` and ``adapt_shift``;
+      adaptive budget also per head ``adapt_mass``, the layer's rule ``adaptive`` (with
+      ``tail_alpha`` when the tail blend is on), the layer's ``tail_alpha`` (0: off) and the
+      registers ``adapt_mass``, ``adapt_scale``, ``adapt_shift`` and ``tail_scale``;
     * ``parameters``: which fields are compile-time and which are run-time registers;
     * ``metrics``: the plan's measured metrics on all texts.
     """
@@ -114,7 +119,8 @@ def plan_json(entry, names, d, settings):
         layers.append({
             "layer": l, "block_size": ls.block_size, "core": f"bc{ls.block_size}",
             "predict_keys": own.predict_keys, "config": own.to_dict(),
-            **({"adaptive": ls.adapt.to_dict()} if ls.adapt is not None else {}),
+            **({"adaptive": ls.adapt.to_dict(), "tail_alpha": ls.adapt.tail_alpha}
+               if ls.adapt is not None else {}),
             "kept": entry["all"]["kept_per_layer"][l],
             "heads": heads,
             "registers": {names[i]: res[i]["layers"][l]["registers"] for i in range(len(names))},
@@ -135,8 +141,9 @@ def plan_json(entry, names, d, settings):
                     "input's int8 scales: radius = round(radius_nat·√d / (s_q·s_k)), "
                     "scale_log2e = round(s_q·s_k·log2(e)/√d · 2^c_frac))."
                     + (" Adaptive budget: adapt_bins is compile time; adapt_mass (p = "
-                       "adapt_mass/256), adapt_scale (c/temperature) and adapt_shift "
-                       "(ceil(log2(beta/c_sel))) are run-time registers."
+                       "adapt_mass/256), adapt_scale (c/temperature), adapt_shift "
+                       "(ceil(log2(beta/c_sel))) and tail_scale (the tail blend, "
+                       "round(tail_alpha·c·2^c_frac); 0: off) are run-time registers."
                        if adaptive else ""),
         },
         "search": settings,
@@ -201,16 +208,25 @@ def _rule(e, cfg, src):
                               f"remove it or give a config with adapt_bins > 0")
         return None
     r = _field(e, "adaptive", dict, src)
-    if set(r) != set(RULE_FIELDS):
-        raise ConfigError(f"{src}: adaptive must have the fields {', '.join(RULE_FIELDS)}, "
-                          f"not {', '.join(sorted(map(str, r))) or 'none'}")
+    if set(r) - {"tail_alpha"} != set(RULE_FIELDS):
+        raise ConfigError(f"{src}: adaptive must have the fields {', '.join(RULE_FIELDS)} "
+                          f"(and tail_alpha with the tail blend), not "
+                          f"{', '.join(sorted(map(str, r))) or 'none'}")
     rs = f"{src}: adaptive"
     check_int(f"{rs}.block_size", r["block_size"], cfg.block_size, cfg.block_size)
     check_int(f"{rs}.bins", r["bins"], cfg.adapt_bins, cfg.adapt_bins)
     cap = check_int(f"{rs}.cap", r["cap"], 1, cfg.k_max)
     t = check_float(f"{rs}.temperature", r["temperature"], 0, lo_open=True)
     beta = check_float(f"{rs}.beta", r["beta"], 0, lo_open=True)
-    return AdaptiveRule(cfg.block_size, cap, t, cfg.adapt_bins, beta)
+    alpha = 0.0
+    if "tail_alpha" in r:
+        alpha = check_float(f"{rs}.tail_alpha", r["tail_alpha"], 0, lo_open=True)
+    if "tail_alpha" in e:
+        shown = check_float(f"{src}: tail_alpha", e["tail_alpha"], 0)
+        if shown != alpha:
+            raise ConfigError(f"{src}: tail_alpha = {shown:g} differs from its rule's "
+                              f"(adaptive.tail_alpha = {alpha:g}); allowed {alpha:g}")
+    return AdaptiveRule(cfg.block_size, cap, t, cfg.adapt_bins, beta, alpha)
 
 
 def _layer(e, l, path, core_cfgs, n_heads, head_dim):
@@ -279,7 +295,10 @@ def _layer(e, l, path, core_cfgs, n_heads, head_dim):
         regs[text_name] = []
         fields = RUN_TIME + (ADAPT_RUN_TIME if rule is not None else ())
         for h, r in enumerate(rs):
-            if not isinstance(r, dict) or set(r) != set(fields):
+            # tail_scale may be missing from a plan written before the tail blend (off)
+            old = rule is not None and not rule.tail and isinstance(r, dict) and \
+                set(r) == set(fields) - {"tail_scale"}
+            if not isinstance(r, dict) or (set(r) != set(fields) and not old):
                 raise ConfigError(f"{ts}, head {h}: expected an object with the fields "
                                   f"{', '.join(fields)}")
             try:
@@ -292,6 +311,11 @@ def _layer(e, l, path, core_cfgs, n_heads, head_dim):
                 if getattr(p, name) != getattr(heads[h], name):
                     raise ConfigError(f"{ts}, head {h}: {name} = {getattr(p, name)} differs "
                                       f"from the head's {name} = {getattr(heads[h], name)}")
+            if rule is not None and p.tail != rule.tail:
+                raise ConfigError(f"{ts}, head {h}: tail_scale = {p.tail_scale}, but the "
+                                  f"layer's tail_alpha is {rule.tail_alpha:g}; allowed "
+                                  + ("1 … (1 << c_bits) - 1 (alpha·c)" if rule.tail
+                                     else "0 (the blend off)"))
             regs[text_name].append(p)
     return {"setting": LayerSetting(cfg.block_size, tuple(heads), rule), "config": cfg,
             "core": core, "registers": regs}
@@ -310,7 +334,8 @@ def load_plan(path, *, shape=MODEL_SHAPE):
     layer's config and its core (``RunParams.validate``) with its head's ``top_k``. Under the adaptive budget
     (config ``adapt_bins > 0``) the layer's rule, each head's ``adapt_mass`` (1 … 256, the
     rule's cap as ``top_k``), a core with the same bins and the ``adapt_*`` registers of
-    every set (equal ``adapt_mass``); elsewhere no ``adapt_mass`` but 0. An unreadable or bad file is a
+    every set (equal ``adapt_mass``), ``tail_scale`` non-zero exactly where the layer's rule
+    has ``tail_alpha > 0``; elsewhere no ``adapt_mass`` but 0. An unreadable or bad file is a
     ``ConfigError`` naming the file and the field."""
     path = Path(path)
     n_layers, n_heads, head_dim = shape

@@ -14,7 +14,7 @@ from sim.accuracy import jsonable
 from sim.dse.cost import SORT_REF_PER_KEY
 from sim.dse.plan import MODEL_NAME, head_predict_keys, layer_core, write_plan
 from sim.dse.space import (BLOCK_SIZES, KEEP_DEN, KEEP_STEPS, MASS_GRID, RADII_NAT,
-                           RADIUS_RANGE, TEMPERATURES, pct, radius_text)
+                           RADIUS_RANGE, TAIL_ALPHAS, TEMPERATURES, pct, radius_text)
 from sim.dse.study import SCREEN_MARGIN
 
 
@@ -28,6 +28,24 @@ def _predict_keys_text(ls, d):
     return str(own) if len(need) == 1 else f"{own} (heads {need[0]} … {need[-1]})"
 
 
+def _alpha_text(rule):
+    """A rule's tail-blend alpha for the tables: ``off`` or the number."""
+    return f"{rule.tail_alpha:g}" if rule.tail else "off"
+
+
+def _tail_text(tail):
+    """The ``--tail`` setting of a run for the report's search space."""
+    if tail is None:
+        return "the tail blend off"
+    if tail == "search":
+        return ("the tail blend's alpha per layer from {" + ", ".join(
+            "off" if a == 0 else f"{a:.1f}" for a in TAIL_ALPHAS) + "} (TAIL_SCALE = alpha·c; "
+            "its cost charged: tail_bin per bin and row, tail_frac per row, tail_mac per "
+            "output element, tail_vsum and tail_vdiv per head, sim.adaptive.tail_ops)")
+    return (f"the tail blend at alpha {tail:g} in every layer (TAIL_SCALE = alpha·c; its "
+            f"cost charged as sim.adaptive.tail_ops)")
+
+
 def _layer_rows(entry, d):
     """The chosen configuration as a Markdown table, one row per layer (``d``: the head
     size, for the ``predict_keys`` each layer's top_k needs)."""
@@ -35,14 +53,15 @@ def _layer_rows(entry, d):
     lines = ["| layer | Bc | top_k (keep) | predict_keys | R (logit units) | keys kept |",
              "|---|---|---|---|---|---|"]
     if plan[0].adapt is not None:
-        lines = ["| layer | Bc | cap | predict_keys | mass p (of 256) | keys kept |",
-                 "|---|---|---|---|---|---|"]
+        lines = ["| layer | Bc | cap | predict_keys | mass p (of 256) | tail alpha | "
+                 "keys kept |",
+                 "|---|---|---|---|---|---|---|"]
         for l, ls in enumerate(plan):
             ms = [h.adapt_mass for h in ls.heads]
             m = str(ms[0]) if len(set(ms)) == 1 else \
                 f"{min(ms)} … {max(ms)} per head (mean {np.mean(ms):.1f})"
             lines.append(f"| {l} | {ls.block_size} | {ls.heads[0].top_k} | "
-                         f"{_predict_keys_text(ls, d)} | {m} | "
+                         f"{_predict_keys_text(ls, d)} | {m} | {_alpha_text(ls.adapt)} | "
                          f"{pct(entry['all']['kept_per_layer'][l])} |")
         return "\n".join(lines)
     for l, ls in enumerate(plan):
@@ -86,7 +105,8 @@ def summary_markdown(ctx, plots):
                  + (f"searched from {{{', '.join(f'{t:g}' for t in TEMPERATURES)}}} (one for "
                     f"the model)" if s.get("search_temperature") else f"{ad['temperature']:g}")
                  + f", {ad['bins']} bins, beta {ad['beta']:g} (the rule's own "
-                 f"cost charged: adapt_key per pair, adapt_bin per bin and row)")
+                 f"cost charged: adapt_key per pair, adapt_bin per bin and row); "
+                 + _tail_text(s.get("tail")))
     else:
         space = (f"Bc ∈ {{{', '.join(map(str, BLOCK_SIZES))}}}, keep "
                  f"{KEEP_STEPS[0]}/{KEEP_DEN} … {KEEP_STEPS[-1]}/{KEEP_DEN} of a tile, R ∈ "
@@ -133,7 +153,13 @@ def summary_markdown(ctx, plots):
         ab = ctx.get("adaptive_best")
         if ab is not None:
             L.append(_point_row(f"best uniform adaptive mass within the budget: p = "
-                                f"{ab['adapt_mass']}/256", ab))
+                                f"{ab['adapt_mass']}/256" + (f", tail alpha "
+                                f"{ab['tail_alpha']:g}" if ab.get("tail_alpha") else ""),
+                                ab))
+        off = ctx.get("adaptive_best_off")
+        if off is not None:
+            L.append(_point_row(f"best uniform adaptive mass without the tail blend: p = "
+                                f"{off['adapt_mass']}/256", off))
         if fb is not None:
             L.append(_point_row(f"best fixed ratio within the budget: Bc = "
                                 f"{fb['block_size']}, top_k = {fb['top_k']}", fb))
@@ -187,14 +213,17 @@ def summary_markdown(ctx, plots):
         L += [
             "## Uniform adaptive points (all texts)",
             "",
-            "One mass in every layer and head, under the search's rule; no exact cycle "
+            "One mass in every layer and head, under the search's rule (with `--tail`, each "
+            "mass without and with the tail blend); no exact cycle "
             "count (`sim.perf.core_cycles` does not model the adaptive gate).",
             "",
             "| selection | compute saved | keys kept | cosine mean / min | held-out cosine "
             "| comparisons / pair | exp / dense | cycles / dense |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        L += [_point_row(f"p = {e['adapt_mass']}/256", e) for e in ctx["adaptive_uniform"]]
+        L += [_point_row(f"p = {e['adapt_mass']}/256" + (f", tail alpha {e['tail_alpha']:g}"
+                                                        if e.get("tail_alpha") else ""), e)
+              for e in ctx["adaptive_uniform"]]
         L.append("")
     L += [
         "## Fixed-ratio points (all texts)",
@@ -285,9 +314,13 @@ def write_plot(ctx, out):
                     ["-o", "--s", ":^"][j % 3], color="C1", ms=4,
                     label=f"fixed ratio, Bc = {bc}")
         au = sorted(ctx.get("adaptive_uniform") or [], key=lambda e: e[key]["saved"])
-        if au:
-            ax.plot([100 * e[key]["saved"] for e in au], [e[key]["cos_mean"] for e in au],
-                    "-D", color="C4", ms=4, label="adaptive, one mass")
+        for tail, color in ((False, "C4"), (True, "C5")):     # without / with the blend
+            pts = [e for e in au if bool(e.get("tail_alpha")) == tail]
+            if pts:
+                ax.plot([100 * e[key]["saved"] for e in pts],
+                        [e[key]["cos_mean"] for e in pts], "-D", color=color, ms=4,
+                        label="adaptive, one mass"
+                        + (f", tail alpha {pts[0]['tail_alpha']:g}" if tail else ""))
         rad = ctx.get("radius") or {}
         for name, marker, color in (("uniform", "D", "C2"), ("per_layer", "P", "C2")):
             if rad.get(name):
@@ -334,7 +367,8 @@ def entry_json(e, d=None):
                   **({"predict_keys": layer_core(ls, d).predict_keys} if d else {}),
                   "top_k": [h.top_k for h in ls.heads],
                   "radius_nat": [h.radius_nat for h in ls.heads],
-                  **({"adapt_mass": [h.adapt_mass for h in ls.heads]} if ls.adapt else {})}
+                  **({"adapt_mass": [h.adapt_mass for h in ls.heads],
+                      "tail_alpha": ls.adapt.tail_alpha} if ls.adapt else {})}
                  for ls in plan],
     })
 
@@ -360,6 +394,7 @@ def write_outputs(ctx, out, ev):
         "fixed": [entry_json(e, ev.d) for e in ctx["fixed"]],
         "adaptive_uniform": [entry_json(e) for e in ctx.get("adaptive_uniform") or []],
         "adaptive_best": entry_json(ctx.get("adaptive_best")),
+        "adaptive_best_off": entry_json(ctx.get("adaptive_best_off")),
         "radius": None if not rad else {
             "bc": rad["bc"], "study": rad["study"], "ref": entry_json(rad["ref"]),
             "uniform": entry_json(rad.get("uniform")),

@@ -6,6 +6,8 @@ compared with the golden model (a config without counters must read 0), and the 
 (the ``busy`` port, counted here, equal to the ``busy_cycles`` counter) with :mod:`sim.perf`'s
 model.
 
+With ``adapt_bins`` also the adaptive budget, and the adaptive budget with the tail blend.
+
 Data: random int8, and data with attention structure (a few dominant keys per query, as real
 attention has, :func:`sim.workloads.structured`), in sparse mode at several top_k and in dense
 mode, up to S = max_seq_len.
@@ -85,6 +87,35 @@ async def test_adaptive_budget(dut):
         core.check(Q, K, V, params, run, model=False)
         blocked += run.result.counters()["blocked_mass"]
     assert blocked > 0, "no key was blocked by the adaptive budget: the test proves nothing"
+
+
+@cocotb.test(skip=not CFG.adapt_bins)
+async def test_tail_blend(dut):
+    """The adaptive budget with the tail blend (``TAIL_SCALE`` set): structured data and
+    random data, p = 128 and 40/256, under every traffic pattern; O (blended: f from the gate,
+    the mean V row swept before the first query) and the counters against the golden
+    model. K/V are reloaded for every run, so the mean is swept again each time."""
+    import dataclasses
+    core = started(dut)
+    rng = np.random.default_rng(SEED + 4)
+    S = min(S_MAX, 3 * CFG.block_size + 2)
+    c_sel = RunParams.scale_from_float(CFG, 1e-4)
+    t_scale = RunParams.scale_from_float(CFG, 3e-4)
+    moved = 0
+    for n, traffic in enumerate(TRAFFIC + [STRESS]):
+        if n % 2:
+            Q = rng.integers(-128, 128, size=(ROWS, CFG.d))
+            K = rng.integers(-128, 128, size=(S, CFG.d))
+            V = rng.integers(-128, 128, size=(S, CFG.d))
+        else:
+            Q, K, V = structured(CFG, rng, ROWS, S)
+        params = dataclasses.replace(params_for(CFG, S, c=2e-3), adapt_mass=(128, 40)[n % 2],
+                                     adapt_scale=c_sel, adapt_shift=13 - n % 2,
+                                     tail_scale=t_scale)
+        run = await core.run(Q, K, V, params, traffic, SEED + 30 * n)
+        core.check(Q, K, V, params, run, model=False)
+        moved += sum(f > 0 for f in run.result.tail_f)
+    assert moved > 0, "no row was blended (f = 0 everywhere): the test proves nothing"
 
 
 @cocotb.test()
