@@ -34,7 +34,7 @@ else
   OUT         := build/$(PRESET)
 endif
 SYNTH_ARGS := $(if $(strip $(DEVICE)),--device $(DEVICE)) $(if $(strip $(FREQ)),--freq $(FREQ))
-# UNIT=dlzs|sads|sufa|adapt generates or synthesises one stage alone, into <OUT>-<unit>
+# UNIT=dlzs|sads|sufa|adapt|tail generates or synthesises one stage alone, into <OUT>-<unit>
 # (adapt, the adaptive-budget gate, needs a CONFIG with adapt_bins > 0).
 UNIT ?= top
 ifneq ($(UNIT),top)
@@ -57,7 +57,7 @@ test test-all fuzz: export SOFA_SIM := $(SIM)
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5|axi|ecp5-axi | CONFIG=file.json] [UNIT=dlzs|sads|sufa|adapt]  -> $(OUT)/sofa_top.v, .json"
+	@echo "make verilog      [PRESET=default|tiny|ice40|ecp5|axi|ecp5-axi | CONFIG=file.json] [UNIT=dlzs|sads|sufa|adapt|tail]  -> $(OUT)/sofa_top.v, .json"
 	@echo "make test         [PYTEST_ARGS=...]   fast tests (not marked slow)"
 	@echo "make test-all     [PYTEST_ARGS=...]   every test, slow sweeps included"
 	@echo "make test / test-all SIM=icarus       the cocotb testbenches on Icarus Verilog (apt-get install iverilog); default SIM=verilator"

@@ -15,7 +15,7 @@ __all__ = ["TOP_NAME", "UNITS", "add_design_arguments", "load_cfg", "default_out
 #: The Verilog module name of the core.
 TOP_NAME = "sofa_top"
 #: ``--unit`` choices: the core, or one pipeline stage on its own (for per-stage figures).
-UNITS = ("top", "dlzs", "sads", "sufa", "adapt")
+UNITS = ("top", "dlzs", "sads", "sufa", "adapt", "tail")
 
 
 def add_design_arguments(parser, *, unit=False, out=True, preset_default="default"):
@@ -69,6 +69,8 @@ def unit_factory(unit):
         from hw.sufa import SUFA as factory
     elif unit == "adapt":
         from hw.adapt import AdaptiveGate as factory
+    elif unit == "tail":
+        from hw.tail import TailBlend as factory
     else:
         raise ConfigError(f"--unit {unit!r} is unknown; choose one of {', '.join(UNITS)}")
     return factory, unit
@@ -82,7 +84,8 @@ def check_unit(unit, cfg):
     if unit == "sads" and cfg.predict_keys > 1:
         # several keys a cycle: a lane's selection is a bank of SADS units
         from hw.sadsbank import SADSBank as factory
-    if unit == "adapt" and not cfg.adapt_bins:
-        raise ConfigError(f"--unit adapt: the adaptive gate needs adapt_bins > 0; "
+    if unit in ("adapt", "tail") and not cfg.adapt_bins:
+        what = "the adaptive gate" if unit == "adapt" else "the tail blend (built with the gate)"
+        raise ConfigError(f"--unit {unit}: {what} needs adapt_bins > 0; "
                           f"{cfg.name} has adapt_bins = 0")
     return factory, name

@@ -39,19 +39,22 @@ def test_unit(tmp_path, capsys, unit, module):
     assert f"module {module}" in (tmp_path / f"{module}.v").read_text()
 
 
-def test_unit_adapt(tmp_path, capsys):
-    """The adaptive gate alone needs a config with bins; without, one message and exit 2."""
-    code, _, err = run(capsys, "verilog", "--preset", "tiny", "--unit", "adapt",
+@pytest.mark.parametrize("unit,what", [("adapt", "the adaptive gate"),
+                                       ("tail", "the tail blend (built with the gate)")])
+def test_unit_adapt(tmp_path, capsys, unit, what):
+    """The adaptive gate and the tail blend alone need a config with bins; without, one
+    message and exit 2."""
+    code, _, err = run(capsys, "verilog", "--preset", "tiny", "--unit", unit,
                        "--out", str(tmp_path / "none"))
-    assert code == 2 and "--unit adapt: the adaptive gate needs adapt_bins > 0; tiny has " \
+    assert code == 2 and f"--unit {unit}: {what} needs adapt_bins > 0; tiny has " \
         "adapt_bins = 0" in err
     assert not (tmp_path / "none").exists()
     cfg = tmp_path / "tiny-adapt.json"
     cfg.write_text('{"preset": "tiny", "adapt_bins": 4}')
-    code, _, err = run(capsys, "verilog", "--config", str(cfg), "--unit", "adapt",
+    code, _, err = run(capsys, "verilog", "--config", str(cfg), "--unit", unit,
                        "--out", str(tmp_path / "gate"))
     assert code == 0, err
-    assert "module adapt" in (tmp_path / "gate" / "adapt.v").read_text()
+    assert f"module {unit}" in (tmp_path / "gate" / f"{unit}.v").read_text()
 
 
 @pytest.mark.parametrize("content,message", [
