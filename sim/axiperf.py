@@ -9,7 +9,12 @@ The model follows the engine (:mod:`hw.axiengine`) block by block and tile by ti
   ``max(t + AR + latency, bus free)`` on, one beat every ``bus_bytes / bytes_per_cycle``
   cycles (one a cycle at most); Q, K and V reads queue on it in the order they are issued;
 * **K**: a tile's read is issued as soon as its slot in the ring of ``k_tiles`` is free; its
-  rows enter DLZS (sparse mode) at the pace ``max(dlzs_cycles, SADS ii)``;
+  rows enter DLZS (sparse mode) at the pace ``max(dlzs_cycles, SADS ii)``; with
+  ``predict_keys = P > 1`` the tile is read packed (:func:`spec.job.k_read_beats` beats) and
+  a word of ``P`` rows enters DLZS as soon as its last beat is in, at most one every
+  ``max(dlzs_cycles, n · bank ii)`` cycles (``n`` its keys); the tile's SADS unit takes its
+  keys one per SADS ``ii`` from its first word, so its selection is there ``tile_latency + 2``
+  (the bank's queue) after the later of its last word and ``(keys - 1) · ii`` after its first;
 * **selection**: a tile's selection is there ``lag`` cycles after its last key entered DLZS;
   the RASS scheduler takes the tiles one after the other (collection, a scan of ``q_lanes ·
   q_lanes · k_max`` steps with RASS, ``q_lanes · k_max`` without, a marker) and issues a V read
@@ -32,9 +37,9 @@ from dataclasses import dataclass, replace
 from sim.golden import sofa_attention
 from sim.jobs import blocks, rass_order
 from sim.perf import tile_work
-from spec.job import bus_bytes, query_lengths, row_beats
-from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency, sads_timing,
-                         sufa_latency)
+from spec.job import bus_bytes, k_read_beats, query_lengths, row_beats, row_bytes
+from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency,
+                         sads_bank_timing, sads_timing, sufa_latency)
 
 
 __all__ = ["axi_core_cycles", "job_works", "core_steps", "Read", "Bus", "AxiBreakdown",
@@ -206,6 +211,8 @@ def core_steps(cfg, params, job, selections, works, *, beat_time, latency, rass=
     key_time = max(der.dlzs_cycles, sads.ii)
     lag = dlzs_latency(cfg) + sads.tile_latency + 2   # K broadcast, DLZS, skid, SADS
     sufa_lat = sufa_latency(cfg)
+    if cfg.predict_keys > 1:
+        lag += 2                                      # the bank's queue registers
     _, div_ii = divider_timing(der.out_width, iterative=False)
     tail = sufa_lat + cfg.d * div_ii + 2 + OW + 2 + latency + 2   # divide, pack, write, B
     t = start
@@ -222,6 +229,9 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
     """One block from ``t0`` (a generator of its reads, as :func:`core_steps`); returns when
     its lanes are done (every tile freed)."""
     L, KT, VT = cfg.q_lanes, cfg.k_tiles, V_TILES
+    der, P, RB, BB = cfg.derived, cfg.predict_keys, row_bytes(cfg), bus_bytes(cfg)
+    sads = sads_timing(cfg)
+    bank_ii = sads_bank_timing(cfg).ii if P > 1 else None
     n = len(works)
     tiles = max(len(w) for w in works)
     _, q_ready = yield Read("q", t0, n * RW)
@@ -235,16 +245,26 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
         marker = t0                                  # the tile's fetches are all issued
         rows = max(w[k][0] for w in works if k < len(w))
         issue = t0 + 1 if k < KT else release[k - KT]
-        first, last = yield Read("k", issue, rows * RW, block + (k,))
+        first, last = yield Read("k", issue, k_read_beats(cfg, rows), block + (k,))
         k_done.append(last + 1)
         if params.dense:
             v_issue = max(k_done[k], t0 if k < VT else release[k - VT])
             v_first, v_ready = yield Read("v", v_issue, rows * RW)
         else:
-            arrive = [first + (j + 1) * RW * beat_time - beat_time for j in range(rows)]
-            for a in arrive:
-                pred = max(pred, a) + key_time
-            selected = pred + lag
+            if P == 1:
+                arrive = [first + (j + 1) * RW * beat_time - beat_time for j in range(rows)]
+                for a in arrive:
+                    pred = max(pred, a) + key_time
+                selected = pred + lag
+            else:
+                t_first = None
+                for g in range(0, rows, P):
+                    n_g = min(P, rows - g)
+                    beat = -(-(g + n_g) * RB // BB) - 1      # the word's last beat
+                    pred = max(pred, first + beat * beat_time)
+                    t_first = pred if t_first is None else t_first
+                    pred += max(der.dlzs_cycles, n_g * bank_ii)
+                selected = max(pred, t_first + der.dlzs_cycles + (rows - 1) * sads.ii) + lag
             lists = [sels[i][k] for i in range(n) if k < len(sels[i])]
             scan = L * L * cfg.k_max if rass else L * cfg.k_max
             start = max(rass_free, selected)
@@ -268,6 +288,8 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
             # keys go to SU-FA as their V rows arrive (ring, valid bit, feeder stage)
             lane_end[i] = max(max(lane_end[i], v_first + FEED_TIME) + cost,
                               v_ready + FEED_TIME + M)
-            done.append(lane_end[i])
+            # dense: the tile is released once the feeder has handed its last key to SU-FA,
+            # a key's work before the lane's end (matters where V's ring latency bounds)
+            done.append(lane_end[i] - (M if params.dense else 0))
         release.append(max(max(done), marker) + 1)
     return max(release[-1], max(lane_end) + 1)
