@@ -7,6 +7,10 @@
 * **Model**: the cycle model (:mod:`sim.axiperf`) at S = 1k … 64k and a memory of 4, 8, 16 and
   32 bytes a cycle; the traffic model (:func:`sim.jobs.traffic`, equal to the RTL's byte
   counters wherever both run) for 1, 2 and 4 query lanes.
+* **Several keys a cycle** (``predict_keys`` 1, 2, 4; ``--no-memory-predict`` skips them): the
+  same compute on a 512-bit bus (a K row a beat) at S = 1k, dense and the four ratios, RTL
+  with the cycle model beside each row (``predict_keys``, ``model_cycles_per_query``,
+  ``model_error``).
 * **Real attention**: Q, K and V of all-MiniLM-L6-v2 (int8, every head of two layers) on the
   longest shipped text: the bytes with and without RASS, where lanes' selections overlap the
   way real attention does.
@@ -29,7 +33,9 @@ from spec.job import JobDescriptor
 
 
 __all__ = ["bench_config", "job_data", "rtl_jobs", "rtl_rows", "model_rows", "lane_rows", "minilm_rows",
-           "markdown", "roofline", "RATIOS", "RTL_SEQ", "MODEL_SEQ", "BANDWIDTHS", "LANES"]
+           "markdown", "roofline", "RATIOS", "RTL_SEQ", "MODEL_SEQ", "BANDWIDTHS", "LANES",
+           "PREDICT_KEYS", "PREDICT_BUS", "PREDICT_SEQ", "predict_config", "predict_jobs",
+           "predict_rows", "predict_markdown"]
 
 
 RATIOS = (0.5, 0.25, 0.125, 0.0625)
@@ -39,6 +45,10 @@ BANDWIDTHS = (4, 8, 16, 32)
 LANES = (1, 2, 4)
 #: The memory latency the model assumes for AxiRam (cycles).
 LATENCY = 2
+#: The rows over ``predict_keys``: these values, on a bus of this many bits, at this S.
+PREDICT_KEYS = (1, 2, 4)
+PREDICT_BUS = 512
+PREDICT_SEQ = 1024
 
 
 def bench_config():
@@ -86,6 +96,48 @@ def rtl_rows(cfg, results):
         row.update(dram_bytes=read / T, rass=r["rass"])
         rows.append(row)
     return rows
+
+
+def predict_config(cfg, P):
+    """The bench config on a :data:`PREDICT_BUS`-bit bus predicting ``P`` keys a cycle."""
+    return cfg.replace(name=f"{cfg.name}-{PREDICT_BUS}-p{P}", axi_data_width=PREDICT_BUS,
+                       predict_keys=P)
+
+
+def predict_jobs(cfg, S=PREDICT_SEQ):
+    """Dense and :data:`RATIOS` at ``S``, two blocks of queries, RASS on."""
+    return [{"seq": S, "queries": 2 * cfg.q_lanes, "top_k": top_k_of(cfg, keep), "rass": True,
+             "seed": 1, "keep": keep} for keep in (1.0,) + RATIOS]
+
+
+def predict_rows(cfg, results):
+    """The RTL rows of one ``predict_keys`` build (:func:`rtl_rows`) with ``predict_keys``,
+    the cycle model's cycles per query and its error against the RTL."""
+    rows = rtl_rows(cfg, results)
+    for row, r in zip(rows, results):
+        job, params, tensors = job_data(cfg, r)
+        res = golden_job(cfg, params, job, *tensors)
+        model = axi_core_cycles(cfg, params, job, res, tensors, latency=LATENCY)
+        rtl = r["counters"]["busy_cycles"]
+        row.update(predict_keys=cfg.predict_keys, bus_bits=cfg.axi_data_width,
+                   model_cycles_per_query=model / r["queries"], model_error=(model - rtl) / rtl)
+    return rows
+
+
+def predict_markdown(rows):
+    """The table of the rows over ``predict_keys``."""
+    if not rows:
+        return ""
+    lines = ["### Several keys a cycle (`predict_keys`), RTL and cycle model", "",
+             f"The same compute on a {PREDICT_BUS}-bit bus (a K row a beat), K packed; S = "
+             f"{_k(rows[0]['seq_len'])}; speed-up over dense of the same build.", "",
+             "| predict_keys | kept | cycles/query | speed-up | model cycles/query | "
+             "model error |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['predict_keys']} | {r['keep']:.2%} | {r['cycles_per_query']:.0f} | "
+                     f"{r['speedup']:.2f}× | {r['model_cycles_per_query']:.0f} | "
+                     f"{r['model_error']:+.1%} |")
+    return "\n".join(lines + [""])
 
 
 def job_data(cfg, spec):

@@ -12,8 +12,9 @@ its number of queries (bench.json's ``per_call``: the fill and drain a call pays
 The RTL runs put :data:`ROWS` queries through one call (``--rows``). Every row has ``predict_keys``, ``seq_len``,
 ``keep``, ``source`` (``"rtl"`` or ``"model"``), ``speedup``, ``ideal_mac_ratio``,
 ``pe_utilisation`` and ``ops_per_mult_cycle``. Then the memory-attached core's rows
-(:mod:`gen.axibench`, bench.json's ``memory``; ``--no-memory`` skips them) and the model of
-several memory-attached cores on one memory (:mod:`gen.corebench`, bench.json's ``cores``,
+(:mod:`gen.axibench`, bench.json's ``memory``, with its rows over ``predict_keys`` in
+``memory.predict_keys``; ``--no-memory`` skips them, ``--no-memory-predict`` the latter) and
+the model of several memory-attached cores on one memory (:mod:`gen.corebench`, bench.json's ``cores``,
 ``cores.png``; ``--no-cores`` skips them).
 
 The default config is the ``default`` preset with ``k_max = 8`` (50 % of a 16-key tile needs
@@ -312,12 +313,27 @@ def memory_bench(args, log=print):
                           "SOFA_AXIBENCH_MEM": _memory_bytes(cfg, jobs)})
     rtl = axibench.rtl_rows(cfg, json.loads(raw.read_text())["jobs"])
     log("memory core: RTL done")
+    predict = []
+    if args.memory_predict:
+        for P in axibench.PREDICT_KEYS:
+            one = axibench.predict_config(cfg, P)
+            pjobs = axibench.predict_jobs(one)
+            praw = (args.out / f"axi_runs-pk{P}.json").resolve()
+            run_cocotb("sofa_top", sofa_top, one, "gen.rtlsim.axibench_tb",
+                       name=f"bench-{one.name}",
+                       extra_env={"SOFA_AXIBENCH_JOBS": json.dumps(pjobs),
+                                  "SOFA_AXIBENCH_OUT": praw,
+                                  "SOFA_AXIBENCH_MEM": _memory_bytes(one, pjobs)})
+            predict += axibench.predict_rows(one, json.loads(praw.read_text())["jobs"])
+            log(f"memory core: predict_keys = {P} done")
     model = axibench.model_rows(cfg, args.model_seq, log=log)
     lanes = axibench.lane_rows(cfg)
     minilm = axibench.minilm_rows(cfg, log=log) if args.minilm else []
     axibench.write(args.out, cfg, rtl, model, lanes, minilm)
-    rows = {"config": cfg.to_dict(), "rows": rtl + model + minilm, "lanes": lanes}
-    return rows, axibench.markdown(cfg, rtl, model, lanes, minilm)
+    rows = {"config": cfg.to_dict(), "rows": rtl + model + minilm, "lanes": lanes,
+            "predict_keys": predict}
+    return rows, axibench.markdown(cfg, rtl, model, lanes, minilm) + "\n" + \
+        axibench.predict_markdown(predict)
 
 
 def cores_bench(args, log=print):
@@ -368,6 +384,11 @@ def add_arguments(parser):
                         default=list(axibench.MODEL_SEQ),
                         help="S of its cycle-model rows (default: "
                              f"{','.join(map(str, axibench.MODEL_SEQ))})")
+    parser.add_argument("--no-memory-predict", dest="memory_predict", action="store_false",
+                        help="skip the memory core's rows over predict_keys, "
+                             f"{', '.join(map(str, axibench.PREDICT_KEYS))} on a "
+                             f"{axibench.PREDICT_BUS}-bit bus at S = {axibench.PREDICT_SEQ} "
+                             "(default: run them)")
     parser.add_argument("--no-minilm", dest="minilm", action="store_false",
                         help="skip the MiniLM traffic rows (default: run them)")
     parser.add_argument("--no-cores", dest="cores", action="store_false",

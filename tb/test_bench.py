@@ -34,7 +34,8 @@ def test_every_option_states_its_default():
     bench.add_arguments(recorder)
     assert set(recorder.options) == {"--preset", "--config", "--seq", "--rows", "--out",
                                      "--no-projection", "--no-memory", "--memory-seq",
-                                     "--model-seq", "--no-minilm", "--no-cores", "--cores-seq"}
+                                     "--model-seq", "--no-minilm", "--no-cores", "--cores-seq",
+                                     "--no-memory-predict"}
     for name, kwargs in recorder.options.items():
         assert "(default: " in kwargs["help"], name
     _, args = parse()
