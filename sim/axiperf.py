@@ -16,9 +16,12 @@ The model follows the engine (:mod:`hw.axiengine`) block by block and tile by ti
   keys one per SADS ``ii`` from its first word, so its selection is there ``tile_latency + 2``
   (the bank's queue) after the later of its last word and ``(keys - 1) · ii`` after its first;
 * **selection**: a tile's selection is there ``lag`` cycles after its last key entered DLZS;
-  the RASS scheduler takes the tiles one after the other (collection, a scan of ``q_lanes ·
-  q_lanes · k_max`` steps with RASS, ``q_lanes · k_max`` without, a marker) and issues a V read
-  per row it emits, once the tile's V slot (of two) is free;
+  the RASS scheduler takes the tiles one after the other (the collection of the lanes'
+  selections, a beat a cycle: the most any lane selected, at least one; a scan of ``q_lanes ·
+  q_lanes · k_max`` steps with RASS, ``q_lanes · k_max`` without, a marker; ``q_lanes² · k_max
+  + collection + 4`` cycles a tile, which bounds a sparse block once prediction is faster:
+  with ``predict_keys > 1``) and issues a V read per row it emits, once the tile's V slot (of
+  two) is free;
 * **attention**: a lane spends ``mac_cycles`` per selected key and per rescale on a tile (one
   cycle for an empty tile), after its previous tile and not before the tile's V rows have
   arrived; a tile's slots are freed when every lane is past it;
@@ -225,6 +228,28 @@ def core_steps(cfg, params, job, selections, works, *, beat_time, latency, rass=
     return t - BLOCK_GAP + tail
 
 
+def _scan_steps(cfg, lanes, rass):
+    """The scan step at which :class:`hw.rass.RassScheduler` emits each row of
+    :func:`sim.jobs.rass_order` (the same order): slots ``lane · k_max + rank``, one a step;
+    with RASS one pass per share count from ``q_lanes`` down, a row in the pass of its count at
+    its first slot."""
+    K, L = cfg.k_max, cfg.q_lanes
+    N = L * K
+    slots = [(i * K + r, j) for i, lst in enumerate(lanes) for r, j in enumerate(lst)]
+    if not rass:
+        return [s for s, _ in slots]
+    count = {}
+    for _, j in slots:
+        count[j] = count.get(j, 0) + 1
+    steps, seen = [], set()
+    for level in range(L, 0, -1):
+        for s, j in slots:
+            if count[j] == level and j not in seen:
+                seen.add(j)
+                steps.append((L - level) * N + s)
+    return steps
+
+
 def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, block):
     """One block from ``t0`` (a generator of its reads, as :func:`core_steps`); returns when
     its lanes are done (every tile freed)."""
@@ -268,17 +293,22 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
             lists = [sels[i][k] for i in range(n) if k < len(sels[i])]
             scan = L * L * cfg.k_max if rass else L * cfg.k_max
             start = max(rass_free, selected)
-            emit = start + cfg.k_max + 2
+            # hw/rass.py: a cycle to start, the collection (a beat a lane and cycle: the most
+            # any lane selected, one empty beat at least), a cycle to count; then the scan, the
+            # marker and a cycle back: collection + scan + 4 cycles a tile
+            emit = start + max([1] + [len(x) for x in lists]) + 2
             if k >= VT:
                 emit = max(emit, release[k - VT])
             v_first = v_ready = emit
             order = rass_order(lists, rass)
+            at = _scan_steps(cfg, [sels[i][k] if k < len(sels[i]) else [] for i in range(n)],
+                             rass)
             for n_read, _ in enumerate(order):
-                # each emitted row holds the scan a cycle (the address stage)
-                first_beat, v_last = yield Read("v", emit + n_read, RW)
+                # a row leaves at its step of the scan (its slot, in its level's pass)
+                first_beat, v_last = yield Read("v", emit + at[n_read], RW)
                 v_first = first_beat if n_read == 0 else v_first
                 v_ready = max(v_ready, v_last)
-            rass_free = marker = emit + scan + len(order) + 1
+            rass_free = marker = emit + scan + 2
         done = []
         for i in range(n):
             if k >= len(works[i]):
