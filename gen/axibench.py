@@ -8,9 +8,10 @@
   32 bytes a cycle; the traffic model (:func:`sim.jobs.traffic`, equal to the RTL's byte
   counters wherever both run) for 1, 2 and 4 query lanes.
 * **Several keys a cycle** (``predict_keys`` 1, 2, 4; ``--no-memory-predict`` skips them): the
-  same compute on a 512-bit bus (a K row a beat) at S = 1k, dense and the four ratios, RTL
-  with the cycle model beside each row (``predict_keys``, ``model_cycles_per_query``,
-  ``model_error``).
+  memory board's per-core compute (:func:`core_config`, also the multi-core bench's core: d =
+  32, one query lane, 8 DLZS and 4 MAC lanes, a 256-bit bus, a K row a beat) at S = 1k, dense
+  and the four ratios, RTL with the cycle model beside each row (``predict_keys``,
+  ``model_cycles_per_query``, ``model_error``).
 * **Real attention**: Q, K and V of all-MiniLM-L6-v2 (int8, every head of two layers) on the
   longest shipped text: the bytes with and without RASS, where lanes' selections overlap the
   way real attention does.
@@ -34,7 +35,7 @@ from spec.job import JobDescriptor
 
 __all__ = ["bench_config", "job_data", "rtl_jobs", "rtl_rows", "model_rows", "lane_rows", "minilm_rows",
            "markdown", "roofline", "RATIOS", "RTL_SEQ", "MODEL_SEQ", "BANDWIDTHS", "LANES",
-           "PREDICT_KEYS", "PREDICT_BUS", "PREDICT_SEQ", "predict_config", "predict_jobs",
+           "PREDICT_KEYS", "PREDICT_SEQ", "core_config", "predict_config", "predict_jobs",
            "predict_rows", "predict_markdown"]
 
 
@@ -45,15 +46,24 @@ BANDWIDTHS = (4, 8, 16, 32)
 LANES = (1, 2, 4)
 #: The memory latency the model assumes for AxiRam (cycles).
 LATENCY = 2
-#: The rows over ``predict_keys``: these values, on a bus of this many bits, at this S.
+#: The rows over ``predict_keys``: these values of :func:`core_config` at this S.
 PREDICT_KEYS = (1, 2, 4)
-PREDICT_BUS = 512
 PREDICT_SEQ = 1024
 
 
 def bench_config():
     """The ``axi`` preset with ``k_max = 8`` (50 % of a 16-key tile needs top_k = 8)."""
     return preset("axi").replace(name="axibench", k_max=8)
+
+
+def core_config():
+    """The memory board's per-core compute on :func:`bench_config`: d = 32, one query lane, 8
+    DLZS and 4 MAC lanes (a quarter of the ``axi`` preset's datapath: one core builds on
+    Verilator in well under a minute) on a 256-bit bus (a K row a beat, 32 bytes a cycle at most). The core
+    of the multi-core bench (:func:`gen.corebench.bench_config`) and of the rows over
+    ``predict_keys`` (:func:`predict_config`)."""
+    return bench_config().replace(name="axicore", d=32, q_lanes=1, mac_lanes=4, dlzs_lanes=8,
+                                  axi_data_width=256)
 
 
 def top_k_of(cfg, keep):
@@ -98,10 +108,10 @@ def rtl_rows(cfg, results):
     return rows
 
 
-def predict_config(cfg, P):
-    """The bench config on a :data:`PREDICT_BUS`-bit bus predicting ``P`` keys a cycle."""
-    return cfg.replace(name=f"{cfg.name}-{PREDICT_BUS}-p{P}", axi_data_width=PREDICT_BUS,
-                       predict_keys=P)
+def predict_config(P):
+    """:func:`core_config` predicting ``P`` keys a cycle."""
+    cfg = core_config()
+    return cfg.replace(name=f"{cfg.name}-p{P}", predict_keys=P)
 
 
 def predict_jobs(cfg, S=PREDICT_SEQ):
@@ -119,7 +129,7 @@ def predict_rows(cfg, results):
         res = golden_job(cfg, params, job, *tensors)
         model = axi_core_cycles(cfg, params, job, res, tensors, latency=LATENCY)
         rtl = r["counters"]["busy_cycles"]
-        row.update(predict_keys=cfg.predict_keys, bus_bits=cfg.axi_data_width,
+        row.update(predict_keys=cfg.predict_keys, bus_bits=cfg.axi_data_width, d=cfg.d,
                    model_cycles_per_query=model / r["queries"], model_error=(model - rtl) / rtl)
     return rows
 
@@ -129,7 +139,9 @@ def predict_markdown(rows):
     if not rows:
         return ""
     lines = ["### Several keys a cycle (`predict_keys`), RTL and cycle model", "",
-             f"The same compute on a {PREDICT_BUS}-bit bus (a K row a beat), K packed; S = "
+             f"The memory board's per-core compute (d = {rows[0]['d']}, {rows[0]['q_lanes']} "
+             f"query lane{'s' if rows[0]['q_lanes'] > 1 else ''}) on a {rows[0]['bus_bits']}-bit "
+             "bus, K packed; S = "
              f"{_k(rows[0]['seq_len'])}; speed-up over dense of the same build.", "",
              "| predict_keys | kept | cycles/query | speed-up | model cycles/query | "
              "model error |", "|---|---|---|---|---|---|"]
