@@ -7,6 +7,11 @@
 * **Model**: the cycle model (:mod:`sim.axiperf`) at S = 1k … 64k and a memory of 4, 8, 16 and
   32 bytes a cycle; the traffic model (:func:`sim.jobs.traffic`, equal to the RTL's byte
   counters wherever both run) for 1, 2 and 4 query lanes.
+* **Several keys a cycle** (``predict_keys`` 1, 2, 4; ``--no-memory-predict`` skips them): the
+  memory board's per-core compute (:func:`core_config`, also the multi-core bench's core: d =
+  32, one query lane, 8 DLZS and 4 MAC lanes, a 256-bit bus, a K row a beat) at S = 1k, dense
+  and the four ratios, RTL with the cycle model beside each row (``predict_keys``,
+  ``model_cycles_per_query``, ``model_error``).
 * **Real attention**: Q, K and V of all-MiniLM-L6-v2 (int8, every head of two layers) on the
   longest shipped text: the bytes with and without RASS, where lanes' selections overlap the
   way real attention does.
@@ -29,7 +34,9 @@ from spec.job import JobDescriptor
 
 
 __all__ = ["bench_config", "job_data", "rtl_jobs", "rtl_rows", "model_rows", "lane_rows", "minilm_rows",
-           "markdown", "roofline", "RATIOS", "RTL_SEQ", "MODEL_SEQ", "BANDWIDTHS", "LANES"]
+           "markdown", "roofline", "RATIOS", "RTL_SEQ", "MODEL_SEQ", "BANDWIDTHS", "LANES",
+           "PREDICT_KEYS", "PREDICT_SEQ", "core_config", "predict_config", "predict_jobs",
+           "predict_rows", "predict_markdown"]
 
 
 RATIOS = (0.5, 0.25, 0.125, 0.0625)
@@ -39,11 +46,24 @@ BANDWIDTHS = (4, 8, 16, 32)
 LANES = (1, 2, 4)
 #: The memory latency the model assumes for AxiRam (cycles).
 LATENCY = 2
+#: The rows over ``predict_keys``: these values of :func:`core_config` at this S.
+PREDICT_KEYS = (1, 2, 4)
+PREDICT_SEQ = 1024
 
 
 def bench_config():
     """The ``axi`` preset with ``k_max = 8`` (50 % of a 16-key tile needs top_k = 8)."""
     return preset("axi").replace(name="axibench", k_max=8)
+
+
+def core_config():
+    """The memory board's per-core compute on :func:`bench_config`: d = 32, one query lane, 8
+    DLZS and 4 MAC lanes (a quarter of the ``axi`` preset's datapath: one core builds on
+    Verilator in well under a minute) on a 256-bit bus (a K row a beat, 32 bytes a cycle at most). The core
+    of the multi-core bench (:func:`gen.corebench.bench_config`) and of the rows over
+    ``predict_keys`` (:func:`predict_config`)."""
+    return bench_config().replace(name="axicore", d=32, q_lanes=1, mac_lanes=4, dlzs_lanes=8,
+                                  axi_data_width=256)
 
 
 def top_k_of(cfg, keep):
@@ -86,6 +106,50 @@ def rtl_rows(cfg, results):
         row.update(dram_bytes=read / T, rass=r["rass"])
         rows.append(row)
     return rows
+
+
+def predict_config(P):
+    """:func:`core_config` predicting ``P`` keys a cycle."""
+    cfg = core_config()
+    return cfg.replace(name=f"{cfg.name}-p{P}", predict_keys=P)
+
+
+def predict_jobs(cfg, S=PREDICT_SEQ):
+    """Dense and :data:`RATIOS` at ``S``, two blocks of queries, RASS on."""
+    return [{"seq": S, "queries": 2 * cfg.q_lanes, "top_k": top_k_of(cfg, keep), "rass": True,
+             "seed": 1, "keep": keep} for keep in (1.0,) + RATIOS]
+
+
+def predict_rows(cfg, results):
+    """The RTL rows of one ``predict_keys`` build (:func:`rtl_rows`) with ``predict_keys``,
+    the cycle model's cycles per query and its error against the RTL."""
+    rows = rtl_rows(cfg, results)
+    for row, r in zip(rows, results):
+        job, params, tensors = job_data(cfg, r)
+        res = golden_job(cfg, params, job, *tensors)
+        model = axi_core_cycles(cfg, params, job, res, tensors, latency=LATENCY)
+        rtl = r["counters"]["busy_cycles"]
+        row.update(predict_keys=cfg.predict_keys, bus_bits=cfg.axi_data_width, d=cfg.d,
+                   model_cycles_per_query=model / r["queries"], model_error=(model - rtl) / rtl)
+    return rows
+
+
+def predict_markdown(rows):
+    """The table of the rows over ``predict_keys``."""
+    if not rows:
+        return ""
+    lines = ["### Several keys a cycle (`predict_keys`), RTL and cycle model", "",
+             f"The memory board's per-core compute (d = {rows[0]['d']}, {rows[0]['q_lanes']} "
+             f"query lane{'s' if rows[0]['q_lanes'] > 1 else ''}) on a {rows[0]['bus_bits']}-bit "
+             "bus, K packed; S = "
+             f"{_k(rows[0]['seq_len'])}; speed-up over dense of the same build.", "",
+             "| predict_keys | kept | cycles/query | speed-up | model cycles/query | "
+             "model error |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['predict_keys']} | {r['keep']:.2%} | {r['cycles_per_query']:.0f} | "
+                     f"{r['speedup']:.2f}× | {r['model_cycles_per_query']:.0f} | "
+                     f"{r['model_error']:+.1%} |")
+    return "\n".join(lines + [""])
 
 
 def job_data(cfg, spec):

@@ -12,8 +12,9 @@ its number of queries (bench.json's ``per_call``: the fill and drain a call pays
 The RTL runs put :data:`ROWS` queries through one call (``--rows``). Every row has ``predict_keys``, ``seq_len``,
 ``keep``, ``source`` (``"rtl"`` or ``"model"``), ``speedup``, ``ideal_mac_ratio``,
 ``pe_utilisation`` and ``ops_per_mult_cycle``. Then the memory-attached core's rows
-(:mod:`gen.axibench`, bench.json's ``memory``; ``--no-memory`` skips them) and the model of
-several memory-attached cores on one memory (:mod:`gen.corebench`, bench.json's ``cores``,
+(:mod:`gen.axibench`, bench.json's ``memory``, with its rows over ``predict_keys`` in
+``memory.predict_keys``; ``--no-memory`` skips them, ``--no-memory-predict`` the latter) and
+the model of several memory-attached cores on one memory (:mod:`gen.corebench`, bench.json's ``cores``,
 ``cores.png``; ``--no-cores`` skips them).
 
 The default config is the ``default`` preset with ``k_max = 8`` (50 % of a 16-key tile needs
@@ -301,6 +302,23 @@ def _memory_bytes(cfg, jobs):
     return 1 << end.bit_length()
 
 
+def memory_predict_bench(args, log=print):
+    """The memory-attached core's rows over ``predict_keys`` (:func:`gen.axibench.predict_config`
+    on Verilator for each of :data:`gen.axibench.PREDICT_KEYS`, the cycle model beside)."""
+    from hw.top import sofa_top
+    rows = []
+    for P in axibench.PREDICT_KEYS:
+        one = axibench.predict_config(P)
+        jobs = axibench.predict_jobs(one)
+        raw = (args.out / f"axi_runs-pk{P}.json").resolve()
+        run_cocotb("sofa_top", sofa_top, one, "gen.rtlsim.axibench_tb", name=f"bench-{one.name}",
+                   extra_env={"SOFA_AXIBENCH_JOBS": json.dumps(jobs), "SOFA_AXIBENCH_OUT": raw,
+                              "SOFA_AXIBENCH_MEM": _memory_bytes(one, jobs)})
+        rows += axibench.predict_rows(one, json.loads(raw.read_text())["jobs"])
+        log(f"memory core: predict_keys = {P} done")
+    return rows
+
+
 def memory_bench(args, log=print):
     """The memory-attached core's rows (:mod:`gen.axibench`): ``(rows dict, markdown)``."""
     from hw.top import sofa_top
@@ -312,12 +330,15 @@ def memory_bench(args, log=print):
                           "SOFA_AXIBENCH_MEM": _memory_bytes(cfg, jobs)})
     rtl = axibench.rtl_rows(cfg, json.loads(raw.read_text())["jobs"])
     log("memory core: RTL done")
+    predict = memory_predict_bench(args, log=log) if args.memory_predict else []
     model = axibench.model_rows(cfg, args.model_seq, log=log)
     lanes = axibench.lane_rows(cfg)
     minilm = axibench.minilm_rows(cfg, log=log) if args.minilm else []
     axibench.write(args.out, cfg, rtl, model, lanes, minilm)
-    rows = {"config": cfg.to_dict(), "rows": rtl + model + minilm, "lanes": lanes}
-    return rows, axibench.markdown(cfg, rtl, model, lanes, minilm)
+    rows = {"config": cfg.to_dict(), "rows": rtl + model + minilm, "lanes": lanes,
+            "predict_keys": predict}
+    return rows, axibench.markdown(cfg, rtl, model, lanes, minilm) + "\n" + \
+        axibench.predict_markdown(predict)
 
 
 def cores_bench(args, log=print):
@@ -368,6 +389,14 @@ def add_arguments(parser):
                         default=list(axibench.MODEL_SEQ),
                         help="S of its cycle-model rows (default: "
                              f"{','.join(map(str, axibench.MODEL_SEQ))})")
+    core = axibench.core_config()
+    parser.add_argument("--no-memory-predict", dest="memory_predict", action="store_false",
+                        help="skip the memory core's rows over predict_keys, "
+                             f"{', '.join(map(str, axibench.PREDICT_KEYS))} on the "
+                             f"memory board's per-core compute (d = {core.d}, a "
+                             f"{core.axi_data_width}-bit bus) at "
+                             f"S = {axibench.PREDICT_SEQ} "
+                             "(default: run them)")
     parser.add_argument("--no-minilm", dest="minilm", action="store_false",
                         help="skip the MiniLM traffic rows (default: run them)")
     parser.add_argument("--no-cores", dest="cores", action="store_false",

@@ -66,14 +66,13 @@ VARIANTS = {(False, False): "own K", (True, False): "shared K",
 
 
 def bench_config():
-    """One core of the benchmark (the model takes ``cores``): the memory benchmark's config
-    (:func:`gen.axibench.bench_config`) with the memory board's compute (d = 32, one query
-    lane, 8 DLZS and 4 MAC lanes: a quarter of the ``axi`` preset's datapath, so that three
-    Verilator builds of 1, 2 and 4 cores fit ``make bench``), a 256-bit bus (a K row a beat,
-    32 bytes a cycle at most) and the AXI IDs the arbiter needs for 16 cores."""
-    return axibench.bench_config().replace(name="corebench", d=32, q_lanes=1, mac_lanes=4,
-                                           dlzs_lanes=8, axi_data_width=256,
-                                           axi_id_width=2 + (max(CORES) - 1).bit_length())
+    """One core of the benchmark (the model takes ``cores``): the memory board's per-core
+    compute (:func:`gen.axibench.core_config`: d = 32, one query lane, 8 DLZS and 4 MAC lanes,
+    a quarter of the ``axi`` preset's datapath, so that three Verilator builds of 1, 2 and 4
+    cores fit ``make bench``; a 256-bit bus, a K row a beat, 32 bytes a cycle at most) with the
+    AXI IDs the arbiter needs for 16 cores."""
+    return axibench.core_config().replace(name="corebench",
+                                          axi_id_width=2 + (max(CORES) - 1).bit_length())
 
 
 def _workload(cfg, S, heads, queries):

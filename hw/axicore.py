@@ -43,7 +43,7 @@ from hw.axil import AxiLiteRegisters
 from hw.counters import CounterBank, unit_increments
 from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
 from spec.config import ConfigError
-from spec.job import JobError, TENSORS, bus_bytes, row_beats
+from spec.job import JobError, TENSORS, bus_bytes, k_packed, row_beats, row_bytes
 from spec.timing import JOB_CHECK_CYCLES, JOB_SPLIT_PRODUCTS, job_split_cycles
 from spec.regmap import (COUNTER_BASE, CORE_BASE, CORE_COUNTER_OFFSET, CORE_REGS, CORE_WORDS,
                          Reg, address_words, counter_names, lite_addr_width, register,
@@ -195,10 +195,15 @@ class SofaAxiCore(wiring.Component):
         BB = bus_bytes(cfg)
         low = (BB - 1).bit_length()
         rowb, orowb = row_beats(cfg) * BB, row_beats(cfg, out=True) * BB
+        # packed K (predict_keys > 1): its stride is exactly one row, not bus-aligned
+        packed = k_packed(cfg)
         err_align = Cat(*(params[f"{t}_{p}"][:low] for t in TENSORS
-                          for p in ("base", "stride", "head_stride"))).any() if low else 0
+                          for p in ("base", "stride", "head_stride")
+                          if not (packed and t == "k" and p == "stride"))).any() if low else 0
         err_stride = Cat(*(params[f"{t}_stride"] < (orowb if t == "o" else rowb)
-                           for t in TENSORS)).any()
+                           for t in TENSORS if not (packed and t == "k"))).any()
+        if packed:
+            err_stride = err_stride | (params["k_stride"] != row_bytes(cfg))
         # Ranges: base + (heads-1)·head_stride + (rows-1)·stride + row <= 2^axi_addr_width.
         # The registers hold still during the check, but a one-cycle multiply-add-compare is
         # the core's longest path: eight products issue one a cycle into a pipeline
@@ -231,7 +236,9 @@ class SofaAxiCore(wiring.Component):
             for k, t in enumerate(TENSORS):
                 with m.Case(k):
                     m.d.comb += [base_k.eq(params[f"{t}_base"]),
-                                 limit.eq(top_addr - (orowb if t == "o" else rowb))]
+                                 limit.eq(top_addr - (orowb if t == "o" else
+                                                      row_bytes(cfg) if packed and t == "k"
+                                                      else rowb))]
         m.d.sync += [
             v[0].eq(issue), tk[0].eq(step >> 1), sec[0].eq(step[0]),
             op_a.eq(mul_a), op_b.eq(mul_b),
@@ -363,7 +370,8 @@ class SofaAxiCore(wiring.Component):
             for i, e in enumerate(engines):
                 busy_i = self.busy if N == 1 else core_state[i][0]
                 unit_incs, unit_top = unit_increments(m, cfg, e.sufa, e.sads, restart=restart)
-                top = {n: 1 for n in events_of(e, 1)} | {"kv_rows_fetch": cfg.q_lanes} | \
+                top = {n: 1 for n in events_of(e, 1)} | {"kv_rows_fetch": cfg.q_lanes,
+                                                          "k_rows_predict": cfg.predict_keys} | \
                     unit_top
                 top |= {n: BB for n in ("bytes_q", "bytes_k", "bytes_v", "bytes_o")}
                 tops.append(top)

@@ -32,9 +32,11 @@ from amaranth.lib.wiring import In, Out
 
 from hw.axi import AxiReader, AxiWriter, axi4_read_members, axi4_write_members
 from hw.dlzs import DLZS, row_layout
+from hw.kgroup import packed_keys
 from hw.rass import RassScheduler
 from hw.rows import RowAssembler, RowPacker, unpack_row
 from hw.sads import SADS, sel_layout
+from hw.sadsbank import SADSBank
 from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
 from spec.job import TENSORS, bus_bytes, elem_bytes, row_beats
@@ -62,7 +64,8 @@ def event_layout(cfg):
     """What the engine counts each cycle (per-cycle increments of the core's counters)."""
     BB = bus_bytes(cfg)
     return data.StructLayout({
-        "predict": 1, "k_rows_predict": 1, "kv_rows_fetch": range(cfg.q_lanes + 1),
+        "predict": 1, "k_rows_predict": range(cfg.predict_keys + 1),
+        "kv_rows_fetch": range(cfg.q_lanes + 1),
         "starved": 1, "sufa_stall": 1, "out_stall": 1,
         "bytes_q": range(BB + 1), "bytes_k": range(BB + 1), "bytes_v": range(BB + 1),
         "bytes_o": range(BB + 1),
@@ -110,7 +113,8 @@ class AxiEngine(wiring.Component):
         self._rw = row_beats(cfg)
         self._ow = row_beats(cfg, out=True)
         self._dlzs = [DLZS(cfg) for _ in range(L)]
-        self._sads = [SADS(cfg, counter_width=cfg.derived.batch.bit_length()) for _ in range(L)]
+        sads = SADS if cfg.predict_keys == 1 else SADSBank
+        self._sads = [sads(cfg, counter_width=cfg.derived.batch.bit_length()) for _ in range(L)]
         self._sufa = [SUFA(cfg, counter_width=2) for _ in range(L)]
         self._vtag = data.StructLayout({"slot": range(V_TILES), "pos": range(cfg.block_size)})
         bus = dict(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
@@ -142,7 +146,10 @@ class AxiEngine(wiring.Component):
 
     @property
     def sads(self):
-        return tuple(self._sads)
+        """The SADS units (with ``predict_keys > 1`` those of every lane's SADSBank)."""
+        if self._cfg.predict_keys == 1:
+            return tuple(self._sads)
+        return tuple(u for bank in self._sads for u in bank.units_list)
 
     @property
     def sufa(self):
@@ -152,6 +159,8 @@ class AxiEngine(wiring.Component):
         m = Module()
         cfg, der = self._cfg, self._cfg.derived
         L, B, KT, VT = cfg.q_lanes, cfg.block_size, cfg.k_tiles, V_TILES
+        P = cfg.predict_keys
+        PB = (P - 1).bit_length()                    # bits of a key's slot in its word
         RW, OW, EB = self._rw, self._ow, elem_bytes(cfg)
         BUS, BB = cfg.axi_data_width, bus_bytes(cfg)
         AW = cfg.axi_addr_width
@@ -306,66 +315,79 @@ class AxiEngine(wiring.Component):
         # -- K: the block's keys, tile by tile, into the ring (and to DLZS) -----------------------
         k_left = Signal(der.seq_len_width)           # K rows still to ask for
         k_addr = Signal(AW)
-        k_sub = Signal(range(B + 1))                 # rows of the tile still to ask for
-        contiguous_k = job.k_stride == packed
         k_cmd = rd.cmd[1]
         tile_rows = Mux(k_left < B, k_left, B)
         room = (k_issued - released)[:TILE_BITS] < KT
-        with m.If(block_go):
-            m.d.sync += [k_left.eq(span_c), k_addr.eq(base["k"]), k_sub.eq(0)]
-        with m.If(k_sub == 0):                       # a new tile
-            m.d.comb += [k_cmd.valid.eq((k_left != 0) & room & block_busy),
-                         k_cmd.payload.beats.eq(Mux(contiguous_k, tile_rows * RW, RW))]
-            with m.If(k_cmd.valid & k_cmd.ready):
-                m.d.sync += [k_issued.eq(k_issued + 1),
-                             k_sub.eq(Mux(contiguous_k, 0, tile_rows - 1)),
-                             k_left.eq(k_left - Mux(contiguous_k, tile_rows, 1)),
-                             k_addr.eq(k_addr + Mux(contiguous_k, tile_rows * packed,
-                                                    job.k_stride))]
-        with m.Else():                               # the tile's further rows, one a command
-            m.d.comb += [k_cmd.valid.eq(1), k_cmd.payload.beats.eq(RW)]
-            with m.If(k_cmd.ready):
-                m.d.sync += [k_sub.eq(k_sub - 1), k_left.eq(k_left - 1),
-                             k_addr.eq(k_addr + job.k_stride)]
-        m.d.comb += k_cmd.payload.addr.eq(k_addr)
-
-        m.submodules.k_rows = k_rows = RowAssembler(RW, BUS)
-        rows_from(1, k_rows)
-        m.submodules.k_ring = k_ring = memory.Memory(shape=RW * BUS, depth=KT * B, init=[])
-        k_wr = k_ring.write_port()
         k_wslot = Signal(range(KT))
-        k_wpos = Signal(range(B))
         k_row = Signal(der.seq_len_width)            # the block's row being written
         k_filled = Signal(TILE_BITS)                 # tiles complete in the ring (global)
         kb_valid = Signal(L)                         # lane i has yet to take the row below
         kb_last = Signal(L)
-        kb_row = Signal(row_layout(cfg))
         kb_adv = Signal()
+        k_keys = Signal(range(P + 1))                # keys predicted this cycle (the counter)
         m.d.comb += kb_adv.eq(Cat(*(~kb_valid[i] | dlzs[i].k.ready for i in lanes)).all())
-        k_take = k_rows.o.valid & k_rows.o.ready
-        m.d.comb += [k_rows.o.ready.eq(dense | kb_adv),
-                     k_wr.addr.eq(k_wslot * B + k_wpos), k_wr.data.eq(k_rows.o.payload.row),
-                     k_wr.en.eq(k_take)]
-        for i in lanes:
-            m.d.comb += [dlzs[i].k.valid.eq(kb_valid[i]), dlzs[i].k.payload.data.eq(kb_row),
-                         dlzs[i].k.payload.last.eq(kb_last[i])]
-        with m.If(kb_adv):
-            m.d.sync += kb_valid.eq(0)
-        with m.Else():
+        if P == 1:
+            k_sub = Signal(range(B + 1))                 # rows of the tile still to ask for
+            contiguous_k = job.k_stride == packed
+            with m.If(block_go):
+                m.d.sync += [k_left.eq(span_c), k_addr.eq(base["k"]), k_sub.eq(0)]
+            with m.If(k_sub == 0):                       # a new tile
+                m.d.comb += [k_cmd.valid.eq((k_left != 0) & room & block_busy),
+                             k_cmd.payload.beats.eq(Mux(contiguous_k, tile_rows * RW, RW))]
+                with m.If(k_cmd.valid & k_cmd.ready):
+                    m.d.sync += [k_issued.eq(k_issued + 1),
+                                 k_sub.eq(Mux(contiguous_k, 0, tile_rows - 1)),
+                                 k_left.eq(k_left - Mux(contiguous_k, tile_rows, 1)),
+                                 k_addr.eq(k_addr + Mux(contiguous_k, tile_rows * packed,
+                                                        job.k_stride))]
+            with m.Else():                               # the tile's further rows, one a command
+                m.d.comb += [k_cmd.valid.eq(1), k_cmd.payload.beats.eq(RW)]
+                with m.If(k_cmd.ready):
+                    m.d.sync += [k_sub.eq(k_sub - 1), k_left.eq(k_left - 1),
+                                 k_addr.eq(k_addr + job.k_stride)]
+            m.d.comb += k_cmd.payload.addr.eq(k_addr)
+
+            m.submodules.k_rows = k_rows = RowAssembler(RW, BUS)
+            rows_from(1, k_rows)
+            m.submodules.k_ring = k_ring = memory.Memory(shape=RW * BUS, depth=KT * B,
+                                                         init=[])
+            k_wr = k_ring.write_port()
+            k_wpos = Signal(range(B))
+            kb_row = Signal(row_layout(cfg))
+            k_take = k_rows.o.valid & k_rows.o.ready
+            m.d.comb += [k_rows.o.ready.eq(dense | kb_adv),
+                         k_wr.addr.eq(k_wslot * B + k_wpos),
+                         k_wr.data.eq(k_rows.o.payload.row), k_wr.en.eq(k_take),
+                         k_keys.eq(k_take & ~dense & Cat(*(in_block[i] & (k_row < lens[i])
+                                                           for i in lanes)).any())]
             for i in lanes:
-                with m.If(dlzs[i].k.ready):
-                    m.d.sync += kb_valid[i].eq(0)
-        with m.If(block_go):
-            m.d.sync += k_row.eq(0)
-        with m.Elif(k_take):
-            tile_end = (k_wpos == B - 1) | (k_row == span - 1)
-            m.d.sync += [k_row.eq(k_row + 1), k_wpos.eq(Mux(tile_end, 0, k_wpos + 1)),
-                         kb_row.as_value().eq(unpack_row(k_rows.o.payload.row, cfg, EB))]
-            with m.If(tile_end):
-                m.d.sync += [k_wslot.eq(wrap_inc(k_wslot, KT)), k_filled.eq(k_filled + 1)]
-            with m.If(~dense):
-                m.d.sync += [kb_valid.eq(Cat(*(in_block[i] & (k_row < lens[i]) for i in lanes))),
-                             kb_last.eq(Cat(*(k_row == lens[i] - 1 for i in lanes)))]
+                m.d.comb += [dlzs[i].k.valid.eq(kb_valid[i]),
+                             dlzs[i].k.payload.data.eq(kb_row),
+                             dlzs[i].k.payload.last.eq(kb_last[i])]
+            with m.If(kb_adv):
+                m.d.sync += kb_valid.eq(0)
+            with m.Else():
+                for i in lanes:
+                    with m.If(dlzs[i].k.ready):
+                        m.d.sync += kb_valid[i].eq(0)
+            with m.If(block_go):
+                m.d.sync += k_row.eq(0)
+            with m.Elif(k_take):
+                tile_end = (k_wpos == B - 1) | (k_row == span - 1)
+                m.d.sync += [k_row.eq(k_row + 1), k_wpos.eq(Mux(tile_end, 0, k_wpos + 1)),
+                             kb_row.as_value().eq(unpack_row(k_rows.o.payload.row, cfg, EB))]
+                with m.If(tile_end):
+                    m.d.sync += [k_wslot.eq(wrap_inc(k_wslot, KT)), k_filled.eq(k_filled + 1)]
+                with m.If(~dense):
+                    m.d.sync += [kb_valid.eq(Cat(*(in_block[i] & (k_row < lens[i])
+                                                   for i in lanes))),
+                                 kb_last.eq(Cat(*(k_row == lens[i] - 1 for i in lanes)))]
+
+        else:
+            k_take, k_ring, k_rd_slots = packed_keys(
+                m, cfg, rd.data[1], dlzs, block_go, block_busy, span, span_c, lens, in_block,
+                dense, base["k"], k_left, k_addr, k_cmd, tile_rows, room, k_issued, k_wslot,
+                k_row, k_filled, kb_valid, kb_last, kb_adv, k_keys)
 
         # -- V: which rows (RASS), fetched into the V ring ----------------------------------------
         m.submodules.rass = rass = RassScheduler(cfg)
@@ -477,6 +499,11 @@ class AxiEngine(wiring.Component):
                                       (~dense | (k_filled != lane_tile[i])))
             k_rd, v_rd = k_ring.read_port(), v_ring.read_port()
             meta = Signal(sel_layout(cfg), name=f"f_meta{i}")
+            if P == 1:
+                k_at, k_data = lane_ks[i] * B + pos, k_rd.data
+            else:                                    # the key's word, then its row in it
+                k_at = lane_ks[i] * (B // P) + (pos >> PB)
+                k_data = k_rd_slots(k_rd.data)[meta.index[:PB]]
             kv = sufa[i].kv
             adv = ~f_valid[i] | kv.ready
             # A tile's last beat steps the lane to the next tile a cycle later, with a one-cycle
@@ -489,9 +516,9 @@ class AxiEngine(wiring.Component):
             m.d.comb += [
                 src.ready.eq(ready_row & adv & ~tile_end),
                 k_rd.en.eq(adv), v_rd.en.eq(adv),
-                k_rd.addr.eq(lane_ks[i] * B + pos), v_rd.addr.eq(lane_vs[i] * B + pos),
+                k_rd.addr.eq(k_at), v_rd.addr.eq(lane_vs[i] * B + pos),
                 kv.valid.eq(f_valid[i]), kv.payload.index.eq(meta.index),
-                kv.payload.k.eq(unpack_row(k_rd.data, cfg, EB)),
+                kv.payload.k.eq(unpack_row(k_data, cfg, EB)),
                 kv.payload.v.eq(unpack_row(v_rd.data, cfg, EB)),
                 kv.payload.empty.eq(meta.empty), kv.payload.first.eq(meta.first),
                 kv.payload.last.eq(meta.last), kv.payload.row_last.eq(meta.row_last),
@@ -587,8 +614,7 @@ class AxiEngine(wiring.Component):
         beat = [rd.data[c].valid & rd.data[c].ready for c in range(3)]
         m.d.comb += [
             ev.predict.eq(kb_valid.any()),
-            ev.k_rows_predict.eq(k_take & ~dense & Cat(*(in_block[i] & (k_row < lens[i])
-                                                        for i in lanes)).any()),
+            ev.k_rows_predict.eq(k_keys),
             ev.kv_rows_fetch.eq(sum(fetched)),
             ev.starved.eq(block_busy & ~f_valid.any()),
             ev.sufa_stall.eq(Cat(*(f_valid[i] & ~sufa[i].kv.ready for i in lanes)).any()),

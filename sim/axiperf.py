@@ -9,11 +9,19 @@ The model follows the engine (:mod:`hw.axiengine`) block by block and tile by ti
   ``max(t + AR + latency, bus free)`` on, one beat every ``bus_bytes / bytes_per_cycle``
   cycles (one a cycle at most); Q, K and V reads queue on it in the order they are issued;
 * **K**: a tile's read is issued as soon as its slot in the ring of ``k_tiles`` is free; its
-  rows enter DLZS (sparse mode) at the pace ``max(dlzs_cycles, SADS ii)``;
+  rows enter DLZS (sparse mode) at the pace ``max(dlzs_cycles, SADS ii)``; with
+  ``predict_keys = P > 1`` the tile is read packed (:func:`spec.job.k_read_beats` beats) and
+  a word of ``P`` rows enters DLZS as soon as its last beat is in, at most one every
+  ``max(dlzs_cycles, n · bank ii)`` cycles (``n`` its keys); the tile's SADS unit takes its
+  keys one per SADS ``ii`` from its first word, so its selection is there ``tile_latency + 2``
+  (the bank's queue) after the later of its last word and ``(keys - 1) · ii`` after its first;
 * **selection**: a tile's selection is there ``lag`` cycles after its last key entered DLZS;
-  the RASS scheduler takes the tiles one after the other (collection, a scan of ``q_lanes ·
-  q_lanes · k_max`` steps with RASS, ``q_lanes · k_max`` without, a marker) and issues a V read
-  per row it emits, once the tile's V slot (of two) is free;
+  the RASS scheduler takes the tiles one after the other (the collection of the lanes'
+  selections, a beat a cycle: the most any lane selected, at least one; a scan of ``q_lanes ·
+  q_lanes · k_max`` steps with RASS, ``q_lanes · k_max`` without, a marker; ``q_lanes² · k_max
+  + collection + 4`` cycles a tile, which bounds a sparse block once prediction is faster:
+  with ``predict_keys > 1``) and issues a V read per row it emits, once the tile's V slot (of
+  two) is free;
 * **attention**: a lane spends ``mac_cycles`` per selected key and per rescale on a tile (one
   cycle for an empty tile), after its previous tile and not before the tile's V rows have
   arrived; a tile's slots are freed when every lane is past it;
@@ -32,9 +40,9 @@ from dataclasses import dataclass, replace
 from sim.golden import sofa_attention
 from sim.jobs import blocks, rass_order
 from sim.perf import tile_work
-from spec.job import bus_bytes, query_lengths, row_beats
-from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency, sads_timing,
-                         sufa_latency)
+from spec.job import bus_bytes, k_read_beats, query_lengths, row_beats, row_bytes
+from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency,
+                         sads_bank_timing, sads_timing, sufa_latency)
 
 
 __all__ = ["axi_core_cycles", "job_works", "core_steps", "Read", "Bus", "AxiBreakdown",
@@ -206,6 +214,8 @@ def core_steps(cfg, params, job, selections, works, *, beat_time, latency, rass=
     key_time = max(der.dlzs_cycles, sads.ii)
     lag = dlzs_latency(cfg) + sads.tile_latency + 2   # K broadcast, DLZS, skid, SADS
     sufa_lat = sufa_latency(cfg)
+    if cfg.predict_keys > 1:
+        lag += 2                                      # the bank's queue registers
     _, div_ii = divider_timing(der.out_width, iterative=False)
     tail = sufa_lat + cfg.d * div_ii + 2 + OW + 2 + latency + 2   # divide, pack, write, B
     t = start
@@ -218,10 +228,35 @@ def core_steps(cfg, params, job, selections, works, *, beat_time, latency, rass=
     return t - BLOCK_GAP + tail
 
 
+def _scan_steps(cfg, lanes, rass):
+    """The scan step at which :class:`hw.rass.RassScheduler` emits each row of
+    :func:`sim.jobs.rass_order` (the same order): slots ``lane · k_max + rank``, one a step;
+    with RASS one pass per share count from ``q_lanes`` down, a row in the pass of its count at
+    its first slot."""
+    K, L = cfg.k_max, cfg.q_lanes
+    N = L * K
+    slots = [(i * K + r, j) for i, lst in enumerate(lanes) for r, j in enumerate(lst)]
+    if not rass:
+        return [s for s, _ in slots]
+    count = {}
+    for _, j in slots:
+        count[j] = count.get(j, 0) + 1
+    steps, seen = [], set()
+    for level in range(L, 0, -1):
+        for s, j in slots:
+            if count[j] == level and j not in seen:
+                seen.add(j)
+                steps.append((L - level) * N + s)
+    return steps
+
+
 def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, block):
     """One block from ``t0`` (a generator of its reads, as :func:`core_steps`); returns when
     its lanes are done (every tile freed)."""
     L, KT, VT = cfg.q_lanes, cfg.k_tiles, V_TILES
+    der, P, RB, BB = cfg.derived, cfg.predict_keys, row_bytes(cfg), bus_bytes(cfg)
+    sads = sads_timing(cfg)
+    bank_ii = sads_bank_timing(cfg).ii if P > 1 else None
     n = len(works)
     tiles = max(len(w) for w in works)
     _, q_ready = yield Read("q", t0, n * RW)
@@ -235,30 +270,45 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
         marker = t0                                  # the tile's fetches are all issued
         rows = max(w[k][0] for w in works if k < len(w))
         issue = t0 + 1 if k < KT else release[k - KT]
-        first, last = yield Read("k", issue, rows * RW, block + (k,))
+        first, last = yield Read("k", issue, k_read_beats(cfg, rows), block + (k,))
         k_done.append(last + 1)
         if params.dense:
             v_issue = max(k_done[k], t0 if k < VT else release[k - VT])
             v_first, v_ready = yield Read("v", v_issue, rows * RW)
         else:
-            arrive = [first + (j + 1) * RW * beat_time - beat_time for j in range(rows)]
-            for a in arrive:
-                pred = max(pred, a) + key_time
-            selected = pred + lag
+            if P == 1:
+                arrive = [first + (j + 1) * RW * beat_time - beat_time for j in range(rows)]
+                for a in arrive:
+                    pred = max(pred, a) + key_time
+                selected = pred + lag
+            else:
+                t_first = None
+                for g in range(0, rows, P):
+                    n_g = min(P, rows - g)
+                    beat = -(-(g + n_g) * RB // BB) - 1      # the word's last beat
+                    pred = max(pred, first + beat * beat_time)
+                    t_first = pred if t_first is None else t_first
+                    pred += max(der.dlzs_cycles, n_g * bank_ii)
+                selected = max(pred, t_first + der.dlzs_cycles + (rows - 1) * sads.ii) + lag
             lists = [sels[i][k] for i in range(n) if k < len(sels[i])]
             scan = L * L * cfg.k_max if rass else L * cfg.k_max
             start = max(rass_free, selected)
-            emit = start + cfg.k_max + 2
+            # hw/rass.py: a cycle to start, the collection (a beat a lane and cycle: the most
+            # any lane selected, one empty beat at least), a cycle to count; then the scan, the
+            # marker and a cycle back: collection + scan + 4 cycles a tile
+            emit = start + max([1] + [len(x) for x in lists]) + 2
             if k >= VT:
                 emit = max(emit, release[k - VT])
             v_first = v_ready = emit
             order = rass_order(lists, rass)
+            at = _scan_steps(cfg, [sels[i][k] if k < len(sels[i]) else [] for i in range(n)],
+                             rass)
             for n_read, _ in enumerate(order):
-                # each emitted row holds the scan a cycle (the address stage)
-                first_beat, v_last = yield Read("v", emit + n_read, RW)
+                # a row leaves at its step of the scan (its slot, in its level's pass)
+                first_beat, v_last = yield Read("v", emit + at[n_read], RW)
                 v_first = first_beat if n_read == 0 else v_first
                 v_ready = max(v_ready, v_last)
-            rass_free = marker = emit + scan + len(order) + 1
+            rass_free = marker = emit + scan + 2
         done = []
         for i in range(n):
             if k >= len(works[i]):
@@ -268,6 +318,8 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
             # keys go to SU-FA as their V rows arrive (ring, valid bit, feeder stage)
             lane_end[i] = max(max(lane_end[i], v_first + FEED_TIME) + cost,
                               v_ready + FEED_TIME + M)
-            done.append(lane_end[i])
+            # dense: the tile is released once the feeder has handed its last key to SU-FA,
+            # a key's work before the lane's end (matters where V's ring latency bounds)
+            done.append(lane_end[i] - (M if params.dense else 0))
         release.append(max(max(done), marker) + 1)
     return max(release[-1], max(lane_end) + 1)

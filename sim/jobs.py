@@ -26,7 +26,8 @@ import numpy as np
 from sim.golden import sofa_attention
 from spec.config import ConfigError
 from spec.job import (OUT_ELEM_BYTES, TENSORS, bus_bytes, core_shares, elem_bytes,
-                      k_followers, query_lengths, row_beats, split_job)
+                      k_block_bytes, k_followers, k_packed, query_lengths, row_beats,
+                      row_bytes, split_job)
 from spec.regmap import expected_counters, query_groups
 
 
@@ -95,15 +96,21 @@ def blocks(cfg, job):
 def layout_job(cfg, job, *, base=0, gap=0):
     """``job`` with packed tensors laid out one after the other from ``base``: rows
     ``ceil(row / bus)`` words apart (plus ``gap`` extra bus words, to test strides longer
-    than a row), heads one after the other, Q, K, V, O in that order."""
+    than a row), heads one after the other, Q, K, V, O in that order. Packed K
+    (:func:`spec.job.k_packed`): rows one row apart, each head from a bus word (``gap``
+    extra words between heads)."""
     bus = bus_bytes(cfg)
     changes, addr = {}, base
     for t in TENSORS:
         stride = (row_beats(cfg, out=t == "o") + gap) * bus
         rows = job.queries if t in ("q", "o") else job.seq_len
+        head = rows * stride
+        if t == "k" and k_packed(cfg):       # K rows one row apart, heads on a bus word
+            stride = row_bytes(cfg)
+            head = (-(-rows * stride // bus) + gap) * bus
         changes.update({f"{t}_base": addr, f"{t}_stride": stride,
-                        f"{t}_head_stride": rows * stride})
-        addr += job.heads * rows * stride
+                        f"{t}_head_stride": head})
+        addr += job.heads * head
     return job.replace(**changes)
 
 
@@ -155,7 +162,7 @@ def traffic(cfg, params, job, result):
     for h in range(job.heads):
         for first, n in blocks(cfg, job):
             span = max(lengths[first:first + n])
-            out["k"] += span * row
+            out["k"] += k_block_bytes(cfg, span)
             out["v_dense"] += span * row
             if params.dense:
                 out["v"] += span * row

@@ -244,8 +244,12 @@ class SofaConfig:
         delivers that many rows a cycle, and selection takes that many keys a cycle (sphere
         clipping on all of them at once). It must divide ``block_size`` (a cycle's keys lie
         in one tile) and ``max_seq_len`` (banks of ``max_seq_len / predict_keys`` rows).
-        The memory-attached core (``memory = "axi"``) and the adaptive selection
-        (``adapt_bins > 0``) take one key a cycle: they need ``predict_keys = 1``.
+        The memory-attached core (``memory = "axi"``) reads its K tiles packed (the K
+        stride of a job must be exactly one row, ``d · elem bytes``) and regroups the bus
+        words into words of ``predict_keys`` rows: a row must divide the bus word or be a
+        multiple of it, ``block_size`` a multiple of the rows a bus word holds, and
+        ``cores = 1``. The adaptive selection (``adapt_bins > 0``) takes one key a cycle:
+        it needs ``predict_keys = 1``.
     cores : int
         Memory-attached cores behind one AXI4 master (1, 2, 4, 8 or 16; more than one needs
         ``memory = "axi"``). A round-robin arbiter puts the core's index above each core's AXI
@@ -402,9 +406,6 @@ def _validate(cfg):
     need(cfg.max_seq_len % cfg.predict_keys == 0,
          f"predict_keys = {cfg.predict_keys} must divide max_seq_len = {cfg.max_seq_len} "
          f"(the K buffer has predict_keys banks of max_seq_len / predict_keys rows)")
-    need(cfg.predict_keys == 1 or cfg.memory == "onchip",
-         f"predict_keys = {cfg.predict_keys}: the memory-attached core (memory = \"axi\") "
-         f"predicts one key per cycle; allowed predict_keys = 1 with memory = \"axi\"")
     need(cfg.predict_keys == 1 or cfg.adapt_bins == 0,
          f"predict_keys = {cfg.predict_keys}: the adaptive selection (adapt_bins = "
          f"{cfg.adapt_bins}) takes one key per cycle; allowed predict_keys = 1 with "
@@ -438,6 +439,27 @@ def _validate(cfg):
              f"axi_data_width = {bus} must be a power of two, 64 … 512")
         need(cfg.axi_addr_width >= 32,
              f"axi_addr_width = {cfg.axi_addr_width} must be 32 … 64")
+        if cfg.predict_keys > 1:
+            # The K tile is read as contiguous rows (k_stride = one row) and re-grouped into
+            # words of predict_keys rows (hw/kgroup.py): a row must fill a whole number of
+            # bus words or a whole number of rows must fill one, and a tile must start on a
+            # bus word.
+            P, BB = cfg.predict_keys, bus // 8
+            rb = cfg.d * -(-cfg.data_width // 8)
+            need(BB % rb == 0 or rb % BB == 0,
+                 f"predict_keys = {P} with memory = \"axi\": a K row of d · elem bytes = "
+                 f"{rb} bytes must divide the bus word (axi_data_width / 8 = {BB} bytes) or "
+                 f"be a multiple of it, so that K rows are read packed; allowed "
+                 f"predict_keys = 1 with this d, data_width and axi_data_width")
+            need(rb >= BB or cfg.block_size % (BB // rb) == 0,
+                 f"predict_keys = {P} with memory = \"axi\": block_size = {cfg.block_size} "
+                 f"must be a multiple of the {BB // max(rb, 1)} K rows a bus word holds "
+                 f"(axi_data_width / 8 = {BB} bytes, rows of {rb} bytes), so that every tile "
+                 f"starts on a bus word")
+            need(cfg.cores == 1,
+                 f"predict_keys = {P} with cores = {cfg.cores}: several keys a cycle are "
+                 f"built for one memory-attached core; allowed cores = 1 with "
+                 f"predict_keys > 1")
         need(cfg.derived.out_width <= 32,
              f"out_width = {cfg.derived.out_width} (from data_width and out_frac) must fit "
              f"the 32-bit O elements in memory; lower out_frac")

@@ -18,7 +18,10 @@ wholly past that are neither predicted nor attended. (Prefill of a whole sequenc
 **Checks at start.** Every base address and row stride must be a multiple of the bus width
 in bytes (rows start on a bus word), a row stride at least one row, every address a job touches
 must lie below ``2^axi_addr_width`` (no range wraps), and ``S``, ``queries`` and ``heads``
-must be in range. A failed check sets :class:`JobError`'s code; the job does not start and
+must be in range. With ``predict_keys > 1`` K is read packed (:func:`k_packed`): its row
+stride must be exactly one row (``d · elem_bytes``, not a multiple of the bus width when a
+bus word holds several rows), anything else is ``STRIDE``; its base and head stride stay
+bus-aligned. A failed check sets :class:`JobError`'s code; the job does not start and
 nothing is written. A read (``R``) or write response (``B``) of ``SLVERR``/``DECERR`` stops a
 running job with the code naming the stream: no new burst is started after it (bursts
 already on the bus complete), so no ``O`` row is begun after the fault, and a row longer than
@@ -57,7 +60,7 @@ from spec.validate import ConfigError
 __all__ = ["JobError", "JobDescriptor", "TENSORS", "elem_bytes", "row_bytes", "out_row_bytes",
            "bus_bytes", "row_beats", "query_lengths", "tensor_end", "job_end", "check_job",
            "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS", "core_grid", "core_shares", "split_job",
-           "k_followers"]
+           "k_followers", "k_packed", "k_read_beats", "k_block_bytes"]
 
 
 #: Bytes of one O element in memory.
@@ -76,7 +79,7 @@ class JobError(enum.IntEnum):
     QUERIES = 2        # queries = 0
     HEADS = 3          # heads = 0
     ALIGN = 4          # a base address or row stride is not a multiple of the bus width
-    STRIDE = 5         # a row stride is shorter than a row
+    STRIDE = 5         # a row stride is shorter than a row (K packed: is not one row)
     RANGE = 6          # an address range wraps past 2^axi_addr_width
     READ_Q = 7         # SLVERR/DECERR on a read of Q (R channel)
     READ_K = 8         # ... of K
@@ -144,6 +147,29 @@ class JobDescriptor:
                 + row * getattr(self, f"{tensor}_stride"))
 
 
+def k_packed(cfg):
+    """K is read packed: ``memory = "axi"`` with ``predict_keys > 1``. A K tile of ``n`` rows
+    is then one read of :func:`k_read_beats` beats from the tile's first row (a tile starts
+    on a bus word, spec.config), the job's K stride is exactly :func:`row_bytes`, and
+    :class:`hw.kgroup.KeyGrouper` turns the beats into words of ``predict_keys`` rows."""
+    return cfg.memory == "axi" and cfg.predict_keys > 1
+
+
+def k_read_beats(cfg, rows):
+    """Bus beats of a K read of ``rows`` consecutive rows from a tile's start: ``rows ·
+    row_beats`` (rows padded to whole beats), packed ``ceil(rows · row_bytes / bus)``."""
+    if k_packed(cfg):
+        return -(-rows * row_bytes(cfg) // bus_bytes(cfg))
+    return rows * row_beats(cfg)
+
+
+def k_block_bytes(cfg, span):
+    """Bytes of K a block of ``span`` keys reads (tile by tile)."""
+    B = cfg.block_size
+    beats = (span // B) * k_read_beats(cfg, B) + k_read_beats(cfg, span % B)
+    return beats * bus_bytes(cfg)
+
+
 def query_lengths(job, cfg=None):
     """Keys each query of a head sees: ``S``, or ``min(S, q_start + t + 1)`` when causal."""
     S = job.seq_len
@@ -156,7 +182,11 @@ def tensor_end(cfg, job, tensor):
     """The first byte after ``tensor``'s last row (last head, last row; strides are never
     negative, so no other row ends later)."""
     size = out_row_bytes(cfg) if tensor == "o" else row_bytes(cfg)
-    return job.address(tensor, job.heads - 1, job.rows(tensor) - 1) + size
+    end = job.address(tensor, job.heads - 1, job.rows(tensor) - 1) + size
+    if tensor == "k" and k_packed(cfg):       # whole beats are read (the same range check:
+        bus = bus_bytes(cfg)                  # 2^axi_addr_width is a multiple of the bus)
+        end = -(-end // bus) * bus
+    return end
 
 
 def job_end(cfg, job):
@@ -174,13 +204,16 @@ def check_job(cfg, job):
     if job.heads < 1:
         return JobError.HEADS
     bus = bus_bytes(cfg)
+    packed = k_packed(cfg)
     for t in TENSORS:
         for part in ("base", "stride", "head_stride"):
-            if getattr(job, f"{t}_{part}") % bus:
+            if getattr(job, f"{t}_{part}") % bus and not (packed and t == "k"
+                                                        and part == "stride"):
                 return JobError.ALIGN
     for t in TENSORS:
         need = out_row_bytes(cfg) if t == "o" else row_bytes(cfg)
-        if getattr(job, f"{t}_stride") < need:
+        stride = getattr(job, f"{t}_stride")
+        if stride < need or (packed and t == "k" and stride != need):
             return JobError.STRIDE
     top = 1 << cfg.axi_addr_width
     for t in TENSORS:

@@ -12,7 +12,8 @@ from fractions import Fraction
 from functools import lru_cache
 
 from spec.sortnet import top_k_network
-from spec.validate import check_int
+from spec.job import k_read_beats
+from spec.validate import ConfigError, check_int
 
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
@@ -295,8 +296,10 @@ def predict_keys_for(cfg, top_k):
     :mod:`sim.perf`); SU-FA spends at least ``top_k · mac_cycles`` (rescales only add). The
     rule is the smallest ``P`` with prediction ≤ SU-FA, i.e. ``P ≥ B · dlzs_cycles / (top_k ·
     mac_cycles)`` when the SADS units keep up. ``P`` runs over 1, 2, 4, 8 where the config
-    allows it (``P`` divides ``block_size`` and ``max_seq_len``; the memory-attached core and
-    the adaptive selection take 1); if none suffices, the largest allowed.
+    allows it (configuration validation: ``P`` divides ``block_size`` and ``max_seq_len``, the
+    adaptive selection takes 1, the memory-attached core needs K rows that pack into bus
+    words, and a tile's K beats bound its prediction too); if none suffices, the smallest
+    that predicts fastest.
 
     Parameters
     ----------
@@ -313,15 +316,25 @@ def predict_keys_for(cfg, top_k):
     der, B = cfg.derived, cfg.block_size
     check_int("top_k", top_k, 1, B)
     sufa = top_k * der.mac_cycles
-    allowed = [P for P in PREDICT_KEYS
-               if P == 1 or (cfg.memory == "onchip" and not cfg.adapt_bins and P <= B
-                             and B % P == 0 and cfg.max_seq_len % P == 0)]
+
+    def allows(P):
+        try:
+            cfg.replace(predict_keys=P)
+        except ConfigError:
+            return False
+        return True
+
+    allowed = [P for P in PREDICT_KEYS if P == 1 or allows(P)]
+    times = []
     for P in allowed:
         one = cfg.replace(predict_keys=P)
         if P == 1:
             predict = B * max(der.dlzs_cycles, sads_timing(one).ii)
         else:
             predict = max(B // P * der.dlzs_cycles, B * sads_bank_timing(one).ii)
+        if cfg.memory == "axi":                  # the K tile's beats bound it too
+            predict = max(predict, k_read_beats(one, B))
         if predict <= sufa:
             return P
-    return allowed[-1]
+        times.append(predict)
+    return allowed[times.index(min(times))]

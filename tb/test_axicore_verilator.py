@@ -7,7 +7,8 @@ bit-exact against :func:`sim.jobs.golden_job`, every exact counter against
 
 Configs: ``axi-small`` (the tiny compute, two lanes, a 64-bit bus, S up to 64k), ``axi-odd``
 (tb/support/axicore.py: three lanes, d = 6, tiles of 5, bursts of 4, two reads in flight) and
-the ``axi`` preset itself (d = 64, a 128-bit bus) at small S. One Verilator build per config
+the ``axi`` preset itself (d = 64, a 128-bit bus) at small S; ``predict_keys`` 2 and 4
+(``axi-small-p2``, ``axi-odd-p4``: packed K). One Verilator build per config
 (``build/cocotb/sofa_top/<name>``), shared with tb/test_regwalk_verilator.py.
 """
 
@@ -16,11 +17,13 @@ import pytest
 from gen.rtlsim.runner import run_cocotb
 from hw.top import sofa_top
 from spec.config import preset
-from tb.support.axicore import AXI_ODD, AXI_ODD_C4, AXI_SMALL, AXI_SMALL_C2
+from tb.support.axicore import (AXI_ODD, AXI_ODD_C4, AXI_ODD_P4, AXI_SMALL, AXI_SMALL_C2,
+                                AXI_SMALL_P2)
 
 
 CONFIGS = {"axi-small": AXI_SMALL, "axi-odd": AXI_ODD, "axi": preset("axi"),
-           "axi-small-c2": AXI_SMALL_C2, "axi-odd-c4": AXI_ODD_C4}
+           "axi-small-c2": AXI_SMALL_C2, "axi-odd-c4": AXI_ODD_C4,
+           "axi-small-p2": AXI_SMALL_P2, "axi-odd-p4": AXI_ODD_P4}
 MODULE = "tb.cocotb.axicore.cocotb_axicore"
 
 #: cocotb tests by group (one simulator run each).
@@ -58,6 +61,20 @@ def test_multicore_verilator(name, group):
     (queries that do not divide by the cores, idle cores in the odd config's short blocks),
     every O and total counter exact, each core's V reads in fetch_schedule order, the
     protocol checker on the shared port; faults are in tb/test_multicore.py."""
+    run(name, GROUPS[group])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["axi-small-p2", "axi-odd-p4"])
+@pytest.mark.parametrize("group", GROUPS)
+def test_predict_keys_verilator(group, name):
+    """``predict_keys > 1`` (packed K, hw/kgroup.py, DLZS with P slots, SADSBank): P = 2 on
+    a 256-bit bus (two words of two rows a beat, the rest of a tile's last beat dropped) and
+    P = 4 in the odd config's shape (three lanes, tiles of 8, a word of two beats), every
+    group of tests: O and counters exact, V reads in fetch_schedule order, random latency
+    and pauses, the descriptor checks (a K stride that is not one row is STRIDE) and faults.
+    make test-all (two builds of about a minute each); make test has the same configs' jobs
+    in the Amaranth simulator (tb/test_axicore_predict.py)."""
     run(name, GROUPS[group])
 
 

@@ -1,6 +1,8 @@
 """The cycle model of the memory-attached core (sim/axiperf.py) against the RTL (Amaranth
 simulator, AXI memory model with a fixed latency): within 5 % on the test config and on the axi
-preset, sparse and dense, at the memory latencies the tests use."""
+preset, sparse and dense, at the memory latencies the tests use; with ``predict_keys`` 2 and 4
+(packed K) on the test config with a 128- and a 256-bit bus and on the axi preset with a
+512-bit bus (a K row a beat, where P = 4 predicts a key a cycle)."""
 
 import numpy as np
 import pytest
@@ -9,16 +11,30 @@ from sim.axiperf import axi_core_cycles
 from sim.jobs import golden_job, memory_image
 from spec.config import RunParams, preset
 from spec.regmap import job_writes, parameter_writes
-from tb.support.axicore import AXI_TINY, job_case, run_job
+from tb.support.axicore import AXI_P2, AXI_P2_WIDE, AXI_P4, AXI_TINY, job_case, run_job
 
 AXI = preset("axi").replace(name="axi-4k", max_seq_len=4096)
+AXI_512 = {P: AXI.replace(name=f"axi-4k-512-p{P}", axi_data_width=512, predict_keys=P)
+           for P in (2, 4)}
+SLOW = pytest.mark.slow
 CASES = [(AXI_TINY, 200, dense, lat) for dense in (False, True) for lat in (0, 10)] + \
-        [(AXI, 100, dense, 10) for dense in (False, True)]
+        [(AXI, 100, dense, 10) for dense in (False, True)] + \
+        [(AXI_P2, 200, False, 10), (AXI_512[4], 100, False, 10)] + \
+        [pytest.param(c, S, dense, lat, marks=SLOW) for c, S, dense, lat in [
+            *((AXI_P2, 200, dense, lat) for dense in (False, True) for lat in (0, 10)
+              if (dense, lat) != (False, 10)),
+            *((c, 200, dense, lat) for c in (AXI_P4, AXI_P2_WIDE) for dense in (False, True)
+              for lat in (0, 10)),
+            (AXI_512[2], 100, False, 10), (AXI_512[2], 100, True, 10),
+            (AXI_512[4], 100, True, 10)]]
 
 
-@pytest.mark.parametrize("cfg,S,dense,latency", CASES,
-                         ids=[f"{c.name}-S{s}-{'dense' if d else 'sparse'}-lat{lat}"
-                              for c, s, d, lat in CASES])
+def _id(case):
+    c, s, d, lat = case.values if hasattr(case, "values") else case
+    return f"{c.name}-S{s}-{'dense' if d else 'sparse'}-lat{lat}"
+
+
+@pytest.mark.parametrize("cfg,S,dense,latency", CASES, ids=[_id(c) for c in CASES])
 def test_model_matches_the_rtl(cfg, S, dense, latency):
     rng = np.random.default_rng(1)
     job, Q, K, V = job_case(cfg, rng, H=1, T=2 * cfg.q_lanes, S=S, base=4096)

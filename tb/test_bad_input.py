@@ -57,6 +57,8 @@ CONFIGS = {
     "zero.json": b'{"preset": "tiny", "d": 0}',
     "huge.json": b'{"preset": "tiny", "max_seq_len": 1000000000}',
     "duplicate.json": b'{"d": 8, "d": 16}',
+    "axi_predict_keys.json": b'{"preset": "axi", "d": 48, "axi_data_width": 512, '
+                             b'"predict_keys": 2}',
     "top_list.json": b"[1, 2]",
     "top_string.json": b'"tiny"',
     "top_number.json": b"8",
@@ -368,6 +370,9 @@ def test_messages_name_value_and_range(capsys, tmp):
     assert "argument --freq: nan is not a finite number" in err(
         "synth-report", "--freq", "nan", "--out", "{out}")
     assert "exists and is not a directory" in err("verilog", "--out", "{tmp}/afile")
+    assert ("predict_keys = 2 with memory = \"axi\": a K row of d · elem bytes = 48 bytes "
+            "must divide the bus word (axi_data_width / 8 = 64 bytes) or be a multiple of it"
+            in err("verilog", "--config", "{cfg:axi_predict_keys.json}", "--out", "{out}"))
 
 
 @pytest.mark.parametrize("name", ["tiny", "ice40"])

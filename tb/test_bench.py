@@ -34,7 +34,8 @@ def test_every_option_states_its_default():
     bench.add_arguments(recorder)
     assert set(recorder.options) == {"--preset", "--config", "--seq", "--rows", "--out",
                                      "--no-projection", "--no-memory", "--memory-seq",
-                                     "--model-seq", "--no-minilm", "--no-cores", "--cores-seq"}
+                                     "--model-seq", "--no-minilm", "--no-cores", "--cores-seq",
+                                     "--no-memory-predict"}
     for name, kwargs in recorder.options.items():
         assert "(default: " in kwargs["help"], name
     _, args = parse()
@@ -210,3 +211,38 @@ def test_core_rtl_jobs_and_rows():
         assert r["cycles"] == m["cycles"] and r["bound"] == m["bound"]
     md = corebench.markdown(cfg, rows + model)
     assert "on Verilator" in md and "within 0.0%" in md
+
+
+def test_predict_rows_use_the_core_config_and_have_the_fields():
+    """The rows over predict_keys run the multi-core bench's per-core config (one definition,
+    :func:`gen.axibench.core_config`) at each predict_keys; their rows (from counters the way
+    the testbench reads them, :func:`sim.jobs.job_counters`, and the model's cycles standing in
+    for the RTL's) carry predict_keys, the model's cycles and a zero error against itself."""
+    from gen import axibench, corebench
+    from sim.axiperf import axi_core_cycles
+    from sim.jobs import golden_job, job_counters, traffic
+    core = corebench.bench_config().to_dict()
+    rows = []
+    for P in axibench.PREDICT_KEYS:
+        cfg = axibench.predict_config(P)
+        assert cfg.predict_keys == P and cfg.axi_data_width == 256 and cfg.d == 32
+        mine = cfg.to_dict()
+        assert {k for k in core if core[k] != mine[k]} <= {"name", "axi_id_width",
+                                                           "predict_keys"}
+        jobs = axibench.predict_jobs(cfg, S=64)
+        assert [j["keep"] for j in jobs] == [1.0] + list(axibench.RATIOS)
+        results = []
+        for spec in jobs:
+            job, params, tensors = axibench.job_data(cfg, spec)
+            res = golden_job(cfg, params, job, *tensors)
+            totals, _ = job_counters(cfg, params, job, *tensors)
+            totals["busy_cycles"] = axi_core_cycles(cfg, params, job, res, tensors,
+                                                    latency=axibench.LATENCY)
+            results.append(spec | {"counters": totals, "traffic": traffic(cfg, params, job, res)})
+        rows += axibench.predict_rows(cfg, results)
+    assert len(rows) == len(axibench.PREDICT_KEYS) * (1 + len(axibench.RATIOS))
+    fields = {"predict_keys", "bus_bits", "seq_len", "keep", "cycles_per_query", "speedup",
+              "model_cycles_per_query", "model_error", "source"}
+    assert all(fields <= set(r) for r in rows) and all(r["model_error"] == 0 for r in rows)
+    md = axibench.predict_markdown(rows)
+    assert "256-bit bus" in md and md.count("\n| ") == 1 + len(rows)

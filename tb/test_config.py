@@ -78,9 +78,20 @@ def test_json_with_preset_base():
     ({"predict_keys": 4, "max_seq_len": 1002, "block_size": 8},
      r"^predict_keys = 4 must divide max_seq_len = 1002 \(the K buffer has predict_keys "
      r"banks of max_seq_len / predict_keys rows\)$"),
-    ({"predict_keys": 2, "memory": "axi"},
-     r"^predict_keys = 2: the memory-attached core \(memory = \"axi\"\) predicts one key per "
-     r"cycle; allowed predict_keys = 1 with memory = \"axi\"$"),
+    ({"predict_keys": 2, "memory": "axi", "d": 48, "dlzs_lanes": 16, "mac_lanes": 16,
+      "axi_data_width": 512},
+     r"^predict_keys = 2 with memory = \"axi\": a K row of d · elem bytes = 48 bytes must "
+     r"divide the bus word \(axi_data_width / 8 = 64 bytes\) or be a multiple of it, so that "
+     r"K rows are read packed; allowed predict_keys = 1 with this d, data_width and "
+     r"axi_data_width$"),
+    ({"predict_keys": 2, "memory": "axi", "d": 16, "dlzs_lanes": 16, "mac_lanes": 16,
+      "axi_data_width": 512, "block_size": 6, "k_max": 4, "sort_width": 6},
+     r"^predict_keys = 2 with memory = \"axi\": block_size = 6 must be a multiple of the 4 K "
+     r"rows a bus word holds \(axi_data_width / 8 = 64 bytes, rows of 16 bytes\), so that "
+     r"every tile starts on a bus word$"),
+    ({"predict_keys": 2, "memory": "axi", "cores": 2},
+     r"^predict_keys = 2 with cores = 2: several keys a cycle are built for one "
+     r"memory-attached core; allowed cores = 1 with predict_keys > 1$"),
     ({"predict_keys": 2, "adapt_bins": 4},
      r"^predict_keys = 2: the adaptive selection \(adapt_bins = 4\) takes one key per cycle; "
      r"allowed predict_keys = 1 with adapt_bins > 0$"),

@@ -13,7 +13,7 @@ from spec.job import JobDescriptor, JobError, check_job
 from spec.regmap import COUNTER_BASE, Reg, counter_names
 from tb.support.amsim import run_until
 
-__all__ = ["axi_ids", "AXI_SMALL_C2", "AXI_ODD_C4", "AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
+__all__ = ["AXI_P_CONFIGS", "AXI_SMALL_P2", "AXI_ODD_P4", "axi_ids", "AXI_SMALL_C2", "AXI_ODD_C4", "AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
 
 AXI_TINY = preset("tiny").replace(name="axi-tiny", memory="axi", q_lanes=2, max_seq_len=256,
                                   axi_data_width=64, axi_max_burst=8, axi_max_reads=4)
@@ -29,6 +29,21 @@ AXI_SMALL = preset("tiny").replace(name="axi-small", memory="axi", q_lanes=2,
 AXI_SMALL_C2 = AXI_SMALL.replace(name="axi-small-c2", cores=2)
 AXI_ODD_C4 = AXI_ODD.replace(name="axi-odd-c4", cores=4)
 CONFIGS = {"axi-tiny": AXI_TINY, "axi-odd": AXI_ODD}
+#: ``predict_keys > 1`` (tb/test_axicore_predict.py): rows of 8 bytes on a 128-bit bus (two a
+#: beat: a word of two rows is a beat, of four rows two beats), on a 256-bit bus (four a beat:
+#: two words a beat), and the odd config's shape with rows of 4 bytes on a 64-bit bus.
+AXI_P2 = AXI_TINY.replace(name="axi-p2", axi_data_width=128, predict_keys=2)
+AXI_P4 = AXI_TINY.replace(name="axi-p4", axi_data_width=128, predict_keys=4)
+AXI_P2_WIDE = AXI_TINY.replace(name="axi-p2-wide", axi_data_width=256, predict_keys=2)
+AXI_P2_ODD = AXI_ODD.replace(name="axi-p2-odd", d=4, block_size=6, sort_width=6,
+                             dlzs_lanes=2, predict_keys=2)
+AXI_P_CONFIGS = {c.name: c for c in (AXI_P2, AXI_P4, AXI_P2_WIDE, AXI_P2_ODD)}
+#: The Verilator tests of predict_keys (tb/test_axicore_verilator.py): the small config on a
+#: 256-bit bus (four rows a beat, two words of two rows each), and the odd config's shape with
+#: four keys a cycle from rows of 4 bytes on a 64-bit bus (a word is two beats).
+AXI_SMALL_P2 = AXI_SMALL.replace(name="axi-small-p2", axi_data_width=256, predict_keys=2)
+AXI_ODD_P4 = AXI_ODD.replace(name="axi-odd-p4", d=4, block_size=8, sort_width=6, dlzs_lanes=2,
+                             predict_keys=4)
 MEM = 1 << 16
 _DUTS = {}
 

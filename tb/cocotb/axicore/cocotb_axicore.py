@@ -31,7 +31,7 @@ from sim.jobs import (core_parts, fetch_schedule, golden_job, job_counters, memo
 from sim.workloads import structured
 from spec.config import RunParams
 from spec.job import (OUT_ELEM_BYTES, TENSORS, JobDescriptor, JobError, bus_bytes, check_job,
-                      out_row_bytes, row_beats, row_bytes)
+                      k_packed, out_row_bytes, row_beats, row_bytes)
 from spec.regmap import (Reg, counters, job_writes,
                          parameter_writes, register)
 
@@ -93,11 +93,15 @@ class Recorder(AxiProtocolChecker):
 def layout(job, *, base, gap=0, head_gap=0, tensor_gap=0):
     """``job`` with its tensors placed one after the other from ``base`` (bus-aligned): rows
     ``row_beats + gap`` bus words apart, heads ``head_gap`` words further apart than their rows
-    need, ``tensor_gap`` words between tensors."""
+    need, ``tensor_gap`` words between tensors. Packed K (``predict_keys > 1``): rows one row
+    apart (``gap`` does not apply), each head from a bus word."""
     changes, addr = {}, base
     for t in TENSORS:
         stride = (row_beats(CFG, out=t == "o") + gap) * BUS
         head_stride = job.rows(t) * stride + head_gap * BUS
+        if t == "k" and k_packed(CFG):
+            stride = row_bytes(CFG)
+            head_stride = (-(-job.rows(t) * stride // BUS) + head_gap) * BUS
         changes.update({f"{t}_base": addr, f"{t}_stride": stride,
                         f"{t}_head_stride": head_stride})
         addr += job.heads * head_stride + tensor_gap * BUS
@@ -456,6 +460,9 @@ def descriptor_errors():
              ("O range past the top", good.replace(o_base=top - BUS)),
              ("K heads past the top", good.replace(k_head_stride=(top - BUS) // BUS * BUS)),
              ("V rows past the top", good.replace(v_stride=top // 2))]
+    if k_packed(CFG) and row_beats(CFG) * BUS != row_bytes(CFG):
+        cases.insert(7, ("K stride padded to the bus, not packed",
+                         good.replace(k_stride=row_beats(CFG) * BUS)))
     s_max = CFG.max_seq_len + 1
     if s_max <= register("seq_len").legal(CFG)[1]:
         cases.insert(1, ("S > max_seq_len", good.replace(seq_len=s_max)))
