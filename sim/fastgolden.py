@@ -187,9 +187,9 @@ def _per_head(value, H, name):
     return arr
 
 
-def adaptive_eligible_vec(ahat, cfg, mass, sel_scale, shift, lut):
-    """:func:`sim.golden.adaptive_eligible` for every row of ``ahat`` [N, S]; ``mass``,
-    ``sel_scale``, ``shift`` [N]. Returns ``(eligible [N, S] bool, b_star [N])``."""
+def _histogram_vec(ahat, cfg, shift):
+    """The adaptive gate's histogram of every row of ``ahat`` [N, S] at ``shift`` [N]:
+    ``(bins [N, S], counts [N, bins], the bins' upper edges [N, bins])``."""
     ahat = np.asarray(ahat, np.int64)
     N, S = ahat.shape
     nb = cfg.adapt_bins
@@ -197,7 +197,13 @@ def adaptive_eligible_vec(ahat, cfg, mass, sel_scale, shift, lut):
     bins = np.minimum(nb - 1, (ahat.max(axis=1, keepdims=True) - ahat) >> shift)
     cnt = np.zeros((N, nb), np.int64)
     np.add.at(cnt, (np.repeat(np.arange(N), S), bins.ravel()), 1)
-    edge = -(np.arange(nb, dtype=np.int64)[None, :] << shift)
+    return bins, cnt, -(np.arange(nb, dtype=np.int64)[None, :] << shift)
+
+
+def adaptive_eligible_vec(ahat, cfg, mass, sel_scale, shift, lut):
+    """:func:`sim.golden.adaptive_eligible` for every row of ``ahat`` [N, S]; ``mass``,
+    ``sel_scale``, ``shift`` [N]. Returns ``(eligible [N, S] bool, b_star [N])``."""
+    bins, cnt, edge = _histogram_vec(ahat, cfg, shift)
     weight = exp2_fx_vec(exp_arg_vec(edge, np.asarray(sel_scale, np.int64)[:, None], cfg),
                          cfg, lut)
     cum = np.cumsum(cnt * weight, axis=1)
@@ -209,14 +215,8 @@ def adaptive_eligible_vec(ahat, cfg, mass, sel_scale, shift, lut):
 def adaptive_tail_vec(ahat, cfg, b_star, tail_scale, shift, lut):
     """:func:`sim.golden.adaptive_tail` for every row of ``ahat`` [N, S]; ``b_star``,
     ``tail_scale``, ``shift`` [N]. Returns ``f`` [N] (``TAIL_FRAC_FLOOR``)."""
-    ahat = np.asarray(ahat, np.int64)
-    N, S = ahat.shape
     nb = cfg.adapt_bins
-    shift = np.asarray(shift, np.int64)[:, None]
-    bins = np.minimum(nb - 1, (ahat.max(axis=1, keepdims=True) - ahat) >> shift)
-    cnt = np.zeros((N, nb), np.int64)
-    np.add.at(cnt, (np.repeat(np.arange(N), S), bins.ravel()), 1)
-    edges = -(np.arange(nb, dtype=np.int64)[None, :] << shift)       # the bins' upper edges
+    _, cnt, edges = _histogram_vec(ahat, cfg, shift)
     part = cnt * exp2_fx_vec(exp_arg_vec(edges, np.asarray(tail_scale, np.int64)[:, None], cfg),
                              cfg, lut)
     total = part.sum(axis=1)

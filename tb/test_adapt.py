@@ -102,6 +102,33 @@ def test_mass_reached_exactly():
     assert [b.eligible for b in out] == [1, 0, 0]
 
 
+def _time_row(dut, bench, S, cycles):
+    """Feed one row of S keys into the gate of ``bench`` at full rate, ``o`` and ``f`` always
+    ready; the cycles each key went in and came out."""
+    seen = {"in": [], "out": []}
+
+    async def testbench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.f.ready, 1)
+        for cycle in range(cycles):
+            j = len(seen["in"])
+            ctx.set(dut.i.valid, j < S)
+            ctx.set(dut.i.payload, {"value": (7 * j) % 50, "index": min(j, S - 1),
+                                    "first": int(j == 0), "last": int(j == S - 1)})
+            _, _, took, gave = await ctx.tick().sample(dut.i.valid & dut.i.ready,
+                                                       dut.o.valid & dut.o.ready)
+            if took:
+                seen["in"].append(cycle)
+            if gave:
+                seen["out"].append(cycle)
+
+    sim = Simulator(bench)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return seen
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_row_timing(name):
     """Measured: a row's first key leaves ``ADAPT_COUNT_CYCLES·S + adapt_sweep_cycles(bins)``
@@ -110,27 +137,8 @@ def test_row_timing(name):
     cfg = CONFIGS[name]
     for S in (3, cfg.max_seq_len):
         dut = AdaptiveGate(cfg)
-        bench = Bench(dut, 128, 1 << (cfg.c_frac - 8), 3)
-        seen = {"in": [], "out": []}
-
-        async def testbench(ctx):
-            ctx.set(dut.o.ready, 1)
-            for cycle in range(8 * S + 4 * cfg.adapt_bins + 40):
-                j = len(seen["in"])
-                ctx.set(dut.i.valid, j < S)
-                ctx.set(dut.i.payload, {"value": (7 * j) % 50, "index": min(j, S - 1),
-                                        "first": int(j == 0), "last": int(j == S - 1)})
-                _, _, took, gave = await ctx.tick().sample(dut.i.valid & dut.i.ready,
-                                                           dut.o.valid & dut.o.ready)
-                if took:
-                    seen["in"].append(cycle)
-                if gave:
-                    seen["out"].append(cycle)
-
-        sim = Simulator(bench)
-        sim.add_clock(1e-8)
-        sim.add_testbench(testbench)
-        sim.run()
+        seen = _time_row(dut, Bench(dut, 128, 1 << (cfg.c_frac - 8), 3), S,
+                         8 * S + 4 * cfg.adapt_bins + 40)
         assert len(seen["in"]) == S and len(seen["out"]) == S
         assert seen["out"][0] - seen["in"][-1] == \
             ADAPT_COUNT_CYCLES * S + adapt_sweep_cycles(cfg.adapt_bins)
@@ -197,28 +205,8 @@ def test_tail_row_timing(name):
     delays = []
     for t_scale in (0, 1 << (cfg.c_frac - 7)):
         dut = AdaptiveGate(cfg)
-        bench = TailBench(dut, 128, 1 << (cfg.c_frac - 8), 3, t_scale)
-        seen = {"in": [], "out": []}
-
-        async def testbench(ctx):
-            ctx.set(dut.o.ready, 1)
-            ctx.set(dut.f.ready, 1)
-            for cycle in range(8 * S + 6 * cfg.adapt_bins + 80):
-                j = len(seen["in"])
-                ctx.set(dut.i.valid, j < S)
-                ctx.set(dut.i.payload, {"value": (7 * j) % 50, "index": min(j, S - 1),
-                                        "first": int(j == 0), "last": int(j == S - 1)})
-                _, _, took, gave = await ctx.tick().sample(dut.i.valid & dut.i.ready,
-                                                           dut.o.valid & dut.o.ready)
-                if took:
-                    seen["in"].append(cycle)
-                if gave:
-                    seen["out"].append(cycle)
-
-        sim = Simulator(bench)
-        sim.add_clock(1e-8)
-        sim.add_testbench(testbench)
-        sim.run()
+        seen = _time_row(dut, TailBench(dut, 128, 1 << (cfg.c_frac - 8), 3, t_scale), S,
+                         8 * S + 6 * cfg.adapt_bins + 80)
         assert len(seen["out"]) == S
         delays.append(seen["out"][0] - seen["in"][-1])
     assert delays[0] == ADAPT_COUNT_CYCLES * S + adapt_sweep_cycles(cfg.adapt_bins)
