@@ -33,6 +33,15 @@ def dut_for(cfg, iterative=False):
     return _DUTS[key]
 
 
+async def write_reg(ctx, dut, addr, value):
+    """A register write: one cycle with the write enable."""
+    ctx.set(dut.reg_addr, addr)
+    ctx.set(dut.reg_wdata, value)
+    ctx.set(dut.reg_we, 1)
+    await ctx.tick()
+    ctx.set(dut.reg_we, 0)
+
+
 async def read_reg(ctx, dut, addr):
     """A register read: the address, then the data one cycle later."""
     ctx.set(dut.reg_addr, addr)
@@ -48,11 +57,7 @@ def run_core(cfg, Q, K, V, params, traffic=None, seed=0, timeout=300_000, iterat
     rng_q, rng_o = random.Random(seed), random.Random(seed + 1)
 
     async def write(ctx, addr, value):
-        ctx.set(dut.reg_addr, addr)
-        ctx.set(dut.reg_wdata, value)
-        ctx.set(dut.reg_we, 1)
-        await ctx.tick()
-        ctx.set(dut.reg_we, 0)
+        await write_reg(ctx, dut, addr, value)
 
     async def read(ctx, addr):
         return await read_reg(ctx, dut, addr)
@@ -186,11 +191,7 @@ def test_register_range_checks():
 
     async def bench(ctx):
         async def write(addr, value):
-            ctx.set(dut.reg_addr, addr)
-            ctx.set(dut.reg_wdata, value)
-            ctx.set(dut.reg_we, 1)
-            await ctx.tick()
-            ctx.set(dut.reg_we, 0)
+            await write_reg(ctx, dut, addr, value)
             v = await read_reg(ctx, dut, addr)
             st = await read_reg(ctx, dut, Reg.STATUS)
             log.append((addr, value, v, st, await read_reg(ctx, dut, Reg.ERROR_ADDR)))
@@ -626,11 +627,7 @@ def test_tail_mean_follows_loads_and_seq_len():
 
     async def host(ctx):
         async def write(addr, value):
-            ctx.set(dut.reg_addr, addr)
-            ctx.set(dut.reg_wdata, value)
-            ctx.set(dut.reg_we, 1)
-            await ctx.tick()
-            ctx.set(dut.reg_we, 0)
+            await write_reg(ctx, dut, addr, value)
 
         for Vc, params, load in calls:
             if load:                         # waits for the previous call to leave the core
