@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.axi import AxiReader, AxiWriter, axi4_read_members, axi4_write_members
 from hw.dlzs import DLZS, row_layout
-from hw.kgroup import packed_keys
+from hw.kgroup import packed_keys, release_k_word
 from hw.rass import RassScheduler
 from hw.rows import RowAssembler, RowPacker, unpack_row
 from hw.sads import SADS, sel_layout
@@ -364,12 +364,7 @@ class AxiEngine(wiring.Component):
                 m.d.comb += [dlzs[i].k.valid.eq(kb_valid[i]),
                              dlzs[i].k.payload.data.eq(kb_row),
                              dlzs[i].k.payload.last.eq(kb_last[i])]
-            with m.If(kb_adv):
-                m.d.sync += kb_valid.eq(0)
-            with m.Else():
-                for i in lanes:
-                    with m.If(dlzs[i].k.ready):
-                        m.d.sync += kb_valid[i].eq(0)
+            release_k_word(m, dlzs, kb_valid, kb_adv)
             with m.If(block_go):
                 m.d.sync += k_row.eq(0)
             with m.Elif(k_take):

@@ -10,7 +10,7 @@ from hw.rows import unpack_row
 from spec.job import bus_bytes, elem_bytes, k_read_beats, row_bytes
 
 
-__all__ = ["KeyGrouper", "group_layout", "packed_keys", "word_rows"]
+__all__ = ["KeyGrouper", "group_layout", "packed_keys", "release_k_word", "word_rows"]
 
 
 def group_layout(cfg):
@@ -138,6 +138,17 @@ def word_rows(cfg, raw):
     return [raw[s * n:(s + 1) * n] for s in range(cfg.predict_keys)]
 
 
+def release_k_word(m, dlzs, kb_valid, kb_adv):
+    """The K reader's word (or row) stays valid to each lane's DLZS until that DLZS takes it;
+    ``kb_adv`` (the next word arrives) clears every lane at once."""
+    with m.If(kb_adv):
+        m.d.sync += kb_valid.eq(0)
+    with m.Else():
+        for i, unit in enumerate(dlzs):
+            with m.If(unit.k.ready):
+                m.d.sync += kb_valid[i].eq(0)
+
+
 def packed_keys(m, cfg, src, dlzs, block_go, block_busy, span, span_c, lens, in_block, dense,
                 k_base, k_left, k_addr, k_cmd, tile_rows, room, k_issued, k_wslot, k_row,
                 k_filled, kb_valid, kb_last, kb_adv, k_keys):
@@ -189,12 +200,7 @@ def packed_keys(m, cfg, src, dlzs, block_go, block_busy, span, span_c, lens, in_
         m.d.comb += [dlzs[i].k.valid.eq(kb_valid[i]), dlzs[i].k.payload.data.eq(kb_rows),
                      dlzs[i].k.payload.count.eq(kb_count[i]),
                      dlzs[i].k.payload.last.eq(kb_last[i])]
-    with m.If(kb_adv):
-        m.d.sync += kb_valid.eq(0)
-    with m.Else():
-        for i in lanes:
-            with m.If(dlzs[i].k.ready):
-                m.d.sync += kb_valid[i].eq(0)
+    release_k_word(m, dlzs, kb_valid, kb_adv)
 
     def rows(raw):
         return word_rows(cfg, raw)
