@@ -197,7 +197,8 @@ def _histogram_vec(ahat, cfg, shift):
     bins = np.minimum(nb - 1, (ahat.max(axis=1, keepdims=True) - ahat) >> shift)
     cnt = np.zeros((N, nb), np.int64)
     np.add.at(cnt, (np.repeat(np.arange(N), S), bins.ravel()), 1)
-    return bins, cnt, -(np.arange(nb, dtype=np.int64)[None, :] << shift)
+    edge = -(np.arange(nb, dtype=np.int64)[None, :] << shift)       # the bins' upper edges
+    return bins, cnt, edge
 
 
 def adaptive_eligible_vec(ahat, cfg, mass, sel_scale, shift, lut):
