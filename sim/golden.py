@@ -122,6 +122,25 @@ class TileSelection:
     steps: int = 0
 
 
+def _histogram(ahat_row, cfg, shift):
+    """The adaptive gate's histogram of one row: each key's bin
+    ``min(adapt_bins − 1, (max Â − Â_j) >> shift)`` and the count of every bin."""
+    a = [int(v) for v in ahat_row]
+    nb, top = cfg.adapt_bins, max(a)
+    bins = [min(nb - 1, (top - v) >> shift) for v in a]
+    cnt = [0] * nb
+    for b in bins:
+        cnt[b] += 1
+    return bins, cnt
+
+
+def _bin_weights(cfg, shift, scale, lut=None):
+    """Every bin's weight at its upper edge, ``exp2_fx(exp_arg(−(b << shift), scale))``."""
+    lut = exp2_lut(cfg) if lut is None else lut
+    return [exp2_fx(exp_arg(-(b << shift), scale, cfg), cfg, lut)
+            for b in range(cfg.adapt_bins)]
+
+
 def adaptive_eligible(ahat_row, cfg, *, mass, sel_scale, shift, lut=None):
     """The adaptive budget's eligible keys of one row: ``(eligible, b_star)``.
 
@@ -140,15 +159,9 @@ def adaptive_eligible(ahat_row, cfg, *, mass, sel_scale, shift, lut=None):
 
     Every quantity is an exact integer; the row's best key is always eligible (``W[0]`` is 1.0).
     """
-    lut = exp2_lut(cfg) if lut is None else lut
-    a = [int(v) for v in ahat_row]
     nb = cfg.adapt_bins
-    top = max(a)
-    bins = [min(nb - 1, (top - v) >> shift) for v in a]
-    cnt = [0] * nb
-    for b in bins:
-        cnt[b] += 1
-    weight = [exp2_fx(exp_arg(-(b << shift), sel_scale, cfg), cfg, lut) for b in range(nb)]
+    bins, cnt = _histogram(ahat_row, cfg, shift)
+    weight = _bin_weights(cfg, shift, sel_scale, lut)
     total = sum(c * w for c, w in zip(cnt, weight))
     cum, b_star = 0, nb - 1
     for b in range(nb):
@@ -171,14 +184,8 @@ def adaptive_tail(ahat_row, cfg, *, b_star, tail_scale, shift, lut=None):
     The bins above ``b_star`` are the keys that are not eligible; keys eligible but dropped
     by the per-tile cap are not counted. ``W2[0]`` is 1.0 and bin 0 is never dropped, so
     ``drop < total``."""
-    lut = exp2_lut(cfg) if lut is None else lut
-    a = [int(v) for v in ahat_row]
-    nb = cfg.adapt_bins
-    top = max(a)
-    cnt = [0] * nb
-    for v in a:
-        cnt[min(nb - 1, (top - v) >> shift)] += 1
-    weight = [exp2_fx(exp_arg(-(b << shift), tail_scale, cfg), cfg, lut) for b in range(nb)]
+    _, cnt = _histogram(ahat_row, cfg, shift)
+    weight = _bin_weights(cfg, shift, tail_scale, lut)
     total = sum(c * w for c, w in zip(cnt, weight))
     drop = sum(c * w for b, (c, w) in enumerate(zip(cnt, weight)) if b > b_star)
     return tail_fraction(drop, total)
