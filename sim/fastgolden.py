@@ -229,10 +229,7 @@ def tail_means_vec(V, seq_len, cfg):
     """:func:`sim.golden.tail_means` for every head of ``V`` [H, S, d]: [H, d]
     (``TAIL_MEAN_ROUND``)."""
     colsum = np.asarray(V, np.int64)[:, :seq_len].sum(axis=1)
-    num = colsum << cfg.out_frac
-    q, r = np.divmod(np.abs(num), seq_len)
-    q = q + (2 * r >= seq_len)
-    return np.where(num < 0, -q, q)
+    return divide_vec(colsum, np.full(len(colsum), seq_len), cfg)   # the same rounding as O
 
 
 def tail_blend_vec(out, vbar, f):
