@@ -59,11 +59,23 @@ class SofaAdaptive(SofaDLZS):
             return self
         key = (layer, self.mass[layer])
         if key not in self._layers:
-            p = SofaAdaptive(self.block_size, self.top_k, self.mass[layer], self.temperature,
-                             self.bins, self.beta, self.max_seq_len)
+            p = self._with_mass(self.mass[layer])
             p._cfgs = self._cfgs
             self._layers[key] = p
         return self._layers[key]
+
+    def _with_mass(self, mass):
+        """The same predictor with one ``mass`` (a layer's)."""
+        return SofaAdaptive(self.block_size, self.top_k, mass, self.temperature, self.bins,
+                            self.beta, self.max_seq_len)
+
+    def _extra_registers(self, cfg, hd):
+        """Further registers for :func:`sim.fastgolden.sofa_heads` (none here)."""
+        return {}
+
+    def _extra_ops(self, H, T, S, d):
+        """Further operations charged (none here)."""
+        return {}
 
     def params(self):
         return {"block_size": self.block_size, "top_k": self.top_k, "radius_nat": math.inf,
@@ -89,16 +101,18 @@ class SofaAdaptive(SofaDLZS):
 
     def run(self, hd):
         if isinstance(self.mass, tuple):
-            raise ValueError("SofaAdaptive with a mass per layer: select through for_layer")
+            raise ValueError(f"{type(self).__name__} with a mass per layer: select through "
+                             f"for_layer")
         H, T, S, d = hd.shape
         cfg, scale, radius = self.run_params(hd)
         a_scale, a_shift = self.adapt_registers(cfg, hd)
         res = sofa_heads(hd.Q, hd.K, hd.V, cfg, seq_len=S, top_k=self.top_k, radius=radius,
                          scale_log2e=scale, adapt_mass=self.mass, adapt_scale=a_scale,
-                         adapt_shift=a_shift)
+                         adapt_shift=a_shift, **self._extra_registers(cfg, hd))
         mask = res.mask()
         ops = {"shift_add": H * T * S * d, "adapt_key": H * T * S,
-               "adapt_bin": H * T * self.bins, "int8_mac": 2 * d * int(mask.sum())}
+               "adapt_bin": H * T * self.bins, "int8_mac": 2 * d * int(mask.sum()),
+               **self._extra_ops(H, T, S, d)}
         out = res.out / float(1 << cfg.out_frac)
         return Selection(mask=mask, ops=ops, out=out, info=res.counters()), res, cfg, scale
 
@@ -178,17 +192,9 @@ class SofaAdaptiveTail(SofaAdaptive):
             self.name = self.name.replace("SOFA adaptive", "SOFA adaptive+tail", 1) + \
                 f" alpha={alpha:g}"
 
-    def for_layer(self, layer):
-        if not isinstance(self.mass, tuple):
-            return self
-        key = (layer, self.mass[layer])
-        if key not in self._layers:
-            p = SofaAdaptiveTail(self.block_size, self.top_k, self.mass[layer],
-                                 self.temperature, self.alpha, self.bins, self.beta,
-                                 self.max_seq_len)
-            p._cfgs = self._cfgs
-            self._layers[key] = p
-        return self._layers[key]
+    def _with_mass(self, mass):
+        return SofaAdaptiveTail(self.block_size, self.top_k, mass, self.temperature,
+                                self.alpha, self.bins, self.beta, self.max_seq_len)
 
     def params(self):
         return dict(super().params(), alpha=self.alpha)
@@ -205,19 +211,8 @@ class SofaAdaptiveTail(SofaAdaptive):
             out.append(value)
         return out
 
-    def run(self, hd):
-        if isinstance(self.mass, tuple):
-            raise ValueError("SofaAdaptiveTail with a mass per layer: select through "
-                             "for_layer")
-        H, T, S, d = hd.shape
-        cfg, scale, radius = self.run_params(hd)
-        a_scale, a_shift = self.adapt_registers(cfg, hd)
-        res = sofa_heads(hd.Q, hd.K, hd.V, cfg, seq_len=S, top_k=self.top_k, radius=radius,
-                         scale_log2e=scale, adapt_mass=self.mass, adapt_scale=a_scale,
-                         adapt_shift=a_shift, tail_scale=self.tail_registers(cfg, hd))
-        mask = res.mask()
-        ops = {"shift_add": H * T * S * d, "adapt_key": H * T * S,
-               "adapt_bin": H * T * self.bins, "int8_mac": 2 * d * int(mask.sum()),
-               **tail_ops(H, T, S, d, self.bins)}
-        out = res.out / float(1 << cfg.out_frac)
-        return Selection(mask=mask, ops=ops, out=out, info=res.counters()), res, cfg, scale
+    def _extra_registers(self, cfg, hd):
+        return {"tail_scale": self.tail_registers(cfg, hd)}
+
+    def _extra_ops(self, H, T, S, d):
+        return tail_ops(H, T, S, d, self.bins)
