@@ -302,33 +302,39 @@ def _memory_bytes(cfg, jobs):
     return 1 << end.bit_length()
 
 
+def _memory_runs(cfg, jobs, raw, bench, name):
+    """Run the testbench ``gen.rtlsim.<bench>_tb`` (``bench``: ``"axibench"`` or
+    ``"corebench"``, which read ``SOFA_<BENCH>_JOBS``, ``_OUT`` and ``_MEM``) on a Verilator
+    build ``name`` of ``cfg`` with ``jobs``, AxiRam sized for them; its per-job results, also
+    kept in ``raw``."""
+    from hw.top import sofa_top
+    prefix = f"SOFA_{bench.upper()}"
+    raw = raw.resolve()
+    run_cocotb("sofa_top", sofa_top, cfg, f"gen.rtlsim.{bench}_tb", name=name,
+               extra_env={f"{prefix}_JOBS": json.dumps(jobs), f"{prefix}_OUT": raw,
+                          f"{prefix}_MEM": _memory_bytes(cfg, jobs)})
+    return json.loads(raw.read_text())["jobs"]
+
+
 def memory_predict_bench(args, log=print):
     """The memory-attached core's rows over ``predict_keys`` (:func:`gen.axibench.predict_config`
     on Verilator for each of :data:`gen.axibench.PREDICT_KEYS`, the cycle model beside)."""
-    from hw.top import sofa_top
     rows = []
     for P in axibench.PREDICT_KEYS:
         one = axibench.predict_config(P)
-        jobs = axibench.predict_jobs(one)
-        raw = (args.out / f"axi_runs-pk{P}.json").resolve()
-        run_cocotb("sofa_top", sofa_top, one, "gen.rtlsim.axibench_tb", name=f"bench-{one.name}",
-                   extra_env={"SOFA_AXIBENCH_JOBS": json.dumps(jobs), "SOFA_AXIBENCH_OUT": raw,
-                              "SOFA_AXIBENCH_MEM": _memory_bytes(one, jobs)})
-        rows += axibench.predict_rows(one, json.loads(raw.read_text())["jobs"])
+        rows += axibench.predict_rows(one, _memory_runs(
+            one, axibench.predict_jobs(one), args.out / f"axi_runs-pk{P}.json",
+            "axibench", f"bench-{one.name}"))
         log(f"memory core: predict_keys = {P} done")
     return rows
 
 
 def memory_bench(args, log=print):
     """The memory-attached core's rows (:mod:`gen.axibench`): ``(rows dict, markdown)``."""
-    from hw.top import sofa_top
     cfg = axibench.bench_config()
-    raw = (args.out / "axi_runs.json").resolve()
-    jobs = axibench.rtl_jobs(cfg, args.memory_seq)
-    run_cocotb("sofa_top", sofa_top, cfg, "gen.rtlsim.axibench_tb", name=f"bench-{cfg.name}",
-               extra_env={"SOFA_AXIBENCH_JOBS": json.dumps(jobs), "SOFA_AXIBENCH_OUT": raw,
-                          "SOFA_AXIBENCH_MEM": _memory_bytes(cfg, jobs)})
-    rtl = axibench.rtl_rows(cfg, json.loads(raw.read_text())["jobs"])
+    rtl = axibench.rtl_rows(cfg, _memory_runs(cfg, axibench.rtl_jobs(cfg, args.memory_seq),
+                                              args.out / "axi_runs.json",
+                                              "axibench", f"bench-{cfg.name}"))
     log("memory core: RTL done")
     predict = memory_predict_bench(args, log=log) if args.memory_predict else []
     model = axibench.model_rows(cfg, args.model_seq, log=log)
@@ -344,19 +350,13 @@ def memory_bench(args, log=print):
 def cores_bench(args, log=print):
     """Several memory-attached cores on one memory (:mod:`gen.corebench`): 1, 2 and 4 cores on
     Verilator, 1 … 16 from the model; ``(rows dict, markdown)``."""
-    from hw.top import sofa_top
     cfg = corebench.bench_config()
     results = []
     for N in corebench.RTL_CORES:
         one = cfg.replace(cores=N)
-        jobs = corebench.rtl_jobs(one, N, S=args.cores_seq)
-        raw = (args.out / f"core_runs-c{N}.json").resolve()
-        run_cocotb("sofa_top", sofa_top, one, "gen.rtlsim.corebench_tb",
-                   name=f"bench-{cfg.name}-c{N}",
-                   extra_env={"SOFA_COREBENCH_JOBS": json.dumps(jobs),
-                              "SOFA_COREBENCH_OUT": raw,
-                              "SOFA_COREBENCH_MEM": _memory_bytes(one, jobs)})
-        results += json.loads(raw.read_text())["jobs"]
+        results += _memory_runs(one, corebench.rtl_jobs(one, N, S=args.cores_seq),
+                                args.out / f"core_runs-c{N}.json", "corebench",
+                                f"bench-{cfg.name}-c{N}")
         log(f"cores: RTL with {N} core(s) done")
     rtl = corebench.rtl_rows(cfg, results, log=log)
     rows = rtl + corebench.model_rows(cfg, log=log)
