@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 
 from sim.golden import exp2_lut, sufa_row, tile_ranges
-from spec.numerics import TAIL_FRAC
 from spec.timing import (ADAPT_COUNT_CYCLES, ADAPT_EMIT_CYCLES, adapt_sweep_cycles,
                          divider_timing, dlzs_latency, sads_bank_timing, sads_timing,
                          sufa_latency, tail_sweep_cycles)
@@ -142,7 +141,7 @@ def core_cycles(cfg, params, res, Q=None, K=None, V=None, *, breakdown=False, wo
         emit_time = ADAPT_EMIT_CYCLES
         gate_think = adapt_sweep_cycles(cfg.adapt_bins)
         if params.tail:                    # the tail sweep and f's division (hw/adapt.py)
-            gate_think += tail_sweep_cycles(cfg.adapt_bins, TAIL_FRAC)
+            gate_think += tail_sweep_cycles(cfg.adapt_bins)
         t_pred += dlzs_lat + 2
         lag = sads_lat + 3
     for g in range(0, len(work), L):

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from spec.sortnet import top_k_network
 from spec.job import k_read_beats
+from spec.numerics import TAIL_FRAC
 from spec.validate import ConfigError, check_int
 
 
@@ -99,7 +100,7 @@ def adapt_sweep_cycles(bins):
     return 2 * bins + 8
 
 
-def tail_sweep_cycles(bins, frac=12):
+def tail_sweep_cycles(bins, frac=TAIL_FRAC):
     """:class:`hw.adapt.AdaptiveGate` with the tail blend on: the cycles its row adds before
     the first key leaves, ``bins + frac + 4`` (the tail sweep, ``bins + 3``; the division of
     ``f``, ``frac = TAIL_FRAC`` cycles; ``f`` out, 1, when it is taken at once)."""
@@ -317,17 +318,15 @@ def predict_keys_for(cfg, top_k):
     check_int("top_k", top_k, 1, B)
     sufa = top_k * der.mac_cycles
 
-    def allows(P):
+    def with_keys(P):
         try:
-            cfg.replace(predict_keys=P)
-        except ConfigError:
-            return False
-        return True
+            return cfg.replace(predict_keys=P)
+        except ConfigError:                      # the config does not allow P
+            return None
 
-    allowed = [P for P in PREDICT_KEYS if P == 1 or allows(P)]
+    allowed = [(P, one) for P in PREDICT_KEYS if (one := with_keys(P)) is not None]
     times = []
-    for P in allowed:
-        one = cfg.replace(predict_keys=P)
+    for P, one in allowed:
         if P == 1:
             predict = B * max(der.dlzs_cycles, sads_timing(one).ii)
         else:
@@ -337,4 +336,4 @@ def predict_keys_for(cfg, top_k):
         if predict <= sufa:
             return P
         times.append(predict)
-    return allowed[times.index(min(times))]
+    return allowed[times.index(min(times))][0]

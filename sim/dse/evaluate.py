@@ -45,7 +45,6 @@ from sim.golden import exp2_lut
 from sim.minilm import MiniLM, cosine
 from sim.predictors import (COST_WEIGHTS, HeadData, head_registers, int8_equivalent,
                             radius_register)
-from spec.numerics import TAIL_FRAC
 from spec.timing import adapt_gate_cycles, tail_sweep_cycles
 
 
@@ -233,7 +232,7 @@ def attend(setting, hd, registers=False, exact=False):
     P = layer_predict_keys(d, bc, setting.k_max, [hs.top_k for hs in setting.heads], bins)
     cfg_layer = layer_config(d, bc, setting.k_max, predict_keys=P)
     tail = bool(bins) and rule.tail
-    extra_row = adapt_gate_cycles(S, bins) + (tail_sweep_cycles(bins, TAIL_FRAC) if tail else 0)
+    extra_row = adapt_gate_cycles(S, bins) + (tail_sweep_cycles(bins) if tail else 0)
     out = np.empty((H, T, d))
     st = dict.fromkeys(SUMS, 0.0)
     if exact:
