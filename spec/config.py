@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from spec.job import row_bytes
 from spec.regmap import register
 from spec.validate import (ConfigError, check_bool, check_choice, check_int, check_name,
                            parse_json, read_text)
@@ -445,7 +446,7 @@ def _validate(cfg):
             # bus words or a whole number of rows must fill one, and a tile must start on a
             # bus word.
             P, BB = cfg.predict_keys, bus // 8
-            rb = cfg.d * -(-cfg.data_width // 8)
+            rb = row_bytes(cfg)
             need(BB % rb == 0 or rb % BB == 0,
                  f"predict_keys = {P} with memory = \"axi\": a K row of d · elem bytes = "
                  f"{rb} bytes must divide the bus word (axi_data_width / 8 = {BB} bytes) or "
