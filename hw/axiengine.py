@@ -226,10 +226,13 @@ class AxiEngine(wiring.Component):
         m.d.comb += self.done.eq(running & ~block_busy & (rows_done == rows_total) & wr.idle)
 
         # The next block's sizes, registered in PREP so that BLOCK starts from flip-flops (the
-        # sums and compares over the job's 24-bit fields are a long path otherwise).
-        left = job.queries - b0
+        # sums and compares over the job's 24-bit fields are a long path otherwise). The queries
+        # left and the block's first position follow b0 in registers of their own, so PREP
+        # adds once and compares once.
+        left = Signal(24)                            # job.queries - b0
+        pos0 = Signal(33)                            # job.q_start + b0
         size_c = Mux(left < L, left, L)
-        last_pos = job.q_start + b0 + size_c
+        last_pos = pos0 + size_c
         size = Signal(range(L + 1))
         mask = Signal(L)                             # lanes of the next block
         span_c = Signal(der.seq_len_width)           # keys the block's rows see
@@ -238,6 +241,7 @@ class AxiEngine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [running.eq(1), head.eq(0), b0.eq(0), rows_done.eq(0),
+                                 left.eq(job.queries), pos0.eq(job.q_start),
                                  rows_total.eq(job.queries * job.heads),
                                  *[base[t].eq(job[f"{t}_base"]) for t in TENSORS]]
                     m.next = "PREP"
@@ -246,7 +250,7 @@ class AxiEngine(wiring.Component):
                              span_c.eq(Mux(job.causal & (last_pos < job.seq_len), last_pos,
                                            job.seq_len))]
                 for i in lanes:
-                    pos = job.q_start + b0 + i + 1
+                    pos = pos0 + (i + 1)
                     m.d.sync += next_lens[i].eq(Mux(job.causal & (pos < job.seq_len), pos,
                                                     job.seq_len))
                 m.next = "BLOCK"
@@ -260,8 +264,9 @@ class AxiEngine(wiring.Component):
                     (released == k_issued)
                 with m.If(all_in):
                     m.d.sync += block_busy.eq(0)
-                    with m.If(b0 + n_b >= job.queries):
+                    with m.If(left <= n_b):
                         m.d.sync += [b0.eq(0), head.eq(head + 1),
+                                     left.eq(job.queries), pos0.eq(job.q_start),
                                      *[base[t].eq(base[t] + job[f"{t}_head_stride"])
                                        for t in TENSORS]]
                         with m.If(head + 1 == job.heads):
@@ -269,7 +274,8 @@ class AxiEngine(wiring.Component):
                         with m.Else():
                             m.next = "PREP"
                     with m.Else():
-                        m.d.sync += b0.eq(b0 + n_b)
+                        m.d.sync += [b0.eq(b0 + n_b), left.eq(left - n_b),
+                                     pos0.eq(pos0 + n_b)]
                         m.next = "PREP"
             with m.State("DRAIN"):
                 with m.If(self.done):
@@ -403,7 +409,11 @@ class AxiEngine(wiring.Component):
         v_key0 = Signal(der.seq_len_width)           # the tile's first key
         v_row_addr = Signal(AW)                      # dense, one command a row: the next row
         v_rows_left = Signal(der.seq_len_width)      # dense: rows still to fetch
-        v_room = (v_tile - released)[:TILE_BITS] < VT
+        # v_tile - released, kept as a counter: the difference's carry chain would sit on the
+        # V command's valid
+        v_ahead = Signal(TILE_BITS)
+        v_step = Signal()                            # v_tile moves on
+        v_room = v_ahead < VT
         tile_step = Signal(AW)                       # B rows of V in bytes
         m.d.sync += tile_step.eq(job.v_stride * B)
         v_cmd = rd.cmd[2]
@@ -435,28 +445,36 @@ class AxiEngine(wiring.Component):
                          v_cmd.payload.addr.eq(stage.addr), v_cmd.payload.beats.eq(RW),
                          vtag.slot.eq(v_slot), vtag.pos.eq(stage.pos)]
             with m.If(stage_valid & stage.marker):
+                m.d.comb += v_step.eq(1)
                 m.d.sync += [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT)),
                              v_addr.eq(v_addr + tile_step), v_key0.eq(v_key0 + B)]
         # dense: a tile at a time (one command, or one a row)
         v_sub = Signal(range(B + 1))
-        rows = Mux(v_rows_left < B, v_rows_left, B)
-        contiguous_v = job.v_stride == packed
+        # min(v_rows_left, B) and the stride test as flip-flops: both reach the command
+        rows = Signal(range(B + 1))
+        contiguous_v = Signal()
+        m.d.sync += contiguous_v.eq(job.v_stride == packed)
+        rows_after = v_rows_left - rows
+        with m.If(block_go):
+            m.d.sync += rows.eq(Mux(span_c < B, span_c, B))
         next_tile = [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT)),
-                     v_rows_left.eq(v_rows_left - rows)]
+                     v_rows_left.eq(rows_after), rows.eq(Mux(rows_after < B, rows_after, B))]
         with m.If(dense):
             m.d.comb += [v_cmd.payload.addr.eq(v_row_addr), vtag.slot.eq(v_slot),
                          vtag.pos.eq(v_sub)]
             with m.If(v_sub == 0):
-                m.d.comb += [v_cmd.valid.eq(block_busy & (v_rows_left != 0) & v_room &
+                m.d.comb += [v_cmd.valid.eq(block_busy & (rows != 0) & v_room &
                                             (v_tile != k_filled)),
                              v_cmd.payload.beats.eq(Mux(contiguous_v, rows * RW, RW))]
                 with m.If(sent):
                     with m.If(contiguous_v):
                         m.d.sync += [*next_tile, v_row_addr.eq(v_row_addr + rows * packed)]
+                        m.d.comb += v_step.eq(1)
                     with m.Else():
                         m.d.sync += v_row_addr.eq(v_row_addr + job.v_stride)
                         with m.If(rows == 1):
                             m.d.sync += next_tile
+                            m.d.comb += v_step.eq(1)
                         with m.Else():
                             m.d.sync += v_sub.eq(1)
             with m.Else():
@@ -465,6 +483,7 @@ class AxiEngine(wiring.Component):
                     m.d.sync += v_row_addr.eq(v_row_addr + job.v_stride)
                     with m.If(v_sub == rows - 1):
                         m.d.sync += [v_sub.eq(0), *next_tile]
+                        m.d.comb += v_step.eq(1)
                     with m.Else():
                         m.d.sync += v_sub.eq(v_sub + 1)
 
@@ -546,6 +565,7 @@ class AxiEngine(wiring.Component):
         rel_slot = Signal(range(VT))
         landed = Cat(*(v_pend[s] == 0 for s in range(VT))).bit_select(rel_slot, 1)
         release = (released != k_filled) & (released != v_tile) & past.all() & landed
+        m.d.sync += v_ahead.eq(v_ahead + v_step - release)
         with m.If(release):
             m.d.sync += [released.eq(released + 1), rel_slot.eq(wrap_inc(rel_slot, VT))]
             m.d.comb += clear_slot.eq(1 << rel_slot)

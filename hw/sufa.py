@@ -52,6 +52,21 @@ class _Op(enum.Enum, shape=2):
     RESCALE = 2     # l, o *= w (floored), only if l > 0
 
 
+def _fanout_copies(m, name, value, n):
+    """``n`` flip-flops (at most four) that each hold ``value`` of the previous cycle, as a
+    Signal with reset 0 would. A valid bit that enables a wide register and selects the operands
+    of its multipliers has too many loads for one net; the copies split them. Yosys merges equal
+    flip-flops, so each copy differs from the others in polarity or in its reset. (A reset-less
+    copy may hold a 1 for a cycle after a reset; SU-FA's ring is stale then, and the next row's
+    first ACC rewrites it whole.)"""
+    copies = []
+    for i, (inverted, reset_less) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))[:n]):
+        ff = Signal(name=f"{name}{i}", init=inverted, reset_less=bool(reset_less))
+        m.d.sync += ff.eq(~value if inverted else value)
+        copies.append(~ff if inverted else ff)
+    return copies
+
+
 def _adder_tree(terms):
     """Balanced sum of a list of values (log depth instead of a carry chain of adders)."""
     terms = list(terms)
@@ -475,7 +490,10 @@ class SUFA(wiring.Component):
         v_now = v_fifo.r_data[:L * W]
         if M > 1:
             v_now = Mux(pv_first, v_now, v_rest[:L * W])
-        o_src = [o_ring[j] if M == 1 else Mux(y_valid, o_ring[L + j], o_ring[j])
+        # lane j's ring positions and operand select take their own copy of y_valid
+        y_lane = _fanout_copies(m, "y_lane", working, min(L, 4))
+        y_copy = [y_lane[j % len(y_lane)] for j in range(L)]
+        o_src = [o_ring[j] if M == 1 else Mux(y_copy[j], o_ring[L + j], o_ring[j])
                  for j in range(L)]
         m.d.comb += v_fifo.r_en.eq(op_done & (kind == _Op.ACC))
         m.d.sync += y_valid.eq(working)
@@ -498,11 +516,14 @@ class SUFA(wiring.Component):
                     count("keys")
                 with m.Else():
                     count("rescales")
-        with m.If(y_valid):
-            m.d.sync += [o_ring[i].eq(o_ring[i + L]) for i in range(D - L)]
-            for j in range(L):
+        for i in range(D - L):
+            with m.If(y_copy[i % L]):
+                m.d.sync += o_ring[i].eq(o_ring[i + L])
+        for j in range(L):
+            with m.If(y_copy[j]):
                 o_old = Mux(y_stale, 0, o_ring[j])
                 m.d.sync += o_ring[D - L + j].eq(Mux(y_acc, o_old + y_acc_p[j], y_res_o[j]))
+        with m.If(y_valid):
             with m.If(y_first):
                 m.d.sync += l_acc.eq(Mux(y_acc, l_acc + y_w, y_res_l))
         with m.If(op_done & ex.tag.row_end):
