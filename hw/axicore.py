@@ -131,7 +131,9 @@ class SofaAxiCore(wiring.Component):
         cfg = self._cfg
         N = cfg.cores
         engines = self.engines
-        restart = Signal()                       # reset the engines after a fault
+        # reset the engines after a fault: high in RESTART, from its own flip-flop (it
+        # reaches most of the engines' registers)
+        restart = Signal()
         if N == 1:
             m.submodules.engine = ResetInserter(restart)(engines[0])
             outer = engines[0]
@@ -344,9 +346,11 @@ class SofaAxiCore(wiring.Component):
                 if N > 1:
                     m.d.comb += arb.solo.eq(1)          # no partner waits for a stopped one
                 with m.If(all_idle):
+                    m.d.sync += restart.eq(1)
                     m.next = "RESTART"
             with m.State("RESTART"):
-                m.d.comb += [self.busy.eq(1), restart.eq(1)]
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += restart.eq(0)
                 m.d.sync += done.eq(1)
                 m.next = "IDLE"
 

@@ -242,7 +242,8 @@ class Divider(wiring.Component):
 
         prep = Signal(layout, name="prep")
         self._prepare(m, prep)
-        cur = Signal(layout, name="stage0")
+        # the stage registers take no reset (valid bits qualify them): fewer loads on a restart
+        cur = Signal(layout, name="stage0", reset_less=True)
         cur_valid = Signal(name="stage0_valid")
         with m.If(advance):
             m.d.sync += [cur.eq(prep), cur_valid.eq(self.i.valid)]
@@ -250,7 +251,7 @@ class Divider(wiring.Component):
         for k in range(self.quot_bits):
             nxt = Signal(layout, name=f"step{k}")
             self._step(m, cur, nxt, str(k))
-            reg = Signal(layout, name=f"stage{k + 1}")
+            reg = Signal(layout, name=f"stage{k + 1}", reset_less=True)
             reg_valid = Signal(name=f"stage{k + 1}_valid")
             with m.If(advance):
                 m.d.sync += [reg.eq(nxt), reg_valid.eq(cur_valid)]
@@ -265,7 +266,7 @@ class Divider(wiring.Component):
         K, P = self.quot_bits, self.ITERATIVE_STEPS
         cycles = -(-K // P)
         layout = self._state_layout()
-        state = Signal(layout, name="state")
+        state = Signal(layout, name="state", reset_less=True)
         busy = Signal()
         count = Signal(range(cycles + 1))   # cycles of steps done
         done = Signal()

@@ -152,8 +152,10 @@ class SortNet(wiring.Component):
                     m.d.sync += [rank_r.eq(rank), sel_en_r.eq(sel_en)]
                 rank, sel_en = rank_r, sel_en_r
             regs = {}
+            # no reset on the data: the valid bits qualify it, and the core's restart would
+            # otherwise reach every stage register (a net of thousands of loads)
             for w in net.live_after(boundary):
-                r = Signal(W, name=f"s{stage + 1}_w{w}")
+                r = Signal(W, name=f"s{stage + 1}_w{w}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += r.eq(wires[w])
                 regs[w] = r
@@ -163,7 +165,7 @@ class SortNet(wiring.Component):
                 m.d.sync += v.eq(valid)
             valid = v
             if tag is not None:
-                t = Signal(self._tag_width, name=f"s{stage + 1}_tag")
+                t = Signal(self._tag_width, name=f"s{stage + 1}_tag", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += t.eq(tag)
                 tag = t
