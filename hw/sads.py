@@ -273,7 +273,8 @@ class SADS(wiring.Component):
         batch_layout = _batch_layout(cfg)
         bpos = Signal(range(nb))
         tpos = Signal(range(B))
-        buf_k = [Signal(KW - 1, name=f"buf_k{j}") for j in range(nb)]
+        # the batch's keys take no reset (counts and masks qualify them): fewer loads on a restart
+        buf_k = [Signal(KW - 1, name=f"buf_k{j}", reset_less=True) for j in range(nb)]
         if cfg.adapt_bins:
             buf_el = Signal(nb)                # eligible under the adaptive budget
         buf = Signal(batch_layout)
@@ -344,7 +345,7 @@ class SADS(wiring.Component):
         m.d.sync += buf_full.eq((buf_full & ~transfer) | (accept & complete))
 
         # -- the launch register: the blocking decision --------------------------------------
-        L_k = [Signal(KW - 1, name=f"launch_k{j}") for j in range(nb)]
+        L_k = [Signal(KW - 1, name=f"launch_k{j}", reset_less=True) for j in range(nb)]
         L_present = Signal(nb)
         L_rad = Signal(nb)                     # blocked by the radius (on the way in)
         if cfg.adapt_bins:
@@ -408,7 +409,7 @@ class SADS(wiring.Component):
         pop = Signal()                         # the serializer finishes a tile
         G_valid = Signal()
         G_surv = [Signal(KW, name=f"gate_s{r}") for r in range(K)]
-        G_k = [Signal(KW, name=f"gate_k{j}") for j in range(nb)]
+        G_k = [Signal(KW, name=f"gate_k{j}", reset_less=True) for j in range(nb)]
         G_rad = Signal(nb)
         G_full = Signal(nb)
         G_any = Signal()                       # a key of the batch enters the sorter
