@@ -323,7 +323,9 @@ class AxiEngine(wiring.Component):
         k_addr = Signal(AW)
         k_cmd = rd.cmd[1]
         tile_rows = Mux(k_left < B, k_left, B)
-        room = (k_issued - released)[:TILE_BITS] < KT
+        k_ahead = Signal(TILE_BITS)                  # k_issued - released, as V's v_ahead
+        k_step = Signal()                            # k_issued moves on
+        room = k_ahead < KT
         k_wslot = Signal(range(KT))
         k_row = Signal(der.seq_len_width)            # the block's row being written
         k_filled = Signal(TILE_BITS)                 # tiles complete in the ring (global)
@@ -334,13 +336,15 @@ class AxiEngine(wiring.Component):
         m.d.comb += kb_adv.eq(Cat(*(~kb_valid[i] | dlzs[i].k.ready for i in lanes)).all())
         if P == 1:
             k_sub = Signal(range(B + 1))                 # rows of the tile still to ask for
-            contiguous_k = job.k_stride == packed
+            contiguous_k = Signal()
+            m.d.sync += contiguous_k.eq(job.k_stride == packed)
             with m.If(block_go):
                 m.d.sync += [k_left.eq(span_c), k_addr.eq(base["k"]), k_sub.eq(0)]
             with m.If(k_sub == 0):                       # a new tile
                 m.d.comb += [k_cmd.valid.eq((k_left != 0) & room & block_busy),
                              k_cmd.payload.beats.eq(Mux(contiguous_k, tile_rows * RW, RW))]
                 with m.If(k_cmd.valid & k_cmd.ready):
+                    m.d.comb += k_step.eq(1)
                     m.d.sync += [k_issued.eq(k_issued + 1),
                                  k_sub.eq(Mux(contiguous_k, 0, tile_rows - 1)),
                                  k_left.eq(k_left - Mux(contiguous_k, tile_rows, 1)),
@@ -389,6 +393,7 @@ class AxiEngine(wiring.Component):
                 m, cfg, rd.data[1], dlzs, block_go, block_busy, span, span_c, lens, in_block,
                 dense, base["k"], k_left, k_addr, k_cmd, tile_rows, room, k_issued, k_wslot,
                 k_row, k_filled, kb_valid, kb_last, kb_adv, k_keys)
+            m.d.comb += k_step.eq(k_cmd.valid & k_cmd.ready)     # a tile a command
 
         # -- V: which rows (RASS), fetched into the V ring ----------------------------------------
         m.submodules.rass = rass = RassScheduler(cfg)
@@ -565,7 +570,8 @@ class AxiEngine(wiring.Component):
         rel_slot = Signal(range(VT))
         landed = Cat(*(v_pend[s] == 0 for s in range(VT))).bit_select(rel_slot, 1)
         release = (released != k_filled) & (released != v_tile) & past.all() & landed
-        m.d.sync += v_ahead.eq(v_ahead + v_step - release)
+        m.d.sync += [v_ahead.eq(v_ahead + v_step - release),
+                     k_ahead.eq(k_ahead + k_step - release)]
         with m.If(release):
             m.d.sync += [released.eq(released + 1), rel_slot.eq(wrap_inc(rel_slot, VT))]
             m.d.comb += clear_slot.eq(1 << rel_slot)
