@@ -91,9 +91,10 @@ class HostLink(wiring.Component):
         The last reply was an error reply.
     latency : int
         Cycles from the acceptance of the last byte of an IDENT or READ_REGS request to its
-        first reply byte on :py:`tx` with the transmitter idle and the queue empty: 5 (two
-        through the request queue; check, dispatch, reply start); a WRITE_REG takes one cycle
-        more (the write).
+        first reply byte on :py:`tx` with the transmitter idle and the queue empty: 6 (three
+        through the request queue and the register behind its block RAM; check, dispatch,
+        reply start), 5 with ``queue_bytes = 1``; a WRITE_REG takes one cycle more (the
+        write).
     """
 
     def __init__(self, cfg, *, max_payload=1024, timeout_cycles, queue_bytes=None, clk_hz=0,
@@ -160,7 +161,7 @@ class HostLink(wiring.Component):
 
     @property
     def latency(self):
-        return 5
+        return 5 if self._queue == 1 else 6
 
     def elaborate(self, platform):
         m = Module()
@@ -214,7 +215,11 @@ class HostLink(wiring.Component):
         # -- the request queue: bytes wait here while a request executes ----------------------
         # An entry is a byte and two flags: a line error, and bytes dropped on a full queue,
         # both just before this byte (so they count where they happened in the stream).
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=10, depth=self._queue)
+        # A queue in block RAM is read through a register: the RAM's output is slow, and the
+        # parser decodes the byte deeply. The register is one of the queue's entries.
+        staged = self._queue > 1
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(
+            width=10, depth=self._queue - 1 if staged else 1)
         line_pend = Signal()
         lost_pend = Signal()
         m.d.comb += [self.rx.ready.eq(1),
@@ -229,10 +234,21 @@ class HostLink(wiring.Component):
                 m.d.sync += lost_pend.eq(1)
 
         parsing = Signal()                     # in a state that takes bytes
-        rx_byte = queue.r_data[:8]
-        line_mark, lost_mark = queue.r_data[8], queue.r_data[9]
         got = Signal()
-        m.d.comb += [got.eq(queue.r_rdy & parsing), queue.r_en.eq(got)]
+        if staged:
+            head = Signal(10)
+            head_valid = Signal()
+            pop = queue.r_rdy & (~head_valid | got)
+            m.d.comb += [got.eq(head_valid & parsing), queue.r_en.eq(pop)]
+            with m.If(pop):
+                m.d.sync += [head.eq(queue.r_data), head_valid.eq(1)]
+            with m.Elif(got):
+                m.d.sync += head_valid.eq(0)
+        else:
+            head = queue.r_data
+            m.d.comb += [got.eq(queue.r_rdy & parsing), queue.r_en.eq(got)]
+        rx_byte = head[:8]
+        line_mark, lost_mark = head[8], head[9]
         with m.If(got):
             m.d.sync += timer.eq(0)
         with m.Elif(~timed_out):
