@@ -52,16 +52,20 @@ class _Op(enum.Enum, shape=2):
     RESCALE = 2     # l, o *= w (floored), only if l > 0
 
 
-def _fanout_copies(m, name, value, n):
-    """``n`` flip-flops (at most four) that each hold ``value`` of the previous cycle, as a
-    Signal with reset 0 would. A valid bit that enables a wide register and selects the operands
-    of its multipliers has too many loads for one net; the copies split them. Yosys merges equal
-    flip-flops, so each copy differs from the others in polarity or in its reset. (A reset-less
-    copy may hold a 1 for a cycle after a reset; SU-FA's ring is stale then, and the next row's
-    first ACC rewrites it whole.)"""
+#: Flip-flops that hold the same value and that Yosys does not merge: (inverted, reset_less,
+#: init). It merges equal flip-flops; these differ in polarity, reset or initial value. A
+#: copy in the reset domain reads 0 after a reset; a reset-less one may hold a stale 1 for the
+#: cycle after it.
+_COPY_VARIANTS = ((0, 0, 0), (1, 0, 1), (0, 1, 0), (1, 1, 1), (0, 1, 1), (1, 1, 0))
+
+
+def _fanout_copies(m, name, value, variants):
+    """Flip-flops that each hold ``value`` of the previous cycle, one per entry of
+    ``variants`` (of :data:`_COPY_VARIANTS`): they split the loads of a net that has too many
+    for one."""
     copies = []
-    for i, (inverted, reset_less) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))[:n]):
-        ff = Signal(name=f"{name}{i}", init=inverted, reset_less=bool(reset_less))
+    for i, (inverted, reset_less, init) in enumerate(variants):
+        ff = Signal(name=f"{name}{i}", init=init, reset_less=bool(reset_less))
         m.d.sync += ff.eq(~value if inverted else value)
         copies.append(~ff if inverted else ff)
     return copies
@@ -490,10 +494,14 @@ class SUFA(wiring.Component):
         v_now = v_fifo.r_data[:L * W]
         if M > 1:
             v_now = Mux(pv_first, v_now, v_rest[:L * W])
-        # lane j's ring positions and operand select take their own copy of y_valid
-        y_lane = _fanout_copies(m, "y_lane", working, min(L, 4))
-        y_copy = [y_lane[j % len(y_lane)] for j in range(L)]
-        o_src = [o_ring[j] if M == 1 else Mux(y_copy[j], o_ring[L + j], o_ring[j])
+        # y_valid has thousands of loads: the ring's enable and the rescale operands' select.
+        # Copies split them: two (reset) for the enables, a pair of lanes each; one per lane
+        # (reset-less: a stale select after a reset only spoils products Y does not take) for
+        # the selects, so the path into the multipliers starts next to them.
+        y_ce = _fanout_copies(m, "y_ce", working, _COPY_VARIANTS[:min(L, 2)])
+        y_copy = [y_ce[j * len(y_ce) // L] for j in range(L)]
+        y_sel = _fanout_copies(m, "y_sel", working, _COPY_VARIANTS[2:2 + min(L, 4)])
+        o_src = [o_ring[j] if M == 1 else Mux(y_sel[j % len(y_sel)], o_ring[L + j], o_ring[j])
                  for j in range(L)]
         m.d.comb += v_fifo.r_en.eq(op_done & (kind == _Op.ACC))
         m.d.sync += y_valid.eq(working)
