@@ -221,6 +221,10 @@ class AxiEngine(wiring.Component):
         rows_total, rows_done = Signal(40), Signal(40)
         k_issued = Signal(TILE_BITS)                 # tiles of K asked for (global)
         released = Signal(TILE_BITS)                 # tiles whose slots are free again
+        # k_issued - released, as a counter: a difference's carry chain would sit on the K
+        # command's valid and on the block's end
+        k_ahead = Signal(TILE_BITS)
+        k_step = Signal()                            # k_issued moves on
         q_left = Signal(range(L + 1))
         rass_busy = Signal()
         m.d.comb += self.done.eq(running & ~block_busy & (rows_done == rows_total) & wr.idle)
@@ -237,6 +241,8 @@ class AxiEngine(wiring.Component):
         mask = Signal(L)                             # lanes of the next block
         span_c = Signal(der.seq_len_width)           # keys the block's rows see
         next_lens = [Signal(der.seq_len_width, name=f"next_len{i}") for i in lanes]
+        head_done = Signal()                         # the block is the head's last
+        job_done = Signal()                          # and the head is the job's last
         with m.FSM(name="seq"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -247,6 +253,7 @@ class AxiEngine(wiring.Component):
                     m.next = "PREP"
             with m.State("PREP"):
                 m.d.sync += [size.eq(size_c), mask.eq(Cat(*(left > i for i in lanes))),
+                             head_done.eq(left <= L), job_done.eq(head + 1 == job.heads),
                              span_c.eq(Mux(job.causal & (last_pos < job.seq_len), last_pos,
                                            job.seq_len))]
                 for i in lanes:
@@ -261,15 +268,15 @@ class AxiEngine(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 all_in = (q_left == 0) & (finished == (1 << L) - 1) & ~rass_busy & \
-                    (released == k_issued)
+                    (k_ahead == 0)                   # every K tile released
                 with m.If(all_in):
                     m.d.sync += block_busy.eq(0)
-                    with m.If(left <= n_b):
+                    with m.If(head_done):
                         m.d.sync += [b0.eq(0), head.eq(head + 1),
                                      left.eq(job.queries), pos0.eq(job.q_start),
                                      *[base[t].eq(base[t] + job[f"{t}_head_stride"])
                                        for t in TENSORS]]
-                        with m.If(head + 1 == job.heads):
+                        with m.If(job_done):
                             m.next = "DRAIN"
                         with m.Else():
                             m.next = "PREP"
@@ -323,8 +330,6 @@ class AxiEngine(wiring.Component):
         k_addr = Signal(AW)
         k_cmd = rd.cmd[1]
         tile_rows = Mux(k_left < B, k_left, B)
-        k_ahead = Signal(TILE_BITS)                  # k_issued - released, as V's v_ahead
-        k_step = Signal()                            # k_issued moves on
         room = k_ahead < KT
         k_wslot = Signal(range(KT))
         k_row = Signal(der.seq_len_width)            # the block's row being written
