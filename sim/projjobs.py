@@ -23,8 +23,8 @@ from sim.jobs import blocks, fetch_schedule, golden_job
 from sim.ondemand import (khat_acc, khat_shift_for, lz_codes, lz_values, predict_keys,
                           project_rows, requant_params)
 from spec.config import ConfigError
-from spec.job import (WEIGHTS, bus_bytes, projects, row_beats, weight_address,
-                      weight_beats, x_row_beats)
+from spec.job import (PROJ_MULT_BITS, PROJ_RSHIFT_MAX, WEIGHTS, bus_bytes, khat_shift_max,
+                      projects, row_beats, weight_address, weight_beats, x_row_beats)
 from spec.regmap import expected_counters, query_groups
 
 
@@ -88,8 +88,9 @@ def _checked(cfg, job, X, w):
             bad = int(a.min()) if a.min() < lo else int(a.max())
             raise ConfigError(f"{name} holds {bad}; allowed {lo} … {hi}")
     lz_values(out["codes"])                    # a code outside the format, with its position
-    for name, hi in (("khat_shift", (cfg.d_model * 127 * 64).bit_length() + 1),
-                     ("k_rshift", 48), ("v_rshift", 48), ("k_mult", 65535), ("v_mult", 65535)):
+    for name, hi in (("khat_shift", khat_shift_max(cfg)), ("k_rshift", PROJ_RSHIFT_MAX),
+                     ("v_rshift", PROJ_RSHIFT_MAX), ("k_mult", (1 << PROJ_MULT_BITS) - 1),
+                     ("v_mult", (1 << PROJ_MULT_BITS) - 1)):
         lo = 1 if name.endswith("rshift") else 0
         value = getattr(job, name)
         if not lo <= value <= hi:

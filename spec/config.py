@@ -526,6 +526,18 @@ def _validate_kv_source(cfg, need):
          f"khat_lanes = {cfg.khat_lanes} must divide d_model = {cfg.d_model}")
     need(cfg.d % cfg.proj_macs == 0,
          f"proj_macs = {cfg.proj_macs} must divide d = {cfg.d}")
+    # The weights are read as whole bus words and cut into the units' load words (a word of
+    # khat_lanes · d codes, one of proj_macs weights): one of word and bus divides the other.
+    BB = cfg.axi_data_width // 8
+    for what, size in (("khat_lanes · d / 2 (bytes of a word of LZ codes)",
+                        cfg.khat_lanes * cfg.d / 2), ("proj_macs", cfg.proj_macs)):
+        need(size == int(size) and (BB % size == 0 or size % BB == 0),
+             f"{what} = {size:g} must divide the bus word (axi_data_width / 8 = {BB} bytes) "
+             f"or be a multiple of it with kv_source = \"project\"")
+    need(cfg.d * cfg.d_model // 2 % BB == 0 and 8 * cfg.d % BB == 0,
+         f"d = {cfg.d}, d_model = {cfg.d_model}: each head's LZ codes (d · d_model / 2 = "
+         f"{cfg.d * cfg.d_model // 2} bytes) and biases (8 · d = {8 * cfg.d} bytes) must fill "
+         f"whole bus words (axi_data_width / 8 = {BB} bytes) with kv_source = \"project\"")
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ __all__ = ["JobError", "JobDescriptor", "TENSORS", "elem_bytes", "row_bytes", "o
            "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS", "core_grid", "core_shares", "split_job",
            "k_followers", "k_packed", "k_read_beats", "k_block_bytes", "WEIGHTS",
            "job_tensors", "projects", "x_row_beats", "weight_bytes", "weight_beats",
-           "weight_address", "PROJ_MULT_BITS", "PROJ_RSHIFT_MAX"]
+           "weight_address", "PROJ_MULT_BITS", "PROJ_RSHIFT_MAX", "khat_shift_max"]
 
 
 #: Bytes of one O element in memory.
@@ -184,6 +184,13 @@ class JobDescriptor:
     def address(self, tensor, head, row):
         return (getattr(self, f"{tensor}_base") + head * getattr(self, f"{tensor}_head_stride")
                 + row * getattr(self, f"{tensor}_stride"))
+
+
+def khat_shift_max(cfg):
+    """The largest useful ``khat_shift`` (register KHAT_SHIFT): the bits of phase 1.1's
+    widest sum ``d_model·127·64`` and a sign (:class:`hw.khat.KhatPredictor`'s
+    accumulator)."""
+    return (cfg.d_model * 127 * 64).bit_length() + 1
 
 
 def projects(cfg):

@@ -39,7 +39,7 @@ import enum
 from dataclasses import dataclass
 
 from spec.job import (MAX_HEADS, MAX_QUERIES, PROJ_MULT_BITS, PROJ_RSHIFT_MAX, TENSORS,
-                      WEIGHTS, projects)
+                      WEIGHTS, khat_shift_max, projects)
 
 
 __all__ = ["Register", "Counter", "REGISTERS", "COUNTERS", "COUNTER_BASE", "N_REGS", "Reg",
@@ -178,12 +178,6 @@ def _job_words():
     return tuple(regs)
 
 
-def _khat_shift_max(cfg):
-    """The largest useful ``khat_shift``: the bits of phase 1.1's widest sum
-    ``d_model·127·64`` (hw/khat.py's accumulator)."""
-    return (cfg.d_model * 127 * 64).bit_length() + 1
-
-
 def _base_words(name, a, what, present):
     """A byte address register ``NAME_BASE`` at ``a`` and its ``_HI`` word at ``a + 1``."""
     T = name.upper()
@@ -220,8 +214,8 @@ def _project_words():
         _rw("w_head_stride", 93, "Bytes from one head's weights to the next (every weight "
             "tensor), a multiple of the bus width.", *word, present=projects),
         _rw("khat_shift", 94, "Phase 1.1: K̂ = clamp(X·W̃_kᵀ >> KHAT_SHIFT, ±127).",
-            lambda cfg: _bits(_khat_shift_max(cfg)), lambda cfg: 0,
-            lambda cfg: (0, _khat_shift_max(cfg)), present=projects),
+            lambda cfg: _bits(khat_shift_max(cfg)), lambda cfg: 0,
+            lambda cfg: (0, khat_shift_max(cfg)), present=projects),
         _rw("k_mult", 95, "Exact K rows: K = clamp((X·W_kᵀ + b_k)·K_MULT + 2^(K_RSHIFT-1) >> "
             "K_RSHIFT, ±127).", *rq, present=projects),
         _rw("k_rshift", 96, "The right shift of K's requantisation (1 … 48).", *rs,

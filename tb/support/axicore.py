@@ -10,7 +10,7 @@ from sim.jobs import layout_job
 from sim.workloads import structured
 from spec.config import preset
 from spec.job import JobDescriptor, JobError, check_job
-from spec.regmap import COUNTER_BASE, Reg, counter_names
+from spec.regmap import Reg, counters
 from tb.support.amsim import run_until
 
 __all__ = ["AXI_P_CONFIGS", "AXI_SMALL_P2", "AXI_ODD_P4", "axi_ids", "AXI_SMALL_C2", "AXI_ODD_C4", "AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
@@ -130,8 +130,8 @@ def run_job(cfg, writes, *, image=(), seed=0, idle=0.0, latency=0, fixed=False, 
         got["status"] = await lite_read(ctx, Reg.STATUS)
         for a in reads:
             got[a] = await lite_read(ctx, a)
-        for n, name in enumerate(counter_names(cfg)):
-            got[name] = await lite_read(ctx, COUNTER_BASE + n)
+        for c in counters(cfg):
+            got[c.name] = await lite_read(ctx, c.address)
         state["done"] = True
 
     run_until(dut, [slave, host], lambda: state["done"], timeout=timeout)
