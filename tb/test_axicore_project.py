@@ -11,14 +11,8 @@ from sim.projjobs import (golden_project_job, layout_project_job, project_image,
 from spec.config import RunParams
 from spec.job import JobDescriptor, JobError
 from spec.regmap import expected_counters, job_writes, parameter_writes, query_groups
-from tb.support.axicore import AXI_ODD, AXI_TINY, run_job
+from tb.support.axicore import PROJ_ODD, PROJ_TINY, run_job
 
-#: The tiny config projecting (d = 8, d_model = 24: three beats an X row) and the odd one
-#: (d = 6, three lanes, Bc = 5, d_model = 16 in two beats, two multipliers).
-PROJ_TINY = AXI_TINY.replace(name="axi-tiny-project", kv_source="project", d_model=24,
-                             khat_lanes=4, proj_macs=4)
-PROJ_ODD = AXI_ODD.replace(name="axi-odd-project", kv_source="project", d_model=16,
-                           khat_lanes=8, proj_macs=2)
 PROJ_CONFIGS = {c.name: c for c in (PROJ_TINY, PROJ_ODD)}
 
 
@@ -53,9 +47,11 @@ def test_project_job(name, dense):
                       seed=1, dense=dense)
 
 
+@pytest.mark.slow
 def test_project_causal_rass_off_timing():
     """Causal with q_start, RASS off (a row two lanes select projected twice), rows further
-    apart than a row, one X for both heads, random bus latency and pauses."""
+    apart than a row, one X for both heads, random bus latency and pauses (make test-all;
+    make test has the same on Verilator, tb/test_axicore_verilator.py)."""
     cfg = PROJ_TINY
     job = JobDescriptor(seq_len=2 * cfg.block_size + 5, queries=5, heads=2, causal=True,
                         q_start=cfg.block_size - 2)
