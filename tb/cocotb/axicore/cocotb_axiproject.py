@@ -1,5 +1,5 @@
 """The memory-attached core in the on-demand K/V mode (``kv_source = "project"``) on Verilator:
-the bench of :mod:`tb.cocotb.axicore.cocotb_axicore` (cocotbext-axi's AxiRam with random read
+the bench of :mod:`tb.support.axicorebench` (cocotbext-axi's AxiRam with random read
 latency and random pauses on all five channels, the AXI4-Lite master, the recording protocol
 checker) with jobs from X and the weights: every ``O`` bit-exact against
 :func:`sim.projjobs.golden_project_job`, every exact counter against
@@ -16,8 +16,7 @@ from sim.projjobs import (golden_project_job, layout_project_job, project_counte
                           project_image, project_workload)
 from spec.job import JobDescriptor, JobError, WEIGHTS, check_job, weight_address
 from spec.regmap import Reg
-from tb.cocotb.axicore.cocotb_axicore import (BC, CFG, DER, L, SEED, Bench, o_region,
-                                              params_for)
+from tb.support.axicorebench import BC, CFG, DER, L, SEED, Bench, o_region, params_for
 
 assert CFG.kv_source == "project", "this module tests kv_source = project"
 
