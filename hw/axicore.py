@@ -10,16 +10,17 @@ Job life cycle (:mod:`spec.job`):
 
 * **start**: a write of CONTROL bit 0 while idle. The descriptor is checked (S, queries,
   heads, alignment, strides, address ranges, in the order of :func:`spec.job.check_job`, the
-  ranges through one pipelined multiplier, :data:`spec.timing.JOB_CHECK_CYCLES` cycles); a
-  failed check sets JOB_ERROR and done without a single bus access.
+  ranges through one pipelined multiplier, :func:`spec.timing.job_check_cycles` cycles; with
+  ``kv_source = "project"`` X and the weights take the places of K and V); a failed check
+  sets JOB_ERROR and done without a single bus access.
 * **run**: the engine reads and writes; registers are refused while busy (error flag), the
   counters count.
 * **end**: done (JOB_STATUS bit 0, and ``irq`` when IRQ_ENABLE) once every O row is written
   and acknowledged; JOB_ERROR 0.
 * **fault**: an R beat or B response with SLVERR/DECERR: no new reads, no new writes (bursts
   already issued complete, so no O row is started after the fault), the reads in flight drain;
-  then the engine is reset and done is raised with JOB_ERROR naming the stream. The core
-  accepts the next job.
+  then the engine is reset and done is raised with JOB_ERROR naming the stream (projecting:
+  READ_X, READ_W for the K and V read streams). The core accepts the next job.
 
 **Several cores** (``cores > 1``): ``cores`` engines share the AXI4 master through
 :class:`hw.axiarb.AxiArbiter` (the engine's index above its IDs). After the check, a split

@@ -24,6 +24,13 @@ exactly one packed row) are read in one command a tile, otherwise one command a 
 The engine knows nothing of registers: :class:`hw.axicore.SofaAxiCore` gives it the
 descriptor (stable while a job runs) and a start pulse, watches ``done`` and the faults, and
 resets it after a fault.
+
+**On-demand K/V** (``kv_source = "project"``, :mod:`hw.projpath`): before each head's first
+block :class:`hw.wload.WeightLoader` reads the head's weights into the units; step 2 reads X
+rows into the ring (then an X ring) and passes them through :class:`hw.khat.KhatPredictor`,
+whose K̂ rows go to DLZS; in step 3 the key's X row goes through
+:class:`hw.project.ProjectionUnit` instead of a V read, into a KV ring that step 4 takes K and
+V from. Everything else is the same; the given mode's netlist does not change.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -69,7 +76,7 @@ class AxiEngine(wiring.Component):
     ----------
     m_axi_* :
         The AXI4 master (:func:`hw.axi.axi4_read_members`, :func:`hw.axi.axi4_write_members`):
-        ARID 0 for Q, 1 for K, 2 for V; AWID 3.
+        ARID 0 for Q, 1 for K, 2 for V (projecting: 1 for X, 2 for the weights); AWID 3.
     job : In(descriptor_layout(cfg))
         Stable from :py:`start` until :py:`done`.
     start : In(1)
