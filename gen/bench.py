@@ -29,7 +29,7 @@ import json
 import time
 from pathlib import Path
 
-from gen import axibench, corebench
+from gen import axibench, corebench, projbench
 from gen.design import add_design_arguments, load_cfg
 from gen.rtlsim.runner import SimulationError, run_cocotb
 from spec.config import ConfigError, RunParams, preset
@@ -302,17 +302,18 @@ def _memory_bytes(cfg, jobs):
     return 1 << end.bit_length()
 
 
-def _memory_runs(cfg, jobs, raw, bench, name):
-    """Run the testbench ``gen.rtlsim.<bench>_tb`` (``bench``: ``"axibench"`` or
-    ``"corebench"``, which read ``SOFA_<BENCH>_JOBS``, ``_OUT`` and ``_MEM``) on a Verilator
-    build ``name`` of ``cfg`` with ``jobs``, AxiRam sized for them; its per-job results, also
-    kept in ``raw``."""
+def _memory_runs(cfg, jobs, raw, bench, name, mem_bytes=None):
+    """Run the testbench ``gen.rtlsim.<bench>_tb`` (``bench``: ``"axibench"``,
+    ``"corebench"`` or ``"projbench"``, which read ``SOFA_<BENCH>_JOBS``, ``_OUT`` and
+    ``_MEM``) on a Verilator build ``name`` of ``cfg`` with ``jobs``, AxiRam sized for them
+    (or ``mem_bytes``); its per-job results, also kept in ``raw``."""
     from hw.top import sofa_top
     prefix = f"SOFA_{bench.upper()}"
     raw = raw.resolve()
+    mem = _memory_bytes(cfg, jobs) if mem_bytes is None else mem_bytes
     run_cocotb("sofa_top", sofa_top, cfg, f"gen.rtlsim.{bench}_tb", name=name,
                extra_env={f"{prefix}_JOBS": json.dumps(jobs), f"{prefix}_OUT": raw,
-                          f"{prefix}_MEM": _memory_bytes(cfg, jobs)})
+                          f"{prefix}_MEM": mem})
     return json.loads(raw.read_text())["jobs"]
 
 
@@ -329,6 +330,24 @@ def memory_predict_bench(args, log=print):
     return rows
 
 
+def on_demand_bench(args, log=print):
+    """The on-demand K/V rows (:mod:`gen.projbench`): given, project and dense-project on
+    Verilator at S = 1k, the models beside and at longer S."""
+    pc, gc = projbench.project_config(), projbench.given_config()
+    rtl = []
+    for S in projbench.RTL_SEQ:
+        jobs = projbench.project_jobs(pc, S)
+        end = max(job_end(pc, projbench.project_job_data(pc, j)[0]) for j in jobs)
+        project = _memory_runs(pc, jobs, args.out / f"project_runs-{S}.json", "projbench",
+                               f"bench-{pc.name}", mem_bytes=1 << end.bit_length())
+        given = _memory_runs(gc, projbench.given_jobs(gc, S),
+                             args.out / f"given_runs-{S}.json", "axibench",
+                             f"bench-{gc.name}")
+        rtl += projbench.rtl_rows(project, given)
+        log(f"on-demand K/V: RTL at S = {S} done")
+    return rtl + projbench.model_rows(log=log)
+
+
 def memory_bench(args, log=print):
     """The memory-attached core's rows (:mod:`gen.axibench`): ``(rows dict, markdown)``."""
     cfg = axibench.bench_config()
@@ -337,14 +356,15 @@ def memory_bench(args, log=print):
                                               "axibench", f"bench-{cfg.name}"))
     log("memory core: RTL done")
     predict = memory_predict_bench(args, log=log) if args.memory_predict else []
+    on_demand = on_demand_bench(args, log=log) if args.on_demand else []
     model = axibench.model_rows(cfg, args.model_seq, log=log)
     lanes = axibench.lane_rows(cfg)
     minilm = axibench.minilm_rows(cfg, log=log) if args.minilm else []
     axibench.write(args.out, cfg, rtl, model, lanes, minilm)
     rows = {"config": cfg.to_dict(), "rows": rtl + model + minilm, "lanes": lanes,
-            "predict_keys": predict}
+            "predict_keys": predict, "on_demand": on_demand}
     return rows, axibench.markdown(cfg, rtl, model, lanes, minilm) + "\n" + \
-        axibench.predict_markdown(predict)
+        axibench.predict_markdown(predict) + "\n" + projbench.markdown(on_demand)
 
 
 def cores_bench(args, log=print):
@@ -397,6 +417,10 @@ def add_arguments(parser):
                              f"{core.axi_data_width}-bit bus) at "
                              f"S = {axibench.PREDICT_SEQ} "
                              "(default: run them)")
+    parser.add_argument("--no-on-demand", dest="on_demand", action="store_false",
+                        help="skip the on-demand K/V rows (kv_source given, project and "
+                             "dense-project, d_model = 384, RTL at S = 1k and the models at "
+                             "4k and 16k) (default: run them)")
     parser.add_argument("--no-minilm", dest="minilm", action="store_false",
                         help="skip the MiniLM traffic rows (default: run them)")
     parser.add_argument("--no-cores", dest="cores", action="store_false",

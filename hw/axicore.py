@@ -10,16 +10,17 @@ Job life cycle (:mod:`spec.job`):
 
 * **start**: a write of CONTROL bit 0 while idle. The descriptor is checked (S, queries,
   heads, alignment, strides, address ranges, in the order of :func:`spec.job.check_job`, the
-  ranges through one pipelined multiplier, :data:`spec.timing.JOB_CHECK_CYCLES` cycles); a
-  failed check sets JOB_ERROR and done without a single bus access.
+  ranges through one pipelined multiplier, :func:`spec.timing.job_check_cycles` cycles; with
+  ``kv_source = "project"`` X and the weights take the places of K and V); a failed check
+  sets JOB_ERROR and done without a single bus access.
 * **run**: the engine reads and writes; registers are refused while busy (error flag), the
   counters count.
 * **end**: done (JOB_STATUS bit 0, and ``irq`` when IRQ_ENABLE) once every O row is written
   and acknowledged; JOB_ERROR 0.
 * **fault**: an R beat or B response with SLVERR/DECERR: no new reads, no new writes (bursts
   already issued complete, so no O row is started after the fault), the reads in flight drain;
-  then the engine is reset and done is raised with JOB_ERROR naming the stream. The core
-  accepts the next job.
+  then the engine is reset and done is raised with JOB_ERROR naming the stream (projecting:
+  READ_X, READ_W for the K and V read streams). The core accepts the next job.
 
 **Several cores** (``cores > 1``): ``cores`` engines share the AXI4 master through
 :class:`hw.axiarb.AxiArbiter` (the engine's index above its IDs). After the check, a split
@@ -44,9 +45,11 @@ from hw.axil import AxiLiteRegisters
 from hw.counters import CounterBank, unit_increments
 from hw.params import parameter_read_cases, parameter_signals, parameter_write_cases
 from spec.config import ConfigError
-from spec.job import JobError, TENSORS, bus_bytes, k_packed, row_beats, row_bytes
-from spec.timing import JOB_CHECK_CYCLES, JOB_SPLIT_PRODUCTS, job_split_cycles
+from spec.job import (JobError, TENSORS, WEIGHTS, bus_bytes, k_packed, projects, row_beats,
+                      row_bytes, weight_beats)
+from spec.timing import JOB_SPLIT_PRODUCTS, job_check_cycles, job_split_cycles
 from spec.regmap import (COUNTER_BASE, CORE_BASE, CORE_COUNTER_OFFSET, CORE_REGS, CORE_WORDS,
+                         PROJECT_COUNTER_BASE,
                          Reg, address_words, counter_names, lite_addr_width, register,
                          register_map)
 
@@ -208,18 +211,31 @@ class SofaAxiCore(wiring.Component):
         rowb, orowb = row_beats(cfg) * BB, row_beats(cfg, out=True) * BB
         # packed K (predict_keys > 1): its stride is exactly one row, not bus-aligned
         packed = k_packed(cfg)
-        err_align = Cat(*(params[f"{t}_{p}"][:low] for t in TENSORS
-                          for p in ("base", "stride", "head_stride")
-                          if not (packed and t == "k" and p == "stride"))).any() if low else 0
-        err_stride = Cat(*(params[f"{t}_stride"] < (orowb if t == "o" else rowb)
-                           for t in TENSORS if not (packed and t == "k"))).any()
+        proj = projects(cfg)
+        tensors = ("q", "x", "o") if proj else TENSORS
+        aligned = [params[f"{t}_{p}"] for t in tensors for p in ("base", "stride", "head_stride")
+                   if not (packed and t == "k" and p == "stride")]
+        if proj:
+            aligned += [params[f"{w}_base"] for w in WEIGHTS] + [params["w_head_stride"]]
+        err_align = Cat(*(a[:low] for a in aligned)).any() if low else 0
+        row_of = {"o": orowb, "x": cfg.d_model}
+        err_stride = Cat(*(params[f"{t}_stride"] < row_of.get(t, rowb)
+                           for t in tensors if not (packed and t == "k"))).any()
         if packed:
             err_stride = err_stride | (params["k_stride"] != row_bytes(cfg))
         # Ranges: base + (heads-1)·head_stride + (rows-1)·stride + row <= 2^axi_addr_width.
         # The registers hold still during the check, but a one-cycle multiply-add-compare is
         # the core's longest path: eight products issue one a cycle into a pipeline
         # (operands, a * b_lo and a * b_hi, their sum, the tensor's running sum, compare).
-        NT = len(TENSORS)
+        # (base, head stride, row stride, rows, bytes of the last row) per checked tensor
+        checks = [(params[f"{t}_base"], params[f"{t}_head_stride"], params[f"{t}_stride"],
+                   params["queries"] if t in ("q", "o") else params["seq_len"],
+                   orowb if t == "o" else cfg.d_model if t == "x" else
+                   row_bytes(cfg) if packed and t == "k" else rowb) for t in tensors]
+        if proj:
+            checks += [(params[f"{w}_base"], params["w_head_stride"], 0, 1,
+                        weight_beats(cfg, w) * BB) for w in WEIGHTS]
+        NT = len(checks)
         step = Signal(range(2 * NT + 5))
         mul_a, mul_b = Signal(32), Signal(24)
         op_a, op_b = Signal(32), Signal(24)
@@ -233,23 +249,19 @@ class SofaAxiCore(wiring.Component):
         tk = [Signal(range(NT), name=f"chk_t{i}") for i in range(3)]
         sec = [Signal(name=f"chk_s{i}") for i in range(3)]
         issue = Signal()
-        for k, t in enumerate(TENSORS):
-            rows = params["queries"] if t in ("q", "o") else params["seq_len"]
+        for k, (_, head_stride, stride, rows, _) in enumerate(checks):
             with m.If(step == 2 * k):
-                m.d.comb += [mul_a.eq(params[f"{t}_head_stride"]), mul_b.eq(params["heads"] - 1)]
+                m.d.comb += [mul_a.eq(head_stride), mul_b.eq(params["heads"] - 1)]
             with m.If(step == 2 * k + 1):
-                m.d.comb += [mul_a.eq(params[f"{t}_stride"]), mul_b.eq(rows - 1)]
+                m.d.comb += [mul_a.eq(stride), mul_b.eq(rows - 1)]
         top_addr = 1 << cfg.axi_addr_width
         # acc + row > top  <=>  acc > top - row (a constant per tensor)
         limit = Signal(range(top_addr + 1))
         base_k = Signal(64)
         with m.Switch(tk[2]):
-            for k, t in enumerate(TENSORS):
+            for k, (t_base, _, _, _, size) in enumerate(checks):
                 with m.Case(k):
-                    m.d.comb += [base_k.eq(params[f"{t}_base"]),
-                                 limit.eq(top_addr - (orowb if t == "o" else
-                                                      row_bytes(cfg) if packed and t == "k"
-                                                      else rowb))]
+                    m.d.comb += [base_k.eq(t_base), limit.eq(top_addr - size)]
         m.d.sync += [
             v[0].eq(issue), tk[0].eq(step >> 1), sec[0].eq(step[0]),
             op_a.eq(mul_a), op_b.eq(mul_b),
@@ -277,9 +289,12 @@ class SofaAxiCore(wiring.Component):
         any_fault = Cat(f.any() for f in faults).any()
         all_idle = Cat(e.idle for e in engines).all()
 
+        codes = (JobError.READ_X, JobError.READ_W) if proj else (JobError.READ_K,
+                                                                 JobError.READ_V)
+
         def fault_code(f):
-            return Mux(f[0], JobError.READ_Q, Mux(f[1], JobError.READ_K,
-                                                  Mux(f[2], JobError.READ_V, JobError.WRITE_O)))
+            return Mux(f[0], JobError.READ_Q, Mux(f[1], codes[0],
+                                                  Mux(f[2], codes[1], JobError.WRITE_O)))
 
         first_code = Signal(4)
         for f in reversed(faults):               # the lowest faulting engine names the error
@@ -303,7 +318,7 @@ class SofaAxiCore(wiring.Component):
                 m.d.sync += act.eq(Mux(run_start, work[i], act & ~e.done & ~restart))
                 core_state.append((act, fin, err))
 
-        assert JOB_CHECK_CYCLES == 1 + 2 * NT + 4 + 1    # start, issue, pipeline, decide
+        assert job_check_cycles(cfg) == 1 + 2 * NT + 4 + 1    # start, issue, pipeline, decide
         with m.FSM(name="job"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -376,6 +391,10 @@ class SofaAxiCore(wiring.Component):
                    "kv_rows_fetch": ev.kv_rows_fetch}
             out |= {n: ev[n] for n in ("bytes_q", "bytes_k", "bytes_v", "bytes_o", "ar_stall",
                                         "r_wait", "aw_stall", "w_stall", "b_wait")}
+            if proj:
+                out |= {"rows_projected": ev.rows_projected, "bytes_x": ev.bytes_x,
+                        "bytes_w": ev.bytes_w,
+                        "projection_macs": Mux(ev.rows_projected, 2 * cfg.d * cfg.d_model, 0)}
             return out
 
         bank = None
@@ -387,7 +406,9 @@ class SofaAxiCore(wiring.Component):
                 top = {n: 1 for n in events_of(e, 1)} | {"kv_rows_fetch": cfg.q_lanes,
                                                           "k_rows_predict": cfg.predict_keys} | \
                     unit_top
-                top |= {n: BB for n in ("bytes_q", "bytes_k", "bytes_v", "bytes_o")}
+                top |= {n: BB for n in ("bytes_q", "bytes_k", "bytes_v", "bytes_o", "bytes_x",
+                                        "bytes_w")}
+                top |= {"projection_macs": 2 * cfg.d * cfg.d_model}
                 tops.append(top)
                 incs.append(events_of(e, busy_i) | unit_incs)
             if N == 1:
@@ -410,8 +431,12 @@ class SofaAxiCore(wiring.Component):
                     banks.append(b)
                     m.d.comb += [*(b.inc[n].eq(incs[i][n]) for n in names), b.clear.eq(clear),
                                  b.addr.eq(addr[:6] - CORE_COUNTER_OFFSET)]
+            # projecting, the last counters sit apart (spec.regmap.PROJECT_COUNTER_BASE)
+            n_low = len(names) - 4 if proj else len(names)
+            bank_addr = Mux(addr >= PROJECT_COUNTER_BASE, addr - PROJECT_COUNTER_BASE + n_low,
+                            addr - COUNTER_BASE) if proj else addr - COUNTER_BASE
             m.d.comb += [*(bank.inc[n].eq(total[n]) for n in names), bank.clear.eq(clear),
-                         bank.addr.eq(addr - COUNTER_BASE)]
+                         bank.addr.eq(bank_addr)]
 
         # -- reads: one cycle of latency --------------------------------------------------------
         r_addr = Signal.like(addr)
@@ -428,7 +453,9 @@ class SofaAxiCore(wiring.Component):
             with m.Case(Reg.JOB_ERROR):
                 m.d.comb += rdata.eq(job_error)
             if bank is not None:
-                with m.Case(*(c for c in range(COUNTER_BASE, COUNTER_BASE + len(names)))):
+                with m.Case(*(c for c in range(COUNTER_BASE, COUNTER_BASE + n_low)),
+                            *(range(PROJECT_COUNTER_BASE, PROJECT_COUNTER_BASE + 4)
+                              if proj else ())):
                     m.d.comb += rdata.eq(bank.data)
             if N > 1:
                 offs = {name: off for name, off, _, _ in CORE_REGS}

@@ -24,22 +24,35 @@ exactly one packed row) are read in one command a tile, otherwise one command a 
 The engine knows nothing of registers: :class:`hw.axicore.SofaAxiCore` gives it the
 descriptor (stable while a job runs) and a start pulse, watches ``done`` and the faults, and
 resets it after a fault.
+
+**On-demand K/V** (``kv_source = "project"``, :mod:`hw.projpath`): before each head's first
+block :class:`hw.wload.WeightLoader` reads the head's weights into the units; step 2 reads X
+rows into the ring (then an X ring) and passes them through :class:`hw.khat.KhatPredictor`,
+whose K̂ rows go to DLZS; in step 3 the key's X row goes through
+:class:`hw.project.ProjectionUnit` instead of a V read, into a KV ring that step 4 takes K and
+V from. Everything else is the same; the given mode's netlist does not change.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.axi import AxiReader, AxiWriter, axi4_read_members, axi4_write_members
+from hw.axiparts import descriptor_layout, event_layout, lane_source
 from hw.dlzs import DLZS, row_layout
+from hw.khat import KhatPredictor
 from hw.kgroup import packed_keys, release_k_word
+from hw.project import ProjectionUnit
+from hw.projpath import khat_broadcast, khat_feed, projected_rows
 from hw.rass import RassScheduler
 from hw.rows import RowAssembler, RowPacker, unpack_row
 from hw.sads import SADS, sel_layout
 from hw.sadsbank import SADSBank
 from hw.skid import SkidBuffer
 from hw.sufa import SUFA, out_layout
-from spec.job import TENSORS, bus_bytes, elem_bytes, row_beats
+from hw.vfetch import fetched_rows
+from hw.wload import WeightLoader
+from spec.job import TENSORS, WEIGHTS, bus_bytes, elem_bytes, projects, row_beats, x_row_beats
 from spec.timing import V_TILES
 
 
@@ -47,30 +60,6 @@ __all__ = ["AxiEngine", "descriptor_layout", "V_TILES"]
 
 
 TILE_BITS = 16                               # global tile numbers (compared as differences)
-
-
-def descriptor_layout(cfg):
-    """The job as the engine sees it: the values of :mod:`spec.regmap`'s job registers."""
-    aw, der = cfg.axi_addr_width, cfg.derived
-    fields = {"seq_len": der.seq_len_width, "queries": 24, "heads": 16, "causal": 1,
-              "q_start": 32, "rass": 1, "dense": 1, "top_k": der.topk_width,
-              "radius": der.radius_width, "scale": cfg.c_bits}
-    for t in TENSORS:
-        fields |= {f"{t}_base": aw, f"{t}_stride": 32, f"{t}_head_stride": 32}
-    return data.StructLayout(fields)
-
-
-def event_layout(cfg):
-    """What the engine counts each cycle (per-cycle increments of the core's counters)."""
-    BB = bus_bytes(cfg)
-    return data.StructLayout({
-        "predict": 1, "k_rows_predict": range(cfg.predict_keys + 1),
-        "kv_rows_fetch": range(cfg.q_lanes + 1),
-        "starved": 1, "sufa_stall": 1, "out_stall": 1,
-        "bytes_q": range(BB + 1), "bytes_k": range(BB + 1), "bytes_v": range(BB + 1),
-        "bytes_o": range(BB + 1),
-        "ar_stall": 1, "r_wait": 1, "aw_stall": 1, "w_stall": 1, "b_wait": 1,
-    })
 
 
 class AxiEngine(wiring.Component):
@@ -88,7 +77,7 @@ class AxiEngine(wiring.Component):
     ----------
     m_axi_* :
         The AXI4 master (:func:`hw.axi.axi4_read_members`, :func:`hw.axi.axi4_write_members`):
-        ARID 0 for Q, 1 for K, 2 for V; AWID 3.
+        ARID 0 for Q, 1 for K, 2 for V (projecting: 1 for X, 2 for the weights); AWID 3.
     job : In(descriptor_layout(cfg))
         Stable from :py:`start` until :py:`done`.
     start : In(1)
@@ -120,9 +109,19 @@ class AxiEngine(wiring.Component):
         bus = dict(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
                    id_width=id_width, max_burst=cfg.axi_max_burst)
         depth = max(2 * cfg.axi_max_burst, 2 * self._rw)
-        self._reader = AxiReader(**bus, max_reads=cfg.axi_max_reads,
-                                 clients=[(0, 2 * self._rw, 0), (1, depth, 0),
-                                          (2, depth, self._vtag.size)])
+        if projects(cfg):
+            # Q, X (ARID 1, the K stream's) and the weights (ARID 2, V's): no K or V reads
+            self._kw = x_row_beats(cfg)
+            self._khat = KhatPredictor(cfg.d, cfg.d_model, cfg.khat_lanes)
+            self._proj = ProjectionUnit(cfg.d, cfg.d_model, cfg.proj_macs,
+                                        tag_width=self._vtag.size)
+            self._wload = WeightLoader(cfg)
+            clients = [(0, 2 * self._rw, 0), (1, max(2 * cfg.axi_max_burst, 2 * self._kw), 0),
+                       (2, 2 * cfg.axi_max_burst, 0)]
+        else:
+            self._kw = self._rw
+            clients = [(0, 2 * self._rw, 0), (1, depth, 0), (2, depth, self._vtag.size)]
+        self._reader = AxiReader(**bus, max_reads=cfg.axi_max_reads, clients=clients)
         self._writer = AxiWriter(**bus, awid=3, max_writes=cfg.axi_max_reads)
         widths = dict(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
                       id_width=id_width)
@@ -182,6 +181,23 @@ class AxiEngine(wiring.Component):
             m.submodules[f"sufa{i}"] = sufa[i]
             m.d.comb += [sads[i].top_k.eq(job.top_k), sads[i].radius.eq(job.radius),
                          sufa[i].scale_log2e.eq(job.scale)]
+        proj = projects(cfg)
+        KW = self._kw                                # beats of a K (projecting: X) row
+        kt = "x" if proj else "k"                    # the tensor of the K reader
+        if proj:
+            m.submodules.khat, m.submodules.proj = khat, pu = self._khat, self._proj
+            m.submodules.wload = wload = self._wload
+            m.d.comb += [khat.shift.eq(job.khat_shift),
+                         *(getattr(pu, n).eq(job[n])
+                           for n in ("k_mult", "k_rshift", "v_mult", "v_rshift"))]
+            wiring.connect(m, wload.codes, khat.w)
+            wiring.connect(m, wload.w, pu.w)
+            wiring.connect(m, wload.bias, pu.bias)
+            wiring.connect(m, wload.cmd, rd.cmd[2])
+            m.d.comb += [wload.beat.valid.eq(rd.data[2].valid),
+                         rd.data[2].ready.eq(wload.beat.ready),
+                         wload.beat.payload.data.eq(rd.data[2].payload.data),
+                         wload.beat.payload.last.eq(rd.data[2].payload.last)]
         dense = job.dense
         packed = RW * BB                             # bytes of a packed Q/K/V row
         ev = self.events
@@ -214,6 +230,13 @@ class AxiEngine(wiring.Component):
         span = Signal(der.seq_len_width)
         in_block = Signal(L)
         base = {t: Signal(AW, name=f"{t}_head") for t in TENSORS}     # the head's rows
+        w_head, wl_start = {}, Signal()
+        if proj:
+            base["x"] = Signal(AW, name="x_head")
+            w_head = {w: Signal(AW, name=f"{w}_head") for w in WEIGHTS}
+            m.d.comb += [wload.start.eq(wl_start),
+                         *(wload.bases[w].eq(w_head[w]) for w in WEIGHTS)]
+        heads_of = list(base) if proj else TENSORS
         running = Signal()
         block_go = Signal()
         block_busy = Signal()
@@ -249,8 +272,18 @@ class AxiEngine(wiring.Component):
                     m.d.sync += [running.eq(1), head.eq(0), b0.eq(0), rows_done.eq(0),
                                  left.eq(job.queries), pos0.eq(job.q_start),
                                  rows_total.eq(job.queries * job.heads),
-                                 *[base[t].eq(job[f"{t}_base"]) for t in TENSORS]]
-                    m.next = "PREP"
+                                 *[base[t].eq(job[f"{t}_base"]) for t in heads_of]]
+                    if proj:
+                        m.d.sync += [wl_start.eq(1),
+                                     *(w_head[w].eq(job[f"{w}_base"]) for w in WEIGHTS)]
+                        m.next = "WLOAD"
+                    else:
+                        m.next = "PREP"
+            if proj:
+                with m.State("WLOAD"):               # the head's weights into the units
+                    m.d.sync += wl_start.eq(0)
+                    with m.If(~wl_start & ~wload.busy):
+                        m.next = "PREP"
             with m.State("PREP"):
                 m.d.sync += [size.eq(size_c), mask.eq(Cat(*(left > i for i in lanes))),
                              head_done.eq(left <= L), job_done.eq(head + 1 == job.heads),
@@ -275,11 +308,17 @@ class AxiEngine(wiring.Component):
                         m.d.sync += [b0.eq(0), head.eq(head + 1),
                                      left.eq(job.queries), pos0.eq(job.q_start),
                                      *[base[t].eq(base[t] + job[f"{t}_head_stride"])
-                                       for t in TENSORS]]
+                                       for t in heads_of]]
                         with m.If(job_done):
                             m.next = "DRAIN"
                         with m.Else():
-                            m.next = "PREP"
+                            if proj:
+                                m.d.sync += [wl_start.eq(1),
+                                             *(w_head[w].eq(w_head[w] + job.w_head_stride)
+                                               for w in WEIGHTS)]
+                                m.next = "WLOAD"
+                            else:
+                                m.next = "PREP"
                     with m.Else():
                         m.d.sync += [b0.eq(b0 + n_b), left.eq(left - n_b),
                                      pos0.eq(pos0 + n_b)]
@@ -341,57 +380,67 @@ class AxiEngine(wiring.Component):
         m.d.comb += kb_adv.eq(Cat(*(~kb_valid[i] | dlzs[i].k.ready for i in lanes)).all())
         if P == 1:
             k_sub = Signal(range(B + 1))                 # rows of the tile still to ask for
+            # projecting, the same reader brings X rows (KW beats) into the ring
+            kpacked = KW * BB
             contiguous_k = Signal()
-            m.d.sync += contiguous_k.eq(job.k_stride == packed)
+            m.d.sync += contiguous_k.eq(job[f"{kt}_stride"] == kpacked)
             with m.If(block_go):
-                m.d.sync += [k_left.eq(span_c), k_addr.eq(base["k"]), k_sub.eq(0)]
+                m.d.sync += [k_left.eq(span_c), k_addr.eq(base[kt]), k_sub.eq(0)]
             with m.If(k_sub == 0):                       # a new tile
                 m.d.comb += [k_cmd.valid.eq((k_left != 0) & room & block_busy),
-                             k_cmd.payload.beats.eq(Mux(contiguous_k, tile_rows * RW, RW))]
+                             k_cmd.payload.beats.eq(Mux(contiguous_k, tile_rows * KW, KW))]
                 with m.If(k_cmd.valid & k_cmd.ready):
                     m.d.comb += k_step.eq(1)
                     m.d.sync += [k_issued.eq(k_issued + 1),
                                  k_sub.eq(Mux(contiguous_k, 0, tile_rows - 1)),
                                  k_left.eq(k_left - Mux(contiguous_k, tile_rows, 1)),
-                                 k_addr.eq(k_addr + Mux(contiguous_k, tile_rows * packed,
-                                                        job.k_stride))]
+                                 k_addr.eq(k_addr + Mux(contiguous_k, tile_rows * kpacked,
+                                                        job[f"{kt}_stride"]))]
             with m.Else():                               # the tile's further rows, one a command
-                m.d.comb += [k_cmd.valid.eq(1), k_cmd.payload.beats.eq(RW)]
+                m.d.comb += [k_cmd.valid.eq(1), k_cmd.payload.beats.eq(KW)]
                 with m.If(k_cmd.ready):
                     m.d.sync += [k_sub.eq(k_sub - 1), k_left.eq(k_left - 1),
-                                 k_addr.eq(k_addr + job.k_stride)]
+                                 k_addr.eq(k_addr + job[f"{kt}_stride"])]
             m.d.comb += k_cmd.payload.addr.eq(k_addr)
 
-            m.submodules.k_rows = k_rows = RowAssembler(RW, BUS)
+            m.submodules.k_rows = k_rows = RowAssembler(KW, BUS)
             rows_from(1, k_rows)
-            m.submodules.k_ring = k_ring = memory.Memory(shape=RW * BUS, depth=KT * B,
+            m.submodules.k_ring = k_ring = memory.Memory(shape=KW * BUS, depth=KT * B,
                                                          init=[])
             k_wr = k_ring.write_port()
             k_wpos = Signal(range(B))
             kb_row = Signal(row_layout(cfg))
             k_take = k_rows.o.valid & k_rows.o.ready
-            m.d.comb += [k_rows.o.ready.eq(dense | kb_adv),
+            if proj:                                     # X rows to phase 1.1, K̂ to DLZS
+                x_ready = khat_feed(m, cfg, khat, k_rows.o.payload.row, k_take, dense)
+            m.d.comb += [k_rows.o.ready.eq(dense | (x_ready if proj else kb_adv)),
                          k_wr.addr.eq(k_wslot * B + k_wpos),
                          k_wr.data.eq(k_rows.o.payload.row), k_wr.en.eq(k_take),
-                         k_keys.eq(k_take & ~dense & Cat(*(in_block[i] & (k_row < lens[i])
-                                                           for i in lanes)).any())]
+                         *([] if proj else [
+                             k_keys.eq(k_take & ~dense & Cat(*(in_block[i] & (k_row < lens[i])
+                                                               for i in lanes)).any())])]
             for i in lanes:
                 m.d.comb += [dlzs[i].k.valid.eq(kb_valid[i]),
                              dlzs[i].k.payload.data.eq(kb_row),
                              dlzs[i].k.payload.last.eq(kb_last[i])]
             release_k_word(m, dlzs, kb_valid, kb_adv)
+            if proj:
+                khat_broadcast(m, cfg, khat, block_go, in_block, lens, kb_valid, kb_last,
+                               kb_adv, kb_row, k_keys)
             with m.If(block_go):
                 m.d.sync += k_row.eq(0)
             with m.Elif(k_take):
                 tile_end = (k_wpos == B - 1) | (k_row == span - 1)
                 m.d.sync += [k_row.eq(k_row + 1), k_wpos.eq(Mux(tile_end, 0, k_wpos + 1)),
-                             kb_row.as_value().eq(unpack_row(k_rows.o.payload.row, cfg, EB))]
+                             *([] if proj else [kb_row.as_value().eq(
+                                 unpack_row(k_rows.o.payload.row, cfg, EB))])]
                 with m.If(tile_end):
                     m.d.sync += [k_wslot.eq(wrap_inc(k_wslot, KT)), k_filled.eq(k_filled + 1)]
-                with m.If(~dense):
-                    m.d.sync += [kb_valid.eq(Cat(*(in_block[i] & (k_row < lens[i])
-                                                   for i in lanes))),
-                                 kb_last.eq(Cat(*(k_row == lens[i] - 1 for i in lanes)))]
+                if not proj:
+                    with m.If(~dense):
+                        m.d.sync += [kb_valid.eq(Cat(*(in_block[i] & (k_row < lens[i])
+                                                       for i in lanes))),
+                                     kb_last.eq(Cat(*(k_row == lens[i] - 1 for i in lanes)))]
 
         else:
             k_take, k_ring, k_rd_slots = packed_keys(
@@ -413,99 +462,18 @@ class AxiEngine(wiring.Component):
         m.d.comb += [rass.start.eq(block_go & ~dense),
                      rass.lanes.eq(mask),
                      rass.rass.eq(job.rass), rass_busy.eq(rass.busy)]
-        v_tile = Signal(TILE_BITS)                   # tile being fetched (global)
-        v_slot = Signal(range(VT))
-        v_addr = Signal(AW)                          # the tile's first row
-        v_key0 = Signal(der.seq_len_width)           # the tile's first key
-        v_row_addr = Signal(AW)                      # dense, one command a row: the next row
-        v_rows_left = Signal(der.seq_len_width)      # dense: rows still to fetch
-        # v_tile - released, kept as a counter: the difference's carry chain would sit on the
-        # V command's valid
-        v_ahead = Signal(TILE_BITS)
-        v_step = Signal()                            # v_tile moves on
-        v_room = v_ahead < VT
-        tile_step = Signal(AW)                       # B rows of V in bytes
-        m.d.sync += tile_step.eq(job.v_stride * B)
-        v_cmd = rd.cmd[2]
-        vtag = data.View(self._vtag, v_cmd.payload.tag)
-        stage = Signal(data.StructLayout({"addr": AW, "pos": range(B), "marker": 1}))
-        stage_valid = Signal()
-        with m.If(block_go):
-            m.d.sync += [v_addr.eq(base["v"]), v_row_addr.eq(base["v"]), v_key0.eq(0),
-                         v_rows_left.eq(span_c)]
-        # sparse: the RASS order, through an address stage (pos·stride is a multiply); a
-        # marker ends the tile, and nothing enters behind it in that cycle (the tile's
-        # address and first key move on)
-        sent = v_cmd.valid & v_cmd.ready
-        # the RASS order through a register first: the scheduler's state then does not reach
-        # the address multiply in one cycle
-        m.submodules.fetch_skid = fetch_skid = SkidBuffer(rass.fetch.payload.shape(),
-                                                          skid=cfg.skid_buffers)
-        wiring.connect(m, rass.fetch, fetch_skid.i)
-        fetch = fetch_skid.o
-        m.d.comb += fetch.ready.eq(~dense & (~stage_valid | (sent & ~stage.marker)))
-        with m.If(fetch.valid & fetch.ready):
-            pos = tile_pos(fetch.payload.index, v_key0)
-            m.d.sync += [stage_valid.eq(1), stage.marker.eq(fetch.payload.marker),
-                         stage.pos.eq(pos), stage.addr.eq(v_addr + pos * job.v_stride)]
-        with m.Elif(stage_valid & (sent | stage.marker) & ~dense):
-            m.d.sync += stage_valid.eq(0)
-        with m.If(~dense):
-            m.d.comb += [v_cmd.valid.eq(stage_valid & ~stage.marker & v_room),
-                         v_cmd.payload.addr.eq(stage.addr), v_cmd.payload.beats.eq(RW),
-                         vtag.slot.eq(v_slot), vtag.pos.eq(stage.pos)]
-            with m.If(stage_valid & stage.marker):
-                m.d.comb += v_step.eq(1)
-                m.d.sync += [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT)),
-                             v_addr.eq(v_addr + tile_step), v_key0.eq(v_key0 + B)]
-        # dense: a tile at a time (one command, or one a row)
-        v_sub = Signal(range(B + 1))
-        # min(v_rows_left, B) and the stride test as flip-flops: both reach the command
-        rows = Signal(range(B + 1))
-        contiguous_v = Signal()
-        m.d.sync += contiguous_v.eq(job.v_stride == packed)
-        rows_after = v_rows_left - rows
-        with m.If(block_go):
-            m.d.sync += rows.eq(Mux(span_c < B, span_c, B))
-        next_tile = [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT)),
-                     v_rows_left.eq(rows_after), rows.eq(Mux(rows_after < B, rows_after, B))]
-        with m.If(dense):
-            m.d.comb += [v_cmd.payload.addr.eq(v_row_addr), vtag.slot.eq(v_slot),
-                         vtag.pos.eq(v_sub)]
-            with m.If(v_sub == 0):
-                m.d.comb += [v_cmd.valid.eq(block_busy & (rows != 0) & v_room &
-                                            (v_tile != k_filled)),
-                             v_cmd.payload.beats.eq(Mux(contiguous_v, rows * RW, RW))]
-                with m.If(sent):
-                    with m.If(contiguous_v):
-                        m.d.sync += [*next_tile, v_row_addr.eq(v_row_addr + rows * packed)]
-                        m.d.comb += v_step.eq(1)
-                    with m.Else():
-                        m.d.sync += v_row_addr.eq(v_row_addr + job.v_stride)
-                        with m.If(rows == 1):
-                            m.d.sync += next_tile
-                            m.d.comb += v_step.eq(1)
-                        with m.Else():
-                            m.d.sync += v_sub.eq(1)
-            with m.Else():
-                m.d.comb += [v_cmd.valid.eq(1), v_cmd.payload.beats.eq(RW)]
-                with m.If(sent):
-                    m.d.sync += v_row_addr.eq(v_row_addr + job.v_stride)
-                    with m.If(v_sub == rows - 1):
-                        m.d.sync += [v_sub.eq(0), *next_tile]
-                        m.d.comb += v_step.eq(1)
-                    with m.Else():
-                        m.d.sync += v_sub.eq(v_sub + 1)
-
-        m.submodules.v_rows = v_rows = RowAssembler(RW, BUS, self._vtag, max_rows=B)
-        rows_from(2, v_rows, tag=True)
-        m.submodules.v_ring = v_ring = memory.Memory(shape=RW * BUS, depth=VT * B, init=[])
-        v_wr = v_ring.write_port()
-        v_valid = Signal(VT * B)
-        vt = data.View(self._vtag, v_rows.o.payload.tag)
-        v_at = vt.slot * B + vt.pos + v_rows.o.payload.seq
-        m.d.comb += [v_rows.o.ready.eq(1), v_wr.addr.eq(v_at),
-                     v_wr.data.eq(v_rows.o.payload.row), v_wr.en.eq(v_rows.o.valid)]
+        if not proj:
+            (v_tile, v_slot, v_ring, sent, arrive, arrive_slot, v_at, v_valid, req_rows,
+             v_ahead, v_step) = fetched_rows(
+                m, cfg, rd, rows_from, self._vtag, job, base, rass, dense, block_go,
+                block_busy, span_c, k_filled, tile_pos, wrap_inc, packed, RW, TILE_BITS)
+        else:                                        # the rows projected on demand
+            (v_tile, v_slot, v_ring, sent, arrive, arrive_slot, v_at,
+             projected) = projected_rows(m, cfg, pu, rass, k_ring, dense, block_go, block_busy,
+                                         span_c, k_wslot, k_filled, released, tile_pos,
+                                         wrap_inc, TILE_BITS, VT)
+            req_rows = 1
+            v_valid = Signal(VT * B)
 
         # -- per lane: the keys in order, with K and V, to SU-FA ----------------------------------
         lane_tile = [Signal(TILE_BITS, name=f"lane_tile{i}") for i in lanes]
@@ -516,14 +484,20 @@ class AxiEngine(wiring.Component):
         fetched = []
         clear_slot = Signal(VT)
         for i in lanes:
-            src = self._lane_source(m, cfg, i, dense, block_go, lens[i], in_block[i], rass)
+            src = lane_source(m, cfg, i, dense, block_go, lens[i], in_block[i], rass)
             beat = src.payload
             pos = tile_pos(beat.index, lane_key0[i])
             ready_row = beat.empty | (v_valid.bit_select(lane_vs[i] * B + pos, 1) &
                                       (~dense | (k_filled != lane_tile[i])))
-            k_rd, v_rd = k_ring.read_port(), v_ring.read_port()
+            if proj:                                 # K and V side by side in the KV ring
+                v_rd = v_ring.read_port()
+            else:
+                k_rd, v_rd = k_ring.read_port(), v_ring.read_port()
+            v_data = v_rd.data[8 * cfg.d:] if proj else v_rd.data
             meta = Signal(sel_layout(cfg), name=f"f_meta{i}")
-            if P == 1:
+            if proj:
+                k_data = v_rd.data[:8 * cfg.d]
+            elif P == 1:
                 k_at, k_data = lane_ks[i] * B + pos, k_rd.data
             else:                                    # the key's word, then its row in it
                 k_at = lane_ks[i] * (B // P) + (pos >> PB)
@@ -539,11 +513,11 @@ class AxiEngine(wiring.Component):
             take = src.valid & ready_row & adv & ~tile_end
             m.d.comb += [
                 src.ready.eq(ready_row & adv & ~tile_end),
-                k_rd.en.eq(adv), v_rd.en.eq(adv),
-                k_rd.addr.eq(k_at), v_rd.addr.eq(lane_vs[i] * B + pos),
+                *([] if proj else [k_rd.en.eq(adv)]), v_rd.en.eq(adv),
+                *([] if proj else [k_rd.addr.eq(k_at)]), v_rd.addr.eq(lane_vs[i] * B + pos),
                 kv.valid.eq(f_valid[i]), kv.payload.index.eq(meta.index),
                 kv.payload.k.eq(unpack_row(k_data, cfg, EB)),
-                kv.payload.v.eq(unpack_row(v_rd.data, cfg, EB)),
+                kv.payload.v.eq(unpack_row(v_data, cfg, EB)),
                 kv.payload.empty.eq(meta.empty), kv.payload.first.eq(meta.first),
                 kv.payload.last.eq(meta.last), kv.payload.row_last.eq(meta.row_last),
             ]
@@ -565,25 +539,25 @@ class AxiEngine(wiring.Component):
         # select is fetched twice, and the lanes may be past the tile before the second copy
         # lands: the slot must not be reused until it has.
         v_pend = [Signal(range(max(L * cfg.k_max, B) + 1), name=f"v_pend{s}") for s in range(VT)]
-        req_rows = Mux(dense & (v_sub == 0) & contiguous_v, rows, 1)
         for s in range(VT):
             inc = Mux(sent & (v_slot == s), req_rows, 0)
-            dec = v_rows.o.valid & (vt.slot == s)
+            dec = arrive & (arrive_slot == s)
             m.d.sync += v_pend[s].eq(v_pend[s] + inc - dec)
         # a tile is free once every lane is past it (or done with its row) and its V is in
         past = Cat(*(finished[i] | ((lane_tile[i] - released)[:TILE_BITS] != 0) for i in lanes))
         rel_slot = Signal(range(VT))
         landed = Cat(*(v_pend[s] == 0 for s in range(VT))).bit_select(rel_slot, 1)
         release = (released != k_filled) & (released != v_tile) & past.all() & landed
-        m.d.sync += [v_ahead.eq(v_ahead + v_step - release),
-                     k_ahead.eq(k_ahead + k_step - release)]
+        m.d.sync += k_ahead.eq(k_ahead + k_step - release)
+        if not proj:
+            m.d.sync += v_ahead.eq(v_ahead + v_step - release)
         with m.If(release):
             m.d.sync += [released.eq(released + 1), rel_slot.eq(wrap_inc(rel_slot, VT))]
             m.d.comb += clear_slot.eq(1 << rel_slot)
         for s in range(VT):
             for p in range(B):
                 bit = s * B + p
-                with m.If(v_rows.o.valid & (v_at == bit)):
+                with m.If(arrive & (v_at == bit)):
                     m.d.sync += v_valid[bit].eq(1)
                 with m.Elif(clear_slot[s]):
                     m.d.sync += v_valid[bit].eq(0)
@@ -638,6 +612,10 @@ class AxiEngine(wiring.Component):
         m.d.sync += [staged.eq(raw), ev.eq(staged)]
         ev = raw
         beat = [rd.data[c].valid & rd.data[c].ready for c in range(3)]
+        kv_bytes = (0, 0) if proj else (Mux(beat[1], BB, 0), Mux(beat[2], BB, 0))
+        if proj:                                 # X on the K stream, the weights on V's
+            m.d.comb += [ev.bytes_x.eq(Mux(beat[1], BB, 0)), ev.bytes_w.eq(Mux(beat[2], BB, 0)),
+                         ev.rows_projected.eq(projected)]
         m.d.comb += [
             ev.predict.eq(kb_valid.any()),
             ev.k_rows_predict.eq(k_keys),
@@ -645,8 +623,8 @@ class AxiEngine(wiring.Component):
             ev.starved.eq(block_busy & ~f_valid.any()),
             ev.sufa_stall.eq(Cat(*(f_valid[i] & ~sufa[i].kv.ready for i in lanes)).any()),
             ev.out_stall.eq(wr.data.valid & ~wr.data.ready),
-            ev.bytes_q.eq(Mux(beat[0], BB, 0)), ev.bytes_k.eq(Mux(beat[1], BB, 0)),
-            ev.bytes_v.eq(Mux(beat[2], BB, 0)),
+            ev.bytes_q.eq(Mux(beat[0], BB, 0)), ev.bytes_k.eq(kv_bytes[0]),
+            ev.bytes_v.eq(kv_bytes[1]),
             ev.bytes_o.eq(Mux(self.m_axi_wvalid & self.m_axi_wready, BB, 0)),
             ev.ar_stall.eq(self.m_axi_arvalid & ~self.m_axi_arready),
             ev.r_wait.eq(~rd.idle & ~self.m_axi_rvalid),
@@ -655,34 +633,3 @@ class AxiEngine(wiring.Component):
             ev.b_wait.eq(~wr.idle & ~self.m_axi_bvalid),
         ]
         return m
-
-    def _lane_source(self, m, cfg, i, dense, block_go, length, in_block, rass):
-        """Lane ``i``'s keys: its RASS feed (sparse) or every key in natural order (dense)."""
-        B = cfg.block_size
-        src = stream.Signature(sel_layout(cfg)).create(path=(f"src{i}",))
-        key = Signal(cfg.derived.seq_len_width, name=f"dg_key{i}")
-        pos = Signal(range(B), name=f"dg_pos{i}")
-        dg_on = Signal(name=f"dg_on{i}")
-        feed = rass.feed[i]
-        row_last = key == length - 1
-        with m.If(dense):
-            m.d.comb += [src.valid.eq(dg_on), src.payload.index.eq(key),
-                         src.payload.first.eq(pos == 0),
-                         src.payload.last.eq((pos == B - 1) | row_last),
-                         src.payload.row_last.eq(row_last)]
-        with m.Else():
-            m.d.comb += [src.valid.eq(feed.valid), src.payload.eq(feed.payload),
-                         feed.ready.eq(src.ready)]
-        with m.If(block_go):
-            m.d.sync += [key.eq(0), pos.eq(0), dg_on.eq(dense & rass.lanes[i])]
-        with m.Elif(dense & src.valid & src.ready):
-            m.d.sync += [key.eq(key + 1), pos.eq(Mux(pos == B - 1, 0, pos + 1))]
-            with m.If(row_last):
-                m.d.sync += dg_on.eq(0)
-        # A register stage before the lane's ring lookup, so that the RASS feed's read enable
-        # and the dense key counter do not hang behind the V-slot lookup (a long path on the
-        # ECP5 memory board).
-        m.submodules[f"feed_skid{i}"] = skid = SkidBuffer(sel_layout(cfg),
-                                                          skid=cfg.skid_buffers)
-        wiring.connect(m, src, skid.i)
-        return skid.o

@@ -28,6 +28,14 @@ The model follows the engine (:mod:`hw.axiengine`) block by block and tile by ti
 * dense mode streams K and reads V a tile at a time behind it, every key to every lane;
 * a block starts when the previous one is done; the last rows' divide and write end the job.
 
+**On-demand K/V** (``kv_source = "project"``): the K reads bring X rows (``x_row_beats``
+each), which enter phase 1.1 at ``d_model / khat_lanes`` cycles a row (the K̂ row then goes to
+DLZS); each head first reads its weights (the loader takes a beat a cycle and hands the
+projection array a word a cycle); where a V row would be read, the key's X row enters the
+projection unit (one row at a time, ``ii`` cycles each, its K and V rows in the ring
+``latency`` cycles later), in the RASS order (sparse) or every row of a tile once its X is in
+(dense).
+
 The constants are the pipeline depths of the units and of the AXI reader and writer.
 
 :func:`core_steps` is the engine as a generator of its reads (:class:`Read`), so that the
@@ -40,9 +48,10 @@ from dataclasses import dataclass, replace
 from sim.golden import sofa_attention
 from sim.jobs import blocks, rass_order
 from sim.perf import tile_work
-from spec.job import bus_bytes, k_read_beats, query_lengths, row_beats, row_bytes
+from spec.job import (WEIGHTS, bus_bytes, k_read_beats, projects, query_lengths, row_beats,
+                      row_bytes, weight_beats, x_row_beats)
 from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency,
-                         sads_bank_timing, sads_timing, sufa_latency)
+                         job_check_cycles, sads_bank_timing, sads_timing, sufa_latency)
 
 
 __all__ = ["axi_core_cycles", "job_works", "core_steps", "Read", "Bus", "AxiBreakdown",
@@ -59,6 +68,11 @@ FEED_TIME = 2
 #: (PREP and BLOCK states, the lanes' reset).
 START_TIME = JOB_CHECK_CYCLES + 1
 BLOCK_GAP = 4
+#: On-demand K/V: hw/khat.py's latency plus the serializer's register; the weight loader's
+#: gearbox, count and the WLOAD hand-over; the X ring read before the projection unit.
+KHAT_LATENCY = 3
+WLOAD_TIME = 4
+X_READ_TIME = 2
 
 
 @dataclass
@@ -128,14 +142,17 @@ class Bus:
 def job_works(cfg, params, job, tensors):
     """Per head, per query: its tiles' ``(keys, selected, rescales)`` (:func:`sim.perf.tile_work`
     over the query's own keys). It does not depend on the memory, so a projection over several
-    bandwidths computes it once."""
-    Q, K, V = tensors
+    bandwidths computes it once. ``tensors`` is ``(Q, K, V)``, or ``(Q, K, V, K̂)`` for an
+    on-demand job (the keys predicted from K̂)."""
+    Q, K, V = tensors[:3]
+    kpred = tensors[3] if len(tensors) > 3 else None
     out = []
     for h in range(job.heads):
         per = []
         for i, L_t in enumerate(query_lengths(job)):
             p = replace(params, seq_len=L_t)
-            res = sofa_attention(Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], cfg, p)
+            res = sofa_attention(Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], cfg, p,
+                                 kpred=None if kpred is None else kpred[h, :L_t])
             per.append(tile_work(cfg, Q[h, i:i + 1], K[h, :L_t], V[h, :L_t], p, res)[0])
         out.append(per)
     return out
@@ -166,7 +183,8 @@ def axi_core_cycles(cfg, params, job, result, tensors=None, *, bytes_per_cycle=N
     bus = Bus(BB / bpc, latency)
     works_all = job_works(cfg, params, job, tensors) if works is None else works
     steps = core_steps(cfg, params, job, result.selections, works_all, beat_time=bus.beat_time,
-                       latency=latency, rass=rass)
+                       latency=latency, rass=rass,
+                       start=job_check_cycles(cfg) + 1 if projects(cfg) else START_TIME)
     # alone on its bus, every read is served in the order the engine issues it
     try:
         req = next(steps)
@@ -218,8 +236,17 @@ def core_steps(cfg, params, job, selections, works, *, beat_time, latency, rass=
         lag += 2                                      # the bank's queue registers
     _, div_ii = divider_timing(der.out_width, iterative=False)
     tail = sufa_lat + cfg.d * div_ii + 2 + OW + 2 + latency + 2   # divide, pack, write, B
+    proj = projects(cfg)
+    if proj:                                          # X through phase 1.1 before DLZS
+        key_time = max(key_time, cfg.d_model // cfg.khat_lanes)
+        lag += KHAT_LATENCY + 1
     t = start
     for h in range(job.heads):
+        if proj:                                      # the head's weights, then its blocks
+            beats = sum(weight_beats(cfg, w) for w in WEIGHTS)
+            _, last = yield Read("w", t + 1, beats)
+            words = 2 * cfg.d * cfg.d_model // cfg.proj_macs
+            t = max(last, t + 1 + AR_TIME + latency + words) + WLOAD_TIME
         for j, (first, n) in enumerate(blocks(cfg, job)):
             t = yield from _block(cfg, params, beat_time, t, works[h][first:first + n],
                                   [selections[h][first + i] if selections else None
@@ -255,6 +282,10 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
     its lanes are done (every tile freed)."""
     L, KT, VT = cfg.q_lanes, cfg.k_tiles, V_TILES
     der, P, RB, BB = cfg.derived, cfg.predict_keys, row_bytes(cfg), bus_bytes(cfg)
+    proj = projects(cfg)
+    XW = x_row_beats(cfg) if proj else RW             # beats of a row the K reader brings
+    p_ii = 2 * cfg.d * cfg.d_model // cfg.proj_macs + 8 if proj else 0
+    p_free = t0                                       # the projection unit takes a row
     sads = sads_timing(cfg)
     bank_ii = sads_bank_timing(cfg).ii if P > 1 else None
     n = len(works)
@@ -270,14 +301,20 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
         marker = t0                                  # the tile's fetches are all issued
         rows = max(w[k][0] for w in works if k < len(w))
         issue = t0 + 1 if k < KT else release[k - KT]
-        first, last = yield Read("k", issue, k_read_beats(cfg, rows), block + (k,))
+        first, last = yield Read("k", issue, rows * XW if proj else k_read_beats(cfg, rows),
+                                 block + (k,))
         k_done.append(last + 1)
-        if params.dense:
+        if params.dense and proj:                     # every row of the tile projected
+            p_free = max(p_free, k_done[k], t0 if k < VT else release[k - VT])
+            v_first = p_free + X_READ_TIME + p_ii - 1
+            p_free += rows * p_ii
+            v_ready = p_free + X_READ_TIME - 1
+        elif params.dense:
             v_issue = max(k_done[k], t0 if k < VT else release[k - VT])
             v_first, v_ready = yield Read("v", v_issue, rows * RW)
         else:
             if P == 1:
-                arrive = [first + (j + 1) * RW * beat_time - beat_time for j in range(rows)]
+                arrive = [first + (j + 1) * XW * beat_time - beat_time for j in range(rows)]
                 for a in arrive:
                     pred = max(pred, a) + key_time
                 selected = pred + lag
@@ -305,7 +342,12 @@ def _block(cfg, params, beat_time, t0, works, sels, key_time, lag, rass, RW, M, 
                              rass)
             for n_read, _ in enumerate(order):
                 # a row leaves at its step of the scan (its slot, in its level's pass)
-                first_beat, v_last = yield Read("v", emit + at[n_read], RW)
+                if proj:                              # into the projection, one at a time
+                    p_free = max(p_free, emit + at[n_read] + 1)
+                    first_beat = v_last = p_free + X_READ_TIME + p_ii - 1
+                    p_free += p_ii
+                else:
+                    first_beat, v_last = yield Read("v", emit + at[n_read], RW)
                 v_first = first_beat if n_read == 0 else v_first
                 v_ready = max(v_ready, v_last)
             rass_free = marker = emit + scan + 2

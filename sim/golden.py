@@ -389,8 +389,11 @@ def check_inputs(Q, K, V, cfg, params):
     return arrays["Q"], arrays["K"], arrays["V"]
 
 
-def sofa_attention(Q, K, V, cfg, params, keep_steps=False):
+def sofa_attention(Q, K, V, cfg, params, keep_steps=False, kpred=None):
     """The whole SOFA pipeline for one head; returns a :class:`GoldenResult`.
+
+    ``kpred`` (``[S, d]``, default K): the keys DLZS predicts from; on-demand K/V passes
+    ``K̂`` (:func:`sim.ondemand.predict_keys`) while SU-FA attends over the exact K.
 
     Sparse mode: DLZS Â, the adaptive budget's eligible keys if ``params.adaptive``, SADS
     per tile, SU-FA over the selection in SADS order; with ``params.tail`` each output row is
@@ -402,7 +405,9 @@ def sofa_attention(Q, K, V, cfg, params, keep_steps=False):
     lut = exp2_lut(cfg)
     scores = exact_scores(Q, K)
     tiles_nat = [list(range(a, b)) for a, b in tile_ranges(params.seq_len, cfg.block_size)]
-    ahat = None if params.dense else dlzs_scores(Q, K, cfg)
+    if kpred is not None:
+        kpred = check_inputs(Q, kpred, kpred, cfg, params)[1]
+    ahat = None if params.dense else dlzs_scores(Q, K if kpred is None else kpred, cfg)
     selection, rows, out = [], [], []
     tail_f, vbar = ([], tail_means(V, params.seq_len, cfg)) if params.tail else (None, None)
     for i in range(Q.shape[0]):

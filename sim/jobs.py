@@ -57,9 +57,10 @@ class JobResult:
     stats: dict
 
 
-def golden_job(cfg, params, job, Q, K, V):
+def golden_job(cfg, params, job, Q, K, V, kpred=None):
     """``O`` of a job: ``Q[h, t]`` against ``K[h, :L_t]``, ``V[h, :L_t]`` with ``L_t`` from
-    :func:`spec.job.query_lengths`; ``params.seq_len`` must equal ``job.seq_len``."""
+    :func:`spec.job.query_lengths`; ``params.seq_len`` must equal ``job.seq_len``. ``kpred``
+    ``[heads, S, d]``: the keys the prediction uses instead of K (on-demand K/V's K̂)."""
     if params.seq_len != job.seq_len:
         raise ConfigError(f"params.seq_len = {params.seq_len} differs from the job's "
                           f"seq_len = {job.seq_len}")
@@ -78,7 +79,8 @@ def golden_job(cfg, params, job, Q, K, V):
         ts = [t for t in range(T) if lengths[t] == L]
         p = replace(params, seq_len=L)
         for h in range(H):
-            res = sofa_attention(Q[h, ts], K[h, :L], V[h, :L], cfg, p)
+            res = sofa_attention(Q[h, ts], K[h, :L], V[h, :L], cfg, p,
+                                 kpred=None if kpred is None else kpred[h, :L])
             out[h, ts] = res.out
             for k, v in res.counters().items():
                 stats[k] = stats.get(k, 0) + v

@@ -22,7 +22,7 @@ from spec.validate import (ConfigError, check_bool, check_choice, check_int, che
 
 
 __all__ = ["ConfigError", "SofaConfig", "Derived", "RunParams", "PRESETS", "RANGES", "MEMORIES",
-           "PREDICT_KEYS", "CORES",
+           "PREDICT_KEYS", "CORES", "KV_SOURCES",
            "preset",
            "load_config", "GOLDEN_INT_BITS"]
 
@@ -156,6 +156,9 @@ RANGES = {
     "adapt_bins": (0, 64),
     "predict_keys": (1, 8),
     "cores": (1, 16),
+    "d_model": (0, 1024),
+    "khat_lanes": (1, 256),
+    "proj_macs": (1, 256),
 }
 
 #: The values ``predict_keys`` may take.
@@ -166,6 +169,10 @@ CORES = (1, 2, 4, 8, 16)
 
 #: Where K and V live: the whole sequence in on-chip buffers, or in memory behind AXI4.
 MEMORIES = ("onchip", "axi")
+
+#: Where the memory-attached core takes K and V from: given in memory, or projected on chip
+#: from the token activations X (on-demand K/V, docs/memory.md).
+KV_SOURCES = ("given", "project")
 
 
 @dataclass(frozen=True)
@@ -256,6 +263,21 @@ class SofaConfig:
         ``memory = "axi"``). A round-robin arbiter puts the core's index above each core's AXI
         IDs (``axi_id_width`` must hold 2 bits of stream ID plus ``log2(cores)``); a job is
         split across the cores by :func:`spec.job.split_job`.
+    kv_source : str
+        ``"given"`` (default): K and V are read from memory. ``"project"`` (on-demand K/V,
+        ``memory = "axi"`` only): the token activations X and the head's weights are read
+        instead; the keys are predicted from ``K̂ = X·W̃_kᵀ`` (LZ-format W_k) and the exact K
+        and V rows are projected on chip for the selected keys only (docs/memory.md,
+        "On-demand K/V"). Needs ``data_width = 8``, one core and ``predict_keys = 1``.
+    d_model : int
+        Token width, the elements of an X row (``kv_source = "project"``: 2 … 1024, even, a
+        multiple of ``khat_lanes``; 0 with ``"given"``).
+    khat_lanes : int
+        X elements phase 1.1 takes a cycle (``d · khat_lanes`` shift-adders; an X row in
+        ``d_model / khat_lanes`` cycles); divides ``d_model``.
+    proj_macs : int
+        Multipliers of the projection array (``kv_source = "project"``); divides ``d``. A key's
+        exact K and V rows take ``2 · d · d_model / proj_macs`` cycles.
     """
     d: int = 64
     data_width: int = 8
@@ -284,6 +306,10 @@ class SofaConfig:
     adapt_bins: int = 0
     predict_keys: int = 1
     cores: int = 1
+    kv_source: str = "given"
+    d_model: int = 0
+    khat_lanes: int = 8
+    proj_macs: int = 8
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -379,6 +405,7 @@ def _validate(cfg):
         check_int(name, getattr(cfg, name), lo, hi)
     check_bool("skid_buffers", cfg.skid_buffers)
     check_choice("memory", cfg.memory, MEMORIES)
+    check_choice("kv_source", cfg.kv_source, KV_SOURCES)
     check_name("name", cfg.name)
 
     def need(ok, message):
@@ -420,6 +447,7 @@ def _validate(cfg):
     need(cfg.cores == 1 or cfg.axi_id_width >= 2 + core_bits,
          f"axi_id_width = {cfg.axi_id_width} must be at least {2 + core_bits} with cores = "
          f"{cfg.cores} (2 bits of stream ID and {core_bits} of core index)")
+    _validate_kv_source(cfg, need)
     need(cfg.adapt_bins != 1,
          "adapt_bins = 1 must be 0 (no adaptive selection) or 2 … 64")
     need(cfg.exp_lut_bits <= cfg.exp_frac,
@@ -473,6 +501,43 @@ def _validate(cfg):
          f"derived width {widest[0]} needs {widest[1]} bits in an intermediate product, "
          f"more than the {GOLDEN_INT_BITS} the golden model supports; lower max_seq_len, "
          f"w_frac, c_bits or out_frac")
+
+
+def _validate_kv_source(cfg, need):
+    """The on-demand K/V mode's rules (``kv_source = "project"``)."""
+    if cfg.kv_source == "given":
+        need(cfg.d_model == 0,
+             f"d_model = {cfg.d_model} is the token width of kv_source = \"project\"; "
+             f"allowed d_model = 0 with kv_source = \"given\"")
+        return
+    for name, value, allowed in (("memory", cfg.memory, "axi"),
+                                 ("data_width", cfg.data_width, 8),
+                                 ("cores", cfg.cores, 1), ("predict_keys", cfg.predict_keys, 1)):
+        shown = f'"{value}"' if isinstance(value, str) else value
+        want = f'"{allowed}"' if isinstance(allowed, str) else allowed
+        need(value == allowed,
+             f"kv_source = \"project\" with {name} = {shown}: the on-demand K/V mode is "
+             f"built for the memory-attached core with int8 tokens and weights, one core "
+             f"and one key a cycle; allowed {name} = {want}")
+    need(cfg.d_model >= 2 and cfg.d_model % 2 == 0,
+         f"d_model = {cfg.d_model} must be even and at least 2 with kv_source = \"project\" "
+         f"(two LZ codes a byte); allowed 2 … 1024")
+    need(cfg.d_model % cfg.khat_lanes == 0,
+         f"khat_lanes = {cfg.khat_lanes} must divide d_model = {cfg.d_model}")
+    need(cfg.d % cfg.proj_macs == 0,
+         f"proj_macs = {cfg.proj_macs} must divide d = {cfg.d}")
+    # The weights are read as whole bus words and cut into the units' load words (a word of
+    # khat_lanes · d codes, one of proj_macs weights): one of word and bus divides the other.
+    BB = cfg.axi_data_width // 8
+    for what, size in (("khat_lanes · d / 2 (bytes of a word of LZ codes)",
+                        cfg.khat_lanes * cfg.d / 2), ("proj_macs", cfg.proj_macs)):
+        need(size == int(size) and (BB % size == 0 or size % BB == 0),
+             f"{what} = {size:g} must divide the bus word (axi_data_width / 8 = {BB} bytes) "
+             f"or be a multiple of it with kv_source = \"project\"")
+    need(cfg.d * cfg.d_model // 2 % BB == 0 and 8 * cfg.d % BB == 0,
+         f"d = {cfg.d}, d_model = {cfg.d_model}: each head's LZ codes (d · d_model / 2 = "
+         f"{cfg.d * cfg.d_model // 2} bytes) and biases (8 · d = {8 * cfg.d} bytes) must fill "
+         f"whole bus words (axi_data_width / 8 = {BB} bytes) with kv_source = \"project\"")
 
 
 @dataclass(frozen=True)
@@ -596,6 +661,13 @@ PRESETS = {
                            sort_width=16, k_max=4, q_lanes=1, mac_lanes=4, dlzs_lanes=8,
                            memory="axi", axi_data_width=64, axi_max_burst=16,
                            axi_max_reads=8),
+    # On-demand K/V on the axi preset's compute: MiniLM's token width (384), K̂ from X on
+    # 8 × 64 shift-adders (an X row in 48 cycles), K and V projected on 16 multipliers.
+    "axi-project": SofaConfig(name="axi-project", d=64, block_size=16, max_seq_len=65536,
+                              sort_width=16, k_max=4, q_lanes=2, mac_lanes=8, dlzs_lanes=16,
+                              memory="axi", axi_data_width=128, axi_max_burst=16,
+                              axi_max_reads=8, kv_source="project", d_model=384,
+                              khat_lanes=8, proj_macs=16),
 }
 
 

@@ -49,6 +49,23 @@ through K in step.
 
 The golden semantics of a job are per query exactly those of :func:`sim.golden.sofa_attention`
 over the query's own keys (:func:`query_lengths`).
+
+**On-demand K/V** (``kv_source = "project"``): K and V are not in memory. Instead the job
+reads, per head ``h``:
+
+* X, the token activations: row ``r`` (``d_model`` int8 bytes) at ``x_base + h·x_head_stride +
+  r·x_stride`` (``x_head_stride = 0``: every head reads the same X);
+* the weights (:data:`WEIGHTS`), each at its base ``+ h·w_head_stride``: ``wlz``, the LZ
+  codes of W_k stored transposed, the code of ``W_k[c, m]`` in nibble ``m·d + c`` (low nibble
+  first; ``d·d_model/2`` bytes); ``wk`` and ``wv``, int8 ``W_kᵀ`` and ``W_vᵀ`` row-major, byte
+  ``m·d + c`` is ``W[c, m]`` (``d·d_model`` bytes each); ``bias``, int32 little-endian ``b_k``
+  then ``b_v`` (``8·d`` bytes). Each is read as whole bus words from its base.
+
+The prediction uses ``K̂ = khat_truncate(X·W̃_kᵀ, khat_shift, 8)`` in place of K; the exact rows
+``K = requant(X·W_kᵀ + b_k; k_mult, k_rshift)``, ``V`` likewise, are those of
+:func:`sim.ondemand.project_rows`. Checks: the X and weight bases, ``x_stride``,
+``x_head_stride`` and ``w_head_stride`` on bus words, ``x_stride`` at least ``d_model``, no
+range past ``2^axi_addr_width``; the K and V registers are not used (nor checked).
 """
 
 import enum
@@ -60,7 +77,9 @@ from spec.validate import ConfigError
 __all__ = ["JobError", "JobDescriptor", "TENSORS", "elem_bytes", "row_bytes", "out_row_bytes",
            "bus_bytes", "row_beats", "query_lengths", "tensor_end", "job_end", "check_job",
            "OUT_ELEM_BYTES", "MAX_QUERIES", "MAX_HEADS", "core_grid", "core_shares", "split_job",
-           "k_followers", "k_packed", "k_read_beats", "k_block_bytes"]
+           "k_followers", "k_packed", "k_read_beats", "k_block_bytes", "WEIGHTS",
+           "job_tensors", "projects", "x_row_beats", "weight_bytes", "weight_beats",
+           "weight_address", "PROJ_MULT_BITS", "PROJ_RSHIFT_MAX", "khat_shift_max"]
 
 
 #: Bytes of one O element in memory.
@@ -70,6 +89,11 @@ MAX_QUERIES = (1 << 24) - 1
 MAX_HEADS = (1 << 16) - 1
 #: The tensors of a job, in the order of their registers.
 TENSORS = ("q", "k", "v", "o")
+#: The weights of an on-demand job (``kv_source = "project"``), in the order of their registers.
+WEIGHTS = ("wlz", "wk", "wv", "bias")
+#: The projection's requantisation: ``mult < 2^PROJ_MULT_BITS``, ``1 ≤ rshift ≤ PROJ_RSHIFT_MAX``.
+PROJ_MULT_BITS = 16
+PROJ_RSHIFT_MAX = 48
 
 
 class JobError(enum.IntEnum):
@@ -85,6 +109,8 @@ class JobError(enum.IntEnum):
     READ_K = 8         # ... of K
     READ_V = 9         # ... of V
     WRITE_O = 10       # SLVERR/DECERR on a write of O (B channel)
+    READ_X = 11        # SLVERR/DECERR on a read of X (on-demand K/V)
+    READ_W = 12        # ... of the weights
 
 
 def elem_bytes(cfg):
@@ -132,6 +158,19 @@ class JobDescriptor:
     o_base: int = 0
     o_stride: int = 0
     o_head_stride: int = 0
+    x_base: int = 0
+    x_stride: int = 0
+    x_head_stride: int = 0
+    wlz_base: int = 0
+    wk_base: int = 0
+    wv_base: int = 0
+    bias_base: int = 0
+    w_head_stride: int = 0
+    khat_shift: int = 0
+    k_mult: int = 1
+    k_rshift: int = 1
+    v_mult: int = 1
+    v_rshift: int = 1
 
     def replace(self, **changes):
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -139,12 +178,49 @@ class JobDescriptor:
         return JobDescriptor(**values)
 
     def rows(self, tensor):
-        """Rows of ``tensor`` a head has (``queries`` for Q and O, ``S`` for K and V)."""
+        """Rows of ``tensor`` a head has (``queries`` for Q and O, ``S`` for K, V and X)."""
         return self.queries if tensor in ("q", "o") else self.seq_len
 
     def address(self, tensor, head, row):
         return (getattr(self, f"{tensor}_base") + head * getattr(self, f"{tensor}_head_stride")
                 + row * getattr(self, f"{tensor}_stride"))
+
+
+def khat_shift_max(cfg):
+    """The largest useful ``khat_shift`` (register KHAT_SHIFT): the bits of phase 1.1's
+    widest sum ``d_model·127·64`` and a sign (:class:`hw.khat.KhatPredictor`'s
+    accumulator)."""
+    return (cfg.d_model * 127 * 64).bit_length() + 1
+
+
+def projects(cfg):
+    """The core projects K and V on chip (``kv_source = "project"``)."""
+    return cfg.kv_source == "project"
+
+
+def job_tensors(cfg):
+    """The row tensors a job of ``cfg`` reads or writes: Q, K, V, O, or Q, X, O (projecting)."""
+    return ("q", "x", "o") if projects(cfg) else TENSORS
+
+
+def x_row_beats(cfg):
+    """Bus beats of one X row (``d_model`` bytes)."""
+    return -(-cfg.d_model // bus_bytes(cfg))
+
+
+def weight_bytes(cfg, w):
+    """Bytes of weight tensor ``w`` (:data:`WEIGHTS`) of one head."""
+    return {"wlz": cfg.d * cfg.d_model // 2, "wk": cfg.d * cfg.d_model,
+            "wv": cfg.d * cfg.d_model, "bias": 8 * cfg.d}[w]
+
+
+def weight_beats(cfg, w):
+    """Bus beats of a read of weight tensor ``w`` of one head (whole words from its base)."""
+    return -(-weight_bytes(cfg, w) // bus_bytes(cfg))
+
+
+def weight_address(job, w, head):
+    return getattr(job, f"{w}_base") + head * job.w_head_stride
 
 
 def k_packed(cfg):
@@ -180,8 +256,12 @@ def query_lengths(job, cfg=None):
 
 def tensor_end(cfg, job, tensor):
     """The first byte after ``tensor``'s last row (last head, last row; strides are never
-    negative, so no other row ends later)."""
-    size = out_row_bytes(cfg) if tensor == "o" else row_bytes(cfg)
+    negative, so no other row ends later); a weight tensor's after its last head's whole
+    words."""
+    if tensor in WEIGHTS:
+        bus = bus_bytes(cfg)
+        return weight_address(job, tensor, job.heads - 1) + weight_beats(cfg, tensor) * bus
+    size = {"o": out_row_bytes(cfg), "x": cfg.d_model}.get(tensor, row_bytes(cfg))
     end = job.address(tensor, job.heads - 1, job.rows(tensor) - 1) + size
     if tensor == "k" and k_packed(cfg):       # whole beats are read (the same range check:
         bus = bus_bytes(cfg)                  # 2^axi_addr_width is a multiple of the bus)
@@ -190,8 +270,10 @@ def tensor_end(cfg, job, tensor):
 
 
 def job_end(cfg, job):
-    """The first byte after every row of the job's tensors (Q, K, V and O)."""
-    return max(tensor_end(cfg, job, t) for t in TENSORS)
+    """The first byte after every row of the job's tensors (Q, K, V and O; projecting Q, X,
+    the weights and O)."""
+    extra = WEIGHTS if projects(cfg) else ()
+    return max(tensor_end(cfg, job, t) for t in job_tensors(cfg) + extra)
 
 
 def check_job(cfg, job):
@@ -205,18 +287,23 @@ def check_job(cfg, job):
         return JobError.HEADS
     bus = bus_bytes(cfg)
     packed = k_packed(cfg)
-    for t in TENSORS:
+    tensors = job_tensors(cfg)
+    weights = WEIGHTS if projects(cfg) else ()
+    for t in tensors:
         for part in ("base", "stride", "head_stride"):
             if getattr(job, f"{t}_{part}") % bus and not (packed and t == "k"
                                                         and part == "stride"):
                 return JobError.ALIGN
-    for t in TENSORS:
-        need = out_row_bytes(cfg) if t == "o" else row_bytes(cfg)
+    if any(getattr(job, f"{w}_base") % bus for w in weights) or \
+            (weights and job.w_head_stride % bus):
+        return JobError.ALIGN
+    for t in tensors:
+        need = {"o": out_row_bytes(cfg), "x": cfg.d_model}.get(t, row_bytes(cfg))
         stride = getattr(job, f"{t}_stride")
         if stride < need or (packed and t == "k" and stride != need):
             return JobError.STRIDE
     top = 1 << cfg.axi_addr_width
-    for t in TENSORS:
+    for t in tensors + weights:
         if tensor_end(cfg, job, t) > top:
             return JobError.RANGE
     return JobError.NONE

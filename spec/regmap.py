@@ -38,7 +38,8 @@ estimates ``busy_cycles``).
 import enum
 from dataclasses import dataclass
 
-from spec.job import MAX_HEADS, MAX_QUERIES, TENSORS
+from spec.job import (MAX_HEADS, MAX_QUERIES, PROJ_MULT_BITS, PROJ_RSHIFT_MAX, TENSORS,
+                      WEIGHTS, khat_shift_max, projects)
 
 
 __all__ = ["Register", "Counter", "REGISTERS", "COUNTERS", "COUNTER_BASE", "N_REGS", "Reg",
@@ -47,7 +48,7 @@ __all__ = ["Register", "Counter", "REGISTERS", "COUNTERS", "COUNTER_BASE", "N_RE
            "address_words",
            "expected_counters", "query_groups", "register_map", "parameter_value",
            "reset_values", "ADAPT_MASS_FRAC", "CORE_BASE", "CORE_WORDS", "CORE_COUNTER_OFFSET",
-           "CORE_REGS", "core_address", "lite_addr_width"]
+           "CORE_REGS", "core_address", "lite_addr_width", "PROJECT_COUNTER_BASE"]
 
 
 #: Bits of a register word.
@@ -177,6 +178,55 @@ def _job_words():
     return tuple(regs)
 
 
+def _base_words(name, a, what, present):
+    """A byte address register ``NAME_BASE`` at ``a`` and its ``_HI`` word at ``a + 1``."""
+    T = name.upper()
+    return [
+        _rw(f"{name}_base", a, f"Byte address of {what}, low word; a write applies "
+            f"{T}_BASE_HI with it. A multiple of the bus width in bytes.",
+            lambda cfg: cfg.axi_addr_width, lambda cfg: 0,
+            lambda cfg: (0, (1 << cfg.axi_addr_width) - 1), high=f"{name}_base_hi",
+            present=present),
+        _rw(f"{name}_base_hi", a + 1, f"{T}_BASE's bits above 32, applied by the next write "
+            f"of {T}_BASE (0 with a 32-bit address bus).",
+            lambda cfg: max(1, cfg.axi_addr_width - WORD_BITS), lambda cfg: 0,
+            lambda cfg: (0, (1 << max(0, cfg.axi_addr_width - WORD_BITS)) - 1),
+            present=present),
+    ]
+
+
+def _project_words():
+    """The on-demand K/V job's registers (``kv_source = "project"``, spec.job), from word 81."""
+    word = (lambda cfg: WORD_BITS, lambda cfg: 0, lambda cfg: (0, (1 << WORD_BITS) - 1))
+    what = {"wlz": "head 0's LZ codes of W_k (transposed, two a byte)",
+            "wk": "head 0's int8 W_k (transposed)", "wv": "head 0's int8 W_v (transposed)",
+            "bias": "head 0's int32 biases, b_k then b_v"}
+    regs = _base_words("x", 81, "X's first row (head 0)", projects) + [
+        _rw("x_stride", 83, "Bytes from one X row to the next: at least d_model, a multiple "
+            "of the bus width.", *word, present=projects),
+        _rw("x_head_stride", 84, "Bytes from one head's X to the next (0: the heads share X), "
+            "a multiple of the bus width.", *word, present=projects)]
+    for i, w in enumerate(WEIGHTS):
+        regs += _base_words(w, 85 + 2 * i, what[w], projects)
+    rq = (lambda cfg: PROJ_MULT_BITS, lambda cfg: 1, lambda cfg: (0, (1 << PROJ_MULT_BITS) - 1))
+    rs = (lambda cfg: _bits(PROJ_RSHIFT_MAX), lambda cfg: 1, lambda cfg: (1, PROJ_RSHIFT_MAX))
+    regs += [
+        _rw("w_head_stride", 93, "Bytes from one head's weights to the next (every weight "
+            "tensor), a multiple of the bus width.", *word, present=projects),
+        _rw("khat_shift", 94, "Phase 1.1: K̂ = clamp(X·W̃_kᵀ >> KHAT_SHIFT, ±127).",
+            lambda cfg: _bits(khat_shift_max(cfg)), lambda cfg: 0,
+            lambda cfg: (0, khat_shift_max(cfg)), present=projects),
+        _rw("k_mult", 95, "Exact K rows: K = clamp((X·W_kᵀ + b_k)·K_MULT + 2^(K_RSHIFT-1) >> "
+            "K_RSHIFT, ±127).", *rq, present=projects),
+        _rw("k_rshift", 96, "The right shift of K's requantisation (1 … 48).", *rs,
+            present=projects),
+        _rw("v_mult", 97, "Exact V rows: as K_MULT with W_v and b_v.", *rq, present=projects),
+        _rw("v_rshift", 98, "The right shift of V's requantisation (1 … 48).", *rs,
+            present=projects),
+    ]
+    return tuple(regs)
+
+
 #: The registers below the counters, in address order.
 REGISTERS = (
     _rw("seq_len", 0, "S, keys in the sequence (1 … max_seq_len; the memory-attached core "
@@ -233,6 +283,7 @@ REGISTERS = (
         lambda cfg: WORD_BITS, lambda cfg: 0, lambda cfg: (0, (1 << WORD_BITS) - 1),
         present=_axi),
     *_job_words(),
+    *_project_words(),
     # -- the adaptive selection budget (adapt_bins > 0; docs/numerics.md) -------------------
     _rw("adapt_mass", 48, "Adaptive budget: softmax mass p = ADAPT_MASS / 2^ADAPT_MASS_FRAC "
         "(256 = 1.0) the eligible keys of a row hold; 0: the fixed budget (top_k per tile).",
@@ -340,6 +391,18 @@ _MULTI_COUNTER_TABLE = (
                                 "memory."),
 )
 
+#: Counters of the on-demand K/V mode (``kv_source = "project"``), from
+#: :data:`PROJECT_COUNTER_BASE` (after its registers).
+_PROJECT_COUNTER_TABLE = (
+    ("rows_projected", "exact", "Exact K+V row pairs projected (each selected key once per "
+                                "block and tile with RASS; every key in dense mode)."),
+    ("projection_macs", "exact", "Multiplies of the projection: 2 · d · d_model per row."),
+    ("bytes_x", "exact", "Bytes read of X (every key a lane block sees, once)."),
+    ("bytes_w", "exact", "Bytes read of the weights (LZ codes, W_k, W_v, biases; once a "
+                         "head)."),
+)
+PROJECT_COUNTER_BASE = 100
+
 #: The counters, in address order from :data:`COUNTER_BASE`.
 COUNTERS = tuple(Counter(name, COUNTER_BASE + i, kind, desc)
                  for i, (name, kind, desc) in enumerate(_COUNTER_TABLE)) + \
@@ -348,7 +411,9 @@ COUNTERS = tuple(Counter(name, COUNTER_BASE + i, kind, desc)
           for i, (name, kind, desc) in enumerate(_AXI_COUNTER_TABLE)) + \
     tuple(Counter(name, COUNTER_BASE + len(_COUNTER_TABLE) + len(_AXI_COUNTER_TABLE) + i,
                   kind, desc, lambda cfg: cfg.cores > 1)
-          for i, (name, kind, desc) in enumerate(_MULTI_COUNTER_TABLE))
+          for i, (name, kind, desc) in enumerate(_MULTI_COUNTER_TABLE)) + \
+    tuple(Counter(name, PROJECT_COUNTER_BASE + i, kind, desc, projects)
+          for i, (name, kind, desc) in enumerate(_PROJECT_COUNTER_TABLE))
 
 #: Addresses the register port of the on-chip core decodes (and the host link addresses):
 #: the registers, a gap, then its counters.
@@ -492,6 +557,11 @@ def job_writes(cfg, job, *, rass=True, irq=False, shared_k=True, split_queries=F
     for t in TENSORS:
         for part in ("base", "stride", "head_stride"):
             values[f"{t}_{part}"] = getattr(job, f"{t}_{part}")
+    if projects(cfg):
+        for name in ("x_base", "x_stride", "x_head_stride", "w_head_stride", "khat_shift",
+                     "k_mult", "k_rshift", "v_mult", "v_rshift",
+                     *(f"{w}_base" for w in WEIGHTS)):
+            values[name] = getattr(job, name)
     return register_writes(cfg, values)
 
 
@@ -608,6 +678,10 @@ def expected_counters(cfg, params, stats, *, calls, lengths=None, traffic=None, 
                 "bytes_o": traffic["o"]}
     if cfg.cores > 1:
         out["bytes_k_shared"] = traffic.get("k_shared", 0)
+    if projects(cfg):
+        out |= {"rows_projected": traffic["rows_projected"],
+                "projection_macs": 2 * cfg.d * cfg.d_model * traffic["rows_projected"],
+                "bytes_x": traffic["x"], "bytes_w": traffic["w"]}
     assert set(out) == set(exact_counters(cfg))
     if wrap:
         mask = (1 << cfg.counter_width) - 1

@@ -19,7 +19,7 @@ from spec.validate import ConfigError, check_int
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
            "SadsTiming", "sads_timing", "SadsBankTiming", "sads_bank_timing", "predict_keys_for", "sufa_latency", "core_latency", "EXP2_LATENCY",
-           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES", "JOB_SPLIT_PRODUCTS", "job_split_cycles", "ADAPT_COUNT_CYCLES",
+           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES", "job_check_cycles", "JOB_SPLIT_PRODUCTS", "job_split_cycles", "ADAPT_COUNT_CYCLES",
            "ADAPT_EMIT_CYCLES", "adapt_sweep_cycles", "adapt_gate_cycles", "tail_sweep_cycles"]
 
 
@@ -37,6 +37,13 @@ SKID_LATENCY = 1
 #: into a five-stage pipeline (operands, two multiply stages, accumulate, compare): 1 + 8 + 4
 #: + 1.
 JOB_CHECK_CYCLES = 14
+
+
+def job_check_cycles(cfg):
+    """:data:`JOB_CHECK_CYCLES`, or with on-demand K/V (``kv_source = "project"``) 20: two
+    products for each of Q, X, O and the four weight tensors (a weight tensor's second
+    product is 0)."""
+    return 20 if cfg.kv_source == "project" else JOB_CHECK_CYCLES
 #: Products the split of a job across several cores needs (heads a group × the four head
 #: strides, queries a chunk × the Q and O row strides).
 JOB_SPLIT_PRODUCTS = 6

@@ -18,12 +18,13 @@ from gen.rtlsim.runner import run_cocotb
 from hw.top import sofa_top
 from spec.config import preset
 from tb.support.axicore import (AXI_ODD, AXI_ODD_C4, AXI_ODD_P4, AXI_SMALL, AXI_SMALL_C2,
-                                AXI_SMALL_P2)
+                                AXI_SMALL_P2, PROJ_ODD, PROJ_SMALL)
 
 
 CONFIGS = {"axi-small": AXI_SMALL, "axi-odd": AXI_ODD, "axi": preset("axi"),
            "axi-small-c2": AXI_SMALL_C2, "axi-odd-c4": AXI_ODD_C4,
-           "axi-small-p2": AXI_SMALL_P2, "axi-odd-p4": AXI_ODD_P4}
+           "axi-small-p2": AXI_SMALL_P2, "axi-odd-p4": AXI_ODD_P4,
+           "axi-small-project": PROJ_SMALL, "axi-odd-project": PROJ_ODD}
 MODULE = "tb.cocotb.axicore.cocotb_axicore"
 
 #: cocotb tests by group (one simulator run each).
@@ -35,12 +36,12 @@ FAULTS = [f"test_fault_{kind}_{stream}" for kind in ("slverr", "decerr") for str
 GROUPS = {"jobs": JOBS, "timing": TIMING, "errors": ERRORS, "faults": FAULTS}
 
 
-def run(name, tests, **env):
+def run(name, tests, module=MODULE, **env):
     cfg = CONFIGS[name]
     extra = {k.upper(): v for k, v in env.items()}
     if name == "axi":
         extra["SOFA_SMALL"] = 1
-    run_cocotb("sofa_top", sofa_top, cfg, MODULE, name=name, testcase=tests, extra_env=extra)
+    run_cocotb("sofa_top", sofa_top, cfg, module, name=name, testcase=tests, extra_env=extra)
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -102,3 +103,18 @@ def test_axicore_long(S, T):
 def test_axicore_long_stress(name):
     """Ten stress rounds with another seed."""
     run(name, ["test_stress"], sofa_stress_rounds=10, sofa_seed=7)
+
+
+#: The on-demand K/V mode's cocotb tests (tb/cocotb/axicore/cocotb_axiproject.py).
+PROJECT = ["test_project_sparse_and_dense", "test_project_timing"]
+
+
+@pytest.mark.parametrize("name", [
+    "axi-small-project", pytest.param("axi-odd-project", marks=pytest.mark.slow)])
+def test_project_verilator(name):
+    """On-demand K/V (``kv_source = "project"``): X and the weights over AXI, K̂ by
+    shift-add, the selected rows' K and V projected on chip; O and every exact counter
+    bit-exact against sim.projjobs, sparse and dense, causal, RASS on and off, one X for
+    every head, random latency and pauses on all five channels, the protocol checker on the
+    port. The odd config (three lanes, d = 6, tiles of 5) in make test-all."""
+    run(name, PROJECT, module="tb.cocotb.axicore.cocotb_axiproject")

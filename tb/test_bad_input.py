@@ -59,6 +59,10 @@ CONFIGS = {
     "duplicate.json": b'{"d": 8, "d": 16}',
     "axi_predict_keys.json": b'{"preset": "axi", "d": 48, "axi_data_width": 512, '
                              b'"predict_keys": 2}',
+    "project_onchip.json": b'{"preset": "tiny", "kv_source": "project", "d_model": 16}',
+    "project_dmodel.json": b'{"preset": "axi-project", "d_model": 2048}',
+    "project_lanes.json": b'{"preset": "axi-project", "d_model": 100}',
+    "project_source.json": b'{"preset": "axi", "kv_source": "x"}',
     "top_list.json": b"[1, 2]",
     "top_string.json": b'"tiny"',
     "top_number.json": b"8",
@@ -373,6 +377,44 @@ def test_messages_name_value_and_range(capsys, tmp):
     assert ("predict_keys = 2 with memory = \"axi\": a K row of d · elem bytes = 48 bytes "
             "must divide the bus word (axi_data_width / 8 = 64 bytes) or be a multiple of it"
             in err("verilog", "--config", "{cfg:axi_predict_keys.json}", "--out", "{out}"))
+
+
+def test_on_demand_messages(capsys, tmp):
+    """On-demand K/V: the config's kv_source and d_model, and the job's weights and codes,
+    each refused with the parameter, the value and what is allowed."""
+    import numpy as np
+
+    from sim.projjobs import Weights, golden_project_job, layout_project_job, project_workload
+    from spec.config import RunParams, preset
+    from spec.job import JobDescriptor
+
+    def err(name):
+        return _check(capsys, tmp, ["verilog", "--config", f"{{cfg:{name}}}", "--out",
+                                    "{out}"], "")
+
+    assert ('kv_source = "project" with memory = "onchip": the on-demand K/V mode is built '
+            'for the memory-attached core' in err("project_onchip.json")
+            and 'allowed memory = "axi"' in err("project_onchip.json"))
+    assert "d_model = 2048 is out of range; allowed 0 … 1024" in err("project_dmodel.json")
+    assert "khat_lanes = 8 must divide d_model = 100" in err("project_lanes.json")
+    assert "kv_source = 'x' is unknown; choose one of given, project" in \
+        err("project_source.json")
+    cfg = preset("axi-project").replace(d_model=16, khat_lanes=8, proj_macs=4)
+    job = layout_project_job(cfg, JobDescriptor(seq_len=20, queries=2))
+    Q, X, w, job = project_workload(cfg, np.random.default_rng(0), job)
+    params = RunParams(seq_len=20, top_k=1, radius=0, scale_log2e=1)
+    bad = [(Weights(w.codes, w.wk, w.wv[:, :8], w.bk, w.bv),
+            "weights wv have shape [1, 8, 16]; expected [1, 64, 16] (heads, d = 64, "
+            "d_model = 16)"),
+           (Weights(np.full_like(w.codes, 0b1111), w.wk, w.wv, w.bk, w.bv),
+            "LZ code at [0, 0, 0]: ")]
+    for weights, message in bad:
+        with pytest.raises(ConfigError) as e:
+            golden_project_job(cfg, params, job, Q, X, weights)
+        assert message in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"^X rows of 24 elements: the config holds d_model = "
+                                          r"16 \(allowed X \[1, 20, 16\]\)$"):
+        golden_project_job(cfg, params, job, Q, np.zeros((1, 20, 24), np.int64), w)
 
 
 @pytest.mark.parametrize("name", ["tiny", "ice40"])

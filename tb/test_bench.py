@@ -35,7 +35,7 @@ def test_every_option_states_its_default():
     assert set(recorder.options) == {"--preset", "--config", "--seq", "--rows", "--out",
                                      "--no-projection", "--no-memory", "--memory-seq",
                                      "--model-seq", "--no-minilm", "--no-cores", "--cores-seq",
-                                     "--no-memory-predict"}
+                                     "--no-memory-predict", "--no-on-demand"}
     for name, kwargs in recorder.options.items():
         assert "(default: " in kwargs["help"], name
     _, args = parse()
@@ -246,3 +246,26 @@ def test_predict_rows_use_the_core_config_and_have_the_fields():
     assert all(fields <= set(r) for r in rows) and all(r["model_error"] == 0 for r in rows)
     md = axibench.predict_markdown(rows)
     assert "256-bit bus" in md and md.count("\n| ") == 1 + len(rows)
+
+
+def test_on_demand_rows():
+    """The on-demand K/V rows (gen.projbench) from the models at a short S: every field the
+    issue asks for; projecting only the kept rows costs that share of the dense projection's
+    MACs, and the given mode's totals include the projection of every row."""
+    from gen import projbench
+    S = 256
+    rows = projbench.model_rows(seqs=(S,), log=lambda *_: None)
+    assert {r["kv_source"] for r in rows} == {"given", "project", "dense-project"}
+    for r in rows:
+        assert {"kv_source", "seq_len", "keep", "source", "macs_per_query",
+                "dram_bytes"} <= set(r)
+        assert r["seq_len"] == S and r["source"] == "model"
+    by = {(r["kv_source"], r["keep"]): r for r in rows}
+    cfg = projbench.project_config()
+    full = 2 * cfg.d * cfg.d_model * S
+    assert by["dense-project", 1.0]["projection_macs_per_query"] == full
+    assert by["given", 0.25]["projection_macs_per_query"] == full
+    for keep in projbench.RATIOS:
+        assert by["project", keep]["projection_macs_per_query"] == keep * full
+        assert by["project", keep]["macs_per_query"] < by["given", keep]["macs_per_query"]
+    assert projbench.markdown(rows).count("\n| model |") == len(rows)

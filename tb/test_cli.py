@@ -75,7 +75,7 @@ def test_bad_config_file(tmp_path, capsys, content, message):
 def test_bad_arguments(tmp_path, capsys):
     code, _, err = run(capsys, "verilog", "--preset", "nope")
     assert code == 2 and err == "error: unknown preset 'nope'; known presets are tiny, " \
-                                "default, ice40, ecp5, axi, ecp5-axi\n"
+                                "default, ice40, ecp5, axi, ecp5-axi, axi-project\n"
     with pytest.raises(SystemExit) as e:
         main(["verilog", "--unit", "fpu"])
     assert e.value.code == 2

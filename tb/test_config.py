@@ -24,6 +24,10 @@ def test_json_with_preset_base():
     assert (cfg.d, cfg.block_size, cfg.k_max) == (16, preset("tiny").block_size, 2)
 
 
+#: A valid on-demand K/V config's fields (the test below changes one at a time).
+AXP = {"memory": "axi", "kv_source": "project", "d_model": 64}
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"d": 0}, r"^d = 0 is out of range; allowed 1 … 256$"),
     ({"d": "64"}, r"^d must be an integer 1 … 256, not '64'$"),
@@ -95,6 +99,26 @@ def test_json_with_preset_base():
     ({"predict_keys": 2, "adapt_bins": 4},
      r"^predict_keys = 2: the adaptive selection \(adapt_bins = 4\) takes one key per cycle; "
      r"allowed predict_keys = 1 with adapt_bins > 0$"),
+    # on-demand K/V (kv_source = "project")
+    ({"kv_source": "projected"}, r"^kv_source = 'projected' is unknown; choose one of given, "
+                                 r"project$"),
+    ({"kv_source": "project", "d_model": 64},
+     r'^kv_source = "project" with memory = "onchip": the on-demand K/V mode is built for the '
+     r'memory-attached core with int8 tokens and weights, one core and one key a cycle; '
+     r'allowed memory = "axi"$'),
+    ({**AXP, "data_width": 12}, r'^kv_source = "project" with data_width = 12: .*; allowed '
+                                r'data_width = 8$'),
+    ({**AXP, "cores": 2}, r'^kv_source = "project" with cores = 2: .*; allowed cores = 1$'),
+    ({**AXP, "predict_keys": 2}, r'^kv_source = "project" with predict_keys = 2: .*; allowed '
+                                 r'predict_keys = 1$'),
+    ({**AXP, "d_model": 0}, r'^d_model = 0 must be even and at least 2 with kv_source = '
+                            r'"project" \(two LZ codes a byte\); allowed 2 … 1024$'),
+    ({**AXP, "d_model": 63}, r'^d_model = 63 must be even'),
+    ({**AXP, "d_model": 2048}, r'^d_model = 2048 is out of range; allowed 0 … 1024$'),
+    ({**AXP, "d_model": 36}, r'^khat_lanes = 8 must divide d_model = 36$'),
+    ({**AXP, "proj_macs": 24}, r'^proj_macs = 24 must divide d = 64$'),
+    ({"d_model": 384}, r'^d_model = 384 is the token width of kv_source = "project"; allowed '
+                       r'd_model = 0 with kv_source = "given"$'),
 ])
 def test_validation_messages(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -123,7 +147,7 @@ def test_config_error_is_value_error():
     ("[1]", r"^cfg.json: expected a JSON object of parameters, got a list$"),
     ('{"dd": 3}', r"^cfg.json: unknown parameter 'dd'; known parameters are "),
     ('{"preset": "huge"}', r"^unknown preset 'huge'; known presets are tiny, default, ice40, "
-                           r"ecp5, axi, ecp5-axi$"),
+                           r"ecp5, axi, ecp5-axi, axi-project$"),
 ])
 def test_bad_json(text, message):
     with pytest.raises(ConfigError, match=message):

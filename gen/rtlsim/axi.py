@@ -577,18 +577,21 @@ def drive_slave_model(dut, model, *, prefix="m_axi", clk=None):
     return cocotb.start_soon(run())
 
 
-async def run_memory_job(dut, cfg, ram, lite, job, tensors, writes, *, poll=200):
+async def run_memory_job(dut, cfg, ram, lite, job, tensors, writes, *, poll=200, image=None):
     """One job of a memory-attached core through its registers (the benchmarks' testbenches):
-    Q, K, V into ``ram``, the register ``writes`` (parameters and job), STATUS cleared, start,
-    JOB_STATUS polled every ``poll`` cycles; fails on a JOB_ERROR. Returns ``(counters, O)``:
-    the total counters by name and O read back from ``ram``."""
+    Q, K, V into ``ram`` (or the ``{address: bytes}`` of ``image``), the register ``writes``
+    (parameters and job), STATUS cleared, start, JOB_STATUS polled every ``poll`` cycles;
+    fails on a JOB_ERROR. Returns ``(counters, O)``: the total counters by name and O read
+    back from ``ram``."""
     from cocotb.triggers import ClockCycles
 
     from sim.jobs import memory_image, read_outputs
     from spec.job import JobError
-    from spec.regmap import COUNTER_BASE, Reg, counter_names
+    from spec.regmap import Reg, counters
 
-    for addr, data in memory_image(cfg, job, *tensors).items():
+    if image is None:
+        image = memory_image(cfg, job, *tensors)
+    for addr, data in image.items():
         ram.write(addr, data)
     for addr, value in writes:
         await lite.write_dword(4 * addr, value)
@@ -598,9 +601,8 @@ async def run_memory_job(dut, cfg, ram, lite, job, tensors, writes, *, poll=200)
         await ClockCycles(dut.clk, poll)
     error = await lite.read_dword(4 * Reg.JOB_ERROR)
     assert error == JobError.NONE, f"job error {JobError(error).name}"
-    counters = {name: await lite.read_dword(4 * (COUNTER_BASE + n))
-                for n, name in enumerate(counter_names(cfg))}
-    return counters, read_outputs(cfg, job, lambda a, n: bytes(ram.read(a, n)))
+    values = {c.name: await lite.read_dword(4 * c.address) for c in counters(cfg)}
+    return values, read_outputs(cfg, job, lambda a, n: bytes(ram.read(a, n)))
 
 
 async def run_memory_bench(dut, run_job, prefix):

@@ -10,10 +10,10 @@ from sim.jobs import layout_job
 from sim.workloads import structured
 from spec.config import preset
 from spec.job import JobDescriptor, JobError, check_job
-from spec.regmap import COUNTER_BASE, Reg, counter_names
+from spec.regmap import Reg, counters
 from tb.support.amsim import run_until
 
-__all__ = ["AXI_P_CONFIGS", "AXI_SMALL_P2", "AXI_ODD_P4", "axi_ids", "AXI_SMALL_C2", "AXI_ODD_C4", "AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
+__all__ = ["PROJ_TINY", "PROJ_ODD", "PROJ_SMALL", "AXI_P_CONFIGS", "AXI_SMALL_P2", "AXI_ODD_P4", "axi_ids", "AXI_SMALL_C2", "AXI_ODD_C4", "AXI_TINY", "AXI_ODD", "AXI_SMALL", "CONFIGS", "dut_for", "run_job", "job_case"]
 
 AXI_TINY = preset("tiny").replace(name="axi-tiny", memory="axi", q_lanes=2, max_seq_len=256,
                                   axi_data_width=64, axi_max_burst=8, axi_max_reads=4)
@@ -44,6 +44,15 @@ AXI_P_CONFIGS = {c.name: c for c in (AXI_P2, AXI_P4, AXI_P2_WIDE, AXI_P2_ODD)}
 AXI_SMALL_P2 = AXI_SMALL.replace(name="axi-small-p2", axi_data_width=256, predict_keys=2)
 AXI_ODD_P4 = AXI_ODD.replace(name="axi-odd-p4", d=4, block_size=8, sort_width=6, dlzs_lanes=2,
                              predict_keys=4)
+#: On-demand K/V (kv_source = "project"): the tiny and the small compute with d_model = 24
+#: (three beats an X row, 4 multipliers) and the odd config's shape with d_model = 16 (two
+#: beats, 2 multipliers, a code word of three beats).
+PROJ_TINY = AXI_TINY.replace(name="axi-tiny-project", kv_source="project", d_model=24,
+                             khat_lanes=4, proj_macs=4)
+PROJ_ODD = AXI_ODD.replace(name="axi-odd-project", kv_source="project", d_model=16,
+                           khat_lanes=8, proj_macs=2)
+PROJ_SMALL = AXI_SMALL.replace(name="axi-small-project", kv_source="project", d_model=24,
+                               khat_lanes=4, proj_macs=4)
 MEM = 1 << 16
 _DUTS = {}
 
@@ -130,8 +139,8 @@ def run_job(cfg, writes, *, image=(), seed=0, idle=0.0, latency=0, fixed=False, 
         got["status"] = await lite_read(ctx, Reg.STATUS)
         for a in reads:
             got[a] = await lite_read(ctx, a)
-        for n, name in enumerate(counter_names(cfg)):
-            got[name] = await lite_read(ctx, COUNTER_BASE + n)
+        for c in counters(cfg):
+            got[c.name] = await lite_read(ctx, c.address)
         state["done"] = True
 
     run_until(dut, [slave, host], lambda: state["done"], timeout=timeout)

@@ -56,8 +56,11 @@ class RegisterModel:
         return self.values[register(name).address]
 
     def descriptor(self):
-        """The :class:`JobDescriptor` the registers hold."""
-        return JobDescriptor(**{f: self.value(f) for f in JobDescriptor.__dataclass_fields__})
+        """The :class:`JobDescriptor` the registers hold (fields without a register in this
+        config, the on-demand ones of a given-K/V core, keep their defaults)."""
+        have = {r.name for r in registers(self.cfg)}
+        return JobDescriptor(**{f: self.value(f) for f in JobDescriptor.__dataclass_fields__
+                                if f in have})
 
     def write(self, addr, value):
         reg = self.rw.get(addr)
