@@ -33,8 +33,7 @@ own). The counters from COUNTER_BASE are totals; each engine's are in its block
 (:data:`spec.regmap.CORE_BASE`).
 """
 
-from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux,
-                          ResetSignal, Signal)
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -135,23 +134,15 @@ class SofaAxiCore(wiring.Component):
         cfg = self._cfg
         N = cfg.cores
         engines = self.engines
-        # reset the engines after a fault: high in RESTART, from its own flip-flop
+        # reset the engines after a fault: high in RESTART, from its own flip-flop (it
+        # reaches most of the engines' registers)
         restart = Signal()
-        # The engines run in a domain of their own on the same clock, reset by one flip-flop:
-        # the core's reset a cycle late, or RESTART (the reset reaches most of the engines'
-        # registers: no gate between the flip-flop and that net)
-        engine_reset = Signal(init=1, reset_less=True)
-        entering_restart = Signal()
-        m.d.sync += engine_reset.eq(ResetSignal() | entering_restart)
-        m.domains.engine = engine_domain = ClockDomain("engine", local=True)
-        m.d.comb += [engine_domain.clk.eq(ClockSignal()), engine_domain.rst.eq(engine_reset)]
-        in_domain = DomainRenamer({"sync": "engine"})
         if N == 1:
-            m.submodules.engine = in_domain(engines[0])
+            m.submodules.engine = ResetInserter(restart)(engines[0])
             outer = engines[0]
         else:
             for i, e in enumerate(engines):
-                m.submodules[f"engine{i}"] = in_domain(e)
+                m.submodules[f"engine{i}"] = ResetInserter(restart)(e)
             m.submodules.arbiter = arb = self._arbiter
             for i, e in enumerate(engines):
                 for name, member in e.signature.members.items():
@@ -370,7 +361,6 @@ class SofaAxiCore(wiring.Component):
                 if N > 1:
                     m.d.comb += arb.solo.eq(1)          # no partner waits for a stopped one
                 with m.If(all_idle):
-                    m.d.comb += entering_restart.eq(1)
                     m.d.sync += restart.eq(1)
                     m.next = "RESTART"
             with m.State("RESTART"):
