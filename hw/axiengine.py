@@ -548,9 +548,9 @@ class AxiEngine(wiring.Component):
         rel_slot = Signal(range(VT))
         landed = Cat(*(v_pend[s] == 0 for s in range(VT))).bit_select(rel_slot, 1)
         release = (released != k_filled) & (released != v_tile) & past.all() & landed
-        m.d.sync += k_ahead.eq(k_ahead + k_step - release)
         if not proj:
             m.d.sync += v_ahead.eq(v_ahead + v_step - release)
+        m.d.sync += k_ahead.eq(k_ahead + k_step - release)
         with m.If(release):
             m.d.sync += [released.eq(released + 1), rel_slot.eq(wrap_inc(rel_slot, VT))]
             m.d.comb += clear_slot.eq(1 << rel_slot)
