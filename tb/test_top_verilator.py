@@ -23,7 +23,10 @@ EXTRA = {"tiny2": preset("tiny").replace(name="tiny2", q_lanes=2),
 
 
 @pytest.mark.parametrize("name,seq", [("tiny", None), ("tiny2", None), ("ice40", None),
-                                      ("tiny-adapt", None), ("tiny2-adapt", None),
+                                      # the adaptive gate on Verilator: the odd config in
+                                      # make test, tiny in make test-all (time budget)
+                                      pytest.param("tiny-adapt", None, marks=pytest.mark.slow),
+                                      ("tiny2-adapt", None),
                                       ("tiny-pk4", None),
                                       pytest.param("tiny2-pk2", None, marks=pytest.mark.slow),
                                       pytest.param("ecp5", None, marks=pytest.mark.slow),
