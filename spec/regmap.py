@@ -156,16 +156,7 @@ def _job_words():
         a = 65 + 4 * i
         T = t.upper()
         regs += [
-            _rw(f"{t}_base", a, f"Byte address of {T}'s first row (head 0), low word; a write "
-                f"applies {T}_BASE_HI with it. A multiple of the bus width in bytes.",
-                lambda cfg: cfg.axi_addr_width, lambda cfg: 0,
-                lambda cfg: (0, (1 << cfg.axi_addr_width) - 1), high=f"{t}_base_hi",
-                present=_axi),
-            _rw(f"{t}_base_hi", a + 1, f"{T}_BASE's bits above 32, applied by the next write "
-                f"of {T}_BASE (0 with a 32-bit address bus).",
-                lambda cfg: max(1, cfg.axi_addr_width - WORD_BITS), lambda cfg: 0,
-                lambda cfg: (0, (1 << max(0, cfg.axi_addr_width - WORD_BITS)) - 1),
-                present=_axi),
+            *_base_words(t, a, f"{T}'s first row (head 0)", _axi),
             _rw(f"{t}_stride", a + 2, f"Bytes from one {T} row to the next: at least a row, a "
                 f"multiple of the bus width.",
                 lambda cfg: WORD_BITS, lambda cfg: 0, lambda cfg: (0, (1 << WORD_BITS) - 1),
