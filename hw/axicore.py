@@ -99,7 +99,8 @@ class SofaAxiCore(wiring.Component):
         self._words = address_words(cfg)
         self._lite_width = lite_addr_width(cfg)
         self._lite = AxiLiteRegisters(addr_width=self._lite_width,
-                                      reg_addr_width=(self._words - 1).bit_length())
+                                      reg_addr_width=(self._words - 1).bit_length(),
+                                      rdata_latency=2)
         if N > 1:
             self._arbiter = AxiArbiter(masters=N, addr_width=cfg.axi_addr_width,
                                        data_width=cfg.axi_data_width,
@@ -227,7 +228,7 @@ class SofaAxiCore(wiring.Component):
             checks += [(params[f"{w}_base"], params["w_head_stride"], 0, 1,
                         weight_beats(cfg, w) * BB) for w in WEIGHTS]
         NT = len(checks)
-        step = Signal(range(2 * NT + 5))
+        step = Signal(range(2 * NT + 6))
         mul_a, mul_b = Signal(32), Signal(24)
         op_a, op_b = Signal(32), Signal(24)
         p_lo, p_hi = Signal(44), Signal(44)
@@ -309,7 +310,9 @@ class SofaAxiCore(wiring.Component):
                 m.d.sync += act.eq(Mux(run_start, work[i], act & ~e.done & ~restart))
                 core_state.append((act, fin, err))
 
-        assert job_check_cycles(cfg) == 1 + 2 * NT + 4 + 1    # start, issue, pipeline, decide
+        # start, issue, pipeline, the code registered, decide
+        assert job_check_cycles(cfg) == 1 + 2 * NT + 4 + 2
+        code_r = Signal(4)
         with m.FSM(name="job"):
             with m.State("IDLE"):
                 with m.If(start):
@@ -321,16 +324,20 @@ class SofaAxiCore(wiring.Component):
                 m.d.sync += step.eq(step + 1)
                 with m.If(v[3] & (acc > limit_3)):
                     m.d.sync += over.eq(1)
-                with m.If(step == 2 * NT + 4):
-                    code = Mux((params["seq_len"] == 0) | (params["seq_len"] > cfg.max_seq_len),
-                               JobError.SEQ_LEN,
-                               Mux(params["queries"] == 0, JobError.QUERIES,
-                                   Mux(params["heads"] == 0, JobError.HEADS,
-                                       Mux(err_align, JobError.ALIGN,
-                                           Mux(err_stride, JobError.STRIDE,
-                                               Mux(over, JobError.RANGE, JobError.NONE))))))
-                    m.d.sync += job_error.eq(code)
-                    with m.If(code == JobError.NONE):
+                # the code from registers a cycle ahead of the decision (the check's result
+                # into the engines' start was the memory board's longest path)
+                m.d.sync += code_r.eq(
+                    Mux((params["seq_len"] == 0) | (params["seq_len"] > cfg.max_seq_len),
+                        JobError.SEQ_LEN,
+                        Mux(params["queries"] == 0, JobError.QUERIES,
+                            Mux(params["heads"] == 0, JobError.HEADS,
+                                Mux(err_align, JobError.ALIGN,
+                                    Mux(err_stride, JobError.STRIDE,
+                                        Mux(over, JobError.RANGE,
+                                            JobError.NONE)))))))
+                with m.If(step == 2 * NT + 5):
+                    m.d.sync += job_error.eq(code_r)
+                    with m.If(code_r == JobError.NONE):
                         if N == 1:
                             m.d.comb += run_start.eq(1)
                             m.next = "RUN"
@@ -428,10 +435,11 @@ class SofaAxiCore(wiring.Component):
             m.d.comb += [*(bank.inc[n].eq(total[n]) for n in names), bank.clear.eq(clear),
                          bank.addr.eq(bank_addr)]
 
-        # -- reads: one cycle of latency --------------------------------------------------------
+        # -- reads: two cycles of latency; the mux over every register is registered (the
+        # memory board's longest path ran through it) ----------------------------------------
         r_addr = Signal.like(addr)
-        m.d.sync += r_addr.eq(addr)
-        rdata = lite.reg_rdata
+        rdata = Signal(32)
+        m.d.sync += [r_addr.eq(addr), lite.reg_rdata.eq(rdata)]
         with m.Switch(r_addr):
             parameter_read_cases(m, cfg, params, rdata)
             with m.Case(Reg.STATUS):

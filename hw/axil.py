@@ -1,7 +1,7 @@
 """AxiLiteRegisters: an AXI4-Lite slave in front of a word-addressed register port;
 AxiLiteBridge: an AXI4-Lite master behind a request/acknowledge register port."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,8 +14,8 @@ __all__ = ["AxiLiteRegisters", "AxiLiteBridge"]
 class AxiLiteRegisters(wiring.Component):
     """An AXI4-Lite slave (32-bit data) driving a register port like :class:`hw.top.SofaCore`'s:
     ``reg_addr`` (a word address: the byte address >> 2), ``reg_wdata`` and a one-cycle
-    ``reg_we`` per write; ``reg_rdata`` is the register at the ``reg_addr`` of the previous
-    cycle.
+    ``reg_we`` per write; ``reg_rdata`` is the register at the ``reg_addr`` of
+    ``rdata_latency`` cycles before.
 
     One transaction at a time per direction: AWREADY and WREADY stay low from their
     handshake to the B handshake, ARREADY from its handshake to the R handshake. AW and W may
@@ -41,6 +41,9 @@ class AxiLiteRegisters(wiring.Component):
         Bits of ``reg_addr``, 1 to 30.
     prefix : str
         Of the AXI4-Lite members (``s_axil``).
+    rdata_latency : int
+        Cycles from ``reg_addr`` to its ``reg_rdata``, 1 or 2 (2 lets the register port
+        register its read mux).
 
     Attributes
     ----------
@@ -54,13 +57,15 @@ class AxiLiteRegisters(wiring.Component):
         ``2``: cycles from the later of the AW and W handshakes to BVALID; ``reg_we`` is high
         in the cycle BVALID rises.
     read_latency : int
-        ``4``: cycles from the AR handshake to RVALID (``reg_addr`` is presented 2 cycles after
-        the handshake).
+        ``3 + rdata_latency``: cycles from the AR handshake to RVALID (``reg_addr`` is
+        presented 2 cycles after the handshake).
     """
 
-    def __init__(self, *, addr_width, reg_addr_width, prefix="s_axil"):
+    def __init__(self, *, addr_width, reg_addr_width, prefix="s_axil", rdata_latency=1):
         check_int("AxiLiteRegisters", "reg_addr_width", reg_addr_width, 1, 30)
         check_int("AxiLiteRegisters", "addr_width", addr_width, reg_addr_width + 2, 64)
+        check_int("AxiLiteRegisters", "rdata_latency", rdata_latency, 1, 2)
+        self._rdata_latency = rdata_latency
         self._addr_width, self._reg_addr_width, self._prefix = addr_width, reg_addr_width, prefix
         super().__init__({
             **axil_slave_members(prefix, addr_width=addr_width),
@@ -76,7 +81,7 @@ class AxiLiteRegisters(wiring.Component):
 
     @property
     def read_latency(self):
-        return 4
+        return 3 + self._rdata_latency
 
     def _axi(self, suffix):
         return getattr(self, f"{self._prefix}_{suffix}")
@@ -101,16 +106,19 @@ class AxiLiteRegisters(wiring.Component):
             return addr[A + 2:] == 0 if self._addr_width > A + 2 else 1
 
         # Transactions waiting for the register port.
-        rd_addr_cycle, rd_data_cycle = Signal(), Signal()   # reg_addr shown, reg_rdata valid
+        rd_addr_cycle = Signal()                            # reg_addr shown
+        rd_wait = Signal(self._rdata_latency)               # then one bit a cycle to reg_rdata
+        rd_data_cycle = rd_wait[-1]
         wr_ready = aw_full & w_full & ~p("bvalid")
-        rd_ready = ar_full & ~p("rvalid") & ~rd_addr_cycle & ~rd_data_cycle
+        rd_ready = ar_full & ~p("rvalid") & ~rd_addr_cycle & ~rd_wait.any()
         read_turn = Signal()                                # who goes first on a tie
         do_write = wr_ready & (~rd_ready | ~read_turn)
         do_read = rd_ready & ~do_write
         with m.If(wr_ready & rd_ready):
             m.d.sync += read_turn.eq(~read_turn)
 
-        m.d.sync += [self.reg_we.eq(0), rd_addr_cycle.eq(0), rd_data_cycle.eq(rd_addr_cycle)]
+        m.d.sync += [self.reg_we.eq(0), rd_addr_cycle.eq(0),
+                     rd_wait.eq(Cat(rd_addr_cycle, rd_wait[:-1]))]
         with m.If(do_write):
             ok = in_range(aw_addr) & (w_strb == 0b1111)
             m.d.sync += [p("bvalid").eq(1), p("bresp").eq(RESP_SLVERR)]

@@ -34,16 +34,16 @@ EXP2_LATENCY = 2
 SKID_LATENCY = 1
 #: :class:`hw.axicore.SofaAxiCore`: cycles from the start write to JOB_ERROR and the engine's
 #: start. The eight range products (a base, head and row term per tensor) issue one a cycle
-#: into a five-stage pipeline (operands, two multiply stages, accumulate, compare): 1 + 8 + 4
-#: + 1.
-JOB_CHECK_CYCLES = 14
+#: into a five-stage pipeline (operands, two multiply stages, accumulate, compare), and the
+#: error code is registered before it decides the start: 1 + 8 + 4 + 2.
+JOB_CHECK_CYCLES = 15
 
 
 def job_check_cycles(cfg):
-    """:data:`JOB_CHECK_CYCLES`, or with on-demand K/V (``kv_source = "project"``) 20: two
+    """:data:`JOB_CHECK_CYCLES`, or with on-demand K/V (``kv_source = "project"``) 21: two
     products for each of Q, X, O and the four weight tensors (a weight tensor's second
     product is 0)."""
-    return 20 if cfg.kv_source == "project" else JOB_CHECK_CYCLES
+    return JOB_CHECK_CYCLES + 6 if cfg.kv_source == "project" else JOB_CHECK_CYCLES
 #: Products the split of a job across several cores needs (heads a group × the four head
 #: strides, queries a chunk × the Q and O row strides).
 JOB_SPLIT_PRODUCTS = 6

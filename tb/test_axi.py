@@ -171,6 +171,8 @@ def test_verilog_port_names():
      "AxiWriter id_width must be an integer from 1 to 32, not 33"),
     (lambda: AxiLiteRegisters(addr_width=5, reg_addr_width=4),
      "AxiLiteRegisters addr_width must be an integer from 6 to 64, not 5"),
+    (lambda: AxiLiteRegisters(addr_width=8, reg_addr_width=4, rdata_latency=3),
+     "AxiLiteRegisters rdata_latency must be an integer from 1 to 2, not 3"),
 ])
 def test_bad_parameters(make, message):
     with pytest.raises(ValueError) as info:
@@ -694,28 +696,30 @@ class LiteMaster:
                 return (resp, data) if ch == "r" else resp
 
 
-def lite_bench(dut, regs, writes):
-    """The core's side: ``regs`` written on ``reg_we`` (logged in ``writes``), read with one
-    cycle of latency; checks the one-cycle ``reg_we`` pulses."""
+def lite_bench(dut, regs, writes, rdata_latency=1):
+    """The core's side: ``regs`` written on ``reg_we`` (logged in ``writes``), read with
+    ``rdata_latency`` cycles of latency; checks the one-cycle ``reg_we`` pulses."""
     async def core(ctx):
+        addrs = [0] * rdata_latency               # the addresses of the reads in flight
         while True:
             _, _, addr, we, wdata = await ctx.tick().sample(dut.reg_addr, dut.reg_we,
                                                             dut.reg_wdata)
             if we:
                 regs[addr] = wdata
                 writes.append((addr, wdata))
-            ctx.set(dut.reg_rdata, regs[addr])
+            addrs = addrs[1:] + [addr]
+            ctx.set(dut.reg_rdata, regs[addrs[0]])
     return core
 
 
-@pytest.mark.parametrize("idle", [0.0, 0.4])
-def test_lite_registers(idle):
+@pytest.mark.parametrize("idle,rdata_latency", [(0.0, 1), (0.4, 1), (0.4, 2)])
+def test_lite_registers(idle, rdata_latency):
     """Writes with AW first, W first and both together, read back; out-of-range addresses and
     partial strobes are SLVERR and touch nothing; the two directions run concurrently."""
-    dut = AxiLiteRegisters(addr_width=12, reg_addr_width=4)
+    dut = AxiLiteRegisters(addr_width=12, reg_addr_width=4, rdata_latency=rdata_latency)
     regs, writes = [0] * 16, []
     bench = Bench(dut)
-    bench.add(lite_bench(dut, regs, writes))
+    bench.add(lite_bench(dut, regs, writes, rdata_latency))
     rng = random.Random(int(idle * 10))
     master = LiteMaster(dut, rng, idle)
     shadow = [0] * 16
@@ -858,10 +862,11 @@ def test_writer_latency_and_ii():
     bench.run(main)
 
 
-def test_lite_latencies():
-    dut = AxiLiteRegisters(addr_width=8, reg_addr_width=4)
+@pytest.mark.parametrize("rdata_latency", [1, 2])
+def test_lite_latencies(rdata_latency):
+    dut = AxiLiteRegisters(addr_width=8, reg_addr_width=4, rdata_latency=rdata_latency)
     bench = Bench(dut)
-    bench.add(lite_bench(dut, [7] * 16, []))
+    bench.add(lite_bench(dut, [7] * 16, [], rdata_latency))
     p = {n: getattr(dut, f"s_axil_{n}") for n in LITE}
 
     async def main(ctx):

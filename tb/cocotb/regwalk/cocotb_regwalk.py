@@ -32,7 +32,7 @@ SEED = int(os.environ.get("SOFA_SEED", "1"))
 WORDS = port_words(CFG)
 MASK = (1 << WORD_BITS) - 1
 #: Cycles the memory core takes to check a descriptor (hw/axicore.py: 9), with margin.
-CHECK_CYCLES = 24                 # > spec.timing.job_check_cycles (14, projecting 20)
+CHECK_CYCLES = 24                 # > spec.timing.job_check_cycles (15, projecting 21)
 
 
 class OnChipPort:
