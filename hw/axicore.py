@@ -49,7 +49,7 @@ from spec.job import (JobError, TENSORS, WEIGHTS, bus_bytes, k_packed, projects,
 from spec.timing import JOB_SPLIT_PRODUCTS, job_check_cycles, job_split_cycles
 from spec.regmap import (COUNTER_BASE, CORE_BASE, CORE_COUNTER_OFFSET, CORE_REGS, CORE_WORDS,
                          PROJECT_COUNTER_BASE,
-                         Reg, address_words, counter_names, lite_addr_width, register,
+                         Reg, address_words, counter_names, lite_addr_width, register, registers,
                          register_map)
 
 
@@ -100,7 +100,7 @@ class SofaAxiCore(wiring.Component):
         self._lite_width = lite_addr_width(cfg)
         self._lite = AxiLiteRegisters(addr_width=self._lite_width,
                                       reg_addr_width=(self._words - 1).bit_length(),
-                                      rdata_latency=2)
+                                      rdata_latency=2, write_lead=True)
         if N > 1:
             self._arbiter = AxiArbiter(masters=N, addr_width=cfg.axi_addr_width,
                                        data_width=cfg.axi_data_width,
@@ -175,23 +175,31 @@ class SofaAxiCore(wiring.Component):
         def reject(a):
             m.d.sync += [error.eq(1), error_addr.eq(a)]
 
+        # Writes: the AXI4-Lite slave shows the address a cycle ahead of reg_we, and the
+        # address is decoded into a flip-flop per register (the decode into the enables of
+        # registers across the die was a longest path of the memory board).
+        writable = [r.address for r in registers(cfg) if r.access == "rw"] + \
+            [Reg.STATUS, Reg.CONTROL, Reg.JOB_STATUS]
+        hits = {a: Signal(name=f"w_hit{a}") for a in writable}
+        unknown = Signal()
+        m.d.sync += [*(h.eq(addr == a) for a, h in hits.items()),
+                     unknown.eq(~Cat(addr == a for a in writable).any())]
         with m.If(lite.reg_we):
-            with m.Switch(addr):
-                parameter_write_cases(m, cfg, params, wd, self.busy, reject)
-                with m.Case(Reg.STATUS):
-                    m.d.comb += clear.eq(wd[0])
-                    with m.If(wd[1]):
-                        m.d.sync += error.eq(0)
-                with m.Case(Reg.CONTROL):
-                    with m.If(self.busy):
-                        reject(Reg.CONTROL)
-                    with m.Else():
-                        m.d.comb += start.eq(wd[0])
-                with m.Case(Reg.JOB_STATUS):
-                    with m.If(wd[0]):
-                        m.d.sync += done.eq(0)
-                with m.Default():
-                    reject(addr)
+            parameter_write_cases(m, cfg, params, wd, self.busy, reject, hit=hits.__getitem__)
+            with m.If(hits[Reg.STATUS]):
+                m.d.comb += clear.eq(wd[0])
+                with m.If(wd[1]):
+                    m.d.sync += error.eq(0)
+            with m.If(hits[Reg.CONTROL]):
+                with m.If(self.busy):
+                    reject(Reg.CONTROL)
+                with m.Else():
+                    m.d.comb += start.eq(wd[0])
+            with m.If(hits[Reg.JOB_STATUS]):
+                with m.If(wd[0]):
+                    m.d.sync += done.eq(0)
+            with m.If(unknown):
+                reject(addr)
 
         # -- the job ----------------------------------------------------------------------------
         if N == 1:

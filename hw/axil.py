@@ -1,7 +1,7 @@
 """AxiLiteRegisters: an AXI4-Lite slave in front of a word-addressed register port;
 AxiLiteBridge: an AXI4-Lite master behind a request/acknowledge register port."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +44,9 @@ class AxiLiteRegisters(wiring.Component):
     rdata_latency : int
         Cycles from ``reg_addr`` to its ``reg_rdata``, 1 or 2 (2 lets the register port
         register its read mux).
+    write_lead : bool
+        Show a write's ``reg_addr`` and ``reg_wdata`` a cycle before its ``reg_we`` and hold
+        them through it (the register port may then decode the address into flip-flops).
 
     Attributes
     ----------
@@ -54,18 +57,19 @@ class AxiLiteRegisters(wiring.Component):
     reg_we : Out(1)
     reg_rdata : In(32)
     write_latency : int
-        ``2``: cycles from the later of the AW and W handshakes to BVALID; ``reg_we`` is high
-        in the cycle BVALID rises.
+        ``2`` (``3`` with ``write_lead``): cycles from the later of the AW and W handshakes to
+        BVALID; ``reg_we`` is high in the cycle BVALID rises.
     read_latency : int
         ``3 + rdata_latency``: cycles from the AR handshake to RVALID (``reg_addr`` is
         presented 2 cycles after the handshake).
     """
 
-    def __init__(self, *, addr_width, reg_addr_width, prefix="s_axil", rdata_latency=1):
+    def __init__(self, *, addr_width, reg_addr_width, prefix="s_axil", rdata_latency=1,
+                 write_lead=False):
         check_int("AxiLiteRegisters", "reg_addr_width", reg_addr_width, 1, 30)
         check_int("AxiLiteRegisters", "addr_width", addr_width, reg_addr_width + 2, 64)
         check_int("AxiLiteRegisters", "rdata_latency", rdata_latency, 1, 2)
-        self._rdata_latency = rdata_latency
+        self._rdata_latency, self._write_lead = rdata_latency, bool(write_lead)
         self._addr_width, self._reg_addr_width, self._prefix = addr_width, reg_addr_width, prefix
         super().__init__({
             **axil_slave_members(prefix, addr_width=addr_width),
@@ -77,7 +81,7 @@ class AxiLiteRegisters(wiring.Component):
 
     @property
     def write_latency(self):
-        return 2
+        return 3 if self._write_lead else 2
 
     @property
     def read_latency(self):
@@ -109,8 +113,9 @@ class AxiLiteRegisters(wiring.Component):
         rd_addr_cycle = Signal()                            # reg_addr shown
         rd_wait = Signal(self._rdata_latency)               # then one bit a cycle to reg_rdata
         rd_data_cycle = rd_wait[-1]
-        wr_ready = aw_full & w_full & ~p("bvalid")
-        rd_ready = ar_full & ~p("rvalid") & ~rd_addr_cycle & ~rd_wait.any()
+        w_lead, w_ok = Signal(), Signal()                   # the write shown ahead of reg_we
+        wr_ready = aw_full & w_full & ~p("bvalid") & ~w_lead
+        rd_ready = ar_full & ~p("rvalid") & ~rd_addr_cycle & ~rd_wait.any() & ~w_lead
         read_turn = Signal()                                # who goes first on a tie
         do_write = wr_ready & (~rd_ready | ~read_turn)
         do_read = rd_ready & ~do_write
@@ -121,10 +126,18 @@ class AxiLiteRegisters(wiring.Component):
                      rd_wait.eq(Cat(rd_addr_cycle, rd_wait[:-1]))]
         with m.If(do_write):
             ok = in_range(aw_addr) & (w_strb == 0b1111)
-            m.d.sync += [p("bvalid").eq(1), p("bresp").eq(RESP_SLVERR)]
-            with m.If(ok):
-                m.d.sync += [self.reg_we.eq(1), self.reg_addr.eq(aw_addr[2:]),
-                             self.reg_wdata.eq(w_data), p("bresp").eq(RESP_OKAY)]
+            if self._write_lead:
+                m.d.sync += [w_lead.eq(1), w_ok.eq(ok)]
+                with m.If(ok):
+                    m.d.sync += [self.reg_addr.eq(aw_addr[2:]), self.reg_wdata.eq(w_data)]
+            else:
+                m.d.sync += [p("bvalid").eq(1), p("bresp").eq(RESP_SLVERR)]
+                with m.If(ok):
+                    m.d.sync += [self.reg_we.eq(1), self.reg_addr.eq(aw_addr[2:]),
+                                 self.reg_wdata.eq(w_data), p("bresp").eq(RESP_OKAY)]
+        with m.If(w_lead):
+            m.d.sync += [w_lead.eq(0), self.reg_we.eq(w_ok), p("bvalid").eq(1),
+                         p("bresp").eq(Mux(w_ok, RESP_OKAY, RESP_SLVERR))]
         with m.If(do_read):
             with m.If(in_range(ar_addr)):
                 m.d.sync += [self.reg_addr.eq(ar_addr[2:]), rd_addr_cycle.eq(1)]

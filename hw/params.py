@@ -18,17 +18,19 @@ def parameter_signals(cfg):
             for r in registers(cfg) if r.access == "rw"}
 
 
-def parameter_write_cases(m, cfg, params, wdata, busy, reject):
+def parameter_write_cases(m, cfg, params, wdata, busy, reject, hit=None):
     """Inside a ``m.Switch`` on the write address: a case per parameter that takes
     ``wdata`` when it is legal and the core is idle, else calls ``reject(address)``. A
-    parameter wider than the port takes its high bits from its ``_HI`` stage."""
+    parameter wider than the port takes its high bits from its ``_HI`` stage. With ``hit``
+    (address → a signal high when the write is to it) the cases are ``m.If(hit(address))``
+    instead, outside any ``m.Switch``."""
     for r in registers(cfg):
         if r.access != "rw":
             continue
         lo, hi = r.legal(cfg)
         value = Cat(wdata, params[r.high]) if r.high and r.value_width(cfg) > len(wdata) \
             else wdata
-        with m.Case(r.address):
+        with (m.Case(r.address) if hit is None else m.If(hit(r.address))):
             with m.If(busy | (value < lo) | (value > hi)):
                 reject(r.address)
             with m.Else():

@@ -696,30 +696,37 @@ class LiteMaster:
                 return (resp, data) if ch == "r" else resp
 
 
-def lite_bench(dut, regs, writes, rdata_latency=1):
+def lite_bench(dut, regs, writes, rdata_latency=1, write_lead=False):
     """The core's side: ``regs`` written on ``reg_we`` (logged in ``writes``), read with
-    ``rdata_latency`` cycles of latency; checks the one-cycle ``reg_we`` pulses."""
+    ``rdata_latency`` cycles of latency; with ``write_lead``, checks that a write's address
+    and data were shown the cycle before ``reg_we``."""
     async def core(ctx):
         addrs = [0] * rdata_latency               # the addresses of the reads in flight
+        before = None
         while True:
             _, _, addr, we, wdata = await ctx.tick().sample(dut.reg_addr, dut.reg_we,
                                                             dut.reg_wdata)
             if we:
+                if write_lead:
+                    assert before == (addr, wdata)
                 regs[addr] = wdata
                 writes.append((addr, wdata))
+            before = (addr, wdata)
             addrs = addrs[1:] + [addr]
             ctx.set(dut.reg_rdata, regs[addrs[0]])
     return core
 
 
-@pytest.mark.parametrize("idle,rdata_latency", [(0.0, 1), (0.4, 1), (0.4, 2)])
-def test_lite_registers(idle, rdata_latency):
+@pytest.mark.parametrize("idle,rdata_latency,write_lead",
+                         [(0.0, 1, False), (0.4, 1, False), (0.0, 2, True), (0.4, 2, True)])
+def test_lite_registers(idle, rdata_latency, write_lead):
     """Writes with AW first, W first and both together, read back; out-of-range addresses and
     partial strobes are SLVERR and touch nothing; the two directions run concurrently."""
-    dut = AxiLiteRegisters(addr_width=12, reg_addr_width=4, rdata_latency=rdata_latency)
+    dut = AxiLiteRegisters(addr_width=12, reg_addr_width=4, rdata_latency=rdata_latency,
+                           write_lead=write_lead)
     regs, writes = [0] * 16, []
     bench = Bench(dut)
-    bench.add(lite_bench(dut, regs, writes, rdata_latency))
+    bench.add(lite_bench(dut, regs, writes, rdata_latency, write_lead))
     rng = random.Random(int(idle * 10))
     master = LiteMaster(dut, rng, idle)
     shadow = [0] * 16
@@ -747,12 +754,14 @@ def test_lite_registers(idle, rdata_latency):
     assert regs == shadow
 
 
-def test_lite_concurrent_read_and_write():
+@pytest.mark.parametrize("rdata_latency,write_lead", [(1, False), (2, True)])
+def test_lite_concurrent_read_and_write(rdata_latency, write_lead):
     """A read and a write in flight together share the register port; both complete."""
-    dut = AxiLiteRegisters(addr_width=6, reg_addr_width=4)
+    dut = AxiLiteRegisters(addr_width=6, reg_addr_width=4, rdata_latency=rdata_latency,
+                           write_lead=write_lead)
     regs, writes = list(range(100, 116)), []
     bench = Bench(dut)
-    bench.add(lite_bench(dut, regs, writes))
+    bench.add(lite_bench(dut, regs, writes, rdata_latency, write_lead))
     rng = random.Random(2)
     results = []
 
@@ -862,11 +871,12 @@ def test_writer_latency_and_ii():
     bench.run(main)
 
 
-@pytest.mark.parametrize("rdata_latency", [1, 2])
-def test_lite_latencies(rdata_latency):
-    dut = AxiLiteRegisters(addr_width=8, reg_addr_width=4, rdata_latency=rdata_latency)
+@pytest.mark.parametrize("rdata_latency,write_lead", [(1, False), (2, True)])
+def test_lite_latencies(rdata_latency, write_lead):
+    dut = AxiLiteRegisters(addr_width=8, reg_addr_width=4, rdata_latency=rdata_latency,
+                           write_lead=write_lead)
     bench = Bench(dut)
-    bench.add(lite_bench(dut, [7] * 16, [], rdata_latency))
+    bench.add(lite_bench(dut, [7] * 16, [], rdata_latency, write_lead))
     p = {n: getattr(dut, f"s_axil_{n}") for n in LITE}
 
     async def main(ctx):
