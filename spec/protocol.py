@@ -70,7 +70,8 @@ for their replies, as long as the requests it has not yet had a reply to total a
 ``queue_bytes`` bytes: then nothing is ever lost. Should the queue overflow anyway, the bytes
 that do not fit are dropped and the next byte that does fit is answered ``BUSY`` (``cmd`` is
 the frame's command, or ``NO_CMD`` between frames) and dropped too; the rest of a frame that
-lost bytes is then parsed as line noise, so a host that sees ``BUSY`` waits for its outstanding
+lost bytes is then parsed as line noise (a frame whose tail was lost is answered ``TRUNCATED``
+after the timeout), so a host that sees ``BUSY`` waits for its outstanding
 replies and sends the lost requests again. A link built with ``queue_bytes = 1`` (the iCE40
 boards, where the logic for a queue does not fit) holds one byte: a host waits for each reply
 before it sends the next request, and a request sent early is answered ``BUSY``.

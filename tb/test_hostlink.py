@@ -14,7 +14,7 @@ from gen.host import CoreRejected, LinkError, SimulatedBoard, SofaHost
 from hw.board import SofaLinkCore
 from spec.config import ConfigError, RunParams, preset
 from hw.hostlink import HostLink
-from spec.protocol import (N_REGS, PROTOCOL_VERSION, Cmd, ProtocolError, ReplyParser, Status,
+from spec.protocol import (N_REGS, NO_CMD, PROTOCOL_VERSION, Cmd, ProtocolError, ReplyParser, Status,
                            crc16, decode_out, decode_reply, encode_reply, encode_request,
                            ident_bytes, link_regs, load_kv_payload, out_bytes, parse_ident,
                            query_payload, read_regs_payload, write_reg_payload)
@@ -284,6 +284,95 @@ def test_reply_latency():
     _, _, latency = run_script(steps)
     lat = link_dut().link.latency
     assert latency == [lat, lat, lat + 1]
+
+
+def _queued_link(queue_bytes):
+    key = f"queue{queue_bytes}"
+    if key not in _DUT:
+        _DUT[key] = SofaLinkCore(CFG, max_payload=MAX_PAYLOAD, timeout_cycles=TIMEOUT,
+                                 clk_hz=1_000_000, divisor=8, queue_bytes=queue_bytes)
+    return _DUT[key]
+
+
+def test_request_queue_overflow():
+    """With the replies held back, ``queue_bytes`` of requests queued behind the two the link
+    has taken in are all answered, and a request more is lost whole (the queue holds exactly
+    ``queue_bytes``); a burst far beyond loses requests (one cut short is answered
+    TRUNCATED); the next byte after a loss is answered BUSY (and dropped, the rest of its
+    frame is noise), and the link then answers as before."""
+    Q = 16
+    dut = _queued_link(Q)
+    req = encode_request(Cmd.IDENT)
+    want = ident_bytes(CFG, max_payload=MAX_PAYLOAD, clk_hz=1_000_000, divisor=8,
+                       timeout_cycles=TIMEOUT, queue_bytes=Q)
+    parser, got = ReplyParser(), []
+    state = {"hold": True, "done": False}
+
+    async def sink(ctx):
+        while True:
+            ctx.set(dut.tx.ready, int(not state["hold"]))
+            _, _, byte, valid, ready = await ctx.tick().sample(dut.tx.payload, dut.tx.valid,
+                                                                dut.tx.ready)
+            if valid and ready:
+                got.extend(parser.feed(bytes([byte])))
+
+    async def send(ctx, data):
+        for byte in data:
+            ctx.set(dut.rx.valid, 1)
+            ctx.set(dut.rx.payload, byte)
+            await ctx.tick()
+        ctx.set(dut.rx.valid, 0)
+
+    async def settle(ctx, cycles=3000):
+        state["hold"] = False
+        for _ in range(cycles):
+            await ctx.tick()
+
+    regs = encode_request(Cmd.READ_REGS, read_regs_payload(Reg.TOP_K, 1))
+    assert len(regs) * 2 == Q
+
+    async def host(ctx):
+        # Two requests the link takes in (the second waits for the first reply to leave),
+        # then Q bytes queued behind them: all answered; then a request more: lost whole.
+        for extra in (b"", regs):
+            state["hold"] = True
+            await send(ctx, req * 2)
+            for _ in range(200):
+                await ctx.tick()
+            await send(ctx, regs * 2 + extra)
+            for _ in range(200):
+                await ctx.tick()
+            await settle(ctx)
+            kinds = [(r.cmd, r.status) for r in got]
+            assert kinds == [(Cmd.IDENT, Status.OK)] * 2 + [(Cmd.READ_REGS, Status.OK)] * 2, got
+            got.clear()
+        await send(ctx, req)                      # its first byte meets the loss: BUSY
+        await settle(ctx)
+        assert [(r.cmd, r.status) for r in got] == [(NO_CMD, Status.BUSY)], got
+        got.clear()
+        state["hold"] = True
+        burst = 12                                # 72 bytes against a queue of 16
+        await send(ctx, req * burst)
+        for _ in range(200):
+            await ctx.tick()
+        await settle(ctx)
+        # whole requests answered, the rest lost; a request whose tail was lost times out
+        answers = [(r.cmd, r.status, r.payload) for r in got]
+        if answers and answers[-1] == (Cmd.IDENT, Status.TRUNCATED, b""):
+            answers.pop()
+        assert 2 <= len(answers) < burst and \
+            answers == [(Cmd.IDENT, Status.OK, want)] * len(answers), got
+        got.clear()
+        await send(ctx, req)                      # its first byte meets the loss
+        await settle(ctx)
+        assert [(r.cmd, r.status) for r in got] == [(NO_CMD, Status.BUSY)], got
+        got.clear()
+        await send(ctx, req)                      # sent again: answered
+        await settle(ctx)
+        assert [(r.cmd, r.status, r.payload) for r in got] == [(Cmd.IDENT, Status.OK, want)]
+        state["done"] = True
+
+    run_until(dut, [host, sink], lambda: state["done"], timeout=60_000)
 
 
 def test_board_model_matches_rtl():
