@@ -154,8 +154,8 @@ def _runtime_key(build_args, waves):
 
 def _runtime_files(build_dir):
     """Verilator's runtime objects of a finished build and their make dependency files."""
-    names, listing = [], False
-    for line in (build_dir / "Vtop_classes.mk").read_text().splitlines():
+    names, listing, classes = [], False, build_dir / "Vtop_classes.mk"
+    for line in (classes.read_text().splitlines() if classes.is_file() else []):
         if line.startswith(("VM_GLOBAL_FAST", "VM_GLOBAL_SLOW")):
             listing = True
         elif listing and line.startswith("  "):
