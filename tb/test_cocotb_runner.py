@@ -6,13 +6,14 @@ design is not rebuilt, and that a module the simulator could not import is refus
 """
 
 import json
+import shutil
 
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.rtlsim.runner import SimulationError, build_dir_for, run_cocotb
+from gen.rtlsim.runner import SimulationError, build_dir_for, run_cocotb, simulator
 from spec.config import preset
 
 #: The cocotb side, by its dotted name (the simulator imports it from sys.path).
@@ -79,3 +80,18 @@ def test_run_cocotb_refuses_unimportable_modules(module):
     with pytest.raises(ModuleNotFoundError, match="is not importable"):
         run_cocotb("selftest", StreamReg2, preset("tiny"), module, name="never-built")
     assert not build_dir_for("selftest", "never-built").exists()
+
+
+def test_later_builds_link_the_shared_runtime_objects():
+    """A second design's build copies Verilator's runtime objects (verilated.o …) kept from an
+    earlier build instead of compiling them again, and runs."""
+    if simulator() != "verilator":
+        pytest.skip("Verilator builds only")
+    cfg = preset("tiny").replace(name="selftest-w5", data_width=5)
+    run_cocotb("selftest", StreamReg2, preset("tiny"), SELFTEST, testcase="test_passthrough")
+    build = build_dir_for("selftest", cfg.name)
+    shutil.rmtree(build, ignore_errors=True)                  # a fresh build in any case
+    run_cocotb("selftest", StreamReg2, cfg, SELFTEST, testcase="test_passthrough")
+    log = (build / "build.log").read_text()
+    assert "Vtop__ALL.o" in log and "verilated.o" in log     # compiled the design, linked
+    assert "-o verilated.o" not in log and (build / "verilated.o").is_file()

@@ -1,8 +1,9 @@
 """The SOFA core (``sofa_top``) on Verilator end to end (cocotb, ``tb/cocotb/top/cocotb_top.py``)
-against the golden model: tiny (one and two query lanes, and with the adaptive budget and
-its tail blend, one and two lanes) and
+against the golden model: tiny, tiny with two lanes and the adaptive budget and its tail
+blend (5 bins) and
 ice40 at S = max_seq_len, tiny with ``predict_keys = 4``, and the default preset at S = 512;
-``make test-all`` adds ecp5, the default preset's whole 1024, tiny with two lanes at
+``make test-all`` adds tiny with two lanes alone and with the adaptive budget on one lane
+(4 bins), ecp5, the default preset's whole 1024, tiny with two lanes at
 ``predict_keys = 2`` and the default preset with ``predict_keys = 4`` at 1024."""
 
 import pytest
@@ -22,7 +23,12 @@ EXTRA = {"tiny2": preset("tiny").replace(name="tiny2", q_lanes=2),
             "default-pk4": preset("default").replace(name="default-pk4", predict_keys=4)}
 
 
-@pytest.mark.parametrize("name,seq", [("tiny", None), ("tiny2", None), ("ice40", None),
+@pytest.mark.parametrize("name,seq", [("tiny", None),
+                                      # two lanes: tiny2-adapt runs the same tests on them
+                                      # in make test (its cycle model check on two lanes
+                                      # is tb/test_top.py's), tiny2 in make test-all
+                                      pytest.param("tiny2", None, marks=pytest.mark.slow),
+                                      ("ice40", None),
                                       # the adaptive gate on Verilator: the odd config in
                                       # make test, tiny in make test-all (time budget)
                                       pytest.param("tiny-adapt", None, marks=pytest.mark.slow),

