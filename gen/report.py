@@ -163,7 +163,8 @@ def run_one(preset_name, device_name, *, out_dir, seq=256, baud=115200, seed=Non
     work.mkdir(parents=True, exist_ok=True)
     clk_hz = target * 1e6
     top = SofaBoardTop(cfg, divisor=divisor_for(clk_hz, baud), timeout_cycles=round(0.05 * clk_hz),
-                       clk_hz=round(clk_hz), queue_bytes=link_queue_bytes(device.family))
+                       clk_hz=round(clk_hz), queue_bytes=link_queue_bytes(device.family),
+                       global_reset=device.family == "ecp5")
     pins_top = SofaBoardPins(top, btn_active_low=device.family == "ice40",
                              led_active_low=device.family == "ice40")
     row = {"preset": preset_name, "device": device_name, "part": device.part,

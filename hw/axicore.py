@@ -33,7 +33,8 @@ own). The counters from COUNTER_BASE are totals; each engine's are in its block
 (:data:`spec.regmap.CORE_BASE`).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance, Module,
+                          Mux, ResetSignal, Signal)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -68,6 +69,9 @@ class SofaAxiCore(wiring.Component):
     ----------
     cfg : SofaConfig
         ``memory = "axi"``.
+    global_reset : bool
+        Distribute the engines' reset on an ECP5 global network (a ``DCCA``; the memory
+        board's flows set it; the Amaranth simulator cannot run it).
 
     Attributes
     ----------
@@ -87,11 +91,11 @@ class SofaAxiCore(wiring.Component):
         As :class:`hw.top.SofaCore`'s, from :mod:`spec.regmap`.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, *, global_reset=False):
         if cfg.memory != "axi":
             raise ConfigError(f"memory = {cfg.memory!r}: SofaAxiCore reads K/V over AXI4 "
                               f"(memory = 'axi')")
-        self._cfg = cfg
+        self._cfg, self._global_reset = cfg, bool(global_reset)
         N = cfg.cores
         self._core_bits = (N - 1).bit_length()
         self.engines = tuple(AxiEngine(cfg, id_width=cfg.axi_id_width - self._core_bits)
@@ -135,15 +139,28 @@ class SofaAxiCore(wiring.Component):
         cfg = self._cfg
         N = cfg.cores
         engines = self.engines
-        # reset the engines after a fault: high in RESTART, from its own flip-flop (it
-        # reaches most of the engines' registers)
+        # The engines run in a domain of their own on the same clock, reset by one flip-flop:
+        # the core's reset a cycle late, or RESTART after a fault. The net reaches most of
+        # the engines' registers; a gate of the two resets in front of it, or plain routing
+        # from it, was the memory board's longest path: on ECP5 it can take a global network.
         restart = Signal()
+        entering_restart = Signal()
+        engine_reset = Signal(init=1, reset_less=True)
+        m.d.sync += engine_reset.eq(ResetSignal() | entering_restart)
+        m.domains.engine = engine_domain = ClockDomain("engine", local=True)
+        m.d.comb += engine_domain.clk.eq(ClockSignal())
+        if self._global_reset:
+            m.submodules.engine_reset_buffer = Instance(
+                "DCCA", i_CLKI=engine_reset, i_CE=Const(1), o_CLKO=engine_domain.rst)
+        else:
+            m.d.comb += engine_domain.rst.eq(engine_reset)
+        in_domain = DomainRenamer({"sync": "engine"})
         if N == 1:
-            m.submodules.engine = ResetInserter(restart)(engines[0])
+            m.submodules.engine = in_domain(engines[0])
             outer = engines[0]
         else:
             for i, e in enumerate(engines):
-                m.submodules[f"engine{i}"] = ResetInserter(restart)(e)
+                m.submodules[f"engine{i}"] = in_domain(e)
             m.submodules.arbiter = arb = self._arbiter
             for i, e in enumerate(engines):
                 for name, member in e.signature.members.items():
@@ -277,7 +294,9 @@ class SofaAxiCore(wiring.Component):
         m.d.sync += limit_3.eq(limit)
 
         # -- several cores: the split (spec.job.split_job) -------------------------------------
-        run_start = Signal()                     # start the engines (that have work)
+        run_go = Signal()                        # the decision to start the engines
+        run_start = Signal()                     # start them (that have work), a cycle later
+        m.d.sync += run_start.eq(run_go)
         split_go, split_done = Signal(), Signal()
         if N > 1:
             work, subs, follow = self._split(m, cfg, params, split_go, split_done)
@@ -347,7 +366,7 @@ class SofaAxiCore(wiring.Component):
                     m.d.sync += job_error.eq(code_r)
                     with m.If(code_r == JobError.NONE):
                         if N == 1:
-                            m.d.comb += run_start.eq(1)
+                            m.d.comb += run_go.eq(1)
                             m.next = "RUN"
                         else:
                             m.d.comb += split_go.eq(1)
@@ -359,7 +378,7 @@ class SofaAxiCore(wiring.Component):
                 with m.State("SPLIT"):
                     m.d.comb += self.busy.eq(1)
                     with m.If(split_done):
-                        m.d.comb += run_start.eq(1)
+                        m.d.comb += run_go.eq(1)
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
@@ -376,6 +395,7 @@ class SofaAxiCore(wiring.Component):
                 if N > 1:
                     m.d.comb += arb.solo.eq(1)          # no partner waits for a stopped one
                 with m.If(all_idle):
+                    m.d.comb += entering_restart.eq(1)
                     m.d.sync += restart.eq(1)
                     m.next = "RESTART"
             with m.State("RESTART"):

@@ -87,6 +87,9 @@ class SofaLinkCore(wiring.Component):
     mem_bytes : int
         The memory of a memory board (``memory = "axi"``; default
         :data:`DEFAULT_MEM_BYTES`); must be 0 or left out for the on-chip core.
+    global_reset : bool
+        Passed to :class:`SofaAxiCore` on a memory board (an ECP5 global network for its
+        engines' reset); ignored by the on-chip core.
 
     Attributes
     ----------
@@ -103,7 +106,8 @@ class SofaLinkCore(wiring.Component):
     """
 
     def __init__(self, cfg, *, iterative_divider=True, max_payload=DEFAULT_MAX_PAYLOAD,
-                 timeout_cycles, queue_bytes=None, clk_hz=0, divisor=0, mem_bytes=None):
+                 timeout_cycles, queue_bytes=None, clk_hz=0, divisor=0, mem_bytes=None,
+                 global_reset=False):
         self._cfg = cfg
         if mem_bytes is None:
             mem_bytes = DEFAULT_MEM_BYTES if cfg.memory == "axi" else 0
@@ -111,7 +115,7 @@ class SofaLinkCore(wiring.Component):
                              queue_bytes=queue_bytes, clk_hz=clk_hz, divisor=divisor,
                              mem_bytes=mem_bytes)
         if cfg.memory == "axi":
-            self.core = SofaAxiCore(cfg)
+            self.core = SofaAxiCore(cfg, global_reset=global_reset)
             self.ram = AxiBram(size=mem_bytes, data_width=cfg.axi_data_width,
                                addr_width=cfg.axi_addr_width, id_width=cfg.axi_id_width)
             self.bridge = AxiLiteBridge(addr_width=lite_addr_width(cfg),
@@ -183,7 +187,7 @@ class SofaBoardTop(wiring.Component):
         Inter-byte timeout of the link in cycles.
     clk_hz : int
         The clock, reported by IDENT.
-    iterative_divider, max_payload, queue_bytes, mem_bytes :
+    iterative_divider, max_payload, queue_bytes, mem_bytes, global_reset :
         See :class:`SofaLinkCore`.
 
     Attributes
@@ -197,14 +201,15 @@ class SofaBoardTop(wiring.Component):
     """
 
     def __init__(self, cfg, *, divisor, timeout_cycles, clk_hz=0, iterative_divider=True,
-                 max_payload=DEFAULT_MAX_PAYLOAD, queue_bytes=None, mem_bytes=None):
+                 max_payload=DEFAULT_MAX_PAYLOAD, queue_bytes=None, mem_bytes=None,
+                 global_reset=False):
         self._cfg = cfg
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
         self.link_core = SofaLinkCore(cfg, iterative_divider=iterative_divider,
                                       max_payload=max_payload, timeout_cycles=timeout_cycles,
                                       queue_bytes=queue_bytes, clk_hz=clk_hz, divisor=divisor,
-                                      mem_bytes=mem_bytes)
+                                      mem_bytes=mem_bytes, global_reset=global_reset)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -388,7 +393,8 @@ class SofaBoard(Elaboratable):
             self.cfg, divisor=divisor, timeout_cycles=max(1, round(self.timeout_s * clk_hz)),
             clk_hz=round(clk_hz), iterative_divider=self.iterative_divider,
             max_payload=self.max_payload, mem_bytes=self.mem_bytes,
-            queue_bytes=link_queue_bytes(getattr(platform, "family", None)))
+            queue_bytes=link_queue_bytes(getattr(platform, "family", None)),
+            global_reset=getattr(platform, "family", None) == "ecp5")
         m.submodules.top = top
 
         uart = platform.request(*self.uart, dir="-")

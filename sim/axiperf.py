@@ -50,7 +50,7 @@ from sim.jobs import blocks, rass_order
 from sim.perf import tile_work
 from spec.job import (WEIGHTS, bus_bytes, k_read_beats, projects, query_lengths, row_beats,
                       row_bytes, weight_beats, x_row_beats)
-from spec.timing import (JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency,
+from spec.timing import (ENGINE_START_DELAY, JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency,
                          job_check_cycles, sads_bank_timing, sads_timing, sufa_latency)
 
 
@@ -66,7 +66,7 @@ R_TIME = 4
 FEED_TIME = 2
 #: Register checks at start (:data:`spec.timing.JOB_CHECK_CYCLES`), and the block hand-over
 #: (PREP and BLOCK states, the lanes' reset).
-START_TIME = JOB_CHECK_CYCLES + 1
+START_TIME = JOB_CHECK_CYCLES + ENGINE_START_DELAY + 1
 BLOCK_GAP = 4
 #: On-demand K/V: hw/khat.py's latency plus the serializer's register; the weight loader's
 #: gearbox, count and the WLOAD hand-over; the X ring read before the projection unit.
@@ -184,7 +184,8 @@ def axi_core_cycles(cfg, params, job, result, tensors=None, *, bytes_per_cycle=N
     works_all = job_works(cfg, params, job, tensors) if works is None else works
     steps = core_steps(cfg, params, job, result.selections, works_all, beat_time=bus.beat_time,
                        latency=latency, rass=rass,
-                       start=job_check_cycles(cfg) + 1 if projects(cfg) else START_TIME)
+                       start=job_check_cycles(cfg) + ENGINE_START_DELAY + 1 if projects(cfg)
+                       else START_TIME)
     # alone on its bus, every read is served in the order the engine issues it
     try:
         req = next(steps)

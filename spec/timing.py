@@ -19,7 +19,7 @@ from spec.validate import ConfigError, check_int
 
 __all__ = ["ITERATIVE_DIVIDER_STEPS", "divider_timing", "dlzs_tree_levels", "dlzs_latency",
            "SadsTiming", "sads_timing", "SadsBankTiming", "sads_bank_timing", "predict_keys_for", "sufa_latency", "core_latency", "EXP2_LATENCY",
-           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES", "job_check_cycles", "JOB_SPLIT_PRODUCTS", "job_split_cycles", "ADAPT_COUNT_CYCLES",
+           "SKID_LATENCY", "V_TILES", "JOB_CHECK_CYCLES", "ENGINE_START_DELAY", "job_check_cycles", "JOB_SPLIT_PRODUCTS", "job_split_cycles", "ADAPT_COUNT_CYCLES",
            "ADAPT_EMIT_CYCLES", "adapt_sweep_cycles", "adapt_gate_cycles", "tail_sweep_cycles"]
 
 
@@ -32,11 +32,14 @@ ITERATIVE_DIVIDER_STEPS = 2
 EXP2_LATENCY = 2
 #: :class:`hw.skid.SkidBuffer`, in both modes.
 SKID_LATENCY = 1
-#: :class:`hw.axicore.SofaAxiCore`: cycles from the start write to JOB_ERROR and the engine's
-#: start. The eight range products (a base, head and row term per tensor) issue one a cycle
+#: :class:`hw.axicore.SofaAxiCore`: cycles from the start write to JOB_ERROR and the decision
+#: to start the engines (:data:`ENGINE_START_DELAY` later). The eight range products (a base, head and row term per tensor) issue one a cycle
 #: into a five-stage pipeline (operands, two multiply stages, accumulate, compare), and the
 #: error code is registered before it decides the start: 1 + 8 + 4 + 2.
 JOB_CHECK_CYCLES = 15
+#: Cycles from a passed check (or the split of several cores) to the engines' start: the start
+#: comes from a flip-flop (the check's decision into the engines was a longest path).
+ENGINE_START_DELAY = 1
 
 
 def job_check_cycles(cfg):
