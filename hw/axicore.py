@@ -438,7 +438,8 @@ class SofaAxiCore(wiring.Component):
                 incs.append(events_of(e, busy_i) | unit_incs)
             if N == 1:
                 m.submodules.counters = bank = CounterBank({n: tops[0][n] for n in names},
-                                                           width=cfg.counter_width)
+                                                           width=cfg.counter_width,
+                                                           registered=True)
                 total = incs[0]
             else:
                 for i in range(N):
@@ -447,11 +448,13 @@ class SofaAxiCore(wiring.Component):
                 # totals: cycles and busy once, the rest summed over the engines
                 own = {"cycles": 1, "busy_cycles": 1}
                 m.submodules.counters = bank = CounterBank(
-                    {n: own.get(n, N * tops[0][n]) for n in names}, width=cfg.counter_width)
+                    {n: own.get(n, N * tops[0][n]) for n in names}, width=cfg.counter_width,
+                    registered=True)
                 total = {n: sum(inc[n] for inc in incs) for n in names} | \
                     {"cycles": 1, "busy_cycles": self.busy}
                 for i in range(N):
-                    b = CounterBank({n: tops[i][n] for n in names}, width=cfg.counter_width)
+                    b = CounterBank({n: tops[i][n] for n in names}, width=cfg.counter_width,
+                                    registered=True)
                     m.submodules[f"counters{i}"] = b
                     banks.append(b)
                     m.d.comb += [*(b.inc[n].eq(incs[i][n]) for n in names), b.clear.eq(clear),
@@ -463,11 +466,18 @@ class SofaAxiCore(wiring.Component):
             m.d.comb += [*(bank.inc[n].eq(total[n]) for n in names), bank.clear.eq(clear),
                          bank.addr.eq(bank_addr)]
 
-        # -- reads: two cycles of latency; the mux over every register is registered (the
-        # memory board's longest path ran through it) ----------------------------------------
+        # -- reads: two cycles of latency; the mux over every register is registered, and the
+        # counter banks register their sums (both were the memory board's longest paths) ----
         r_addr = Signal.like(addr)
-        rdata = Signal(32)
-        m.d.sync += [r_addr.eq(addr), lite.reg_rdata.eq(rdata)]
+        rdata, rdata_q = Signal(32), Signal(32)
+        all_banks = ([bank] if bank is not None else []) + banks
+        from_bank = Signal(range(len(all_banks) + 1))        # 0: rdata_q, k: all_banks[k - 1]
+        from_bank_q = Signal.like(from_bank)
+        m.d.sync += [r_addr.eq(addr), rdata_q.eq(rdata), from_bank_q.eq(from_bank)]
+        m.d.comb += lite.reg_rdata.eq(rdata_q)
+        for k, b in enumerate(all_banks):
+            with m.If(from_bank_q == k + 1):
+                m.d.comb += lite.reg_rdata.eq(b.data)
         with m.Switch(r_addr):
             parameter_read_cases(m, cfg, params, rdata)
             with m.Case(Reg.STATUS):
@@ -482,7 +492,7 @@ class SofaAxiCore(wiring.Component):
                 with m.Case(*(c for c in range(COUNTER_BASE, COUNTER_BASE + n_low)),
                             *(range(PROJECT_COUNTER_BASE, PROJECT_COUNTER_BASE + 4)
                               if proj else ())):
-                    m.d.comb += rdata.eq(bank.data)
+                    m.d.comb += from_bank.eq(1)
             if N > 1:
                 offs = {name: off for name, off, _, _ in CORE_REGS}
                 for i in range(N):
@@ -499,7 +509,7 @@ class SofaAxiCore(wiring.Component):
                     if banks:
                         with m.Case(*range(base + CORE_COUNTER_OFFSET,
                                            base + CORE_COUNTER_OFFSET + len(names))):
-                            m.d.comb += rdata.eq(banks[i].data)
+                            m.d.comb += from_bank.eq(2 + i)
         return m
 
     def _split(self, m, cfg, params, go, finished):

@@ -64,15 +64,16 @@ class CounterBank(wiring.Component):
     addr : In(range(N))
         Counter to read.
     data : Out(width)
-        The counter :py:`addr` named in the previous cycle: the increments of every cycle up
-        to and including that one, since the last clear.
+        The counter :py:`addr` named ``latency`` cycles before: the increments of every cycle
+        up to and including the one after the address, since the last clear.
     latency : int
-        Read latency, 1 cycle (the memory's registered read).
+        Read latency: 1 cycle (the memory's registered read), or 2 with ``registered``
+        (the sum of the word and its pending increments registered too).
     sweep_period : int
         Cycles between two flushes of a counter, ``N``.
     """
 
-    def __init__(self, events, *, width):
+    def __init__(self, events, *, width, registered=False):
         if not events:
             raise ValueError("a CounterBank needs at least one counter")
         for name, top in events.items():
@@ -82,7 +83,7 @@ class CounterBank(wiring.Component):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, not {width!r}")
         self._events = dict(events)
-        self._width = width
+        self._width, self._registered = width, bool(registered)
         super().__init__({
             "inc": In(data.StructLayout({n: top.bit_length() for n, top in events.items()})),
             "clear": In(1),
@@ -100,7 +101,7 @@ class CounterBank(wiring.Component):
 
     @property
     def latency(self):
-        return 1
+        return 2 if self._registered else 1
 
     @property
     def sweep_period(self):
@@ -159,8 +160,7 @@ class CounterBank(wiring.Component):
         # Read: the word (transparent to this cycle's flush) plus what is still pending.
         r_ptr = Signal(range(N))
         m.d.sync += r_ptr.eq(self.addr)
-        m.d.comb += [
-            host_rd.addr.eq(self.addr),
-            self.data.eq(Mux(zero.bit_select(r_ptr, 1), 0, host_rd.data) + pick(pre, r_ptr)),
-        ]
+        m.d.comb += host_rd.addr.eq(self.addr)
+        total = Mux(zero.bit_select(r_ptr, 1), 0, host_rd.data) + pick(pre, r_ptr)
+        m.d[("sync" if self._registered else "comb")] += self.data.eq(total)
         return m

@@ -17,10 +17,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("name", CASES)
-def test_counter_bank(name):
+def test_counter_bank(name, registered):
     events, width = CASES[name]
-    dut = CounterBank(events, width=width)
+    dut = CounterBank(events, width=width, registered=registered)
     names = list(events)
     rng = random.Random(name)
     mask = (1 << width) - 1
@@ -28,7 +29,7 @@ def test_counter_bank(name):
     checked = []
 
     async def bench(ctx):
-        pending = None                         # (address, expected) of last cycle's read
+        pending = [None] * dut.latency         # (address, expected) of the reads in flight
         for cycle in range(3000):
             clear = rng.random() < 0.01
             inc = {n: (rng.randint(0, top) if rng.random() < 0.7 else top)
@@ -38,8 +39,8 @@ def test_counter_bank(name):
                 ctx.set(dut.inc[n], inc[n])
             ctx.set(dut.clear, clear)
             ctx.set(dut.addr, addr)
-            if pending is not None:
-                a, want = pending
+            if pending[0] is not None:
+                a, want = pending[0]
                 got = ctx.get(dut.data)
                 assert got == want, f"cycle {cycle}: counter {names[a]} reads {got}, " \
                                     f"expected {want}"
@@ -47,7 +48,7 @@ def test_counter_bank(name):
             # the model: this cycle's increments count, unless the counters are cleared
             for n in names:
                 total[n] = 0 if clear else total[n] + inc[n]
-            pending = (addr, total[names[addr]] & mask)
+            pending = pending[1:] + [(addr, total[names[addr]] & mask)]
             await ctx.tick()
 
     sim = Simulator(dut)
