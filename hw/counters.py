@@ -162,5 +162,5 @@ class CounterBank(wiring.Component):
         m.d.sync += r_ptr.eq(self.addr)
         m.d.comb += host_rd.addr.eq(self.addr)
         total = Mux(zero.bit_select(r_ptr, 1), 0, host_rd.data) + pick(pre, r_ptr)
-        m.d[("sync" if self._registered else "comb")] += self.data.eq(total)
+        m.d["sync" if self._registered else "comb"] += self.data.eq(total)
         return m

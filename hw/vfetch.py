@@ -68,8 +68,9 @@ def fetched_rows(m, cfg, rd, rows_from, vtag_layout, job, base, rass, dense, blo
                      vtag.slot.eq(v_slot), vtag.pos.eq(stage.pos)]
         with m.If(stage_valid & stage.marker):
             m.d.comb += v_step.eq(1)
-            m.d.sync += [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT)),
-                         v_addr.eq(v_addr + tile_step), v_key0.eq(v_key0 + B)]
+            m.d.sync += [v_addr.eq(v_addr + tile_step), v_key0.eq(v_key0 + B)]
+    with m.If(v_step):                           # the next tile, sparse or dense
+        m.d.sync += [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT))]
     # dense: a tile at a time (one command, or one a row)
     v_sub = Signal(range(B + 1))
     # min(v_rows_left, B) and the stride test as flip-flops: both reach the command
@@ -79,8 +80,7 @@ def fetched_rows(m, cfg, rd, rows_from, vtag_layout, job, base, rass, dense, blo
     rows_after = v_rows_left - rows
     with m.If(block_go):
         m.d.sync += rows.eq(Mux(span_c < B, span_c, B))
-    next_tile = [v_tile.eq(v_tile + 1), v_slot.eq(wrap_inc(v_slot, VT)),
-                 v_rows_left.eq(rows_after), rows.eq(Mux(rows_after < B, rows_after, B))]
+    next_tile = [v_rows_left.eq(rows_after), rows.eq(Mux(rows_after < B, rows_after, B))]
     with m.If(dense):
         m.d.comb += [v_cmd.payload.addr.eq(v_row_addr), vtag.slot.eq(v_slot),
                      vtag.pos.eq(v_sub)]

@@ -50,8 +50,9 @@ from sim.jobs import blocks, rass_order
 from sim.perf import tile_work
 from spec.job import (WEIGHTS, bus_bytes, k_read_beats, projects, query_lengths, row_beats,
                       row_bytes, weight_beats, x_row_beats)
-from spec.timing import (ENGINE_START_DELAY, JOB_CHECK_CYCLES, V_TILES, divider_timing, dlzs_latency,
-                         job_check_cycles, sads_bank_timing, sads_timing, sufa_latency)
+from spec.timing import (ENGINE_START_DELAY, JOB_CHECK_CYCLES, V_TILES, divider_timing,
+                         dlzs_latency, job_check_cycles, sads_bank_timing, sads_timing,
+                         sufa_latency)
 
 
 __all__ = ["axi_core_cycles", "job_works", "core_steps", "Read", "Bus", "AxiBreakdown",
@@ -184,8 +185,7 @@ def axi_core_cycles(cfg, params, job, result, tensors=None, *, bytes_per_cycle=N
     works_all = job_works(cfg, params, job, tensors) if works is None else works
     steps = core_steps(cfg, params, job, result.selections, works_all, beat_time=bus.beat_time,
                        latency=latency, rass=rass,
-                       start=job_check_cycles(cfg) + ENGINE_START_DELAY + 1 if projects(cfg)
-                       else START_TIME)
+                       start=job_check_cycles(cfg) + ENGINE_START_DELAY + 1)
     # alone on its bus, every read is served in the order the engine issues it
     try:
         req = next(steps)

@@ -33,9 +33,10 @@ EXP2_LATENCY = 2
 #: :class:`hw.skid.SkidBuffer`, in both modes.
 SKID_LATENCY = 1
 #: :class:`hw.axicore.SofaAxiCore`: cycles from the start write to JOB_ERROR and the decision
-#: to start the engines (:data:`ENGINE_START_DELAY` later). The eight range products (a base, head and row term per tensor) issue one a cycle
-#: into a five-stage pipeline (operands, two multiply stages, accumulate, compare), and the
-#: error code is registered before it decides the start: 1 + 8 + 4 + 2.
+#: to start the engines (:data:`ENGINE_START_DELAY` later). The eight range products (a base,
+#: head and row term per tensor) issue one a cycle into a five-stage pipeline (operands, two
+#: multiply stages, accumulate, compare), and the error code is registered before it decides
+#: the start: 1 + 8 + 4 + 2.
 JOB_CHECK_CYCLES = 15
 #: Cycles from a passed check (or the split of several cores) to the engines' start: the start
 #: comes from a flip-flop (the check's decision into the engines was a longest path).
