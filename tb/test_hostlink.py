@@ -31,11 +31,12 @@ TIMEOUT = 64
 _DUT = {}
 
 
-def link_dut(cfg=CFG):
-    if cfg.name not in _DUT:
-        _DUT[cfg.name] = SofaLinkCore(cfg, max_payload=MAX_PAYLOAD, timeout_cycles=TIMEOUT,
-                                      clk_hz=1_000_000, divisor=8)
-    return _DUT[cfg.name]
+def link_dut(cfg=CFG, queue_bytes=None):
+    key = (cfg.name, queue_bytes)
+    if key not in _DUT:
+        _DUT[key] = SofaLinkCore(cfg, max_payload=MAX_PAYLOAD, timeout_cycles=TIMEOUT,
+                                 clk_hz=1_000_000, divisor=8, queue_bytes=queue_bytes)
+    return _DUT[key]
 
 
 # -- a scripted host on the byte streams -----------------------------------------------------------
@@ -286,14 +287,6 @@ def test_reply_latency():
     assert latency == [lat, lat, lat + 1]
 
 
-def _queued_link(queue_bytes):
-    key = f"queue{queue_bytes}"
-    if key not in _DUT:
-        _DUT[key] = SofaLinkCore(CFG, max_payload=MAX_PAYLOAD, timeout_cycles=TIMEOUT,
-                                 clk_hz=1_000_000, divisor=8, queue_bytes=queue_bytes)
-    return _DUT[key]
-
-
 def test_request_queue_overflow():
     """With the replies held back, ``queue_bytes`` of requests queued behind the two the link
     has taken in are all answered, and a request more is lost whole (the queue holds exactly
@@ -301,7 +294,7 @@ def test_request_queue_overflow():
     TRUNCATED); the next byte after a loss is answered BUSY (and dropped, the rest of its
     frame is noise), and the link then answers as before."""
     Q = 16
-    dut = _queued_link(Q)
+    dut = link_dut(queue_bytes=Q)
     req = encode_request(Cmd.IDENT)
     want = ident_bytes(CFG, max_payload=MAX_PAYLOAD, clk_hz=1_000_000, divisor=8,
                        timeout_cycles=TIMEOUT, queue_bytes=Q)
